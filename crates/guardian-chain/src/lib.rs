@@ -1,0 +1,17 @@
+//! guardian's chain adapter.
+//!
+//! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), compiling the
+//! project's Solidity with foundry-compilers ([`contracts`]), a local Anvil chain ([`devnet`]),
+//! and deploying and driving a Safe 1.4.1 ([`safe`]). Used by the tests, the rehearsal and real
+//! deployments alike, so the code path a drill exercises is the one production uses.
+
+pub mod contracts;
+pub mod devnet;
+pub mod safe;
+pub mod testbed;
+pub mod toolchain;
+
+pub use contracts::{CompiledContract, Contracts};
+pub use devnet::{Devnet, DevnetOptions};
+pub use testbed::{Testbed, TestbedOptions};
+pub use toolchain::Toolchain;
