@@ -1,0 +1,7 @@
+//! End-to-end tests against a real Anvil (chain id 138) and a real Safe 1.4.1.
+//!
+//! One test binary so the workspace links once; the Solidity project compiles once per run
+//! (see [`support::contracts`]) and every test starts its own Anvil, so tests stay independent.
+
+mod safe_flow;
+mod support;
