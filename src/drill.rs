@@ -1,9 +1,6 @@
 //! The smoke drill behind `guardian rehearse`: the whole chain path in one go, narrated.
 
-#![allow(
-    clippy::print_stdout,
-    reason = "the drill narrates to the operator's terminal"
-)]
+#![allow(clippy::print_stdout, reason = "the drill narrates to the operator's terminal")]
 
 use std::time::Instant;
 
@@ -36,27 +33,16 @@ pub(crate) async fn run(args: DrillArgs) -> Result<()> {
     let contracts = Contracts::compile(&toolchain)?;
     println!(
         "contracts: compiled ({})",
-        if contracts.reused_cache() {
-            "cache reused"
-        } else {
-            "fresh build"
-        }
+        if contracts.reused_cache() { "cache reused" } else { "fresh build" }
     );
 
     let options = TestbedOptions {
-        devnet: DevnetOptions {
-            chain_id: args.chain_id,
-            ..DevnetOptions::default()
-        },
+        devnet: DevnetOptions { chain_id: args.chain_id, ..DevnetOptions::default() },
         ..TestbedOptions::default()
     };
     let bed = Testbed::start(&toolchain, &contracts, &options).await?;
     let threshold = bed.safe.threshold().await?;
-    println!(
-        "chain:     anvil at {} (chain id {})",
-        bed.devnet.http_url(),
-        bed.devnet.chain_id()
-    );
+    println!("chain:     anvil at {} (chain id {})", bed.devnet.http_url(), bed.devnet.chain_id());
     println!(
         "safe:      {} (Safe 1.4.1, {} owners, threshold {threshold})",
         bed.safe.address(),
@@ -69,18 +55,10 @@ pub(crate) async fn run(args: DrillArgs) -> Result<()> {
     let reader = bed.devnet.reader();
     let target = bed.targets.vault_v2;
     let nonce = bed.safe.nonce().await?;
-    let tx = SafeTx::call(
-        target,
-        U256::ZERO,
-        IPausable::pauseCall {}.abi_encode().into(),
-        nonce,
-    );
+    let tx = SafeTx::call(target, U256::ZERO, IPausable::pauseCall {}.abi_encode().into(), nonce);
     let hash = bed.safe.tx_hash(&tx);
     let onchain = bed.safe.onchain_tx_hash(&tx).await?;
-    ensure!(
-        hash == onchain,
-        "local safeTxHash {hash} differs from the Safe's {onchain}"
-    );
+    ensure!(hash == onchain, "local safeTxHash {hash} differs from the Safe's {onchain}");
     println!(
         "proposal:  pause() on VaultV2 at Safe nonce {nonce}, safeTxHash {hash} (matches the Safe)"
     );
@@ -91,19 +69,13 @@ pub(crate) async fn run(args: DrillArgs) -> Result<()> {
         println!("approval:  {} signed", owner.address());
     }
     let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await?;
-    ensure!(
-        execution.success,
-        "execTransaction did not emit ExecutionSuccess"
-    );
+    ensure!(execution.success, "execTransaction did not emit ExecutionSuccess");
     println!(
         "executed:  tx {} in block {}",
         execution.receipt.transaction_hash,
         execution.receipt.block_number.unwrap_or_default()
     );
-    ensure!(
-        is_paused(&reader, target).await?,
-        "VaultV2 is not paused after execution"
-    );
+    ensure!(is_paused(&reader, target).await?, "VaultV2 is not paused after execution");
     println!("verified:  VaultV2.paused() == true");
     println!("drill passed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -13,12 +13,7 @@ mod drill;
 /// when a rule fires, and rolls deployment configs back to the previous contract versions.
 /// Start with `guardian rehearse` to see the whole flow on a local chain.
 #[derive(Debug, Parser)]
-#[command(
-    name = "guardian",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "guardian", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides this.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -42,9 +37,7 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
             Command::Rehearse(args) => drill::run(args).await,
@@ -59,8 +52,5 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

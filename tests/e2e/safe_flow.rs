@@ -15,12 +15,7 @@ use guardian_core::safe::{Approvals, OwnerApproval, SafeTx, domain_separator};
 use crate::support::{contracts, testbed};
 
 fn pause_tx(target: Address, nonce: U256) -> SafeTx {
-    SafeTx::call(
-        target,
-        U256::ZERO,
-        IPausable::pauseCall {}.abi_encode().into(),
-        nonce,
-    )
+    SafeTx::call(target, U256::ZERO, IPausable::pauseCall {}.abi_encode().into(), nonce)
 }
 
 #[tokio::test]
@@ -28,28 +23,17 @@ async fn rust_hashes_equal_the_safe_contract() {
     let bed = testbed().await;
     assert_eq!(bed.safe.chain_id(), 138);
     assert_eq!(
-        bed.safe
-            .onchain_domain_separator()
-            .await
-            .expect("domainSeparator"),
+        bed.safe.onchain_domain_separator().await.expect("domainSeparator"),
         domain_separator(138, bed.safe.address())
     );
     let nonce = bed.safe.nonce().await.expect("nonce");
     for tx in [
         pause_tx(bed.targets.vault_v2, nonce),
         pause_tx(bed.targets.factory, nonce + U256::from(5)),
-        SafeTx::call(
-            bed.targets.vault_v1,
-            U256::from(1),
-            Bytes::from(vec![0xab; 100]),
-            nonce,
-        ),
+        SafeTx::call(bed.targets.vault_v1, U256::from(1), Bytes::from(vec![0xab; 100]), nonce),
     ] {
         assert_eq!(
-            bed.safe
-                .onchain_tx_hash(&tx)
-                .await
-                .expect("getTransactionHash"),
+            bed.safe.onchain_tx_hash(&tx).await.expect("getTransactionHash"),
             tx.safe_tx_hash(138, bed.safe.address())
         );
     }
@@ -67,25 +51,13 @@ async fn two_of_three_pause_executes() {
     let hash = bed.safe.tx_hash(&tx);
     let approvals: Approvals = bed.owners[..2]
         .iter()
-        .map(|owner| {
-            (
-                owner.address(),
-                sign_safe_tx_hash(owner, hash).expect("sign"),
-            )
-        })
+        .map(|owner| (owner.address(), sign_safe_tx_hash(owner, hash).expect("sign")))
         .collect();
 
-    let execution = bed
-        .safe
-        .execute(&bed.executor(), &tx, &approvals)
-        .await
-        .expect("executes");
+    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect("executes");
     assert!(execution.success, "ExecutionSuccess for our safeTxHash");
     assert!(is_paused(&reader, target).await.expect("paused()"));
-    assert_eq!(
-        bed.safe.nonce().await.expect("nonce"),
-        nonce + U256::from(1)
-    );
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), nonce + U256::from(1));
 }
 
 #[tokio::test]
@@ -99,27 +71,18 @@ async fn one_of_three_is_refused_and_nothing_is_sent() {
     let nonce = bed.safe.nonce().await.expect("nonce");
     let tx = pause_tx(target, nonce);
     let hash = bed.safe.tx_hash(&tx);
-    let approvals: Approvals = [(
-        bed.owners[0].address(),
-        sign_safe_tx_hash(&bed.owners[0], hash).expect("sign"),
-    )]
-    .into_iter()
-    .collect();
+    let approvals: Approvals =
+        [(bed.owners[0].address(), sign_safe_tx_hash(&bed.owners[0], hash).expect("sign"))]
+            .into_iter()
+            .collect();
 
-    let err = bed
-        .safe
-        .execute(&bed.executor(), &tx, &approvals)
-        .await
-        .expect_err("below threshold");
+    let err =
+        bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect_err("below threshold");
     let msg = format!("{err:#}");
     assert!(msg.contains("GS020"), "{msg}");
     assert!(msg.contains("nothing was sent"), "{msg}");
     assert!(!is_paused(&reader, target).await.expect("paused()"));
-    assert_eq!(
-        bed.safe.nonce().await.expect("nonce"),
-        nonce,
-        "Safe nonce unchanged"
-    );
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), nonce, "Safe nonce unchanged");
     assert_eq!(
         reader.get_transaction_count(executor).await.expect("nonce"),
         sent_before,
@@ -138,20 +101,13 @@ async fn signatures_given_in_the_wrong_order_are_sorted() {
 
     let mut signed: Vec<(Address, OwnerApproval)> = bed.owners[..2]
         .iter()
-        .map(|owner| {
-            (
-                owner.address(),
-                sign_safe_tx_hash(owner, hash).expect("sign"),
-            )
-        })
+        .map(|owner| (owner.address(), sign_safe_tx_hash(owner, hash).expect("sign")))
         .collect();
     signed.sort_by_key(|(owner, _)| std::cmp::Reverse(*owner));
 
     // Concatenated as received (descending), the Safe refuses them: that is the trap.
-    let descending: Vec<u8> = signed
-        .iter()
-        .flat_map(|(owner, approval)| approval.encode(*owner))
-        .collect();
+    let descending: Vec<u8> =
+        signed.iter().flat_map(|(owner, approval)| approval.encode(*owner)).collect();
     let raw = guardian_chain::safe::ISafe::new(bed.safe.address(), bed.executor())
         .execTransaction(
             tx.to,
@@ -173,11 +129,7 @@ async fn signatures_given_in_the_wrong_order_are_sorted() {
 
     // Collected into Approvals in the same wrong order, they are sorted and execute.
     let approvals: Approvals = signed.into_iter().collect();
-    let execution = bed
-        .safe
-        .execute(&bed.executor(), &tx, &approvals)
-        .await
-        .expect("executes");
+    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect("executes");
     assert!(execution.success);
     assert!(is_paused(&reader, target).await.expect("paused()"));
 }
@@ -195,24 +147,13 @@ async fn onchain_approve_hash_counts_as_an_approval() {
         .approve_hash_onchain(&bed.devnet.provider_for(approver.clone()), hash)
         .await
         .expect("approveHash");
-    assert!(
-        bed.safe
-            .is_hash_approved(approver.address(), hash)
-            .await
-            .expect("approvedHashes")
-    );
+    assert!(bed.safe.is_hash_approved(approver.address(), hash).await.expect("approvedHashes"));
 
     let mut approvals = Approvals::new();
     approvals.insert(approver.address(), OwnerApproval::ApprovedHash);
-    approvals.insert(
-        bed.owners[0].address(),
-        sign_safe_tx_hash(&bed.owners[0], hash).expect("sign"),
-    );
-    let execution = bed
-        .safe
-        .execute(&bed.executor(), &tx, &approvals)
-        .await
-        .expect("executes");
+    approvals
+        .insert(bed.owners[0].address(), sign_safe_tx_hash(&bed.owners[0], hash).expect("sign"));
+    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect("executes");
     assert!(execution.success);
     assert!(is_paused(&reader, target).await.expect("paused()"));
 }
@@ -220,20 +161,11 @@ async fn onchain_approve_hash_counts_as_an_approval() {
 #[test]
 fn second_compile_reuses_the_cache() {
     let (toolchain, first) = contracts();
-    for name in [
-        "Safe",
-        "SafeProxyFactory",
-        "SmartAccountFactory",
-        "VaultV1",
-        "VaultV2",
-    ] {
+    for name in ["Safe", "SafeProxyFactory", "SmartAccountFactory", "VaultV1", "VaultV2"] {
         assert!(first.get(name).is_ok(), "{name} compiled");
     }
     let again = Contracts::compile(toolchain).expect("recompile");
-    assert!(
-        again.reused_cache(),
-        "an unchanged project compiles nothing"
-    );
+    assert!(again.reused_cache(), "an unchanged project compiles nothing");
     assert_eq!(
         again.get("VaultV2").expect("VaultV2").deployed_bytecode,
         first.get("VaultV2").expect("VaultV2").deployed_bytecode

@@ -22,7 +22,5 @@ pub(crate) async fn testbed() -> Testbed {
 /// A fresh stage laid out as `options` says.
 pub(crate) async fn testbed_with(options: TestbedOptions) -> Testbed {
     let (toolchain, contracts) = contracts();
-    Testbed::start(toolchain, contracts, &options)
-        .await
-        .expect("testbed starts")
+    Testbed::start(toolchain, contracts, &options).await.expect("testbed starts")
 }

@@ -57,21 +57,14 @@ impl Contracts {
         let lock_path = cache_dir.join(".compile.lock");
         let lock = File::create(&lock_path)
             .wrap_err_with(|| format!("opening lock file {}", lock_path.display()))?;
-        lock.lock()
-            .wrap_err_with(|| format!("locking {}", lock_path.display()))?;
+        lock.lock().wrap_err_with(|| format!("locking {}", lock_path.display()))?;
 
         let project = build_project(toolchain, &project_root, &node_modules)?;
         let output = project.compile().wrap_err_with(|| {
-            format!(
-                "compiling the Solidity project at {}",
-                project_root.display()
-            )
+            format!("compiling the Solidity project at {}", project_root.display())
         })?;
         if output.has_compiler_errors() {
-            bail!(
-                "solc reported errors in {}:\n{output}",
-                project_root.display()
-            );
+            bail!("solc reported errors in {}:\n{output}", project_root.display());
         }
         let reused_cache = output.is_unchanged();
 
@@ -101,10 +94,7 @@ impl Contracts {
             }
         }
         drop(lock);
-        Ok(Self {
-            by_name,
-            reused_cache,
-        })
+        Ok(Self { by_name, reused_cache })
     }
 
     /// The contract called `name`.
@@ -154,19 +144,12 @@ fn build_project(
 
     let solc = Solc::new(toolchain.solc())
         .wrap_err_with(|| format!("running `{} --version`", toolchain.solc().display()))?;
-    let compiler = MultiCompiler {
-        solc: Some(SolcCompiler::Specific(solc)),
-        vyper: None,
-    };
+    let compiler = MultiCompiler { solc: Some(SolcCompiler::Specific(solc)), vyper: None };
     let settings = MultiCompilerSettings {
         solc: SolcSettings {
             settings: Settings {
                 // Safe's singleton exceeds the 24 KiB code-size limit without the optimizer.
-                optimizer: Optimizer {
-                    enabled: Some(true),
-                    runs: Some(200),
-                    details: None,
-                },
+                optimizer: Optimizer { enabled: Some(true), runs: Some(200), details: None },
                 ..Default::default()
             },
             ..Default::default()

@@ -32,12 +32,7 @@ pub struct DevnetOptions {
 
 impl Default for DevnetOptions {
     fn default() -> Self {
-        Self {
-            chain_id: CHAIN_138,
-            block_time: None,
-            fork_url: None,
-            accounts: 10,
-        }
+        Self { chain_id: CHAIN_138, block_time: None, fork_url: None, accounts: 10 }
     }
 }
 
@@ -64,12 +59,7 @@ impl Devnet {
         let anvil = anvil
             .try_spawn()
             .wrap_err_with(|| format!("starting {}", toolchain.anvil().display()))?;
-        let signers = anvil
-            .keys()
-            .iter()
-            .cloned()
-            .map(PrivateKeySigner::from)
-            .collect();
+        let signers = anvil.keys().iter().cloned().map(PrivateKeySigner::from).collect();
         Ok(Self { anvil, signers })
     }
 
@@ -96,10 +86,7 @@ impl Devnet {
     /// The `index`-th funded dev account.
     pub fn signer(&self, index: usize) -> Result<PrivateKeySigner> {
         self.signers.get(index).cloned().ok_or_else(|| {
-            eyre!(
-                "Anvil has {} dev accounts, asked for #{index}",
-                self.signers.len()
-            )
+            eyre!("Anvil has {} dev accounts, asked for #{index}", self.signers.len())
         })
     }
 
@@ -110,16 +97,11 @@ impl Devnet {
 
     /// A provider that only reads.
     pub fn reader(&self) -> DynProvider {
-        ProviderBuilder::new()
-            .connect_http(self.http_url())
-            .erased()
+        ProviderBuilder::new().connect_http(self.http_url()).erased()
     }
 }
 
 /// A provider on `url` that signs with `signer` and fills gas, nonce and chain id.
 pub fn wallet_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
-    ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(url)
-        .erased()
+    ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased()
 }

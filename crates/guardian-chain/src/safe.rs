@@ -23,10 +23,7 @@ use crate::{CompiledContract, Contracts};
 pub const SAFE_VERSION: &str = "1.4.1";
 
 /// Solidity bindings generated from the ABIs guardian calls.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "generated from the Safe ABI, arguments as on chain"
-)]
+#[allow(clippy::too_many_arguments, reason = "generated from the Safe ABI, arguments as on chain")]
 mod bindings {
     use alloy::sol;
 
@@ -116,17 +113,9 @@ impl SafeSingletons {
     pub async fn deploy(provider: &DynProvider, contracts: &Contracts) -> Result<Self> {
         let singleton = deploy(provider, contracts.get("Safe")?, &[]).await?;
         let proxy_factory = deploy(provider, contracts.get("SafeProxyFactory")?, &[]).await?;
-        let fallback_handler = deploy(
-            provider,
-            contracts.get("CompatibilityFallbackHandler")?,
-            &[],
-        )
-        .await?;
-        Ok(Self {
-            singleton,
-            proxy_factory,
-            fallback_handler,
-        })
+        let fallback_handler =
+            deploy(provider, contracts.get("CompatibilityFallbackHandler")?, &[]).await?;
+        Ok(Self { singleton, proxy_factory, fallback_handler })
     }
 
     /// Create a Safe proxy with `owners` and `threshold` through the factory.
@@ -166,11 +155,7 @@ impl SafeSingletons {
             .get_receipt()
             .await
             .wrap_err("waiting for the Safe proxy creation")?;
-        ensure!(
-            receipt.status(),
-            "Safe proxy creation reverted (tx {})",
-            receipt.transaction_hash
-        );
+        ensure!(receipt.status(), "Safe proxy creation reverted (tx {})", receipt.transaction_hash);
         let proxy = receipt
             .inner
             .logs()
@@ -203,10 +188,7 @@ pub struct SafeClient {
 impl SafeClient {
     /// Connect to the Safe at `address`, checking it runs Safe 1.4.1.
     pub async fn connect(provider: DynProvider, address: Address) -> Result<Self> {
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .wrap_err("reading eth_chainId")?;
+        let chain_id = provider.get_chain_id().await.wrap_err("reading eth_chainId")?;
         let version = ISafe::new(address, &provider)
             .VERSION()
             .call()
@@ -217,11 +199,7 @@ impl SafeClient {
             version == SAFE_VERSION,
             "the Safe at {address} is version {version}; guardian speaks Safe {SAFE_VERSION}"
         );
-        Ok(Self {
-            address,
-            chain_id,
-            provider,
-        })
+        Ok(Self { address, chain_id, provider })
     }
 
     /// The Safe's address.
@@ -240,11 +218,7 @@ impl SafeClient {
 
     /// The next nonce `execTransaction` will consume.
     pub async fn nonce(&self) -> Result<U256> {
-        self.contract()
-            .nonce()
-            .call()
-            .await
-            .map_err(|e| explain_contract_error(e, "nonce()"))
+        self.contract().nonce().call().await.map_err(|e| explain_contract_error(e, "nonce()"))
     }
 
     /// How many owner approvals execution needs.
@@ -320,9 +294,7 @@ impl SafeClient {
     ) -> Result<TransactionReceipt> {
         let safe = ISafe::new(self.address, from);
         let call = safe.approveHash(hash);
-        call.call()
-            .await
-            .map_err(|e| explain_contract_error(e, "approveHash()"))?;
+        call.call().await.map_err(|e| explain_contract_error(e, "approveHash()"))?;
         let receipt = call
             .send()
             .await
@@ -330,11 +302,7 @@ impl SafeClient {
             .get_receipt()
             .await
             .wrap_err("waiting for approveHash")?;
-        ensure!(
-            receipt.status(),
-            "approveHash({hash}) reverted (tx {})",
-            receipt.transaction_hash
-        );
+        ensure!(receipt.status(), "approveHash({hash}) reverted (tx {})", receipt.transaction_hash);
         Ok(receipt)
     }
 
@@ -361,10 +329,7 @@ impl SafeClient {
             tx.refundReceiver,
             approvals.encode(),
         );
-        let simulated = call
-            .call()
-            .await
-            .map_err(|e| explain_contract_error(e, "execTransaction"));
+        let simulated = call.call().await.map_err(|e| explain_contract_error(e, "execTransaction"));
         match simulated {
             Ok(true) => {}
             Ok(false) => {

@@ -30,11 +30,7 @@ pub struct TestbedOptions {
 
 impl Default for TestbedOptions {
     fn default() -> Self {
-        Self {
-            devnet: DevnetOptions::default(),
-            owners: 3,
-            threshold: 2,
-        }
+        Self { devnet: DevnetOptions::default(), owners: 3, threshold: 2 }
     }
 }
 
@@ -76,9 +72,7 @@ impl Testbed {
         ensure!(options.owners >= 1, "a Safe needs at least one owner");
         let devnet = Devnet::spawn(toolchain, &options.devnet)?;
         let deployer = devnet.signer(0)?;
-        let owners = (1..=options.owners)
-            .map(|i| devnet.signer(i))
-            .collect::<Result<Vec<_>>>()?;
+        let owners = (1..=options.owners).map(|i| devnet.signer(i)).collect::<Result<Vec<_>>>()?;
         let provider = devnet.provider_for(deployer.clone());
 
         let singletons = SafeSingletons::deploy(&provider, contracts).await?;
@@ -88,14 +82,7 @@ impl Testbed {
             .await?;
         let safe = SafeClient::connect(provider.clone(), safe_address).await?;
         let targets = deploy_targets(&provider, contracts, safe_address).await?;
-        Ok(Self {
-            devnet,
-            deployer,
-            owners,
-            singletons,
-            safe,
-            targets,
-        })
+        Ok(Self { devnet, deployer, owners, singletons, safe, targets })
     }
 
     /// A provider that signs as the deployer / executor.

@@ -55,11 +55,7 @@ impl Toolchain {
             ],
         )?;
         let solc_shim_ready = tools.join("node_modules/solc/package.json").is_file();
-        let shim_candidates = if solc_shim_ready {
-            vec![tools.join("solc")]
-        } else {
-            Vec::new()
-        };
+        let shim_candidates = if solc_shim_ready { vec![tools.join("solc")] } else { Vec::new() };
         let solc = locate("solc", SOLC_ENV, &shim_candidates)?;
         Ok(Self { root, anvil, solc })
     }
@@ -104,10 +100,7 @@ fn locate(name: &str, env_var: &str, project_candidates: &[PathBuf]) -> Result<P
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(eyre!(
-                "{env_var}={} is not an executable file",
-                path.display()
-            ))
+            Err(eyre!("{env_var}={} is not an executable file", path.display()))
         };
     }
     if let Some(found) = project_candidates.iter().find(|p| is_executable(p)) {
@@ -116,10 +109,7 @@ fn locate(name: &str, env_var: &str, project_candidates: &[PathBuf]) -> Result<P
     if let Some(found) = search_path(name) {
         return Ok(found);
     }
-    let looked: Vec<String> = project_candidates
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let looked: Vec<String> = project_candidates.iter().map(|p| p.display().to_string()).collect();
     Err(eyre!(
         "{name} not found: ${env_var} is unset, {} and no `{name}` on PATH; {SETUP_HINT}",
         if looked.is_empty() {
@@ -133,15 +123,12 @@ fn locate(name: &str, env_var: &str, project_candidates: &[PathBuf]) -> Result<P
 
 fn search_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -151,12 +138,9 @@ mod tests {
     #[test]
     fn missing_tool_error_names_setup_script() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = locate(
-            "guardian-no-such-tool",
-            "GUARDIAN_TEST_UNSET_VAR",
-            &[dir.path().join("x")],
-        )
-        .expect_err("nothing to find");
+        let err =
+            locate("guardian-no-such-tool", "GUARDIAN_TEST_UNSET_VAR", &[dir.path().join("x")])
+                .expect_err("nothing to find");
         let msg = format!("{err:#}");
         assert!(msg.contains("scripts/setup.sh"), "{msg}");
         assert!(msg.contains("GUARDIAN_TEST_UNSET_VAR"), "{msg}");
@@ -169,21 +153,13 @@ mod tests {
         let tool = dir.path().join("tool");
         std::fs::write(&tool, "#!/bin/sh\n").expect("write");
         assert!(
-            locate(
-                "guardian-no-such-tool",
-                "GUARDIAN_TEST_UNSET_VAR",
-                std::slice::from_ref(&tool)
-            )
-            .is_err()
+            locate("guardian-no-such-tool", "GUARDIAN_TEST_UNSET_VAR", std::slice::from_ref(&tool))
+                .is_err()
         );
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         assert_eq!(
-            locate(
-                "guardian-no-such-tool",
-                "GUARDIAN_TEST_UNSET_VAR",
-                std::slice::from_ref(&tool)
-            )
-            .expect("found"),
+            locate("guardian-no-such-tool", "GUARDIAN_TEST_UNSET_VAR", std::slice::from_ref(&tool))
+                .expect("found"),
             tool
         );
     }

@@ -145,9 +145,7 @@ pub fn recover_approval(
     safe_tx_hash: B256,
     bytes: &[u8],
 ) -> Result<(Address, OwnerApproval), SignatureError> {
-    let bytes: &[u8; 65] = bytes
-        .try_into()
-        .map_err(|_| SignatureError::Length(bytes.len()))?;
+    let bytes: &[u8; 65] = bytes.try_into().map_err(|_| SignatureError::Length(bytes.len()))?;
     let v = bytes[64];
     let rs = |parity_v: u8| Signature::from_bytes_and_parity(&bytes[..64], parity_v == 28);
     let recover = |sig: Signature, digest: B256| {
@@ -168,10 +166,7 @@ pub fn recover_approval(
             if bytes[..12].iter().any(|b| *b != 0) || bytes[32..64].iter().any(|b| *b != 0) {
                 return Err(SignatureError::MalformedApprovedHash);
             }
-            Ok((
-                Address::from_slice(&bytes[12..32]),
-                OwnerApproval::ApprovedHash,
-            ))
+            Ok((Address::from_slice(&bytes[12..32]), OwnerApproval::ApprovedHash))
         }
         other => Err(SignatureError::UnsupportedV(other)),
     }
@@ -227,9 +222,7 @@ impl Approvals {
 
 impl FromIterator<(Address, OwnerApproval)> for Approvals {
     fn from_iter<T: IntoIterator<Item = (Address, OwnerApproval)>>(iter: T) -> Self {
-        Self {
-            by_owner: iter.into_iter().collect(),
-        }
+        Self { by_owner: iter.into_iter().collect() }
     }
 }
 
@@ -287,10 +280,7 @@ mod tests {
             DOMAIN_TYPEHASH
         );
         assert_eq!(pause_tx(0).eip712_type_hash(), SAFE_TX_TYPEHASH);
-        assert_eq!(
-            keccak256(SafeTx::eip712_encode_type().as_bytes()),
-            SAFE_TX_TYPEHASH
-        );
+        assert_eq!(keccak256(SafeTx::eip712_encode_type().as_bytes()), SAFE_TX_TYPEHASH);
     }
 
     #[test]
@@ -344,10 +334,7 @@ mod tests {
         use alloy_signer::SignerSync;
         let signer = alloy_signer_local::PrivateKeySigner::from_bytes(&B256::with_last_byte(key))
             .expect("valid test key");
-        (
-            signer.address(),
-            signer.sign_hash_sync(&hash).expect("signing works"),
-        )
+        (signer.address(), signer.sign_hash_sync(&hash).expect("signing works"))
     }
 
     #[test]
@@ -355,10 +342,7 @@ mod tests {
         let hash = keccak256("some safe tx");
         let (owner, sig) = sign(1, hash);
         let plain = OwnerApproval::Signature(sig).encode(owner);
-        assert_eq!(
-            recover_approval(hash, &plain),
-            Ok((owner, OwnerApproval::Signature(sig)))
-        );
+        assert_eq!(recover_approval(hash, &plain), Ok((owner, OwnerApproval::Signature(sig))));
         // The same signature over another hash recovers to somebody else.
         let (other, _) = recover_approval(keccak256("other"), &plain).expect("recoverable");
         assert_ne!(other, owner);
@@ -367,36 +351,21 @@ mod tests {
         let (owner2, eth_sig) = sign(2, eip191_hash_message(hash));
         let wire = OwnerApproval::EthSign(eth_sig).encode(owner2);
         assert!(wire[64] == 31 || wire[64] == 32);
-        assert_eq!(
-            recover_approval(hash, &wire),
-            Ok((owner2, OwnerApproval::EthSign(eth_sig)))
-        );
+        assert_eq!(recover_approval(hash, &wire), Ok((owner2, OwnerApproval::EthSign(eth_sig))));
     }
 
     #[test]
     fn rejects_malformed_signatures_with_distinct_errors() {
         let hash = keccak256("x");
-        assert_eq!(
-            recover_approval(hash, &[0u8; 64]),
-            Err(SignatureError::Length(64))
-        );
+        assert_eq!(recover_approval(hash, &[0u8; 64]), Err(SignatureError::Length(64)));
         let mut zero_v = [0u8; 65];
-        assert_eq!(
-            recover_approval(hash, &zero_v),
-            Err(SignatureError::UnsupportedV(0))
-        );
+        assert_eq!(recover_approval(hash, &zero_v), Err(SignatureError::UnsupportedV(0)));
         zero_v[64] = 1;
         zero_v[0] = 1;
-        assert_eq!(
-            recover_approval(hash, &zero_v),
-            Err(SignatureError::MalformedApprovedHash)
-        );
+        assert_eq!(recover_approval(hash, &zero_v), Err(SignatureError::MalformedApprovedHash));
         let mut garbage = [0u8; 65];
         garbage[64] = 27;
-        assert!(matches!(
-            recover_approval(hash, &garbage),
-            Err(SignatureError::Unrecoverable(_))
-        ));
+        assert!(matches!(recover_approval(hash, &garbage), Err(SignatureError::Unrecoverable(_))));
     }
 
     #[test]
@@ -411,10 +380,7 @@ mod tests {
         let owner = address!("0x00000000000000000000000000000000000000aa");
         let enc = OwnerApproval::ApprovedHash.encode(owner);
         assert_eq!(enc[64], 1);
-        assert_eq!(
-            recover_approval(B256::ZERO, &enc),
-            Ok((owner, OwnerApproval::ApprovedHash))
-        );
+        assert_eq!(recover_approval(B256::ZERO, &enc), Ok((owner, OwnerApproval::ApprovedHash)));
     }
 
     #[test]

@@ -46,10 +46,9 @@ impl FromStr for Severity {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|sev| sev.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown severity {s:?} (expected low, medium, high or critical)"))
+        Self::ALL.into_iter().find(|sev| sev.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            format!("unknown severity {s:?} (expected low, medium, high or critical)")
+        })
     }
 }
 
@@ -165,7 +164,8 @@ mod tests {
 
     #[test]
     fn actions_serialise_as_config_names() {
-        let json = serde_json::to_string(&Action::ProposePause { then_rollback: true }).expect("json");
+        let json =
+            serde_json::to_string(&Action::ProposePause { then_rollback: true }).expect("json");
         assert_eq!(json, r#"{"propose_pause":{"then_rollback":true}}"#);
         assert_eq!(serde_json::to_string(&Action::Alert).expect("json"), r#""alert""#);
     }
