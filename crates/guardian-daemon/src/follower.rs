@@ -1,0 +1,424 @@
+//! The reorg-safe block follower.
+//!
+//! Pull-based: each step compares the cursor (last committed block) with the node's head and
+//! processes what lies between. New-head notifications over WebSocket only wake the loop early;
+//! a dropped subscription loses nothing because the next step pulls from the cursor anyway.
+//!
+//! - Near the head, blocks are processed one at a time: header, logs by block hash, receipts
+//!   and state reads when rules need them; the parent hash must match the cursor, otherwise a
+//!   reorg is handled first (rewind to the common ancestor, retract what was orphaned,
+//!   re-evaluate).
+//! - Far behind (after downtime), logs are fetched with `eth_getLogs` over ranges whose size
+//!   adapts to the node's limits, and a whole range commits in one transaction.
+//! - Every commit moves the cursor together with the findings, so a crash replays at most one
+//!   uncommitted step and the store's occurrence keys make the replay idempotent.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::IsTerminal,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::primitives::{Address, B256};
+use eyre::{Result, WrapErr, bail, eyre};
+use guardian_core::finding::{BlockInput, Finding, StateQuery};
+use guardian_store::{BlockRef, Recorded, Store};
+use tracing::{info, warn};
+
+use crate::{rpc::RpcPool, source};
+
+/// What the follower needs from the rule engine. Implemented by `guardian_core`'s engine; kept
+/// as a trait so the follower can be exercised and benchmarked on its own.
+pub trait Evaluator: Send {
+    /// Contracts whose logs and transactions matter.
+    fn addresses(&self) -> BTreeSet<Address>;
+    /// Event topic0s the rules match (empty: every log of the watched contracts).
+    fn topics(&self) -> BTreeSet<B256>;
+    /// State to read at every block.
+    fn queries(&self) -> BTreeSet<StateQuery>;
+    /// Whether rules need the outcome of every transaction sent to a watched contract.
+    fn needs_receipts(&self) -> bool;
+    /// How many blocks before the cursor must be replayed after a restart to rebuild windows.
+    fn warmup_blocks(&self) -> u64;
+    /// Evaluate one block.
+    fn evaluate(&mut self, block: &BlockInput) -> Vec<Finding>;
+    /// Forget everything learned from blocks above `block` (reorg).
+    fn rewind(&mut self, block: u64);
+}
+
+/// How the follower behaves.
+#[derive(Debug, Clone)]
+pub struct FollowerOptions {
+    /// Blocks to stay behind the head (0 on QBFT: blocks are final when produced).
+    pub confirmations: u64,
+    /// How often to poll for new heads when no WebSocket pushes them.
+    pub poll_interval: Duration,
+    /// First block to process on an empty database (default: the current head).
+    pub start_block: Option<u64>,
+    /// Upper bound for one `eth_getLogs` range during backfill.
+    pub max_range: u64,
+    /// Behind the head by more than this, the follower backfills by ranges.
+    pub backfill_threshold: u64,
+}
+
+impl Default for FollowerOptions {
+    fn default() -> Self {
+        Self {
+            confirmations: 0,
+            poll_interval: Duration::from_secs(1),
+            start_block: None,
+            max_range: 2_000,
+            backfill_threshold: 32,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing new on chain.
+    Idle,
+    /// Blocks `from..=to` were processed and committed.
+    Processed {
+        /// First block.
+        from: u64,
+        /// Last block (the new cursor).
+        to: u64,
+        /// What happened to each finding.
+        recorded: Vec<Recorded>,
+    },
+    /// A reorg was found; the cursor went back to `ancestor`.
+    Reorg {
+        /// The common ancestor.
+        ancestor: u64,
+        /// Findings retracted because their blocks were orphaned.
+        retracted: Vec<i64>,
+    },
+}
+
+/// Follows the chain and records findings.
+pub struct Follower<E> {
+    rpc: Arc<RpcPool>,
+    store: Store,
+    engine: E,
+    options: FollowerOptions,
+    warmed_up: bool,
+    range: u64,
+    progress: Progress,
+}
+
+impl<E: Evaluator> Follower<E> {
+    /// A follower reading through `rpc`, committing to `store`.
+    pub fn new(rpc: Arc<RpcPool>, store: Store, engine: E, options: FollowerOptions) -> Self {
+        let range = options.max_range.clamp(1, 100);
+        Self { rpc, store, engine, options, warmed_up: false, range, progress: Progress::new() }
+    }
+
+    /// The store (for status output and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store, mutably (the pause flow resolves findings through it).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Process what is new, once.
+    pub async fn step(&mut self) -> Result<Step> {
+        let head = self.rpc.head().await?;
+        let target = head.saturating_sub(self.options.confirmations);
+        let cursor = match self.store.cursor()? {
+            Some(cursor) => cursor,
+            None => return self.initialise(target).await,
+        };
+        if !self.warmed_up {
+            self.warm_up(cursor).await?;
+        }
+
+        // Is the block under the cursor still canonical?
+        let at_cursor = source::header(&self.rpc, cursor.number).await?;
+        if at_cursor.map(|h| h.block.hash) != Some(cursor.hash) {
+            return self.handle_reorg(cursor.number).await;
+        }
+        if cursor.number >= target {
+            self.progress.finish();
+            return Ok(Step::Idle);
+        }
+        let behind = target - cursor.number;
+        if behind > self.options.backfill_threshold && self.log_only() {
+            // Stay `backfill_threshold` blocks short of the head: the last stretch is walked
+            // block by block with full parent-hash checks.
+            self.progress.update(cursor.number, target);
+            self.backfill(cursor, target - self.options.backfill_threshold).await
+        } else {
+            if behind > self.options.backfill_threshold {
+                self.progress.update(cursor.number, target);
+            }
+            self.process_block(cursor).await
+        }
+    }
+
+    /// Run until `shutdown` flips, backing off while every endpoint is down.
+    pub async fn run(
+        &mut self,
+        mut heads: tokio::sync::watch::Receiver<u64>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut backoff = Duration::from_millis(250);
+        let mut heads_alive = true;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            match self.step().await {
+                Ok(Step::Idle) => {
+                    backoff = Duration::from_millis(250);
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.options.poll_interval) => {}
+                        changed = heads.changed(), if heads_alive => heads_alive = changed.is_ok(),
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(Step::Processed { recorded, .. }) => {
+                    backoff = Duration::from_millis(250);
+                    let new = recorded.iter().filter(|r| matches!(r, Recorded::New(_))).count();
+                    if new > 0 {
+                        info!(new, "recorded new findings");
+                    }
+                }
+                Ok(Step::Reorg { .. }) => {}
+                Err(error) => {
+                    warn!(error = %format!("{error:#}"), retry_in = ?backoff, "follower step failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    fn log_only(&self) -> bool {
+        self.engine.queries().is_empty() && !self.engine.needs_receipts()
+    }
+
+    async fn initialise(&mut self, target: u64) -> Result<Step> {
+        // The block before the first one to process becomes the cursor, with no findings.
+        let start = self.options.start_block.unwrap_or(target);
+        let anchor_number = start.saturating_sub(1);
+        let anchor = source::header(&self.rpc, anchor_number)
+            .await?
+            .ok_or_else(|| eyre!("the node does not have block {anchor_number}"))?;
+        self.store.commit_blocks(&[(anchor.block, Vec::new())])?;
+        self.warmed_up = true;
+        info!(block = start, "starting to follow the chain");
+        Ok(Step::Processed { from: anchor_number, to: anchor_number, recorded: Vec::new() })
+    }
+
+    /// Replay the blocks before the cursor into the engine (findings discarded: they were
+    /// recorded before the restart) so windows see what they saw before.
+    async fn warm_up(&mut self, cursor: BlockRef) -> Result<()> {
+        let span = self.engine.warmup_blocks();
+        let from = cursor.number.saturating_sub(span.saturating_sub(1)).max(1);
+        if span > 0 && from <= cursor.number {
+            info!(from, to = cursor.number, "replaying recent blocks to rebuild rule windows");
+            for number in from..=cursor.number {
+                let Some(header) = source::header(&self.rpc, number).await? else { break };
+                let input = self.block_input(header).await?;
+                let _already_recorded = self.engine.evaluate(&input);
+            }
+        }
+        self.warmed_up = true;
+        Ok(())
+    }
+
+    async fn block_input(&self, header: source::Header) -> Result<BlockInput> {
+        let addresses: Vec<Address> = self.engine.addresses().into_iter().collect();
+        let topics: Vec<B256> = self.engine.topics().into_iter().collect();
+        let hash = header.block.hash;
+        let logs = source::block_logs(&self.rpc, hash, &addresses, &topics)
+            .await?
+            .iter()
+            .map(source::observed)
+            .collect::<Result<Vec<_>>>()?;
+        let transactions = if self.engine.needs_receipts() {
+            source::tx_outcomes(&self.rpc, hash, &self.engine.addresses()).await?
+        } else {
+            Vec::new()
+        };
+        let queries = self.engine.queries();
+        let state = if queries.is_empty() {
+            BTreeMap::new()
+        } else {
+            source::read_state(&self.rpc, hash, &queries).await?
+        };
+        Ok(BlockInput {
+            number: header.block.number,
+            hash,
+            parent_hash: header.block.parent_hash,
+            timestamp: header.timestamp,
+            logs,
+            transactions,
+            state,
+        })
+    }
+
+    async fn process_block(&mut self, cursor: BlockRef) -> Result<Step> {
+        let number = cursor.number + 1;
+        let Some(header) = source::header(&self.rpc, number).await? else {
+            return Ok(Step::Idle); // the endpoint we failed over to is a little behind
+        };
+        if header.block.parent_hash != cursor.hash {
+            return self.handle_reorg(cursor.number).await;
+        }
+        let input = self.block_input(header).await?;
+        let findings = self.engine.evaluate(&input);
+        let recorded = self.store.commit_blocks(&[(header.block, findings)])?;
+        Ok(Step::Processed { from: number, to: number, recorded })
+    }
+
+    async fn backfill(&mut self, cursor: BlockRef, limit: u64) -> Result<Step> {
+        let from = cursor.number + 1;
+        let addresses: Vec<Address> = self.engine.addresses().into_iter().collect();
+        let topics: Vec<B256> = self.engine.topics().into_iter().collect();
+        let (to, logs) = loop {
+            let to = (from + self.range - 1).min(limit);
+            match source::logs(&self.rpc, from, to, &addresses, &topics).await {
+                Ok(logs) => {
+                    if to - from + 1 >= self.range {
+                        self.range = (self.range * 2).min(self.options.max_range.max(1));
+                    }
+                    break (to, logs);
+                }
+                // Nodes cap ranges and result sizes in many ways; halving until it passes
+                // adapts to all of them without parsing their messages.
+                Err(error) if self.range > 1 => {
+                    self.range = (self.range / 2).max(1);
+                    warn!(from, to, range = self.range, error = %format!("{error:#}"), "eth_getLogs refused; shrinking the range");
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let end = source::header(&self.rpc, to)
+            .await?
+            .ok_or_else(|| eyre!("the node does not have block {to}"))?;
+
+        let mut by_block: BTreeMap<u64, (B256, Vec<_>)> = BTreeMap::new();
+        for log in &logs {
+            if log.removed {
+                continue;
+            }
+            let number = log.block_number.ok_or_else(|| eyre!("log without block number"))?;
+            let hash = log.block_hash.ok_or_else(|| eyre!("log without block hash"))?;
+            by_block
+                .entry(number)
+                .or_insert_with(|| (hash, Vec::new()))
+                .1
+                .push(source::observed(log)?);
+        }
+        if let Some((hash, _)) = by_block.get(&to)
+            && *hash != end.block.hash
+        {
+            bail!("block {to} changed while backfilling (reorg); retrying the range");
+        }
+
+        let mut blocks = Vec::new();
+        for number in from..=to {
+            let (hash, logs) = by_block.remove(&number).unwrap_or_default();
+            let hash = if number == to { end.block.hash } else { hash };
+            let input = BlockInput {
+                number,
+                hash,
+                parent_hash: if number == to { end.block.parent_hash } else { B256::ZERO },
+                timestamp: if number == to { end.timestamp } else { 0 },
+                logs,
+                ..BlockInput::default()
+            };
+            let findings = self.engine.evaluate(&input);
+            // Hashes are known for blocks with logs and for the range end; only those are kept
+            // for reorg detection (backfilled blocks lie deep below the head).
+            if !hash.is_zero() || !findings.is_empty() {
+                blocks.push((BlockRef { number, hash, parent_hash: input.parent_hash }, findings));
+            }
+        }
+        let recorded =
+            self.store.commit_blocks(&blocks).wrap_err("committing a backfilled range")?;
+        Ok(Step::Processed { from, to, recorded })
+    }
+
+    async fn handle_reorg(&mut self, from: u64) -> Result<Step> {
+        let mut number = from;
+        let ancestor = loop {
+            if number == 0 {
+                bail!("reorg reaches genesis; refusing to guess a common ancestor");
+            }
+            number -= 1;
+            let Some(stored) = self.store.block_hash(number)? else {
+                if number + guardian_store::RECENT_BLOCKS < from {
+                    bail!(
+                        "reorg deeper than the {} blocks guardian keeps; manual attention needed",
+                        guardian_store::RECENT_BLOCKS
+                    );
+                }
+                continue; // a backfilled block whose hash was not kept: keep walking back
+            };
+            let header = source::header(&self.rpc, number)
+                .await?
+                .ok_or_else(|| eyre!("the node lost block {number} during a reorg"))?;
+            if header.block.hash == stored {
+                break header.block;
+            }
+        };
+        let retracted = self.store.rewind(ancestor)?;
+        self.engine.rewind(ancestor.number);
+        warn!(
+            ancestor = ancestor.number,
+            orphaned_from = ancestor.number + 1,
+            retracted = retracted.len(),
+            "reorg: rewound to the common ancestor; orphaned findings retracted"
+        );
+        Ok(Step::Reorg { ancestor: ancestor.number, retracted })
+    }
+}
+
+/// Catch-up progress: a bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: Option<Instant>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { bar: None, last_log: None }
+    }
+
+    fn update(&mut self, at: u64, target: u64) {
+        if std::io::stderr().is_terminal() {
+            let bar = self.bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new(target);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "backfill {bar:40} {pos}/{len} blocks ({per_sec}, eta {eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar
+            });
+            bar.set_length(target);
+            bar.set_position(at);
+        } else if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            self.last_log = Some(Instant::now());
+            info!(at, target, behind = target.saturating_sub(at), "backfilling");
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.last_log = None;
+    }
+}

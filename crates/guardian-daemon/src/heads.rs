@@ -1,0 +1,58 @@
+//! New-head notifications over WebSocket.
+//!
+//! Only a wake-up signal: the follower pulls from its cursor, so a missed or duplicated head
+//! changes nothing. A dropped subscription is re-established with backoff.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::providers::Provider;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::rpc::RpcPool;
+
+/// Watch new heads on the first WebSocket endpoint, if any. The receiver changes with every
+/// head; without a WebSocket endpoint it never changes and the follower polls.
+pub fn spawn(rpc: Arc<RpcPool>) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0);
+    let Some(index) = rpc.endpoints().iter().position(|e| e.is_ws()) else {
+        // Keep the sender alive so the receiver simply never fires.
+        tokio::spawn(async move { tx.closed().await });
+        return rx;
+    };
+    tokio::spawn(async move {
+        let label = rpc.endpoints()[index].label();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let subscribed = async {
+                let provider = rpc.provider_at(index).await?;
+                let sub = provider.subscribe_blocks().await?;
+                eyre::Ok(sub)
+            };
+            match subscribed.await {
+                Ok(sub) => {
+                    debug!(endpoint = %label, "subscribed to new heads");
+                    backoff = Duration::from_millis(500);
+                    let mut stream = sub.into_stream();
+                    while let Some(header) = stream.next().await {
+                        if tx.send(header.number).is_err() {
+                            return; // the follower is gone
+                        }
+                    }
+                    warn!(endpoint = %label, "new-heads subscription ended; resubscribing");
+                    rpc.drop_connection(index).await;
+                }
+                Err(error) => {
+                    warn!(endpoint = %label, error = %format!("{error:#}"), retry_in = ?backoff, "cannot subscribe to new heads");
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+    rx
+}

@@ -1,0 +1,299 @@
+//! JSON-RPC endpoints with failover.
+//!
+//! Operators configure several endpoints (their own validators' RPC, a sentry, a provider).
+//! Every request goes to the current endpoint with a timeout; an error or a timeout moves to the
+//! next one and retries there, so one dead or hung node never stops the guardian. When every
+//! endpoint fails the error goes up and the caller backs off and tries again later.
+
+use std::{
+    future::Future,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use alloy::{
+    providers::{DynProvider, Provider, ProviderBuilder, WsConnect},
+    transports::http::reqwest::Url,
+};
+use eyre::{Result, WrapErr, eyre};
+use tracing::{debug, warn};
+
+/// One configured endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Where it is. Logged only through [`redact`], since URLs often embed API keys.
+    pub url: Url,
+    provider: Option<DynProvider>,
+}
+
+impl Endpoint {
+    /// A label safe for logs: scheme, host and port, never path, query or credentials.
+    pub fn label(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// Whether this endpoint speaks WebSocket (and so can push new heads).
+    pub fn is_ws(&self) -> bool {
+        matches!(self.url.scheme(), "ws" | "wss")
+    }
+}
+
+/// `scheme://host:port` of a URL: enough to tell endpoints apart, nothing secret.
+pub fn redact(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        (Some(host), None) => format!("{}://{host}", url.scheme()),
+        _ => format!("{}://?", url.scheme()),
+    }
+}
+
+/// The endpoint pool.
+#[derive(Debug)]
+pub struct RpcPool {
+    endpoints: Vec<Endpoint>,
+    /// Per endpoint: set once the endpoint proved it serves the expected chain.
+    verified: Vec<tokio::sync::OnceCell<()>>,
+    /// Per endpoint: the open WebSocket provider, dropped after an error so the next use reconnects.
+    ws: Vec<tokio::sync::Mutex<Option<DynProvider>>>,
+    expected_chain_id: u64,
+    current: AtomicUsize,
+    timeout: Duration,
+}
+
+impl RpcPool {
+    /// A pool over `urls` (http(s) or ws(s)) serving chain `expected_chain_id`; each request
+    /// times out after `timeout`.
+    ///
+    /// HTTP providers are built immediately; WebSocket connections are opened on first use so a
+    /// node that is down at start-up does not stop the guardian from starting. Before an
+    /// endpoint serves its first request it must report `expected_chain_id`; one that reports
+    /// another chain is never used.
+    pub fn new(urls: Vec<Url>, expected_chain_id: u64, timeout: Duration) -> Result<Self> {
+        if urls.is_empty() {
+            return Err(eyre!("no RPC endpoint configured"));
+        }
+        let endpoints = urls
+            .into_iter()
+            .map(|url| {
+                let provider = match url.scheme() {
+                    "http" | "https" => {
+                        Some(ProviderBuilder::new().connect_http(url.clone()).erased())
+                    }
+                    "ws" | "wss" => None,
+                    other => {
+                        return Err(eyre!(
+                            "RPC endpoint {} has scheme {other}; expected http, https, ws or wss",
+                            redact(&url)
+                        ));
+                    }
+                };
+                Ok(Endpoint { url, provider })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let verified = endpoints.iter().map(|_| tokio::sync::OnceCell::new()).collect();
+        let ws = endpoints.iter().map(|_| tokio::sync::Mutex::new(None)).collect();
+        Ok(Self {
+            endpoints,
+            verified,
+            ws,
+            expected_chain_id,
+            current: AtomicUsize::new(0),
+            timeout,
+        })
+    }
+
+    /// The endpoints, in configured order.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Index of the endpoint requests go to now.
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.endpoints.len()
+    }
+
+    /// Make `index` the current endpoint.
+    pub fn switch_to(&self, index: usize) {
+        let index = index % self.endpoints.len();
+        if self.current.swap(index, Ordering::Relaxed) != index {
+            warn!(endpoint = %self.endpoints[index].label(), "switched RPC endpoint");
+        }
+    }
+
+    async fn provider(&self, index: usize) -> Result<DynProvider> {
+        let provider = self.connect(index).await?;
+        self.verified[index]
+            .get_or_try_init(|| async {
+                let reported = tokio::time::timeout(self.timeout, provider.get_chain_id())
+                    .await
+                    .map_err(|_| eyre!("eth_chainId timed out"))??;
+                if reported != self.expected_chain_id {
+                    tracing::error!(
+                        endpoint = %self.endpoints[index].label(),
+                        reported,
+                        expected = self.expected_chain_id,
+                        "RPC endpoint serves another chain; it will not be used"
+                    );
+                    return Err(eyre!(
+                        "{} reports chain id {reported}, but guardian is configured for chain {}",
+                        self.endpoints[index].label(),
+                        self.expected_chain_id
+                    ));
+                }
+                Ok::<_, eyre::Report>(())
+            })
+            .await?;
+        Ok(provider)
+    }
+
+    async fn connect(&self, index: usize) -> Result<DynProvider> {
+        let endpoint = &self.endpoints[index];
+        if let Some(provider) = &endpoint.provider {
+            return Ok(provider.clone());
+        }
+        let mut cached = self.ws[index].lock().await;
+        if let Some(provider) = cached.as_ref() {
+            return Ok(provider.clone());
+        }
+        let connect = ProviderBuilder::new().connect_ws(WsConnect::new(endpoint.url.as_str()));
+        let provider = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| eyre!("connecting to {} timed out", endpoint.label()))?
+            .wrap_err_with(|| format!("connecting to {}", endpoint.label()))?
+            .erased();
+        *cached = Some(provider.clone());
+        Ok(provider)
+    }
+
+    /// Forget endpoint `index`'s WebSocket so the next request reconnects.
+    pub async fn drop_connection(&self, index: usize) {
+        if let Some(slot) = self.ws.get(index) {
+            slot.lock().await.take();
+        }
+    }
+
+    /// A provider on endpoint `index` (opening a WebSocket if needed).
+    pub async fn provider_at(&self, index: usize) -> Result<DynProvider> {
+        self.provider(index % self.endpoints.len()).await
+    }
+
+    /// Run `op` against the current endpoint; on error or timeout try each other endpoint once,
+    /// in order, and stay on the first that answers.
+    pub async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let start = self.current();
+        let mut errors = Vec::new();
+        for step in 0..self.endpoints.len() {
+            let index = (start + step) % self.endpoints.len();
+            let endpoint = &self.endpoints[index];
+            let attempt = async {
+                let provider = self.provider(index).await?;
+                tokio::time::timeout(self.timeout, op(provider))
+                    .await
+                    .map_err(|_| eyre!("timed out after {:?}", self.timeout))?
+            };
+            match attempt.await {
+                Ok(value) => {
+                    if step > 0 {
+                        self.switch_to(index);
+                    }
+                    return Ok(value);
+                }
+                Err(error) => {
+                    if endpoint.is_ws() {
+                        self.drop_connection(index).await;
+                    }
+                    debug!(endpoint = %endpoint.label(), %what, error = %format!("{error:#}"), "RPC request failed");
+                    errors.push(format!("{}: {error:#}", endpoint.label()));
+                }
+            }
+        }
+        Err(eyre!("{what} failed on every RPC endpoint: {}", errors.join("; ")))
+    }
+
+    /// Check every endpoint: reachable ones must serve the configured chain. Returns how many
+    /// answered; fails when any reachable endpoint serves another chain, because mixing chains
+    /// would make every later decision wrong.
+    pub async fn verify_chain(&self) -> Result<usize> {
+        let mut reachable = 0;
+        let mut unreachable = Vec::new();
+        for index in 0..self.endpoints.len() {
+            match self.provider(index).await {
+                Ok(_) => reachable += 1,
+                Err(error) if format!("{error:#}").contains("reports chain id") => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    unreachable.push(format!("{}: {error:#}", self.endpoints[index].label()))
+                }
+            }
+        }
+        for failure in &unreachable {
+            warn!(%failure, "RPC endpoint unreachable at start-up; will retry it when needed");
+        }
+        Ok(reachable)
+    }
+
+    /// Latest block number on the current endpoint.
+    pub async fn head(&self) -> Result<u64> {
+        self.call("eth_blockNumber", |p| async move { Ok(p.get_block_number().await?) }).await
+    }
+
+    /// Latest block number on every endpoint (None where it fails), for stall detection.
+    pub async fn heads(&self) -> Vec<Option<u64>> {
+        let mut heads = Vec::with_capacity(self.endpoints.len());
+        for index in 0..self.endpoints.len() {
+            let head = async {
+                let provider = self.provider(index).await?;
+                tokio::time::timeout(self.timeout, provider.get_block_number())
+                    .await
+                    .map_err(|_| eyre!("timed out"))?
+                    .map_err(eyre::Report::from)
+            };
+            heads.push(head.await.ok());
+        }
+        heads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_keeps_only_scheme_host_port() {
+        let url: Url =
+            "https://user:pw@rpc.example.org/v1/SECRETKEY?apikey=s3cret".parse().expect("url");
+        let label = redact(&url);
+        assert_eq!(label, "https://rpc.example.org:443");
+        assert!(!label.contains("SECRET") && !label.contains("s3cret") && !label.contains("pw"));
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_empty_lists() {
+        assert!(RpcPool::new(vec![], 138, Duration::from_secs(1)).is_err());
+        let err = RpcPool::new(vec!["ftp://x".parse().expect("url")], 138, Duration::from_secs(1))
+            .expect_err("ftp");
+        assert!(err.to_string().contains("ftp"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dead_endpoints_fail_with_every_endpoint_named() {
+        // Port 9 (discard) on loopback is closed on our machines: connection refused at once.
+        let pool = RpcPool::new(
+            vec![
+                "http://127.0.0.1:9".parse().expect("url"),
+                "http://127.0.0.1:7".parse().expect("url"),
+            ],
+            138,
+            Duration::from_secs(2),
+        )
+        .expect("pool");
+        let err = pool.head().await.expect_err("nothing listens");
+        let msg = err.to_string();
+        assert!(msg.contains("127.0.0.1:9") && msg.contains("127.0.0.1:7"), "{msg}");
+    }
+}
