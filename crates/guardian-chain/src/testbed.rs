@@ -104,3 +104,18 @@ pub async fn deploy_targets(
         vault_v2: deploy(provider, contracts.get("VaultV2")?, &args).await?,
     })
 }
+
+alloy::sol! {
+    /// The rehearsal vault (`contracts/src/Vault.sol`, V1 and V2).
+    #[sol(rpc)]
+    interface IVault {
+        function deposit() external payable;
+        function withdraw(uint256 amount) external;
+        function sponsoredWithdraw(address to, uint256 amount) external;
+        function balanceOf(address account) external view returns (uint256);
+        function totalDeposits() external view returns (uint256);
+        function solvent() external view returns (bool);
+        event Deposited(address indexed account, uint256 amount);
+        event Withdrawn(address indexed account, address indexed to, uint256 amount);
+    }
+}

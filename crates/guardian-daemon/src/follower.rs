@@ -235,7 +235,7 @@ impl<E: Evaluator> Follower<E> {
         Ok(())
     }
 
-    async fn block_input(&self, header: source::Header) -> Result<BlockInput> {
+    async fn block_input(&mut self, header: source::Header) -> Result<BlockInput> {
         let addresses: Vec<Address> = self.engine.addresses().into_iter().collect();
         let topics: Vec<B256> = self.engine.topics().into_iter().collect();
         let hash = header.block.hash;

@@ -1,0 +1,235 @@
+//! The follower against a real Anvil: recording, exactly-once across restarts, reorgs and
+//! endpoint failover.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use alloy::{
+    primitives::{Address, B256, U256, utils::parse_ether},
+    providers::{Provider, ext::AnvilApi},
+    rpc::types::anvil::ReorgOptions,
+    sol_types::SolEvent,
+};
+use guardian_chain::testbed::IVault;
+use guardian_core::{
+    finding::{BlockInput, Evidence, Finding, StateQuery},
+    severity::{Action, Severity},
+};
+use guardian_daemon::{Evaluator, Follower, FollowerOptions, RpcPool, Step};
+use guardian_store::{FindingStatus, Store};
+
+use crate::support::{TcpSwitch, testbed};
+
+/// A minimal evaluator: every `Withdrawn` from the watched vault is a critical finding. The
+/// chain, the RPC and the store are real; only the rule logic is this small stand-in, so these
+/// tests exercise the follower itself.
+struct WithdrawnWatcher {
+    vault: Address,
+}
+
+impl Evaluator for WithdrawnWatcher {
+    fn addresses(&self) -> BTreeSet<Address> {
+        [self.vault].into()
+    }
+    fn topics(&self) -> BTreeSet<B256> {
+        [IVault::Withdrawn::SIGNATURE_HASH].into()
+    }
+    fn queries(&self) -> BTreeSet<StateQuery> {
+        BTreeSet::new()
+    }
+    fn needs_receipts(&self) -> bool {
+        false
+    }
+    fn warmup_blocks(&self) -> u64 {
+        0
+    }
+    fn evaluate(&mut self, block: &BlockInput) -> Vec<Finding> {
+        block
+            .logs
+            .iter()
+            .map(|log| Finding {
+                rule: "withdrawn".into(),
+                contract: "vault".into(),
+                address: log.address,
+                severity: Severity::Critical,
+                action: Action::ProposePause { then_rollback: false },
+                summary: "withdrawal".into(),
+                evidence: Evidence {
+                    block_number: block.number,
+                    block_hash: block.hash,
+                    tx_hash: Some(log.tx_hash),
+                    log_index: Some(log.log_index),
+                    ..Evidence::default()
+                },
+            })
+            .collect()
+    }
+    fn rewind(&mut self, _block: u64) {}
+}
+
+fn pool(urls: &[String]) -> Arc<RpcPool> {
+    let urls = urls.iter().map(|u| u.parse().expect("url")).collect();
+    Arc::new(RpcPool::new(urls, 138, Duration::from_secs(3)).expect("pool"))
+}
+
+async fn drain_until_idle<E: Evaluator>(follower: &mut Follower<E>) {
+    for _ in 0..10_000 {
+        if follower.step().await.expect("step") == Step::Idle {
+            return;
+        }
+    }
+    panic!("follower never caught up");
+}
+
+/// Deposit once, then `n` withdrawals, each in its own block (Anvil automines).
+async fn withdrawals(bed: &guardian_chain::Testbed, vault: Address, n: usize) {
+    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("dev key"));
+    let v = IVault::new(vault, &user);
+    v.deposit()
+        .value(parse_ether("10").expect("ether"))
+        .send()
+        .await
+        .expect("deposit")
+        .get_receipt()
+        .await
+        .expect("mined");
+    for _ in 0..n {
+        v.withdraw(U256::from(1_000u64))
+            .send()
+            .await
+            .expect("withdraw")
+            .get_receipt()
+            .await
+            .expect("mined");
+    }
+}
+
+#[tokio::test]
+async fn records_each_anomaly_once_across_a_restart_mid_backfill() {
+    let bed = testbed().await;
+    let vault = bed.targets.vault_v2;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("guardian.sqlite");
+    let rpc = pool(&[bed.devnet.http_url().to_string()]);
+    let start = bed.devnet.reader().get_block_number().await.expect("head") + 1;
+
+    withdrawals(&bed, vault, 12).await;
+    bed.devnet.reader().anvil_mine(Some(200), None).await.expect("mine");
+    withdrawals(&bed, vault, 8).await;
+
+    let options = FollowerOptions {
+        start_block: Some(start),
+        max_range: 16,
+        backfill_threshold: 4,
+        ..Default::default()
+    };
+    // First run: stop part-way through the backfill (as a crash between commits would).
+    let mut first = Follower::new(
+        rpc.clone(),
+        Store::open(&db).expect("db"),
+        WithdrawnWatcher { vault },
+        options.clone(),
+    );
+    for _ in 0..6 {
+        first.step().await.expect("step");
+    }
+    let cursor = first.store().cursor().expect("cursor").expect("some").number;
+    let head = bed.devnet.reader().get_block_number().await.expect("head");
+    assert!(cursor < head, "stopped mid-backfill (cursor {cursor}, head {head})");
+    drop(first);
+
+    let mut second =
+        Follower::new(rpc, Store::open(&db).expect("db"), WithdrawnWatcher { vault }, options);
+    drain_until_idle(&mut second).await;
+    let store = second.store();
+    assert_eq!(store.occurrence_count().expect("count"), 20, "every withdrawal exactly once");
+    let open = store.findings(Some(FindingStatus::Open)).expect("findings");
+    assert_eq!(open.len(), 1, "one open finding per rule and contract");
+    assert_eq!(open[0].occurrences, 20);
+}
+
+#[tokio::test]
+async fn reorg_orphaning_the_anomaly_retracts_its_finding() {
+    let bed = testbed().await;
+    let vault = bed.targets.vault_v2;
+    let reader = bed.devnet.reader();
+    let rpc = pool(&[bed.devnet.http_url().to_string()]);
+    let start = reader.get_block_number().await.expect("head") + 1;
+    let options = FollowerOptions { start_block: Some(start), ..Default::default() };
+    let mut follower =
+        Follower::new(rpc, Store::in_memory().expect("db"), WithdrawnWatcher { vault }, options);
+
+    withdrawals(&bed, vault, 1).await;
+    drain_until_idle(&mut follower).await;
+    let found = follower.store().findings(Some(FindingStatus::Open)).expect("findings");
+    assert_eq!(found.len(), 1);
+    let anomaly_block = found[0].finding.evidence.block_number;
+
+    // Replace the block holding the withdrawal (and everything after it) with empty blocks.
+    let head = reader.get_block_number().await.expect("head");
+    let depth = head - anomaly_block + 1;
+    reader.anvil_reorg(ReorgOptions { depth, tx_block_pairs: vec![] }).await.expect("anvil_reorg");
+
+    let mut saw_reorg = false;
+    for _ in 0..100 {
+        match follower.step().await.expect("step") {
+            Step::Reorg { ancestor, retracted } => {
+                assert!(ancestor < anomaly_block);
+                assert_eq!(retracted, vec![found[0].id]);
+                saw_reorg = true;
+            }
+            Step::Idle => break,
+            Step::Processed { .. } => {}
+        }
+    }
+    assert!(saw_reorg, "the reorg was detected");
+    let finding = follower.store().finding(found[0].id).expect("finding").expect("exists");
+    assert_eq!(finding.status, FindingStatus::Retracted);
+    assert!(follower.store().findings(Some(FindingStatus::Open)).expect("open").is_empty());
+}
+
+#[tokio::test]
+async fn fails_over_from_a_dead_endpoint_and_survives_a_full_outage() {
+    let bed = testbed().await;
+    let vault = bed.targets.vault_v2;
+    let switch = TcpSwitch::start(bed.devnet.http_url().port().expect("port")).await;
+    // First endpoint: a closed port. Second: Anvil behind a switch we can cut.
+    let dead = "http://127.0.0.1:9".to_owned();
+    let rpc = pool(&[dead, format!("http://127.0.0.1:{}", switch.port())]);
+    let start = bed.devnet.reader().get_block_number().await.expect("head") + 1;
+    let options = FollowerOptions {
+        start_block: Some(start),
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let mut follower = Follower::new(
+        rpc.clone(),
+        Store::in_memory().expect("db"),
+        WithdrawnWatcher { vault },
+        options,
+    );
+
+    withdrawals(&bed, vault, 2).await;
+    drain_until_idle(&mut follower).await;
+    assert_eq!(rpc.current(), 1, "moved to the live endpoint");
+    assert_eq!(follower.store().occurrence_count().expect("count"), 2);
+
+    // Both endpoints dead: steps fail (the run loop backs off), nothing crashes.
+    switch.set_up(false);
+    withdrawals(&bed, vault, 1).await;
+    let err = follower.step().await.expect_err("no endpoint answers");
+    assert!(format!("{err:#}").contains("every RPC endpoint"), "{err:#}");
+
+    // The endpoint returns: the run loop catches up on its own.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (_heads_tx, heads_rx) = tokio::sync::watch::channel(0u64);
+    let handle = tokio::spawn(async move {
+        follower.run(heads_rx, stop_rx).await.expect("run");
+        follower
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    switch.set_up(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_tx.send(true).expect("stop");
+    let follower = handle.await.expect("joined");
+    assert_eq!(follower.store().occurrence_count().expect("count"), 3, "resumed after the outage");
+}
