@@ -1,0 +1,234 @@
+//! Pause and unpause proposals: what the Safe is asked to do, and whether an owner's signature
+//! for it is acceptable.
+//!
+//! Pure decisions only. A proposal is fully determined by (chain id, Safe, target, calldata,
+//! Safe nonce), so every daemon replica and every operator derives the same `safeTxHash`
+//! without talking to each other.
+
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+
+use crate::safe::{OwnerApproval, SafeTx, SignatureError, recover_approval};
+
+/// What a proposal asks the Safe to do to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProposalKind {
+    /// Stop the target (after a finding, or an operator's `guardian pause`).
+    Pause,
+    /// Resume the target. Only ever proposed by an operator, never automatically.
+    Unpause,
+}
+
+impl ProposalKind {
+    /// Lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Unpause => "unpause",
+        }
+    }
+}
+
+/// Calldata for a no-argument function given by its signature, e.g. `pause()`.
+///
+/// Targets name their pause function in the config (`pause()` by default); anything with
+/// arguments is refused, because a guardian must not guess argument values.
+pub fn no_arg_calldata(signature: &str) -> Result<Bytes, String> {
+    let signature = signature.trim();
+    let Some(name) = signature.strip_suffix("()") else {
+        return Err(format!(
+            "pause/unpause function {signature:?} must take no arguments, like \"pause()\""
+        ));
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("{signature:?} is not a Solidity function signature"));
+    }
+    Ok(Bytes::copy_from_slice(&keccak256(signature.as_bytes())[..4]))
+}
+
+/// The Safe transaction for a proposal: a plain call of `calldata` on `target` at `nonce`.
+pub fn proposal_tx(target: Address, calldata: Bytes, nonce: U256) -> SafeTx {
+    SafeTx::call(target, U256::ZERO, calldata, nonce)
+}
+
+/// Chain ids a misconfigured wallet is most likely to have signed for, checked only to explain a
+/// rejection (Ethereum, its testnets, and common L2s).
+const LIKELY_WRONG_CHAINS: [u64; 8] = [1, 11_155_111, 17_000, 10, 137, 8_453, 42_161, 31_337];
+
+/// Why a submitted signature was refused. Each case has its own message for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a well-formed 65-byte Safe signature.
+    #[error("malformed signature: {0}")]
+    Malformed(#[from] SignatureError),
+    /// On-chain approvals are read from the chain, not accepted over the API.
+    #[error(
+        "an approved-hash marker (v = 1) is not a signature; approve on chain with `guardian approve --onchain`"
+    )]
+    ApprovedHashMarker,
+    /// The signature is valid for this proposal but its signer does not own the Safe.
+    #[error("{signer} is not an owner of Safe {safe}")]
+    NotAnOwner {
+        /// Who signed.
+        signer: Address,
+        /// The Safe.
+        safe: Address,
+    },
+    /// The signer signed this transaction under another chain's EIP-712 domain.
+    #[error(
+        "{signer} signed this transaction for chain id {signed_for}, not {expected}: the wallet is on the wrong network"
+    )]
+    WrongChain {
+        /// Who signed.
+        signer: Address,
+        /// The chain id the signature is valid for.
+        signed_for: u64,
+        /// The chain id guardian is bound to.
+        expected: u64,
+    },
+    /// The signature is not over this proposal's `safeTxHash` (another hash, or another signer).
+    #[error(
+        "signature is not {claimed}'s signature of safeTxHash {hash} (it recovers to {recovered}): it was made for another hash"
+    )]
+    OtherHash {
+        /// Who the submitter said signed.
+        claimed: Address,
+        /// The hash it should cover.
+        hash: B256,
+        /// Who it recovers to over that hash.
+        recovered: Address,
+    },
+}
+
+/// Check an owner signature submitted for `tx` on `safe` at chain `chain_id`.
+///
+/// `claimed` is the signer the submitter names; `owners` the Safe's current owners.
+pub fn check_signature(
+    tx: &SafeTx,
+    chain_id: u64,
+    safe: Address,
+    claimed: Address,
+    signature: &[u8],
+    owners: &[Address],
+) -> Result<OwnerApproval, Rejection> {
+    let hash = tx.safe_tx_hash(chain_id, safe);
+    let (recovered, approval) = recover_approval(hash, signature)?;
+    if approval == OwnerApproval::ApprovedHash {
+        return Err(Rejection::ApprovedHashMarker);
+    }
+    if recovered == claimed {
+        return if owners.contains(&claimed) {
+            Ok(approval)
+        } else {
+            Err(Rejection::NotAnOwner { signer: claimed, safe })
+        };
+    }
+    for other in LIKELY_WRONG_CHAINS.into_iter().filter(|c| *c != chain_id) {
+        let wrong = tx.safe_tx_hash(other, safe);
+        if recover_approval(wrong, signature).is_ok_and(|(who, _)| who == claimed) {
+            return Err(Rejection::WrongChain {
+                signer: claimed,
+                signed_for: other,
+                expected: chain_id,
+            });
+        }
+    }
+    Err(Rejection::OtherHash { claimed, hash, recovered })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::{address, bytes};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
+
+    const SAFE: Address = address!("0x56c43ebF8e1cF3A29AAa220757750346c0A271f8");
+    const TARGET: Address = address!("0x0165878A594ca255338adfa4d48449f69242Eb8F");
+
+    fn key(n: u8) -> PrivateKeySigner {
+        PrivateKeySigner::from_bytes(&B256::with_last_byte(n)).expect("key")
+    }
+
+    fn sign(signer: &PrivateKeySigner, hash: B256) -> Vec<u8> {
+        signer.sign_hash_sync(&hash).expect("sign").as_bytes().to_vec()
+    }
+
+    fn tx(nonce: u64) -> SafeTx {
+        proposal_tx(TARGET, no_arg_calldata("pause()").expect("calldata"), U256::from(nonce))
+    }
+
+    #[test]
+    fn calldata_is_the_selector_of_no_arg_functions_only() {
+        assert_eq!(no_arg_calldata("pause()"), Ok(bytes!("8456cb59")));
+        assert_eq!(no_arg_calldata(" unpause() "), Ok(bytes!("3f4ba83a")));
+        assert!(no_arg_calldata("pause(uint256)").is_err());
+        assert!(no_arg_calldata("pause").is_err());
+        assert!(no_arg_calldata("()").is_err());
+        assert!(no_arg_calldata("pa use()").is_err());
+    }
+
+    #[test]
+    fn same_inputs_same_hash_for_every_replica() {
+        assert_eq!(tx(4).safe_tx_hash(138, SAFE), tx(4).safe_tx_hash(138, SAFE));
+        assert_ne!(tx(4).safe_tx_hash(138, SAFE), tx(5).safe_tx_hash(138, SAFE));
+    }
+
+    #[test]
+    fn accepts_an_owner_signature_of_this_proposal() {
+        let owner = key(1);
+        let sig = sign(&owner, tx(0).safe_tx_hash(138, SAFE));
+        let got = check_signature(&tx(0), 138, SAFE, owner.address(), &sig, &[owner.address()]);
+        assert!(matches!(got, Ok(OwnerApproval::Signature(_))));
+    }
+
+    #[test]
+    fn each_bad_signature_has_its_own_rejection() {
+        let owner = key(1);
+        let stranger = key(2);
+        let owners = [owner.address()];
+        let this = tx(0);
+        let hash = this.safe_tx_hash(138, SAFE);
+
+        let not_owner = sign(&stranger, hash);
+        assert_eq!(
+            check_signature(&this, 138, SAFE, stranger.address(), &not_owner, &owners),
+            Err(Rejection::NotAnOwner { signer: stranger.address(), safe: SAFE })
+        );
+
+        let for_chain_1 = sign(&owner, this.safe_tx_hash(1, SAFE));
+        assert_eq!(
+            check_signature(&this, 138, SAFE, owner.address(), &for_chain_1, &owners),
+            Err(Rejection::WrongChain { signer: owner.address(), signed_for: 1, expected: 138 })
+        );
+
+        let other_hash = sign(&owner, tx(1).safe_tx_hash(138, SAFE));
+        assert!(matches!(
+            check_signature(&this, 138, SAFE, owner.address(), &other_hash, &owners),
+            Err(Rejection::OtherHash { claimed, hash: h, .. }) if claimed == owner.address() && h == hash
+        ));
+
+        assert!(matches!(
+            check_signature(&this, 138, SAFE, owner.address(), &[1, 2, 3], &owners),
+            Err(Rejection::Malformed(SignatureError::Length(3)))
+        ));
+
+        let marker = OwnerApproval::ApprovedHash.encode(owner.address());
+        assert_eq!(
+            check_signature(&this, 138, SAFE, owner.address(), &marker, &owners),
+            Err(Rejection::ApprovedHashMarker)
+        );
+
+        // Messages differ, so the operator can tell what went wrong.
+        let messages: std::collections::BTreeSet<String> = [
+            Rejection::NotAnOwner { signer: stranger.address(), safe: SAFE }.to_string(),
+            Rejection::WrongChain { signer: owner.address(), signed_for: 1, expected: 138 }
+                .to_string(),
+            Rejection::OtherHash { claimed: owner.address(), hash, recovered: stranger.address() }
+                .to_string(),
+            Rejection::Malformed(SignatureError::Length(3)).to_string(),
+        ]
+        .into();
+        assert_eq!(messages.len(), 4);
+    }
+}
