@@ -11,6 +11,7 @@ use guardian_chain::{
     Contracts, Testbed, TestbedOptions, Toolchain,
     devnet::DevnetOptions,
     safe::{IPausable, is_paused, sign_safe_tx_hash},
+    sender::SendOptions,
 };
 use guardian_core::safe::{Approvals, SafeTx};
 
@@ -68,7 +69,8 @@ pub(crate) async fn run(args: DrillArgs) -> Result<()> {
         approvals.insert(owner.address(), sign_safe_tx_hash(owner, hash)?);
         println!("approval:  {} signed", owner.address());
     }
-    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await?;
+    let execution =
+        bed.safe.execute(&bed.deployer, &tx, &approvals, &SendOptions::default()).await?;
     ensure!(execution.success, "execTransaction did not emit ExecutionSuccess");
     println!(
         "executed:  tx {} in block {}",

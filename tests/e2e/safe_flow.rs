@@ -9,6 +9,7 @@ use alloy::{
 use guardian_chain::{
     Contracts,
     safe::{IPausable, is_paused, sign_safe_tx_hash},
+    sender::SendOptions,
 };
 use guardian_core::safe::{Approvals, OwnerApproval, SafeTx, domain_separator};
 
@@ -54,7 +55,11 @@ async fn two_of_three_pause_executes() {
         .map(|owner| (owner.address(), sign_safe_tx_hash(owner, hash).expect("sign")))
         .collect();
 
-    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect("executes");
+    let execution = bed
+        .safe
+        .execute(&bed.deployer, &tx, &approvals, &SendOptions::default())
+        .await
+        .expect("executes");
     assert!(execution.success, "ExecutionSuccess for our safeTxHash");
     assert!(is_paused(&reader, target).await.expect("paused()"));
     assert_eq!(bed.safe.nonce().await.expect("nonce"), nonce + U256::from(1));
@@ -76,8 +81,11 @@ async fn one_of_three_is_refused_and_nothing_is_sent() {
             .into_iter()
             .collect();
 
-    let err =
-        bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect_err("below threshold");
+    let err = bed
+        .safe
+        .execute(&bed.deployer, &tx, &approvals, &SendOptions::default())
+        .await
+        .expect_err("below threshold");
     let msg = format!("{err:#}");
     assert!(msg.contains("GS020"), "{msg}");
     assert!(msg.contains("nothing was sent"), "{msg}");
@@ -129,7 +137,11 @@ async fn signatures_given_in_the_wrong_order_are_sorted() {
 
     // Collected into Approvals in the same wrong order, they are sorted and execute.
     let approvals: Approvals = signed.into_iter().collect();
-    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect("executes");
+    let execution = bed
+        .safe
+        .execute(&bed.deployer, &tx, &approvals, &SendOptions::default())
+        .await
+        .expect("executes");
     assert!(execution.success);
     assert!(is_paused(&reader, target).await.expect("paused()"));
 }
@@ -153,7 +165,11 @@ async fn onchain_approve_hash_counts_as_an_approval() {
     approvals.insert(approver.address(), OwnerApproval::ApprovedHash);
     approvals
         .insert(bed.owners[0].address(), sign_safe_tx_hash(&bed.owners[0], hash).expect("sign"));
-    let execution = bed.safe.execute(&bed.executor(), &tx, &approvals).await.expect("executes");
+    let execution = bed
+        .safe
+        .execute(&bed.deployer, &tx, &approvals, &SendOptions::default())
+        .await
+        .expect("executes");
     assert!(execution.success);
     assert!(is_paused(&reader, target).await.expect("paused()"));
 }

@@ -8,6 +8,7 @@
 pub mod contracts;
 pub mod devnet;
 pub mod safe;
+pub mod sender;
 pub mod testbed;
 pub mod toolchain;
 

@@ -11,13 +11,18 @@ use alloy::{
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider},
     rpc::types::{TransactionReceipt, TransactionRequest},
+    signers::local::PrivateKeySigner,
+    sol_types::SolCall,
     sol_types::{SolError, SolEvent, SolValue},
 };
-use eyre::{Result, WrapErr, bail, ensure, eyre};
+use eyre::{Result, WrapErr, ensure, eyre};
 use guardian_core::safe::{Approvals, SafeTx, explain_error_code};
 use tracing::{debug, info};
 
-use crate::{CompiledContract, Contracts};
+use crate::{
+    CompiledContract, Contracts,
+    sender::{SendOptions, send_reliably},
+};
 
 /// The Safe version guardian speaks.
 pub const SAFE_VERSION: &str = "1.4.1";
@@ -306,49 +311,41 @@ impl SafeClient {
         Ok(receipt)
     }
 
-    /// Simulate, then send `execTransaction` for `tx` with `approvals` from `executor`.
+    /// Simulate, then send `execTransaction` for `tx` with `approvals`, signed by `executor`
+    /// (any funded key: the Safe checks the owners' approvals, not the sender).
     ///
     /// Refuses (without sending anything) when the simulation reverts, naming the Safe's reason.
+    /// Delivery goes through [`send_reliably`](crate::sender::send_reliably): chain-derived
+    /// nonce, fee model read from the chain, replacement when stuck.
     pub async fn execute(
         &self,
-        executor: &DynProvider,
+        executor: &PrivateKeySigner,
         tx: &SafeTx,
         approvals: &Approvals,
+        options: &SendOptions,
     ) -> Result<Execution> {
         let safe_tx_hash = self.tx_hash(tx);
-        let safe = ISafe::new(self.address, executor);
-        let call = safe.execTransaction(
-            tx.to,
-            tx.value,
-            tx.data.clone(),
-            tx.operation,
-            tx.safeTxGas,
-            tx.baseGas,
-            tx.gasPrice,
-            tx.gasToken,
-            tx.refundReceiver,
-            approvals.encode(),
-        );
-        let simulated = call.call().await.map_err(|e| explain_contract_error(e, "execTransaction"));
-        match simulated {
-            Ok(true) => {}
-            Ok(false) => {
-                bail!("simulated execTransaction of {safe_tx_hash} returns false; not sending")
+        let calldata = self.exec_calldata(tx, approvals);
+        let request = TransactionRequest::default()
+            .from(executor.address())
+            .to(self.address)
+            .input(calldata.clone().into());
+        match self.provider.call(request.clone()).await {
+            Ok(ret) => {
+                let ok = ISafe::execTransactionCall::abi_decode_returns(&ret).unwrap_or(false);
+                ensure!(
+                    ok,
+                    "simulated execTransaction of {safe_tx_hash} returns false; not sending"
+                );
             }
-            Err(e) => {
-                return Err(e.wrap_err(format!(
+            Err(error) => {
+                return Err(explain_rpc_error(error, "execTransaction").wrap_err(format!(
                     "simulation of execTransaction for safeTxHash {safe_tx_hash} on Safe {} failed; nothing was sent",
                     self.address
                 )));
             }
         }
-        let receipt = call
-            .send()
-            .await
-            .map_err(|e| explain_contract_error(e, "execTransaction"))?
-            .get_receipt()
-            .await
-            .wrap_err("waiting for execTransaction")?;
+        let receipt = send_reliably(&self.provider, executor, request, options).await?;
         let success = receipt.status()
             && receipt.inner.logs().iter().any(|log| {
                 log.address() == self.address
@@ -357,6 +354,24 @@ impl SafeClient {
             });
         info!(safe = %self.address, %safe_tx_hash, tx = %receipt.transaction_hash, success, "execTransaction mined");
         Ok(Execution { receipt, success })
+    }
+
+    /// ABI-encoded `execTransaction(...)` for `tx` with `approvals` (ordered by owner).
+    pub fn exec_calldata(&self, tx: &SafeTx, approvals: &Approvals) -> Bytes {
+        ISafe::execTransactionCall {
+            to: tx.to,
+            value: tx.value,
+            data: tx.data.clone(),
+            operation: tx.operation,
+            safeTxGas: tx.safeTxGas,
+            baseGas: tx.baseGas,
+            gasPrice: tx.gasPrice,
+            gasToken: tx.gasToken,
+            refundReceiver: tx.refundReceiver,
+            signatures: approvals.encode(),
+        }
+        .abi_encode()
+        .into()
     }
 }
 
@@ -377,13 +392,30 @@ pub fn explain_contract_error(error: ContractError, what: &str) -> eyre::Report 
         .as_revert_data()
         .and_then(|data| alloy::sol_types::Revert::abi_decode(&data).ok())
         .map(|revert| revert.reason);
-    let reason: Option<String> = reason;
+    explain_reason(reason, what, || eyre::Report::new(error))
+}
+
+/// Like [`explain_contract_error`], for a raw RPC error (e.g. a failed `eth_call`).
+pub fn explain_rpc_error(error: alloy::transports::TransportError, what: &str) -> eyre::Report {
+    let reason = error
+        .as_error_resp()
+        .and_then(|resp| resp.as_revert_data())
+        .and_then(|data| alloy::sol_types::Revert::abi_decode(&data).ok())
+        .map(|revert| revert.reason);
+    explain_reason(reason, what, || eyre::Report::new(error))
+}
+
+fn explain_reason(
+    reason: Option<String>,
+    what: &str,
+    otherwise: impl FnOnce() -> eyre::Report,
+) -> eyre::Report {
     match reason {
         Some(code) => match explain_error_code(&code) {
             Some(meaning) => eyre!("{what} reverted with {code}: {meaning}"),
             None => eyre!("{what} reverted: {code}"),
         },
-        None => eyre::Report::new(error).wrap_err(format!("{what} failed")),
+        None => otherwise().wrap_err(format!("{what} failed")),
     }
 }
 
