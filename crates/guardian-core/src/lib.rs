@@ -6,5 +6,6 @@
 //! crates and call into this one, so every decision that matters is unit tested without a node.
 
 pub mod finding;
+pub mod rules;
 pub mod safe;
 pub mod severity;

@@ -49,7 +49,9 @@ impl FromStr for Severity {
         Self::ALL
             .into_iter()
             .find(|sev| sev.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown severity {s:?} (expected low, medium, high or critical)"))
+            .ok_or_else(|| {
+                format!("unknown severity {s:?} (expected low, medium, high or critical)")
+            })
     }
 }
 
@@ -85,8 +87,12 @@ impl Action {
         match self {
             Self::Log => "log",
             Self::Alert => "alert",
-            Self::ProposePause { then_rollback: false } => "propose_pause",
-            Self::ProposePause { then_rollback: true } => "propose_pause+rollback",
+            Self::ProposePause {
+                then_rollback: false,
+            } => "propose_pause",
+            Self::ProposePause {
+                then_rollback: true,
+            } => "propose_pause+rollback",
         }
     }
 }
@@ -114,8 +120,12 @@ impl Default for SeverityPolicy {
     /// The operators' matrix: Critical and High propose a pause, Medium alerts, Low logs.
     fn default() -> Self {
         Self {
-            critical: Action::ProposePause { then_rollback: false },
-            high: Action::ProposePause { then_rollback: false },
+            critical: Action::ProposePause {
+                then_rollback: false,
+            },
+            high: Action::ProposePause {
+                then_rollback: false,
+            },
             medium: Action::Alert,
             low: Action::Log,
         }
@@ -165,8 +175,14 @@ mod tests {
 
     #[test]
     fn actions_serialise_as_config_names() {
-        let json = serde_json::to_string(&Action::ProposePause { then_rollback: true }).expect("json");
+        let json = serde_json::to_string(&Action::ProposePause {
+            then_rollback: true,
+        })
+        .expect("json");
         assert_eq!(json, r#"{"propose_pause":{"then_rollback":true}}"#);
-        assert_eq!(serde_json::to_string(&Action::Alert).expect("json"), r#""alert""#);
+        assert_eq!(
+            serde_json::to_string(&Action::Alert).expect("json"),
+            r#""alert""#
+        );
     }
 }
