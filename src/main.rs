@@ -1,10 +1,12 @@
 //! `guardian`: the operators' binary. Parses the command line and hands off to the library
 //! crates; no logic of its own lives here.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
-use eyre::Result;
 use tracing_subscriber::EnvFilter;
 
+mod config_cmd;
 mod drill;
 
 /// Rollback-and-pause guardian for chain 138 (Defi Oracle Meta).
@@ -32,17 +34,23 @@ enum Command {
     /// pauses the vault through the Safe and checks that it is paused. Nothing leaves this
     /// machine: the chain is a child process that stops with the drill.
     Rehearse(drill::DrillArgs),
+
+    /// Work with config files: `guardian config check --config FILE`.
+    Config(config_cmd::ConfigArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> eyre::Result<ExitCode> {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Rehearse(args) => drill::run(args).await,
+    match cli.command {
+        // Pure: no runtime, no network.
+        Command::Config(args) => Ok(config_cmd::run(args)),
+        Command::Rehearse(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(drill::run(args))?;
+            Ok(ExitCode::SUCCESS)
         }
-    })
+    }
 }
 
 fn init_tracing(verbose: u8) {

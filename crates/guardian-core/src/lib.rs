@@ -7,5 +7,6 @@
 
 pub mod finding;
 pub mod proposal;
+pub mod rules;
 pub mod safe;
 pub mod severity;

@@ -96,6 +96,28 @@ impl fmt::Display for Action {
     }
 }
 
+impl FromStr for Action {
+    type Err = String;
+
+    /// The names [`Action::as_str`] prints: `log`, `alert`, `propose_pause`,
+    /// `propose_pause+rollback`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Log,
+            Self::Alert,
+            Self::ProposePause { then_rollback: false },
+            Self::ProposePause { then_rollback: true },
+        ]
+        .into_iter()
+        .find(|action| action.as_str() == s.trim())
+        .ok_or_else(|| {
+            format!(
+                "unknown action {s:?} (expected log, alert, propose_pause or propose_pause+rollback)"
+            )
+        })
+    }
+}
+
 /// Maps each severity to an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeverityPolicy {

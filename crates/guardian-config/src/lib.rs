@@ -1,0 +1,965 @@
+//! guardian's configuration: one TOML file, validated in full before anything starts.
+//!
+//! [`Config::load`] parses the file, checks every value (addresses, signatures, predicates,
+//! thresholds, contract names) by compiling the rules exactly as the daemon will, and resolves
+//! secrets from the environment. Every problem is reported as `file:line:column: what was
+//! expected` ([`ConfigError`]); secrets are [`Secret`]s and never print.
+//!
+//! `config/guardian.toml` in the repository is the commented reference.
+
+mod error;
+mod raw;
+mod secret;
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::SocketAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use alloy_json_abi::{Event, Function, JsonAbi};
+use alloy_primitives::{Address, Bytes};
+use guardian_core::{
+    rules::{
+        BalanceAsset, BalanceDropSpec, CallSpec, CmpOp, CodeChangeSpec, CodeTarget, ContractPolicy,
+        EngineError, EventSpec, InvariantSpec, Operand, Ratio, RevertRateSpec, RuleEngine,
+        RuleKind, RuleSpec, WatchedContract, WindowMeasure, WindowSpec,
+    },
+    severity::{Action, Severity, SeverityPolicy},
+};
+
+pub use error::ConfigError;
+use error::Locator;
+use raw::{RawCall, RawConfig, RawContract, RawPolicy, RawRule, S};
+pub use secret::Secret;
+
+/// Chain 138: Defi Oracle Meta mainnet.
+pub const DEFAULT_CHAIN_ID: u64 = 138;
+/// Where the HTTP API listens unless configured: loopback only.
+pub const DEFAULT_API_BIND: &str = "127.0.0.1:8787";
+/// How often the follower polls an HTTP endpoint for new blocks unless configured.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// The chain to follow.
+    pub chain: ChainConfig,
+    /// RPC endpoints, in order of preference (the follower fails over down the list).
+    pub rpc: Vec<RpcEndpoint>,
+    /// The SQLite database.
+    pub storage: StorageConfig,
+    /// The local HTTP API (used by the multisig approval flow).
+    pub api: ApiConfig,
+    /// The operators' Safe, when configured.
+    pub safe: Option<SafeConfig>,
+    /// Where findings are pushed, when configured.
+    pub webhook: Option<WebhookConfig>,
+    /// Severity → action.
+    pub policy: SeverityPolicy,
+    /// Watched contracts.
+    pub contracts: Vec<ContractConfig>,
+    /// Rules, in evaluation order.
+    pub rules: Vec<RuleSpec>,
+    /// The `[rollback]` table, parsed by `guardian-rollback` (issue 5) as its `RollbackConfig`.
+    pub rollback: Option<toml::Value>,
+}
+
+/// `[chain]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// Expected chain id; the daemon refuses an RPC that reports another.
+    pub id: u64,
+    /// Blocks to wait before evaluating a block (0 on QBFT: blocks are final when sealed).
+    pub confirmations: u64,
+    /// Polling period for HTTP endpoints.
+    pub poll_interval: Duration,
+}
+
+/// How an endpoint is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `http://` or `https://`.
+    Http,
+    /// `ws://` or `wss://` (subscriptions).
+    Ws,
+}
+
+/// One `[[rpc]]` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcEndpoint {
+    /// The full URL (may embed an API key).
+    pub url: Secret,
+    /// HTTP or WebSocket, from the scheme.
+    pub transport: Transport,
+    /// A bearer token to send as `Authorization: Bearer …`.
+    pub bearer: Option<Secret>,
+    /// Safe to print: scheme, host and port, the path hidden, and the variable it came from.
+    pub display: String,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// SQLite file (relative paths are resolved against the config file's folder).
+    pub path: PathBuf,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+}
+
+/// `[safe]`: the operators' Safe 1.4.1 that owns the watched contracts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeConfig {
+    /// The Safe's address.
+    pub address: Address,
+    /// Name of the environment variable holding the executor's private key. Read only by the
+    /// component that executes (issue 4), so `config check` does not need the key.
+    pub executor_key_env: Option<String>,
+}
+
+/// `[webhook]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// The URL, from the environment.
+    pub url: Secret,
+    /// The variable it came from, for messages.
+    pub url_env: String,
+    /// Attempts after the first failure.
+    pub retries: u32,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// One `[[contracts]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractConfig {
+    /// Name rules refer to.
+    pub name: String,
+    /// Address.
+    pub address: Address,
+    /// Events it declares (from `events` and the `abi` file), as full human-readable signatures.
+    pub events: Vec<String>,
+    /// The pause function's signature, as in `pause()`.
+    pub pause: String,
+    /// Calldata of the pause call (its selector).
+    pub pause_calldata: Bytes,
+    /// Its departures from the global policy (per-severity actions, rollback after pause).
+    pub policy: ContractPolicy,
+}
+
+impl Config {
+    /// Read, parse and validate `path`, resolving secrets from the process environment.
+    pub fn load(path: impl AsRef<Path>) -> eyre::Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| eyre::eyre!("cannot read config file {}: {e}", path.display()))?;
+        Ok(Self::parse(&text, path, &|name| std::env::var(name).ok())?)
+    }
+
+    /// Parse and validate `text` (read from `path`, used in messages and to resolve relative
+    /// paths), resolving secrets with `env`.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let at = Locator { path, text };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| at.error(e.span(), e.message().trim()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Loader { at, env, base }.load(raw)
+    }
+
+    /// The watched contracts as the rule engine sees them.
+    pub fn watched_contracts(&self) -> Vec<WatchedContract> {
+        self.contracts
+            .iter()
+            .map(|c| WatchedContract {
+                name: c.name.clone(),
+                address: c.address,
+                policy: c.policy.clone(),
+            })
+            .collect()
+    }
+
+    /// Build the rule engine. Cannot fail for a config that [`Config::load`] accepted (it was
+    /// validated by building the same engine), but returns the error rather than panicking.
+    pub fn rule_engine(&self) -> Result<RuleEngine, EngineError> {
+        RuleEngine::new(self.watched_contracts(), self.rules.clone(), self.policy)
+    }
+
+    /// A short human summary, secrets redacted, for `guardian config check`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "config {} is valid", self.source.display());
+        let _ = writeln!(
+            out,
+            "chain id {} (confirmations {}, poll every {} ms)",
+            self.chain.id,
+            self.chain.confirmations,
+            self.chain.poll_interval.as_millis()
+        );
+        for rpc in &self.rpc {
+            let auth = if rpc.bearer.is_some() { " + bearer token" } else { "" };
+            let _ = writeln!(out, "rpc {}{auth}", rpc.display);
+        }
+        let _ = writeln!(out, "storage {}", self.storage.path.display());
+        let _ = writeln!(out, "api {}", self.api.bind);
+        if let Some(safe) = &self.safe {
+            let _ = writeln!(out, "safe {}", safe.address);
+        }
+        match &self.webhook {
+            Some(w) => {
+                let _ = writeln!(out, "webhook *** (from ${}), {} retries", w.url_env, w.retries);
+            }
+            None => {
+                let _ = writeln!(out, "webhook none (findings are only logged and stored)");
+            }
+        }
+        let _ = writeln!(out, "contracts:");
+        for c in &self.contracts {
+            let rollback = if c.policy.rollback_after_pause { ", then rollback" } else { "" };
+            let _ = writeln!(out, "  {} {} (pause: {}{rollback})", c.name, c.address, c.pause);
+        }
+        let _ = writeln!(out, "rules:");
+        match self.rule_engine() {
+            Ok(engine) => {
+                for rule in engine.rules() {
+                    let targets: Vec<_> =
+                        rule.targets.iter().map(|(c, a)| format!("{c} → {a}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "  {} [{}, {}] {}; {}",
+                        rule.name,
+                        rule.kind,
+                        rule.severity,
+                        rule.threshold,
+                        targets.join(", ")
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  (cannot compile: {e})");
+            }
+        }
+        out
+    }
+}
+
+struct Loader<'a> {
+    at: Locator<'a>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    base: &'a Path,
+}
+
+fn span<T>(s: &S<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+impl Loader<'_> {
+    fn err(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        self.at.error(span, message)
+    }
+
+    fn load(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let chain = match &raw.chain {
+            None => ChainConfig {
+                id: DEFAULT_CHAIN_ID,
+                confirmations: 0,
+                poll_interval: DEFAULT_POLL_INTERVAL,
+            },
+            Some(c) => {
+                if let Some(ms) = c.poll_interval_ms.as_ref().filter(|ms| *ms.get_ref() == 0) {
+                    return Err(self.err(span(ms), "poll_interval_ms must be above 0"));
+                }
+                ChainConfig {
+                    id: c.id.as_ref().map_or(DEFAULT_CHAIN_ID, |i| *i.get_ref()),
+                    confirmations: c.confirmations.as_ref().map_or(0, |c| *c.get_ref()),
+                    poll_interval: c
+                        .poll_interval_ms
+                        .as_ref()
+                        .map_or(DEFAULT_POLL_INTERVAL, |ms| Duration::from_millis(*ms.get_ref())),
+                }
+            }
+        };
+        if raw.rpc.get_ref().is_empty() {
+            return Err(self.err(span(&raw.rpc), "at least one [[rpc]] endpoint is needed"));
+        }
+        let rpc = raw.rpc.get_ref().iter().map(|r| self.rpc(r)).collect::<Result<Vec<_>, _>>()?;
+        let storage = StorageConfig {
+            path: raw.storage.as_ref().map_or_else(
+                || self.base.join("guardian.sqlite"),
+                |s| self.base.join(s.path.get_ref()),
+            ),
+        };
+        let api = ApiConfig {
+            bind: match &raw.api {
+                None => DEFAULT_API_BIND.parse().map_err(|_| self.err(None, "bad default bind"))?,
+                Some(api) => api.bind.get_ref().parse().map_err(|_| {
+                    self.err(
+                        span(&api.bind),
+                        format!(
+                            "expected ip:port such as {DEFAULT_API_BIND:?}, got {:?}",
+                            api.bind.get_ref()
+                        ),
+                    )
+                })?,
+            },
+        };
+        let safe = match &raw.safe {
+            None => None,
+            Some(s) => Some(SafeConfig {
+                address: self.address(&s.address)?,
+                executor_key_env: match &s.executor_key_env {
+                    None => None,
+                    Some(name) => Some(self.env_name(name)?.to_owned()),
+                },
+            }),
+        };
+        let webhook = match &raw.webhook {
+            None => None,
+            Some(w) => Some(self.webhook(w)?),
+        };
+        let policy = self.policy(raw.policy.as_ref(), SeverityPolicy::default())?;
+        let contracts = self.contracts(&raw.contracts)?;
+        let mut rules = Vec::with_capacity(raw.rules.len());
+        let mut rule_spans = Vec::with_capacity(raw.rules.len());
+        for r in &raw.rules {
+            let (spec, spans) = self.rule(r, &contracts)?;
+            rules.push(spec);
+            rule_spans.push(spans);
+        }
+        let config = Config {
+            source: self.at.path.to_owned(),
+            chain,
+            rpc,
+            storage,
+            api,
+            safe,
+            webhook,
+            policy,
+            contracts,
+            rules,
+            rollback: raw.rollback,
+        };
+        // Compile the rules exactly as the daemon will, and point at the key at fault.
+        if let Err(e) = config.rule_engine() {
+            return Err(match e {
+                EngineError::Rule(e) => {
+                    let index = if e.key == "name" {
+                        config.rules.iter().rposition(|r| r.name == e.rule)
+                    } else {
+                        config.rules.iter().position(|r| r.name == e.rule)
+                    };
+                    let place = index.and_then(|i| rule_spans[i].find(e.key, e.index));
+                    self.err(place, e.to_string())
+                }
+                EngineError::Contract { ref name, .. } => {
+                    let place = raw
+                        .contracts
+                        .get_ref()
+                        .iter()
+                        .rfind(|c| c.get_ref().name.get_ref() == name)
+                        .map(|c| c.get_ref().name.span());
+                    self.err(place, e.to_string())
+                }
+            });
+        }
+        Ok(config)
+    }
+
+    fn env_name<'s>(&self, name: &'s S<String>) -> Result<&'s str, ConfigError> {
+        let n = name.get_ref();
+        if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(self.err(
+                span(name),
+                format!(
+                    "expected the name of an environment variable (letters, digits, _), got {n:?}"
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The value of the variable named at `name`; `place` says which setting wanted it.
+    fn secret(&self, name: &S<String>, place: &str) -> Result<Secret, ConfigError> {
+        let var = self.env_name(name)?;
+        match (self.env)(var) {
+            Some(value) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
+            _ => Err(self.err(
+                span(name),
+                format!("environment variable {var} (named by {place}) is not set or empty"),
+            )),
+        }
+    }
+
+    fn rpc(&self, raw: &S<raw::RawRpc>) -> Result<RpcEndpoint, ConfigError> {
+        let r = raw.get_ref();
+        let (url, origin, url_span) = match (&r.url, &r.url_env) {
+            (Some(url), None) => (Secret::new(url.get_ref().trim()), String::new(), span(url)),
+            (None, Some(var)) => {
+                (self.secret(var, "rpc.url_env")?, format!(" (from ${})", var.get_ref()), span(var))
+            }
+            _ => {
+                return Err(self.err(
+                    span(raw),
+                    "an [[rpc]] endpoint needs exactly one of `url` (http://, https://, ws://, wss://) or `url_env` (the variable holding it)",
+                ));
+            }
+        };
+        let (transport, shown) = parse_endpoint(url.expose()).map_err(|e| self.err(url_span, e))?;
+        let bearer = match &r.bearer_env {
+            None => None,
+            Some(var) => Some(self.secret(var, "rpc.bearer_env")?),
+        };
+        Ok(RpcEndpoint { url, transport, bearer, display: format!("{shown}{origin}") })
+    }
+
+    fn webhook(&self, raw: &S<raw::RawWebhook>) -> Result<WebhookConfig, ConfigError> {
+        let w = raw.get_ref();
+        if let Some(url) = &w.url {
+            return Err(self.err(
+                span(url),
+                "webhook URLs carry tokens: put the URL in an environment variable and name it with `url_env`",
+            ));
+        }
+        let var = w.url_env.as_ref().ok_or_else(|| {
+            self.err(
+                span(raw),
+                "[webhook] needs `url_env`, the environment variable holding its URL",
+            )
+        })?;
+        let url = self.secret(var, "webhook.url_env")?;
+        if !(url.expose().starts_with("https://") || url.expose().starts_with("http://")) {
+            return Err(self.err(
+                span(var),
+                format!("the URL in ${} must start with https:// or http://", var.get_ref()),
+            ));
+        }
+        Ok(WebhookConfig {
+            url,
+            url_env: var.get_ref().clone(),
+            retries: w.retries.as_ref().map_or(3, |r| *r.get_ref()),
+            timeout: Duration::from_millis(w.timeout_ms.as_ref().map_or(5_000, |t| *t.get_ref())),
+        })
+    }
+
+    fn address(&self, text: &S<String>) -> Result<Address, ConfigError> {
+        parse_address(text.get_ref()).map_err(|e| self.err(span(text), e))
+    }
+
+    fn action(&self, text: &S<String>) -> Result<Action, ConfigError> {
+        text.get_ref().parse().map_err(|e: String| self.err(span(text), e))
+    }
+
+    fn policy(
+        &self,
+        raw: Option<&RawPolicy>,
+        base: SeverityPolicy,
+    ) -> Result<SeverityPolicy, ConfigError> {
+        let mut policy = base;
+        if let Some(raw) = raw {
+            for (slot, value) in [
+                (&mut policy.critical, &raw.critical),
+                (&mut policy.high, &raw.high),
+                (&mut policy.medium, &raw.medium),
+                (&mut policy.low, &raw.low),
+            ] {
+                if let Some(value) = value {
+                    *slot = self.action(value)?;
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    fn contracts(&self, raw: &S<Vec<S<RawContract>>>) -> Result<Vec<ContractConfig>, ConfigError> {
+        if raw.get_ref().is_empty() {
+            return Err(self.err(span(raw), "at least one [[contracts]] entry is needed"));
+        }
+        let mut out: Vec<ContractConfig> = Vec::new();
+        for entry in raw.get_ref() {
+            let c = self.contract(entry.get_ref())?;
+            if let Some(other) = out.iter().find(|o| o.name == c.name || o.address == c.address) {
+                let (what, place) = if other.name == c.name {
+                    ("name", span(&entry.get_ref().name))
+                } else {
+                    ("address", span(&entry.get_ref().address))
+                };
+                return Err(self.err(
+                    place,
+                    format!("contract {:?} has the same {what} as {:?}", c.name, other.name),
+                ));
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    fn contract(&self, c: &RawContract) -> Result<ContractConfig, ConfigError> {
+        let name = c.name.get_ref();
+        if name.is_empty()
+            || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(self.err(
+                span(&c.name),
+                format!("a contract name is letters, digits, - and _ (rules and predicates refer to it), got {name:?}"),
+            ));
+        }
+        let address = self.address(&c.address)?;
+        let mut events = Vec::new();
+        for sig in c.events.iter().flatten() {
+            let event = Event::parse(sig.get_ref().trim()).map_err(|e| {
+                self.err(
+                    span(sig),
+                    format!("cannot parse event signature {:?}: {e} (expected e.g. \"Paused(address account)\")", sig.get_ref()),
+                )
+            })?;
+            events.push(event.full_signature());
+        }
+        if let Some(abi) = &c.abi {
+            let file = self.base.join(abi.get_ref());
+            events.extend(read_abi_events(&file).map_err(|e| self.err(span(abi), e))?);
+        }
+        let pause_text = c.pause.as_ref().map_or("pause()", |p| p.get_ref().as_str());
+        let pause = Function::parse(pause_text.trim()).map_err(|e| {
+            self.err(
+                c.pause.as_ref().and_then(span),
+                format!("cannot parse pause function {pause_text:?}: {e}"),
+            )
+        })?;
+        if !pause.inputs.is_empty() {
+            return Err(self.err(
+                c.pause.as_ref().and_then(span),
+                format!("the pause function takes no arguments, {pause_text:?} does"),
+            ));
+        }
+        let rollback_after_pause = match c.on_pause.as_ref() {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "pause" => false,
+                "rollback" => true,
+                other => {
+                    return Err(self.err(
+                        span(v),
+                        format!("expected \"pause\" or \"rollback\" (pause, then roll configs back), got {other:?}"),
+                    ));
+                }
+            },
+        };
+        let mut overrides = BTreeMap::new();
+        if let Some(p) = &c.policy {
+            for (severity, value) in [
+                (Severity::Critical, &p.critical),
+                (Severity::High, &p.high),
+                (Severity::Medium, &p.medium),
+                (Severity::Low, &p.low),
+            ] {
+                if let Some(value) = value {
+                    overrides.insert(severity, self.action(value)?);
+                }
+            }
+        }
+        Ok(ContractConfig {
+            name: name.clone(),
+            address,
+            events,
+            pause: pause.signature(),
+            pause_calldata: Bytes::copy_from_slice(pause.selector().as_slice()),
+            policy: ContractPolicy { overrides, rollback_after_pause },
+        })
+    }
+
+    fn rule(
+        &self,
+        raw: &S<RawRule>,
+        contracts: &[ContractConfig],
+    ) -> Result<(RuleSpec, RuleSpans), ConfigError> {
+        let r = raw.get_ref();
+        let mut spans =
+            RuleSpans { table: raw.span(), keys: BTreeMap::new(), elements: BTreeMap::new() };
+        let optional: [(&'static str, Option<Range<usize>>); 17] = [
+            ("event", r.event.as_ref().and_then(span)),
+            ("where", r.predicates.as_ref().and_then(span)),
+            ("blocks", r.blocks.as_ref().and_then(span)),
+            ("sum", r.sum.as_ref().and_then(span)),
+            ("threshold", r.threshold.as_ref().and_then(span)),
+            ("min_sample", r.min_sample.as_ref().and_then(span)),
+            ("asset", r.asset.as_ref().and_then(span)),
+            ("drop", r.drop.as_ref().and_then(span)),
+            ("target", r.target.as_ref().and_then(span)),
+            ("expected", r.expected.as_ref().and_then(span)),
+            ("call", r.call.as_ref().and_then(span)),
+            ("args", r.args.as_ref().and_then(span)),
+            ("on", r.on.as_ref().and_then(span)),
+            ("op", r.op.as_ref().and_then(span)),
+            ("value", r.value.as_ref().and_then(span)),
+            ("other", r.other.as_ref().and_then(span)),
+            ("severity", r.severity.as_ref().and_then(span)),
+        ];
+        spans.keys.insert("name", r.name.span());
+        spans.keys.insert("kind", r.kind.span());
+        spans.keys.insert("contracts", r.contracts.span());
+        spans.elements.insert("contracts", r.contracts.get_ref().iter().map(S::span).collect());
+        if let Some(p) = &r.predicates {
+            spans.elements.insert("where", p.get_ref().iter().map(S::span).collect());
+        }
+        for (key, place) in &optional {
+            if let Some(place) = place {
+                spans.keys.insert(key, place.clone());
+            }
+        }
+        let kind = r.kind.get_ref().as_str();
+        let allowed: &[&str] = match kind {
+            "event" => &["event", "where"],
+            "window" => &["event", "where", "blocks", "sum", "threshold"],
+            "revert_rate" => &["blocks", "threshold", "min_sample"],
+            "balance_drop" => &["asset", "drop", "blocks"],
+            "code_change" => &["target", "expected"],
+            "invariant" => &["call", "args", "on", "op", "value", "other"],
+            other => {
+                return Err(self.err(
+                    span(&r.kind),
+                    format!(
+                        "unknown rule kind {other:?} (expected event, window, revert_rate, balance_drop, code_change or invariant)"
+                    ),
+                ));
+            }
+        };
+        for (key, place) in &optional {
+            if let Some(place) = place
+                && *key != "severity"
+                && !allowed.contains(key)
+            {
+                return Err(self.err(
+                    Some(place.clone()),
+                    format!(
+                        "`{key}` does not apply to {kind} rules (they take: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        let need = |key: &str, what: &str| {
+            self.err(Some(raw.span()), format!("a {kind} rule needs `{key}`: {what}"))
+        };
+        let severity = match &r.severity {
+            None => None,
+            Some(s) => Some(s.get_ref().parse::<Severity>().map_err(|e| self.err(span(s), e))?),
+        };
+        let rule_contracts: Vec<String> =
+            r.contracts.get_ref().iter().map(|c| c.get_ref().clone()).collect();
+        let event_spec = || -> Result<EventSpec, ConfigError> {
+            let event = r.event.as_ref().ok_or_else(|| {
+                need(
+                    "event",
+                    "a signature such as \"Withdrawn(address indexed account, address indexed to, uint256 amount)\" or the name of an event its contracts declare",
+                )
+            })?;
+            Ok(EventSpec {
+                signature: self.resolve_event(event, &rule_contracts, contracts)?,
+                predicates: r
+                    .predicates
+                    .as_ref()
+                    .map(|p| p.get_ref().iter().map(|s| s.get_ref().clone()).collect())
+                    .unwrap_or_default(),
+            })
+        };
+        let blocks = || {
+            r.blocks
+                .as_ref()
+                .map(|b| *b.get_ref())
+                .ok_or_else(|| need("blocks", "the window length in blocks"))
+        };
+        let kind = match kind {
+            "event" => RuleKind::Event(event_spec()?),
+            "window" => {
+                let threshold = r
+                    .threshold
+                    .as_ref()
+                    .ok_or_else(|| need("threshold", "a count (e.g. 10) or, with `sum`, an amount (e.g. \"10 ether\")"))?;
+                RuleKind::Window(WindowSpec {
+                    event: event_spec()?,
+                    blocks: blocks()?,
+                    measure: match &r.sum {
+                        None => WindowMeasure::Count,
+                        Some(field) => WindowMeasure::Sum(field.get_ref().clone()),
+                    },
+                    threshold: self.scalar(threshold)?,
+                })
+            }
+            "revert_rate" => RuleKind::RevertRate(RevertRateSpec {
+                blocks: blocks()?,
+                threshold: match &r.threshold {
+                    None => None,
+                    Some(t) => Some(self.scalar(t)?.parse::<Ratio>().map_err(|e| self.err(span(t), e))?),
+                },
+                min_sample: r
+                    .min_sample
+                    .as_ref()
+                    .map(|m| *m.get_ref())
+                    .ok_or_else(|| need("min_sample", "the fewest transactions in the window worth judging"))?,
+            }),
+            "balance_drop" => RuleKind::BalanceDrop(BalanceDropSpec {
+                asset: match &r.asset {
+                    None => BalanceAsset::Native,
+                    Some(a) if a.get_ref() == "native" => BalanceAsset::Native,
+                    Some(a) => BalanceAsset::Erc20(
+                        contracts
+                            .iter()
+                            .find(|c| &c.name == a.get_ref())
+                            .map(|c| c.address)
+                            .map_or_else(|| parse_address(a.get_ref()), Ok)
+                            .map_err(|_| {
+                                self.err(
+                                    span(a),
+                                    format!(
+                                        "expected \"native\", an ERC-20 token address or a watched contract's name, got {:?}",
+                                        a.get_ref()
+                                    ),
+                                )
+                            })?,
+                    ),
+                },
+                drop: {
+                    let d = r.drop.as_ref().ok_or_else(|| need("drop", "the share such as \"30%\""))?;
+                    d.get_ref().parse().map_err(|e| self.err(span(d), e))?
+                },
+                blocks: blocks()?,
+            }),
+            "code_change" => RuleKind::CodeChange(CodeChangeSpec {
+                target: match r.target.as_ref() {
+                    None => CodeTarget::CodeHash,
+                    Some(t) => match t.get_ref().as_str() {
+                        "code_hash" => CodeTarget::CodeHash,
+                        "implementation" => CodeTarget::Implementation,
+                        other => {
+                            return Err(self.err(
+                                span(t),
+                                format!("expected \"code_hash\" or \"implementation\" (the EIP-1967 slot), got {other:?}"),
+                            ));
+                        }
+                    },
+                },
+                expected: r.expected.as_ref().map(|e| e.get_ref().clone()),
+            }),
+            _invariant => {
+                let call = r
+                    .call
+                    .as_ref()
+                    .ok_or_else(|| need("call", "a view function such as \"solvent() returns (bool)\""))?;
+                let op = r.op.as_ref().ok_or_else(|| need("op", "one of ==, !=, <, <=, >, >="))?;
+                let other = match (&r.value, &r.other) {
+                    (Some(v), None) => Operand::Value(self.scalar(v)?),
+                    (None, Some(o)) => Operand::Call(self.call(o.get_ref())?),
+                    _ => {
+                        return Err(self.err(
+                            Some(raw.span()),
+                            "an invariant rule needs exactly one of `value` (a constant) or `other` (another call: { call = \"…\", args = [], on = \"contract\" })",
+                        ));
+                    }
+                };
+                RuleKind::Invariant(InvariantSpec {
+                    call: CallSpec {
+                        signature: call.get_ref().clone(),
+                        args: match &r.args {
+                            None => Vec::new(),
+                            Some(a) => self.args(a.get_ref(), span(a))?,
+                        },
+                        contract: r.on.as_ref().map(|o| o.get_ref().clone()),
+                    },
+                    op: op.get_ref().parse::<CmpOp>().map_err(|e| self.err(span(op), e))?,
+                    other,
+                })
+            }
+        };
+        Ok((
+            RuleSpec { name: r.name.get_ref().clone(), severity, contracts: rule_contracts, kind },
+            spans,
+        ))
+    }
+
+    fn call(&self, raw: &RawCall) -> Result<CallSpec, ConfigError> {
+        Ok(CallSpec {
+            signature: raw.call.get_ref().clone(),
+            args: self.args(&raw.args, span(&raw.call))?,
+            contract: raw.on.as_ref().map(|o| o.get_ref().clone()),
+        })
+    }
+
+    fn args(
+        &self,
+        values: &[toml::Value],
+        place: Option<Range<usize>>,
+    ) -> Result<Vec<String>, ConfigError> {
+        values
+            .iter()
+            .map(|v| {
+                scalar_text(v).ok_or_else(|| {
+                    self.err(
+                        place.clone(),
+                        format!("expected a string, integer or boolean argument, got {v}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A number, string or boolean as text; floats are refused (amounts lose precision).
+    fn scalar(&self, value: &S<toml::Value>) -> Result<String, ConfigError> {
+        scalar_text(value.get_ref()).ok_or_else(|| {
+            self.err(
+                span(value),
+                format!(
+                    "expected a string or an integer, got {} (write amounts and shares as strings: \"1.5 ether\", \"10%\")",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+
+    /// `Withdrawn` → the signature declared by the rule's contracts; a full signature stays.
+    fn resolve_event(
+        &self,
+        event: &S<String>,
+        rule_contracts: &[String],
+        contracts: &[ContractConfig],
+    ) -> Result<String, ConfigError> {
+        let text = event.get_ref().trim();
+        if text.contains('(') {
+            return Ok(text.to_owned());
+        }
+        let mut found: Option<String> = None;
+        for name in rule_contracts {
+            // Unknown contract names are reported by the engine, at the name.
+            let Some(contract) = contracts.iter().find(|c| &c.name == name) else {
+                continue;
+            };
+            let declared =
+                contract.events.iter().find(|sig| Event::parse(sig).is_ok_and(|e| e.name == text));
+            let Some(declared) = declared else {
+                let names: Vec<_> = contract
+                    .events
+                    .iter()
+                    .filter_map(|s| Event::parse(s).ok().map(|e| e.name))
+                    .collect();
+                return Err(self.err(
+                    span(event),
+                    format!(
+                        "contract {name:?} declares no event {text:?} (it declares: {}); give the full signature or add it to the contract's `events`",
+                        if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                    ),
+                ));
+            };
+            match &found {
+                Some(sig) if sig != declared => {
+                    return Err(self.err(
+                        span(event),
+                        format!("the rule's contracts declare {text} differently ({sig} vs {declared}); give the full signature"),
+                    ));
+                }
+                _ => found = Some(declared.clone()),
+            }
+        }
+        Ok(found.unwrap_or_else(|| text.to_owned()))
+    }
+}
+
+/// Spans of one rule's keys, to point engine errors at the exact place.
+#[derive(Debug)]
+struct RuleSpans {
+    table: Range<usize>,
+    keys: BTreeMap<&'static str, Range<usize>>,
+    elements: BTreeMap<&'static str, Vec<Range<usize>>>,
+}
+
+impl RuleSpans {
+    fn find(&self, key: &str, index: Option<usize>) -> Option<Range<usize>> {
+        let element = index.and_then(|i| self.elements.get(key)?.get(i).cloned());
+        element.or_else(|| self.keys.get(key).cloned()).or_else(|| Some(self.table.clone()))
+    }
+}
+
+fn scalar_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An address: `0x` and 40 hex digits; mixed case must be a valid EIP-55 checksum.
+pub fn parse_address(text: &str) -> Result<Address, String> {
+    let text = text.trim();
+    let hex = text.strip_prefix("0x").unwrap_or("");
+    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("expected an address (0x followed by 40 hex digits), got {text:?}"));
+    }
+    let mixed =
+        hex.chars().any(|c| c.is_ascii_lowercase()) && hex.chars().any(|c| c.is_ascii_uppercase());
+    if mixed {
+        Address::parse_checksummed(text, None)
+            .map_err(|_| format!("address {text:?} has a bad EIP-55 checksum (a typo?); write it in lower case to skip the check"))
+    } else {
+        text.parse().map_err(|e| format!("bad address {text:?}: {e}"))
+    }
+}
+
+/// Check an endpoint URL and return its transport and a printable form (scheme, host and port;
+/// path and query hidden as they often hold API keys; user info dropped).
+fn parse_endpoint(url: &str) -> Result<(Transport, String), String> {
+    let expected =
+        || format!("expected an http://, https://, ws:// or wss:// URL, got {:?}", redact_all(url));
+    let (scheme, rest) = url.split_once("://").ok_or_else(expected)?;
+    let transport = match scheme {
+        "http" | "https" => Transport::Http,
+        "ws" | "wss" => Transport::Ws,
+        _ => return Err(expected()),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(expected());
+    }
+    let hidden = if rest[end..].trim_start_matches('/').is_empty() { "" } else { "/***" };
+    Ok((transport, format!("{scheme}://{host}{hidden}")))
+}
+
+fn redact_all(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://***"),
+        None => "***".to_owned(),
+    }
+}
+
+/// Events of a JSON ABI file (a bare ABI array, or a compiler artifact with an `abi` key).
+fn read_abi_events(file: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read ABI file {}: {e}", file.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("ABI file {} is not JSON: {e}", file.display()))?;
+    let abi = match value {
+        serde_json::Value::Object(mut artifact) if artifact.contains_key("abi") => {
+            artifact.remove("abi").unwrap_or_default()
+        }
+        other => other,
+    };
+    let abi: JsonAbi = serde_json::from_value(abi)
+        .map_err(|e| format!("ABI file {} is not a JSON ABI: {e}", file.display()))?;
+    Ok(abi.events().map(Event::full_signature).collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The file as written: serde shapes with spans, before any validation. Every table refuses
+//! unknown keys, so a typo is an error that points at it rather than a silently ignored line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) chain: Option<RawChain>,
+    pub(crate) rpc: S<Vec<S<RawRpc>>>,
+    #[serde(default)]
+    pub(crate) storage: Option<RawStorage>,
+    #[serde(default)]
+    pub(crate) api: Option<RawApi>,
+    #[serde(default)]
+    pub(crate) safe: Option<RawSafe>,
+    #[serde(default)]
+    pub(crate) webhook: Option<S<RawWebhook>>,
+    #[serde(default)]
+    pub(crate) policy: Option<RawPolicy>,
+    pub(crate) contracts: S<Vec<S<RawContract>>>,
+    #[serde(default)]
+    pub(crate) rules: Vec<S<RawRule>>,
+    /// Owned by `guardian-rollback` (issue 5), which parses it as its `RollbackConfig`. Kept
+    /// opaque here so the template can carry the section without this crate knowing its shape.
+    #[serde(default)]
+    pub(crate) rollback: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChain {
+    pub(crate) id: Option<S<u64>>,
+    pub(crate) confirmations: Option<S<u64>>,
+    pub(crate) poll_interval_ms: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRpc {
+    pub(crate) url: Option<S<String>>,
+    pub(crate) url_env: Option<S<String>>,
+    pub(crate) bearer_env: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    pub(crate) path: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub(crate) bind: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSafe {
+    pub(crate) address: S<String>,
+    pub(crate) executor_key_env: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub(crate) url_env: Option<S<String>>,
+    /// Refused with a message: webhook URLs carry tokens and belong in the environment.
+    pub(crate) url: Option<S<toml::Value>>,
+    pub(crate) retries: Option<S<u32>>,
+    pub(crate) timeout_ms: Option<S<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) critical: Option<S<String>>,
+    pub(crate) high: Option<S<String>>,
+    pub(crate) medium: Option<S<String>>,
+    pub(crate) low: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContract {
+    pub(crate) name: S<String>,
+    pub(crate) address: S<String>,
+    pub(crate) events: Option<Vec<S<String>>>,
+    pub(crate) abi: Option<S<String>>,
+    pub(crate) pause: Option<S<String>>,
+    pub(crate) on_pause: Option<S<String>>,
+    pub(crate) policy: Option<RawPolicy>,
+}
+
+/// One `[[rules]]` entry. All kinds share one flat table; which keys a kind takes is checked
+/// after parsing so a key of the wrong kind gets a precise message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) name: S<String>,
+    pub(crate) kind: S<String>,
+    pub(crate) severity: Option<S<String>>,
+    pub(crate) contracts: S<Vec<S<String>>>,
+    // event, window
+    pub(crate) event: Option<S<String>>,
+    #[serde(rename = "where")]
+    pub(crate) predicates: Option<S<Vec<S<String>>>>,
+    // window, revert_rate, balance_drop
+    pub(crate) blocks: Option<S<u64>>,
+    pub(crate) sum: Option<S<String>>,
+    pub(crate) threshold: Option<S<toml::Value>>,
+    pub(crate) min_sample: Option<S<u64>>,
+    pub(crate) asset: Option<S<String>>,
+    pub(crate) drop: Option<S<String>>,
+    // code_change
+    pub(crate) target: Option<S<String>>,
+    pub(crate) expected: Option<S<String>>,
+    // invariant
+    pub(crate) call: Option<S<String>>,
+    pub(crate) args: Option<S<Vec<toml::Value>>>,
+    pub(crate) on: Option<S<String>>,
+    pub(crate) op: Option<S<String>>,
+    pub(crate) value: Option<S<toml::Value>>,
+    pub(crate) other: Option<S<RawCall>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCall {
+    pub(crate) call: S<String>,
+    #[serde(default)]
+    pub(crate) args: Vec<toml::Value>,
+    pub(crate) on: Option<S<String>>,
+}

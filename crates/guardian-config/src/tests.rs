@@ -1,0 +1,306 @@
+use std::path::Path;
+
+use guardian_core::{
+    finding::{BlockInput, StateQuery, StateValue},
+    severity::Action,
+};
+
+use super::*;
+
+const WEBHOOK: &str = "https://hooks.example/services/T0KEN";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "GUARDIAN_WEBHOOK_URL" => Some(WEBHOOK.to_owned()),
+        "RPC_URL" => Some("https://rpc.example/v1/S3CRET?key=S3CRET".to_owned()),
+        "RPC_TOKEN" => Some("T0KEN2".to_owned()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("conf/test.toml"), &env)
+}
+
+/// The error's `file:line:column: message`, and where in `text` it points.
+fn error(text: &str) -> (String, String) {
+    let e = parse(text).expect_err("config must be refused");
+    let line = text.lines().nth(e.line - 1).unwrap_or_default();
+    let pointed: String = line.chars().skip(e.column - 1).collect();
+    (e.to_string(), pointed)
+}
+
+const BASE: &str = r#"
+[[rpc]]
+url = "http://127.0.0.1:8545"
+
+[[contracts]]
+name = "vault"
+address = "0x1000000000000000000000000000000000000001"
+events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
+"#;
+
+fn with_rule(rule: &str) -> String {
+    format!("{BASE}\n[[rules]]\n{rule}\n")
+}
+
+#[test]
+fn committed_templates_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let config = Config::parse(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
+            let engine = config.rule_engine().expect("engine builds");
+            assert!(engine.rules().count() > 0, "{} has rules", path.display());
+            assert_eq!(config.chain.id, 138);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "guardian.toml and minimal.toml at least");
+}
+
+#[test]
+fn the_template_says_what_the_operators_matrix_says() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/guardian.toml");
+    let config =
+        Config::parse(&std::fs::read_to_string(&path).expect("read"), &path, &env).expect("valid");
+    assert_eq!(config.policy, SeverityPolicy::default());
+    assert_eq!(config.chain.confirmations, 0);
+    assert_eq!(config.rpc[0].transport, Transport::Ws);
+    assert_eq!(config.api.bind.to_string(), "127.0.0.1:8787");
+    assert_eq!(config.webhook.as_ref().map(|w| w.url.expose()), Some(WEBHOOK));
+    assert_eq!(
+        config.safe.as_ref().and_then(|s| s.executor_key_env.as_deref()),
+        Some("GUARDIAN_EXECUTOR_KEY")
+    );
+    let vault = &config.contracts[0];
+    assert_eq!(vault.pause_calldata.as_ref(), [0x84, 0x56, 0xcb, 0x59]);
+    let engine = config.rule_engine().expect("engine");
+    let revert = engine.rules().find(|r| r.kind == "revert_rate").expect("revert rule");
+    assert_eq!(revert.severity, Severity::Critical);
+    // The vault pauses then rolls back; the factory's high findings only alert.
+    assert_eq!(revert.targets, [("vault", Action::ProposePause { then_rollback: true })]);
+    let stranger = engine.rules().find(|r| r.name == "paused-by-stranger").expect("rule");
+    assert_eq!(
+        stranger.targets,
+        [("vault", Action::ProposePause { then_rollback: true }), ("factory", Action::Alert)]
+    );
+    let summary = config.summary();
+    assert!(summary.contains("vault-revert-rate [revert_rate, critical]"), "{summary}");
+    assert!(!summary.contains("T0KEN"), "{summary}");
+}
+
+#[test]
+fn a_typo_in_a_key_names_the_place() {
+    let text = BASE.replace("address = ", "adress = ");
+    let (message, at) = error(&text);
+    assert!(message.starts_with("conf/test.toml:7:1: unknown field `adress`"), "{message}");
+    assert!(message.contains("expected one of"), "{message}");
+    assert!(at.starts_with("adress"), "{at}");
+
+    let (message, at) = error(&format!("{BASE}\n[chian]\nid = 138\n"));
+    assert!(message.contains("unknown field `chian`"), "{message}");
+    assert!(at.starts_with("chian"), "{at}");
+}
+
+#[test]
+fn a_bad_address_names_the_place() {
+    let (message, at) = error(
+        &BASE.replace("0x1000000000000000000000000000000000000001", "0x10000000000000000001"),
+    );
+    assert!(message.starts_with("conf/test.toml:7:11: expected an address"), "{message}");
+    assert!(at.starts_with("\"0x1000"), "{at}");
+    // Mixed case is an EIP-55 checksum: a valid one passes, a typo in one is refused.
+    let checksummed = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    let at = |address: &str| BASE.replace("0x1000000000000000000000000000000000000001", address);
+    assert!(parse(&at(checksummed)).is_ok());
+    assert!(parse(&at(&checksummed.to_lowercase())).is_ok());
+    let (message, _) = error(&at(&checksummed.replace("aA", "aa")));
+    assert!(message.contains("bad EIP-55 checksum"), "{message}");
+}
+
+#[test]
+fn a_wrong_type_names_the_place() {
+    let text = format!("{BASE}\n[chain]\nid = \"138\"\n");
+    let (message, at) = error(&text);
+    assert!(
+        message.starts_with("conf/test.toml:11:6: invalid type: string \"138\", expected u64"),
+        "{message}"
+    );
+    assert!(at.starts_with("\"138\""), "{at}");
+
+    let (message, at) = error(&with_rule(
+        "name = \"w\"\nkind = \"window\"\nseverity = \"high\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"\nblocks = \"20\"\nthreshold = 3",
+    ));
+    assert!(message.contains("invalid type: string \"20\", expected u64"), "{message}");
+    assert!(at.starts_with("\"20\""), "{at}");
+}
+
+#[test]
+fn a_missing_field_names_the_table() {
+    let text = BASE.replace("address = \"0x1000000000000000000000000000000000000001\"\n", "");
+    let (message, _) = error(&text);
+    assert!(message.contains("missing field `address`"), "{message}");
+    assert!(
+        message.starts_with("conf/test.toml:5:") || message.starts_with("conf/test.toml:6:"),
+        "{message}"
+    );
+
+    let (message, _) = error(
+        "[[contracts]]\nname = \"v\"\naddress = \"0x1000000000000000000000000000000000000001\"\n",
+    );
+    assert!(message.contains("missing field `rpc`"), "{message}");
+
+    let (message, at) = error(&with_rule(
+        "name = \"w\"\nkind = \"window\"\nseverity = \"high\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"\nthreshold = 3",
+    ));
+    assert!(message.contains("a window rule needs `blocks`"), "{message}");
+    assert!(at.is_empty() || at.starts_with("name") || at.starts_with("[[rules]]"), "{at:?}");
+}
+
+#[test]
+fn an_unknown_contract_in_a_rule_names_the_element() {
+    let (message, at) = error(&with_rule(
+        "name = \"r\"\nkind = \"event\"\nseverity = \"high\"\ncontracts = [\"vault\", \"treasury\"]\nevent = \"Withdrawn(address indexed account, address indexed to, uint256 amount)\"",
+    ));
+    assert!(
+        message.contains("rule \"r\": unknown contract \"treasury\" (watched: vault)"),
+        "{message}"
+    );
+    assert!(message.starts_with("conf/test.toml:14:23:"), "{message}");
+    assert!(at.starts_with("\"treasury\""), "{at}");
+}
+
+#[test]
+fn semantic_errors_point_at_their_key() {
+    let rule = |extra: &str| {
+        with_rule(&format!(
+            "name = \"r\"\nkind = \"event\"\nseverity = \"high\"\ncontracts = [\"vault\"]\n{extra}"
+        ))
+    };
+    let cases = [
+        (
+            "event = \"Withdrawn\"\nwhere = [\"amount > 1 ether\", \"amout > 2\"]",
+            "\"amout > 2\"",
+            "no field \"amout\"",
+        ),
+        (
+            "event = \"Withdrawal\"",
+            "\"Withdrawal\"",
+            "declares no event \"Withdrawal\" (it declares: Withdrawn)",
+        ),
+        ("event = \"Withdrawn(address indexed\"", "\"Withdrawn(", "cannot parse event signature"),
+        ("event = \"Withdrawn\"\ndrop = \"5%\"", "\"5%\"", "`drop` does not apply to event rules"),
+        (
+            "event = \"Withdrawn\"\nwhere = [\"to > vault\"]",
+            "\"to > vault\"",
+            "only == and != apply",
+        ),
+    ];
+    for (extra, pointed, expected) in cases {
+        let (message, at) = error(&rule(extra));
+        assert!(message.contains(expected), "{extra}: {message}");
+        assert!(at.starts_with(pointed), "{extra}: points at {at:?}");
+    }
+    let (message, at) = error(
+        &rule("event = \"Withdrawn\"").replace("severity = \"high\"", "severity = \"severe\""),
+    );
+    assert!(message.contains("unknown severity"), "{message}");
+    assert!(at.starts_with("\"severe\""), "{at}");
+    let (message, at) =
+        error(&rule("event = \"Withdrawn\"").replace("kind = \"event\"", "kind = \"events\""));
+    assert!(message.contains("unknown rule kind \"events\""), "{message}");
+    assert!(at.starts_with("\"events\""), "{at}");
+    let dup = format!(
+        "{}\n[[rules]]\nname = \"r\"\nkind = \"event\"\nseverity = \"low\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"\n",
+        rule("event = \"Withdrawn\"")
+    );
+    let (message, at) = error(&dup);
+    assert!(message.contains("two rules have this name"), "{message}");
+    assert!(message.starts_with("conf/test.toml:18:"), "the second one: {message}");
+    assert!(at.starts_with("\"r\""), "{at}");
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_never_print() {
+    let text = format!(
+        "{BASE}\n[[rpc]]\nurl_env = \"RPC_URL\"\nbearer_env = \"RPC_TOKEN\"\n\n[webhook]\nurl_env = \"GUARDIAN_WEBHOOK_URL\"\n"
+    );
+    let config = parse(&text).expect("valid");
+    assert_eq!(config.rpc[1].display, "https://rpc.example/*** (from $RPC_URL)");
+    assert_eq!(config.rpc[1].bearer.as_ref().map(Secret::expose), Some("T0KEN2"));
+    let dump = format!("{config:?}\n{}", config.summary());
+    for secret in ["S3CRET", "T0KEN"] {
+        assert!(!dump.contains(secret), "{secret} leaked:\n{dump}");
+    }
+
+    let (message, at) =
+        error(&text.replace("url_env = \"RPC_URL\"", "url_env = \"RPC_URL_UNSET\""));
+    assert!(
+        message.contains("environment variable RPC_URL_UNSET (named by rpc.url_env) is not set"),
+        "{message}"
+    );
+    assert!(at.starts_with("\"RPC_URL_UNSET\""), "{at}");
+
+    let (message, at) = error(&format!("{BASE}\n[webhook]\nurl = \"{WEBHOOK}\"\n"));
+    assert!(message.contains("put the URL in an environment variable"), "{message}");
+    assert!(!message.contains("T0KEN"), "{message}");
+    assert!(at.starts_with('"'), "{at}");
+
+    let (message, _) = error(&BASE.replace("http://127.0.0.1:8545", "ftp://example"));
+    assert!(message.contains("expected an http://, https://, ws:// or wss:// URL"), "{message}");
+}
+
+#[test]
+fn the_config_builds_the_engine_the_daemon_runs() {
+    let text = format!(
+        "{}\n[[rules]]\nname = \"balance\"\nkind = \"balance_drop\"\nseverity = \"medium\"\ncontracts = [\"vault\"]\ndrop = \"50%\"\nblocks = 2\n",
+        with_rule("name = \"big\"\nkind = \"event\"\nseverity = \"critical\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"\nwhere = [\"amount >= 1 gwei\"]")
+    )
+    .replace("events = [", "on_pause = \"rollback\"\nevents = [");
+    let config = parse(&text).expect("valid");
+    assert_eq!(config.storage.path, Path::new("conf/guardian.sqlite"));
+    let mut engine = config.rule_engine().expect("engine");
+    let vault = config.contracts[0].address;
+    let query = StateQuery::NativeBalance(vault);
+    assert!(engine.queries().contains(&query));
+    let mut block = BlockInput { number: 1, ..BlockInput::default() };
+    block.state.insert(query.clone(), StateValue::Uint(alloy_primitives::U256::from(100)));
+    assert!(engine.evaluate(&block).is_empty());
+    block.number = 2;
+    block.state.insert(query, StateValue::Uint(alloy_primitives::U256::from(49)));
+    let findings = engine.evaluate(&block);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].action, Action::Alert, "medium alerts, rollback only changes pauses");
+}
+
+#[test]
+fn rollback_is_accepted_as_an_opaque_table() {
+    let config = parse(&format!("{BASE}\n[rollback]\nanything = [\"goes\"]\n")).expect("valid");
+    assert!(config.rollback.is_some());
+}
+
+#[test]
+fn abi_files_declare_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let abi = r#"{"abi": [{"type": "event", "name": "Paused", "anonymous": false,
+        "inputs": [{"name": "account", "type": "address", "indexed": false}]}]}"#;
+    std::fs::write(dir.path().join("Vault.json"), abi).expect("write");
+    let text = with_rule("name = \"p\"\nkind = \"event\"\nseverity = \"high\"\ncontracts = [\"vault\"]\nevent = \"Paused\"")
+        .replace("events = [", "abi = \"Vault.json\"\nevents = [");
+    let path = dir.path().join("guardian.toml");
+    let config = Config::parse(&text, &path, &env).expect("valid");
+    assert!(
+        config.contracts[0].events.iter().any(|e| e.starts_with("event Paused(address account)"))
+    );
+    let (message, at) = {
+        let e = Config::parse(&text.replace("Vault.json", "Missing.json"), &path, &env)
+            .expect_err("missing file");
+        (e.to_string(), e.line)
+    };
+    assert!(message.contains("cannot read ABI file"), "{message}");
+    assert_eq!(at, 8, "the abi key");
+}
