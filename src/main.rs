@@ -6,6 +6,7 @@ use eyre::Result;
 use tracing_subscriber::EnvFilter;
 
 mod drill;
+mod rollback_cmd;
 
 /// Rollback-and-pause guardian for chain 138 (Defi Oracle Meta).
 ///
@@ -32,6 +33,22 @@ enum Command {
     /// pauses the vault through the Safe and checks that it is paused. Nothing leaves this
     /// machine: the chain is a child process that stops with the drill.
     Rehearse(drill::DrillArgs),
+    /// Show a watched contract's recorded versions and which config keys point at each, or
+    /// record a new deployment (`versions add`).
+    Versions(rollback_cmd::VersionsArgs),
+    /// Repoint a contract's config keys to a previous, verified version.
+    ///
+    /// Checks the target on chain (code present, runtime code hash equal to the recorded one,
+    /// optional health view), shows the diff, backs the configs up, and rewrites only the
+    /// configured keys, atomically and under guardian's write lock. --dry-run changes nothing.
+    Rollback(rollback_cmd::RollbackArgs),
+    /// Timestamped, checksummed backups of the managed configs: create, list, show, verify,
+    /// prune, restore.
+    ///
+    /// Backups are backups/<config>_<UTC timestamp>.json (e.g.
+    /// smart-accounts-config_20260126T101500Z.json; a second one in the same second gets -1),
+    /// each with a sha256sum sidecar.
+    Backup(rollback_cmd::BackupArgs),
 }
 
 fn main() -> Result<()> {
@@ -41,6 +58,9 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Rehearse(args) => drill::run(args).await,
+            Command::Versions(args) => rollback_cmd::versions(args).await,
+            Command::Rollback(args) => rollback_cmd::rollback(args).await,
+            Command::Backup(args) => rollback_cmd::backup(args),
         }
     })
 }

@@ -3,5 +3,6 @@
 //! One test binary so the workspace links once; the Solidity project compiles once per run
 //! (see [`support::contracts`]) and every test starts its own Anvil, so tests stay independent.
 
+mod rollback;
 mod safe_flow;
 mod support;

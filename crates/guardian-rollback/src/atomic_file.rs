@@ -13,8 +13,9 @@ use std::{
 
 use eyre::{Result, WrapErr, eyre};
 
-/// Test-only: when set to `1`, the process aborts after the temporary file is written and synced
-/// but before it is renamed over the target, as a crash there would. Never set it in production.
+/// Test-only: when set to `1`, the process aborts after a temporary file is written and synced
+/// but before it is renamed over its target, as a crash there would; set to a file name (e.g.
+/// `smart-accounts-config.json`), only writes to that file abort. Never set it in production.
 pub const CRASH_BEFORE_RENAME_ENV: &str = "GUARDIAN_TEST_CRASH_BEFORE_RENAME";
 
 /// Test-only: milliseconds to sleep, while holding the write lock, between reading managed files
@@ -62,7 +63,10 @@ fn write_temp_and_rename(path: &Path, temp: &Path, dir: &Path, bytes: &[u8]) -> 
     file.sync_all().wrap_err_with(|| format!("syncing {}", temp.display()))?;
     drop(file);
 
-    if std::env::var_os(CRASH_BEFORE_RENAME_ENV).is_some_and(|v| v == "1") {
+    let crash = std::env::var(CRASH_BEFORE_RENAME_ENV).is_ok_and(|v| {
+        v == "1" || path.file_name().is_some_and(|name| name.to_string_lossy() == v)
+    });
+    if crash {
         tracing::error!(temp = %temp.display(), "{CRASH_BEFORE_RENAME_ENV}=1: aborting before rename");
         std::process::abort();
     }

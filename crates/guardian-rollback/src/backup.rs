@@ -142,6 +142,13 @@ pub struct RestoreOutcome {
     pub undo_stamp: Option<BackupStamp>,
 }
 
+/// One file of a restore, checked and ready to write.
+struct RestoreStep {
+    file: RestoredFile,
+    target: ManagedConfig,
+    bytes: Vec<u8>,
+}
+
 /// Backup operations over one backup folder.
 pub struct Backups<'a> {
     settings: &'a RollbackSettings,
@@ -312,6 +319,17 @@ impl<'a> Backups<'a> {
             })
     }
 
+    /// What restoring `stamp` would change, after the same checks a restore makes. Writes
+    /// nothing and needs no lock.
+    pub fn preview_restore(&self, stamp: &str, config: Option<&str>) -> Result<RestoreOutcome> {
+        let (stamp, plan) = self.prepare_restore(stamp, config)?;
+        Ok(RestoreOutcome {
+            stamp,
+            files: plan.into_iter().map(|p| p.file).collect(),
+            undo_stamp: None,
+        })
+    }
+
     /// Restore the backups taken at `stamp` (all configs in that set, or just `config`).
     ///
     /// Order: find → verify every checksum (refuse on any mismatch, nothing written) → back up
@@ -321,12 +339,45 @@ impl<'a> Backups<'a> {
         lock: &WriteLock,
         stamp: &str,
         config: Option<&str>,
-        dry_run: bool,
     ) -> Result<RestoreOutcome> {
+        let (stamp, plan) = self.prepare_restore(stamp, config)?;
+        let existing: Vec<ManagedConfig> =
+            plan.iter().filter(|p| p.target.path.exists()).map(|p| p.target.clone()).collect();
+        let undo = self.create(lock, &existing, &format!("before restore of {stamp}"))?;
+        test_pause_before_write();
+        for step in &plan {
+            write_atomically(&step.target.path, &step.bytes)?;
+            tracing::info!(
+                config = %step.target.name,
+                path = %step.target.path.display(),
+                from = %step.file.from.display(),
+                "restored"
+            );
+        }
+        let count = plan.len();
+        let outcome = RestoreOutcome {
+            stamp,
+            files: plan.into_iter().map(|p| p.file).collect(),
+            undo_stamp: Some(undo.stamp),
+        };
+        self.ledger.record_change(&ChangeRecord {
+            kind: "restore",
+            summary: format!("restored backup {stamp} ({count} file(s))"),
+            undo_stamp: undo.stamp.to_string(),
+            detail: serde_json::to_value(&outcome)?,
+        })?;
+        Ok(outcome)
+    }
+
+    /// Find the backups, verify the very bytes that will be written, compute the diffs.
+    fn prepare_restore(
+        &self,
+        stamp: &str,
+        config: Option<&str>,
+    ) -> Result<(BackupStamp, Vec<RestoreStep>)> {
         let backups = self.at_stamp(stamp, config)?;
         let mut plan = Vec::with_capacity(backups.len());
         for backup in &backups {
-            // Verify the very bytes that will be written, before anything is touched.
             let bytes = fs::read(&backup.path)
                 .wrap_err_with(|| format!("reading backup {}", backup.path.display()))?;
             self.check(backup, &bytes)?.ensure_intact()?;
@@ -337,43 +388,19 @@ impl<'a> Backups<'a> {
                 &String::from_utf8_lossy(&current),
                 &String::from_utf8_lossy(&bytes),
             );
-            plan.push((target, backup, bytes, current, diff));
+            plan.push(RestoreStep {
+                file: RestoredFile {
+                    config: target.name.clone(),
+                    path: target.path.clone(),
+                    from: backup.path.clone(),
+                    diff,
+                },
+                target,
+                bytes,
+            });
         }
-        let stamp = backups[0].name.stamp;
-        let files = plan
-            .iter()
-            .map(|(target, backup, _, _, diff)| RestoredFile {
-                config: target.name.clone(),
-                path: target.path.clone(),
-                from: backup.path.clone(),
-                diff: diff.clone(),
-            })
-            .collect();
-        if dry_run {
-            return Ok(RestoreOutcome { stamp, files, undo_stamp: None });
-        }
-
-        let existing: Vec<ManagedConfig> =
-            plan.iter().filter(|(t, ..)| t.path.exists()).map(|(t, ..)| t.clone()).collect();
-        let undo = self.create(lock, &existing, &format!("before restore of {stamp}"))?;
-        test_pause_before_write();
-        for (target, backup, bytes, _, _) in &plan {
-            write_atomically(&target.path, bytes)?;
-            tracing::info!(
-                config = %target.name,
-                path = %target.path.display(),
-                from = %backup.path.display(),
-                "restored"
-            );
-        }
-        let outcome = RestoreOutcome { stamp, files, undo_stamp: Some(undo.stamp) };
-        self.ledger.record_change(&ChangeRecord {
-            kind: "restore",
-            summary: format!("restored backup {stamp} ({} file(s))", plan.len()),
-            undo_stamp: undo.stamp.to_string(),
-            detail: serde_json::to_value(&outcome)?,
-        })?;
-        Ok(outcome)
+        let stamp = backups.first().map(|b| b.name.stamp).ok_or_else(|| eyre!("no backups"))?;
+        Ok((stamp, plan))
     }
 
     /// Delete all but the newest `keep` backups of each config, never one taken during an open
@@ -480,7 +507,7 @@ mod tests {
         let lock = stage.lock();
         let restored = stage
             .backups()
-            .restore(&lock, &taken.stamp.to_string(), Some("smart-accounts-config"), false)
+            .restore(&lock, &taken.stamp.to_string(), Some("smart-accounts-config"))
             .expect("restore");
         assert_eq!(fs::read_to_string(stage.accounts()).expect("read"), ORIGINAL);
         assert_eq!(restored.files.len(), 1);
@@ -488,7 +515,7 @@ mod tests {
         let undo = restored.undo_stamp.expect("an undo backup was taken");
         assert_ne!(undo, taken.stamp);
 
-        stage.backups().restore(&lock, &undo.to_string(), None, false).expect("undo");
+        stage.backups().restore(&lock, &undo.to_string(), None).expect("undo");
         assert_eq!(fs::read_to_string(stage.accounts()).expect("read"), edited);
     }
 
@@ -498,10 +525,8 @@ mod tests {
         let taken = stage.backup_all();
         fs::write(stage.accounts(), "{}").expect("edit");
         let before = stage.backups().list().expect("list").len();
-        let outcome = stage
-            .backups()
-            .restore(&stage.lock(), &taken.stamp.to_string(), None, true)
-            .expect("dry run");
+        let outcome =
+            stage.backups().preview_restore(&taken.stamp.to_string(), None).expect("dry run");
         assert_eq!(outcome.undo_stamp, None);
         assert_eq!(fs::read_to_string(stage.accounts()).expect("read"), "{}");
         assert_eq!(stage.backups().list().expect("list").len(), before);
@@ -543,7 +568,7 @@ mod tests {
 
         let err = stage
             .backups()
-            .restore(&stage.lock(), &taken.stamp.to_string(), None, false)
+            .restore(&stage.lock(), &taken.stamp.to_string(), None)
             .expect_err("corrupted backup refused");
         let msg = format!("{err:#}");
         assert!(msg.contains(&entry.path.display().to_string()), "{msg}");
