@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 mod config_cmd;
 mod drill;
+mod rollback_cmd;
 
 /// Rollback-and-pause guardian for chain 138 (Defi Oracle Meta).
 ///
@@ -37,6 +38,22 @@ enum Command {
 
     /// Work with config files: `guardian config check --config FILE`.
     Config(config_cmd::ConfigArgs),
+    /// Show a watched contract's recorded versions and which config keys point at each, or
+    /// record a new deployment (`versions add`).
+    Versions(rollback_cmd::VersionsArgs),
+    /// Repoint a contract's config keys to a previous, verified version.
+    ///
+    /// Checks the target on chain (code present, runtime code hash equal to the recorded one,
+    /// optional health view), shows the diff, backs the configs up, and rewrites only the
+    /// configured keys, atomically and under guardian's write lock. --dry-run changes nothing.
+    Rollback(rollback_cmd::RollbackArgs),
+    /// Timestamped, checksummed backups of the managed configs: create, list, show, verify,
+    /// prune, restore.
+    ///
+    /// Backups are backups/<config>_<UTC timestamp>.json (e.g.
+    /// smart-accounts-config_20260126T101500Z.json; a second one in the same second gets -1),
+    /// each with a sha256sum sidecar.
+    Backup(rollback_cmd::BackupArgs),
 }
 
 fn main() -> eyre::Result<ExitCode> {
@@ -45,12 +62,18 @@ fn main() -> eyre::Result<ExitCode> {
     match cli.command {
         // Pure: no runtime, no network.
         Command::Config(args) => Ok(config_cmd::run(args)),
-        Command::Rehearse(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(drill::run(args))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Backup(args) => rollback_cmd::backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Rehearse(args) => block_on(drill::run(args)),
+        Command::Versions(args) => block_on(rollback_cmd::versions(args)),
+        Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),
     }
+}
+
+/// Run an async command on a multi-threaded runtime.
+fn block_on(command: impl Future<Output = eyre::Result<()>>) -> eyre::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(command)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(verbose: u8) {

@@ -5,5 +5,6 @@
 
 mod config_check;
 mod follow;
+mod rollback;
 mod safe_flow;
 mod support;

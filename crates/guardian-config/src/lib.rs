@@ -66,8 +66,8 @@ pub struct Config {
     pub contracts: Vec<ContractConfig>,
     /// Rules, in evaluation order.
     pub rules: Vec<RuleSpec>,
-    /// The `[rollback]` table, parsed by `guardian-rollback` (issue 5) as its `RollbackConfig`.
-    pub rollback: Option<toml::Value>,
+    /// The `[rollback]` table: managed deployment configs, backups, address keys per contract.
+    pub rollback: Option<guardian_rollback::RollbackConfig>,
 }
 
 /// `[chain]`.

@@ -25,10 +25,9 @@ pub(crate) struct RawConfig {
     pub(crate) contracts: S<Vec<S<RawContract>>>,
     #[serde(default)]
     pub(crate) rules: Vec<S<RawRule>>,
-    /// Owned by `guardian-rollback` (issue 5), which parses it as its `RollbackConfig`. Kept
-    /// opaque here so the template can carry the section without this crate knowing its shape.
+    /// Defined by `guardian-rollback`; parsed here so its typos get file:line:column too.
     #[serde(default)]
-    pub(crate) rollback: Option<toml::Value>,
+    pub(crate) rollback: Option<guardian_rollback::RollbackConfig>,
 }
 
 #[derive(Debug, Deserialize)]

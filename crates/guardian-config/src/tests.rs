@@ -278,9 +278,17 @@ fn the_config_builds_the_engine_the_daemon_runs() {
 }
 
 #[test]
-fn rollback_is_accepted_as_an_opaque_table() {
-    let config = parse(&format!("{BASE}\n[rollback]\nanything = [\"goes\"]\n")).expect("valid");
-    assert!(config.rollback.is_some());
+fn the_rollback_table_is_checked_with_the_rest() {
+    let config = parse(&format!(
+        "{BASE}\n[rollback]\nbackup_dir = \"b\"\n[[rollback.configs]]\nname = \"c\"\npath = \"c.json\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(config.rollback.expect("rollback").configs.len(), 1);
+
+    let err = parse(&format!("{BASE}\n[rollback]\nbackup_dri = \"b\"\n")).expect_err("typo");
+    let msg = err.to_string();
+    assert!(msg.contains("backup_dri"), "{msg}");
+    assert!(msg.contains(&format!(":{}:", BASE.lines().count() + 3)), "names the line: {msg}");
 }
 
 #[test]

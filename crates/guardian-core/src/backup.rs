@@ -1,0 +1,954 @@
+//! Config rollback decisions: backup names and timestamps, which config keys a rollback changes,
+//! which backups are nearest to a mistyped timestamp, and which ones prune may delete.
+//!
+//! The file adapter (`guardian-rollback`) reads directories, configs and the ledger, asks these
+//! functions what to do, and does it. Nothing here touches a file, a clock or the chain: "now" is
+//! always an argument.
+//!
+//! # Backup names
+//!
+//! A backup of the managed config `NAME` is the file `NAME_STAMP.json`, where `STAMP` is the UTC
+//! second it was taken, `YYYYMMDDTHHMMSSZ` (e.g. `20260126T101500Z`). A second backup in the same
+//! second gets `-1`, the next `-2`, and so on (`20260126T101500Z-1`): the stamp is chosen under
+//! guardian's lock from the stamps already in the folder, so it is unique in the folder and every
+//! config backed up in one operation shares it. `NAME` may contain `_`: the stamp never does, so
+//! the name is everything before the last `_`.
+
+use std::{cmp::Ordering, collections::BTreeMap, fmt, str::FromStr};
+
+use alloy_primitives::{Address, B256};
+use jiff::{Timestamp, civil::DateTime, tz::TimeZone};
+use serde::{Deserialize, Serialize};
+
+/// `strftime` form of the second in a [`BackupStamp`].
+const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// Length of `YYYYMMDDTHHMMSSZ`.
+const STAMP_LEN: usize = 16;
+
+/// When a backup was taken: a UTC second plus a sequence number that keeps two backups taken in
+/// the same second apart. Ordered oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackupStamp {
+    second: i64,
+    seq: u32,
+}
+
+impl BackupStamp {
+    /// The stamp for a backup taken at `at` (sub-second precision is dropped), sequence 0.
+    pub fn at(at: Timestamp) -> Self {
+        Self { second: at.as_second(), seq: 0 }
+    }
+
+    /// The first stamp at or after `now` that none of `taken` uses: `now`'s second, with a
+    /// sequence one above the highest already used in that second.
+    pub fn next_unique<'a>(now: Timestamp, taken: impl IntoIterator<Item = &'a Self>) -> Self {
+        let base = Self::at(now);
+        let next_seq = taken
+            .into_iter()
+            .filter(|stamp| stamp.second == base.second)
+            .map(|stamp| stamp.seq + 1)
+            .max()
+            .unwrap_or(0);
+        Self { seq: next_seq, ..base }
+    }
+
+    /// The UTC second the backup was taken in.
+    pub fn time(&self) -> Timestamp {
+        // `second` always comes from a valid `Timestamp` or a parsed civil time, so it is in range.
+        Timestamp::from_second(self.second).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// The sequence number within that second (0 for the first backup).
+    pub const fn seq(&self) -> u32 {
+        self.seq
+    }
+}
+
+impl fmt::Display for BackupStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.time().strftime(STAMP_FORMAT))?;
+        if self.seq > 0 {
+            write!(f, "-{}", self.seq)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a string is not a backup stamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{input:?} is not a backup timestamp (expected YYYYMMDDTHHMMSSZ, optionally -N, e.g. 20260126T101500Z or 20260126T101500Z-1)"
+)]
+pub struct BadStamp {
+    input: String,
+}
+
+impl FromStr for BackupStamp {
+    type Err = BadStamp;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadStamp { input: s.to_owned() };
+        let (time, seq) = match s.split_once('-') {
+            Some((time, seq)) => {
+                // "-0" and "-01" would name the same backup as "" and "-1": only one spelling.
+                if seq.is_empty()
+                    || seq.starts_with('0')
+                    || !seq.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(bad());
+                }
+                (time, seq.parse::<u32>().map_err(|_| bad())?)
+            }
+            None => (s, 0),
+        };
+        if time.len() != STAMP_LEN {
+            return Err(bad());
+        }
+        let civil = DateTime::strptime(STAMP_FORMAT, time).map_err(|_| bad())?;
+        let at = civil.to_zoned(TimeZone::UTC).map_err(|_| bad())?.timestamp();
+        Ok(Self { second: at.as_second(), seq })
+    }
+}
+
+impl Serialize for BackupStamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BackupStamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a name cannot name a managed config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{name:?} cannot name a managed config: use letters, digits, '-', '_' and '.', not starting with '.'"
+)]
+pub struct BadConfigName {
+    name: String,
+}
+
+/// A managed config's name must be usable in a backup file name on every platform.
+pub fn validate_config_name(name: &str) -> Result<(), BadConfigName> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { Ok(()) } else { Err(BadConfigName { name: name.to_owned() }) }
+}
+
+/// One backup file: which config, taken when.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BackupName {
+    /// The managed config's name (as in guardian.toml).
+    pub config: String,
+    /// When it was taken.
+    pub stamp: BackupStamp,
+}
+
+impl BackupName {
+    /// `NAME_STAMP.json`.
+    pub fn file_name(&self) -> String {
+        format!("{}_{}.json", self.config, self.stamp)
+    }
+
+    /// The checksum sidecar: `NAME_STAMP.json.sha256`.
+    pub fn sidecar_name(&self) -> String {
+        format!("{}.sha256", self.file_name())
+    }
+
+    /// Recognise a backup file name; anything else in the folder (sidecars, the lock file,
+    /// temporary files, an operator's notes) is `None`.
+    pub fn parse(file_name: &str) -> Option<Self> {
+        let stem = file_name.strip_suffix(".json")?;
+        let (config, stamp) = stem.rsplit_once('_')?;
+        validate_config_name(config).ok()?;
+        Some(Self { config: config.to_owned(), stamp: stamp.parse().ok()? })
+    }
+}
+
+impl Ord for BackupName {
+    /// Oldest first, then by config name.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.stamp, &self.config).cmp(&(other.stamp, &other.config))
+    }
+}
+
+impl PartialOrd for BackupName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The line `sha256sum` writes and `sha256sum -c` checks: `HEX  FILE_NAME\n`.
+pub fn sidecar_line(sha256: &B256, file_name: &str) -> String {
+    format!("{}  {file_name}\n", hex_lower(sha256.as_slice()))
+}
+
+/// The digest and file name in a `sha256sum` line (text or binary mode), if it is one.
+pub fn parse_sidecar(text: &str) -> Option<(B256, &str)> {
+    let line = text.lines().next()?;
+    let (digest, rest) = line.split_once(' ')?;
+    let file_name = rest.strip_prefix([' ', '*'])?;
+    if digest.len() != 64 || file_name.is_empty() {
+        return None;
+    }
+    Some((digest.parse().ok()?, file_name))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `count` stamps in `available` closest in time to `wanted`, closest first, to suggest when
+/// an operator asks for a backup that does not exist.
+///
+/// `wanted` may be a full stamp or a prefix of one (`20260126T10` means 10:00:00); when it is not
+/// a time at all, the newest stamps are suggested.
+pub fn nearest_stamps(available: &[BackupStamp], wanted: &str, count: usize) -> Vec<BackupStamp> {
+    let mut stamps = available.to_vec();
+    stamps.sort_unstable();
+    stamps.dedup();
+    match lenient_stamp(wanted) {
+        Some(target) => stamps.sort_by_key(|stamp| {
+            (stamp.second.abs_diff(target.second), stamp.seq.abs_diff(target.seq))
+        }),
+        None => stamps.reverse(),
+    }
+    stamps.truncate(count);
+    stamps
+}
+
+/// A stamp, or a prefix of one padded with zeros (`20260126T10` → `20260126T100000Z`).
+fn lenient_stamp(wanted: &str) -> Option<BackupStamp> {
+    if let Ok(stamp) = wanted.parse() {
+        return Some(stamp);
+    }
+    let digits: String = wanted.chars().filter(char::is_ascii_digit).take(14).collect();
+    if digits.len() < 8 {
+        return None;
+    }
+    let padded = format!("{digits:0<14}");
+    format!("{}T{}Z", &padded[..8], &padded[8..]).parse().ok()
+}
+
+/// A period during which backups must be kept whatever `prune --keep` says: an incident that has
+/// not been closed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentWindow {
+    /// When the incident was opened.
+    pub opened: Timestamp,
+    /// When it was closed; `None` while it is open.
+    pub closed: Option<Timestamp>,
+}
+
+impl IncidentWindow {
+    /// Whether a backup with this stamp was taken during the incident (to the second).
+    pub fn contains(&self, stamp: &BackupStamp) -> bool {
+        let opened = self.opened.as_second();
+        stamp.second >= opened
+            && self.closed.is_none_or(|closed| stamp.second <= closed.as_second())
+    }
+}
+
+/// Why prune keeps a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepReason {
+    /// Among the newest N of its config.
+    Newest,
+    /// Taken during an open incident.
+    OpenIncident,
+}
+
+/// What `prune --keep N` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunePlan {
+    /// Backups that stay, with the reason.
+    pub keep: Vec<(BackupName, KeepReason)>,
+    /// Backups to delete (with their sidecars), oldest first.
+    pub delete: Vec<BackupName>,
+}
+
+/// Decide what `prune --keep keep_newest` deletes: for each config, everything but its newest
+/// `keep_newest` backups, except backups taken during an open incident, which are never deleted.
+pub fn select_prune(
+    backups: &[BackupName],
+    keep_newest: usize,
+    incidents: &[IncidentWindow],
+) -> PrunePlan {
+    let mut by_config: BTreeMap<&str, Vec<&BackupName>> = BTreeMap::new();
+    for backup in backups {
+        by_config.entry(&backup.config).or_default().push(backup);
+    }
+    let mut plan = PrunePlan::default();
+    for mut list in by_config.into_values() {
+        list.sort_unstable_by(|a, b| b.cmp(a));
+        list.dedup();
+        for (rank, backup) in list.into_iter().enumerate() {
+            if rank < keep_newest {
+                plan.keep.push((backup.clone(), KeepReason::Newest));
+            } else if incidents.iter().any(|w| w.contains(&backup.stamp)) {
+                plan.keep.push((backup.clone(), KeepReason::OpenIncident));
+            } else {
+                plan.delete.push(backup.clone());
+            }
+        }
+    }
+    plan.keep.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    plan.delete.sort_unstable();
+    plan
+}
+
+/// When a contract version was deployed, as the operators know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deployed {
+    /// The block of the deployment transaction.
+    Block(u64),
+    /// The day of the deployment (UTC).
+    Date(jiff::civil::Date),
+}
+
+impl fmt::Display for Deployed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Block(block) => write!(f, "block {block}"),
+            Self::Date(date) => write!(f, "{date}"),
+        }
+    }
+}
+
+/// One deployed version of a watched contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractVersion {
+    /// Operators' name for it (`v1`, `2026-01-release`).
+    pub label: String,
+    /// Where it is deployed.
+    pub address: Address,
+    /// When it was deployed.
+    pub deployed: Deployed,
+    /// keccak256 of its runtime code: a rollback refuses an address whose code differs.
+    pub code_hash: B256,
+}
+
+/// Why a version history cannot be used or extended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// Two versions share a label.
+    #[error("contract {contract:?}: label {label:?} is used twice in its version history")]
+    DuplicateLabel {
+        /// The watched contract.
+        contract: String,
+        /// The label.
+        label: String,
+    },
+    /// Two versions share an address.
+    #[error(
+        "contract {contract:?}: address {address} is recorded twice (as {first:?} and {second:?})"
+    )]
+    DuplicateAddress {
+        /// The watched contract.
+        contract: String,
+        /// The address.
+        address: Address,
+        /// The newer version's label.
+        first: String,
+        /// The older version's label.
+        second: String,
+    },
+    /// An empty label.
+    #[error("contract {contract:?}: a version needs a non-empty label")]
+    EmptyLabel {
+        /// The watched contract.
+        contract: String,
+    },
+}
+
+/// Check a history (newest first): labels non-empty and unique, addresses unique.
+pub fn validate_history(contract: &str, history: &[ContractVersion]) -> Result<(), HistoryError> {
+    for (i, version) in history.iter().enumerate() {
+        if version.label.trim().is_empty() {
+            return Err(HistoryError::EmptyLabel { contract: contract.to_owned() });
+        }
+        for older in &history[i + 1..] {
+            if older.label == version.label {
+                return Err(HistoryError::DuplicateLabel {
+                    contract: contract.to_owned(),
+                    label: version.label.clone(),
+                });
+            }
+            if older.address == version.address {
+                return Err(HistoryError::DuplicateAddress {
+                    contract: contract.to_owned(),
+                    address: version.address,
+                    first: version.label.clone(),
+                    second: older.label.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The history with `new` recorded as the newest version (`guardian versions add`).
+pub fn record_version(
+    contract: &str,
+    history: &[ContractVersion],
+    new: ContractVersion,
+) -> Result<Vec<ContractVersion>, HistoryError> {
+    let mut updated = Vec::with_capacity(history.len() + 1);
+    updated.push(new);
+    updated.extend_from_slice(history);
+    validate_history(contract, &updated)?;
+    Ok(updated)
+}
+
+/// Which version a rollback goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionSelector {
+    /// The version just older than the one the configs point at now.
+    Previous,
+    /// The version with this label.
+    Label(String),
+    /// The version at this address.
+    Address(Address),
+}
+
+impl VersionSelector {
+    /// `--to` as typed: an address if it parses as one, otherwise a label; none means previous.
+    pub fn from_arg(to: Option<&str>) -> Self {
+        match to {
+            None => Self::Previous,
+            Some(text) => {
+                text.parse::<Address>().map_or_else(|_| Self::Label(text.to_owned()), Self::Address)
+            }
+        }
+    }
+}
+
+impl fmt::Display for VersionSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Previous => f.write_str("the previous version"),
+            Self::Label(label) => write!(f, "version {label:?}"),
+            Self::Address(address) => write!(f, "the version at {address}"),
+        }
+    }
+}
+
+/// A place in a managed config that holds a contract's address: the config's name and an RFC 6901
+/// JSON pointer (`/contracts/vault/address`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressKey {
+    /// The managed config's name.
+    pub config: String,
+    /// JSON pointer to the string holding the address.
+    pub pointer: String,
+}
+
+impl fmt::Display for AddressKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.config, self.pointer)
+    }
+}
+
+/// The text a key holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// Where.
+    pub key: AddressKey,
+    /// The JSON string's value.
+    pub value: String,
+}
+
+/// One key a rollback rewrites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// Where.
+    pub key: AddressKey,
+    /// The text it holds now.
+    pub from: String,
+    /// The text it will hold: the target address, spelled in the same case style as `from`
+    /// (lower-case stays lower-case, anything else becomes EIP-55 checksummed).
+    pub to: String,
+}
+
+/// What a rollback of one contract changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepointPlan {
+    /// The watched contract.
+    pub contract: String,
+    /// The version the keys point at now (the newest one any key points at).
+    pub from: ContractVersion,
+    /// The version they will point at.
+    pub to: ContractVersion,
+    /// Keys that change, in configuration order.
+    pub changes: Vec<KeyChange>,
+    /// Keys that already hold the target.
+    pub unchanged: Vec<AddressKey>,
+}
+
+/// Why a rollback cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepointError {
+    /// No key is configured for the contract.
+    #[error(
+        "contract {contract:?} has no config keys to repoint: add `keys` to its [rollback.contracts] entry"
+    )]
+    NoKeys {
+        /// The watched contract.
+        contract: String,
+    },
+    /// The key's value is not an address.
+    #[error("{key} holds {value:?}, which is not an address")]
+    NotAnAddress {
+        /// Where.
+        key: AddressKey,
+        /// What it holds.
+        value: String,
+    },
+    /// The key points at an address the version history does not know.
+    #[error(
+        "{key} holds {value}, which is not a recorded version of {contract:?}: record it with `guardian versions add` or fix the config by hand"
+    )]
+    UnrecordedAddress {
+        /// The watched contract.
+        contract: String,
+        /// Where.
+        key: AddressKey,
+        /// What it holds.
+        value: Address,
+    },
+    /// `--to` names no recorded version.
+    #[error("{contract:?} has no {wanted}; recorded versions (newest first): {known}")]
+    UnknownVersion {
+        /// The watched contract.
+        contract: String,
+        /// What was asked for.
+        wanted: VersionSelector,
+        /// The recorded labels, comma-separated.
+        known: String,
+    },
+    /// The configs already point at the oldest recorded version.
+    #[error(
+        "{contract:?} already points at its oldest recorded version {label:?}: there is nothing older to roll back to"
+    )]
+    NoOlderVersion {
+        /// The watched contract.
+        contract: String,
+        /// The current version's label.
+        label: String,
+    },
+}
+
+/// Decide which keys a rollback of `contract` to `selector` rewrites and to what.
+///
+/// `history` is newest first; `keys` are the configured keys with what they hold now. Every key
+/// must hold an address of a recorded version (a key holding anything else is refused rather than
+/// silently overwritten). "Current" is the newest version any key points at, so after a partial
+/// manual fix the previous version is still the one before the bad one.
+pub fn plan_repoint(
+    contract: &str,
+    history: &[ContractVersion],
+    keys: &[KeyValue],
+    selector: &VersionSelector,
+) -> Result<RepointPlan, RepointError> {
+    if keys.is_empty() {
+        return Err(RepointError::NoKeys { contract: contract.to_owned() });
+    }
+    let mut current_index = usize::MAX;
+    let mut current_addresses = Vec::with_capacity(keys.len());
+    for key in keys {
+        let address = key.value.parse::<Address>().map_err(|_| RepointError::NotAnAddress {
+            key: key.key.clone(),
+            value: key.value.clone(),
+        })?;
+        let index = history.iter().position(|v| v.address == address).ok_or_else(|| {
+            RepointError::UnrecordedAddress {
+                contract: contract.to_owned(),
+                key: key.key.clone(),
+                value: address,
+            }
+        })?;
+        current_index = current_index.min(index);
+        current_addresses.push(address);
+    }
+    let current = &history[current_index];
+    let target = match selector {
+        VersionSelector::Previous => {
+            Some(history.get(current_index + 1).ok_or_else(|| RepointError::NoOlderVersion {
+                contract: contract.to_owned(),
+                label: current.label.clone(),
+            })?)
+        }
+        VersionSelector::Label(label) => history.iter().find(|v| &v.label == label),
+        VersionSelector::Address(address) => history.iter().find(|v| &v.address == address),
+    }
+    .ok_or_else(|| RepointError::UnknownVersion {
+        contract: contract.to_owned(),
+        wanted: selector.clone(),
+        known: history
+            .iter()
+            .map(|v| format!("{} ({})", v.label, v.address))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+
+    let mut changes = Vec::new();
+    let mut unchanged = Vec::new();
+    for (key, address) in keys.iter().zip(current_addresses) {
+        if address == target.address {
+            unchanged.push(key.key.clone());
+        } else {
+            changes.push(KeyChange {
+                key: key.key.clone(),
+                from: key.value.clone(),
+                to: spell_like(target.address, &key.value),
+            });
+        }
+    }
+    Ok(RepointPlan {
+        contract: contract.to_owned(),
+        from: current.clone(),
+        to: target.clone(),
+        changes,
+        unchanged,
+    })
+}
+
+/// `address` in the case style of `like`: lower-case if `like` has lower-case letters and no
+/// upper-case ones, else EIP-55 (an address of digits only says nothing, so it gets EIP-55).
+fn spell_like(address: Address, like: &str) -> String {
+    let checksummed = address.to_checksum(None);
+    let hex_part = like.strip_prefix("0x").unwrap_or(like);
+    let lower_case = hex_part.bytes().any(|b| b.is_ascii_lowercase())
+        && !hex_part.bytes().any(|b| b.is_ascii_uppercase());
+    if lower_case { checksummed.to_lowercase() } else { checksummed }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::address;
+
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn stamp(s: &str) -> BackupStamp {
+        s.parse().expect("stamp")
+    }
+
+    #[test]
+    fn stamp_formats_and_parses_round_trip() {
+        let first = BackupStamp::at(ts("2026-01-26T10:15:00.750Z"));
+        assert_eq!(first.to_string(), "20260126T101500Z");
+        assert_eq!(first.seq(), 0);
+        assert_eq!(first.time(), ts("2026-01-26T10:15:00Z"));
+        assert_eq!(stamp("20260126T101500Z"), first);
+        let third = stamp("20260126T101500Z-2");
+        assert_eq!(third.seq(), 2);
+        assert_eq!(third.to_string(), "20260126T101500Z-2");
+        assert!(first < stamp("20260126T101500Z-1"));
+        assert!(stamp("20260126T101500Z-9") < stamp("20260126T101501Z"));
+        assert!(stamp("20260126T101500Z-9") < stamp("20260126T101500Z-10"));
+    }
+
+    #[test]
+    fn malformed_stamps_are_refused() {
+        for bad in [
+            "",
+            "20260126",
+            "20260126T101500",
+            "20260126T101500Z-",
+            "20260126T101500Z-0",
+            "20260126T101500Z-01",
+            "20260126T101500Z-x",
+            "20261326T101500Z",
+            "20260126T251500Z",
+            "2026-01-26T10:15:00Z",
+            "20260126T101500Z-1-2",
+            " 20260126T101500Z",
+        ] {
+            let err = bad.parse::<BackupStamp>().expect_err(bad);
+            assert!(err.to_string().contains("YYYYMMDDTHHMMSSZ"), "{err}");
+        }
+    }
+
+    #[test]
+    fn stamps_stay_unique_within_a_second() {
+        let now = ts("2026-01-26T10:15:00.100Z");
+        let mut taken = Vec::new();
+        for expected in ["20260126T101500Z", "20260126T101500Z-1", "20260126T101500Z-2"] {
+            let next = BackupStamp::next_unique(now, &taken);
+            assert_eq!(next.to_string(), expected);
+            taken.push(next);
+        }
+        // Gaps are not refilled: the next one is above the highest, so order = creation order.
+        taken.remove(1);
+        assert_eq!(BackupStamp::next_unique(now, &taken).to_string(), "20260126T101500Z-3");
+        // A new second starts again at zero, whatever older seconds used.
+        let later = ts("2026-01-26T10:15:01Z");
+        assert_eq!(BackupStamp::next_unique(later, &taken).to_string(), "20260126T101501Z");
+    }
+
+    #[test]
+    fn backup_names_round_trip_and_ignore_other_files() {
+        let name =
+            BackupName { config: "smart-accounts-config".into(), stamp: stamp("20260126T101500Z") };
+        assert_eq!(name.file_name(), "smart-accounts-config_20260126T101500Z.json");
+        assert_eq!(name.sidecar_name(), "smart-accounts-config_20260126T101500Z.json.sha256");
+        assert_eq!(BackupName::parse(&name.file_name()), Some(name));
+
+        let underscored = BackupName::parse("my_config_20260126T101500Z-3.json").expect("parses");
+        assert_eq!(underscored.config, "my_config");
+        assert_eq!(underscored.stamp.seq(), 3);
+
+        for other in [
+            "smart-accounts-config_20260126T101500Z.json.sha256",
+            ".guardian.lock",
+            ".smart-accounts-config_20260126T101500Z.json.tmp-42",
+            "smart-accounts-config.json",
+            "_20260126T101500Z.json",
+            "notes_today.json",
+            "README",
+        ] {
+            assert_eq!(BackupName::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn config_names_must_be_file_name_safe() {
+        for good in ["smart-accounts-config", "monitoring_config", "a.b", "X1"] {
+            assert!(validate_config_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "../up", "é"] {
+            assert!(validate_config_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sidecar_is_sha256sum_format() {
+        let digest = B256::repeat_byte(0xab);
+        let line = sidecar_line(&digest, "x_20260126T101500Z.json");
+        assert_eq!(line, format!("{}  x_20260126T101500Z.json\n", "ab".repeat(32)));
+        assert_eq!(parse_sidecar(&line), Some((digest, "x_20260126T101500Z.json")));
+        // Binary-mode lines from `sha256sum -b` are accepted too.
+        let binary = format!("{} *x.json\n", "ab".repeat(32));
+        assert_eq!(parse_sidecar(&binary), Some((digest, "x.json")));
+        for bad in ["", "abc  x.json", &format!("{}  ", "ab".repeat(32)), &"ab".repeat(32)] {
+            assert_eq!(parse_sidecar(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nearest_stamps_are_closest_in_time() {
+        let available = [
+            stamp("20260126T090000Z"),
+            stamp("20260126T101500Z"),
+            stamp("20260126T101500Z-1"),
+            stamp("20260126T120000Z"),
+            stamp("20260125T101500Z"),
+        ];
+        assert_eq!(
+            nearest_stamps(&available, "20260126T101400Z", 2),
+            [stamp("20260126T101500Z"), stamp("20260126T101500Z-1")]
+        );
+        assert_eq!(nearest_stamps(&available, "20260126T1130", 1), [stamp("20260126T120000Z")]);
+        assert_eq!(nearest_stamps(&available, "20260125", 1), [stamp("20260125T101500Z")]);
+        // Not a time at all: the newest ones.
+        assert_eq!(
+            nearest_stamps(&available, "yesterday", 2),
+            [stamp("20260126T120000Z"), stamp("20260126T101500Z-1")]
+        );
+        assert!(nearest_stamps(&[], "20260126T101500Z", 3).is_empty());
+    }
+
+    fn backup(config: &str, s: &str) -> BackupName {
+        BackupName { config: config.into(), stamp: stamp(s) }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_n_per_config() {
+        let backups = [
+            backup("a", "20260101T000000Z"),
+            backup("a", "20260102T000000Z"),
+            backup("a", "20260103T000000Z"),
+            backup("b", "20260101T000000Z"),
+        ];
+        let plan = select_prune(&backups, 2, &[]);
+        assert_eq!(plan.delete, [backup("a", "20260101T000000Z")]);
+        assert_eq!(plan.keep.len(), 3);
+        assert!(plan.keep.iter().all(|(_, why)| *why == KeepReason::Newest));
+
+        let nothing_kept = select_prune(&backups, 0, &[]);
+        assert_eq!(nothing_kept.delete.len(), 4);
+        let all_kept = select_prune(&backups, 10, &[]);
+        assert!(all_kept.delete.is_empty());
+    }
+
+    #[test]
+    fn prune_never_deletes_backups_of_an_open_incident() {
+        let backups = [
+            backup("a", "20260101T000000Z"),
+            backup("a", "20260102T000000Z"),
+            backup("a", "20260102T120000Z"),
+            backup("a", "20260103T000000Z"),
+        ];
+        let open = IncidentWindow { opened: ts("2026-01-02T00:00:00Z"), closed: None };
+        let plan = select_prune(&backups, 1, &[open]);
+        assert_eq!(plan.delete, [backup("a", "20260101T000000Z")]);
+        assert!(plan.keep.contains(&(backup("a", "20260102T000000Z"), KeepReason::OpenIncident)));
+        assert!(plan.keep.contains(&(backup("a", "20260102T120000Z"), KeepReason::OpenIncident)));
+        assert!(plan.keep.contains(&(backup("a", "20260103T000000Z"), KeepReason::Newest)));
+
+        // A window with an end protects only what is inside it.
+        let bounded = IncidentWindow {
+            opened: ts("2026-01-02T00:00:00Z"),
+            closed: Some(ts("2026-01-02T06:00:00Z")),
+        };
+        let plan = select_prune(&backups, 1, &[bounded]);
+        assert_eq!(plan.delete, [backup("a", "20260101T000000Z"), backup("a", "20260102T120000Z")]);
+    }
+
+    const V3: Address = address!("0x3333333333333333333333333333333333333333");
+    const V2: Address = address!("0x2222222222222222222222222222222222222222");
+    const V1: Address = address!("0x00000000000000000000000000000000000000aA");
+
+    fn version(label: &str, address: Address) -> ContractVersion {
+        ContractVersion {
+            label: label.into(),
+            address,
+            deployed: Deployed::Block(1),
+            code_hash: B256::repeat_byte(address.0[19]),
+        }
+    }
+
+    fn history() -> Vec<ContractVersion> {
+        vec![version("v3", V3), version("v2", V2), version("v1", V1)]
+    }
+
+    fn key(config: &str, pointer: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: AddressKey { config: config.into(), pointer: pointer.into() },
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn rollback_goes_to_the_version_before_the_current_one() {
+        let keys = [
+            key("sa", "/vault", &V3.to_checksum(None)),
+            key("mon", "/watch/0", &V3.to_checksum(None).to_lowercase()),
+        ];
+        let plan =
+            plan_repoint("vault", &history(), &keys, &VersionSelector::Previous).expect("plan");
+        assert_eq!(plan.from.label, "v3");
+        assert_eq!(plan.to.label, "v2");
+        assert_eq!(plan.changes.len(), 2);
+        assert_eq!(plan.changes[0].to, V2.to_checksum(None));
+        // Lower-case in, lower-case out.
+        assert_eq!(plan.changes[1].to, V2.to_checksum(None).to_lowercase());
+        assert_eq!(plan.changes[1].from, keys[1].value);
+        assert!(plan.unchanged.is_empty());
+    }
+
+    #[test]
+    fn keys_already_at_the_target_are_left_alone() {
+        // One key was fixed by hand already: current is still v3 (the newest pointed at).
+        let keys = [
+            key("sa", "/vault", &V2.to_checksum(None)),
+            key("mon", "/watch/0", &V3.to_checksum(None)),
+        ];
+        let plan =
+            plan_repoint("vault", &history(), &keys, &VersionSelector::Previous).expect("plan");
+        assert_eq!(plan.from.label, "v3");
+        assert_eq!(plan.to.label, "v2");
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].key.config, "mon");
+        assert_eq!(plan.unchanged, [keys[0].key.clone()]);
+    }
+
+    #[test]
+    fn explicit_targets_by_label_or_address() {
+        let keys = [key("sa", "/vault", &V3.to_checksum(None))];
+        let by_label =
+            plan_repoint("vault", &history(), &keys, &VersionSelector::from_arg(Some("v1")))
+                .expect("plan");
+        assert_eq!(by_label.to.address, V1);
+        assert_eq!(by_label.changes[0].to, V1.to_checksum(None));
+        let by_address = plan_repoint(
+            "vault",
+            &history(),
+            &keys,
+            &VersionSelector::from_arg(Some(&V1.to_string().to_lowercase())),
+        )
+        .expect("plan");
+        assert_eq!(by_address.to.label, "v1");
+
+        let err = plan_repoint("vault", &history(), &keys, &VersionSelector::from_arg(Some("v9")))
+            .expect_err("unknown");
+        assert!(matches!(err, RepointError::UnknownVersion { .. }));
+        assert!(err.to_string().contains("v3 (0x3333"), "{err}");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_account_for() {
+        let oldest = [key("sa", "/vault", &V1.to_checksum(None))];
+        assert!(matches!(
+            plan_repoint("vault", &history(), &oldest, &VersionSelector::Previous),
+            Err(RepointError::NoOlderVersion { label, .. }) if label == "v1"
+        ));
+        let stranger = [key("sa", "/vault", "0x9999999999999999999999999999999999999999")];
+        assert!(matches!(
+            plan_repoint("vault", &history(), &stranger, &VersionSelector::Previous),
+            Err(RepointError::UnrecordedAddress { .. })
+        ));
+        let text = [key("sa", "/vault", "vault.example")];
+        assert!(matches!(
+            plan_repoint("vault", &history(), &text, &VersionSelector::Previous),
+            Err(RepointError::NotAnAddress { .. })
+        ));
+        assert!(matches!(
+            plan_repoint("vault", &history(), &[], &VersionSelector::Previous),
+            Err(RepointError::NoKeys { .. })
+        ));
+    }
+
+    #[test]
+    fn histories_reject_duplicates_and_grow_at_the_front() {
+        assert!(validate_history("vault", &history()).is_ok());
+        let grown = record_version("vault", &history(), version("v4", Address::repeat_byte(4)))
+            .expect("recorded");
+        assert_eq!(grown[0].label, "v4");
+        assert_eq!(grown.len(), 4);
+        assert!(matches!(
+            record_version("vault", &history(), version("v2", Address::repeat_byte(4))),
+            Err(HistoryError::DuplicateLabel { .. })
+        ));
+        assert!(matches!(
+            record_version("vault", &history(), version("v4", V1)),
+            Err(HistoryError::DuplicateAddress { .. })
+        ));
+        assert!(matches!(
+            record_version("vault", &history(), version(" ", Address::repeat_byte(4))),
+            Err(HistoryError::EmptyLabel { .. })
+        ));
+    }
+
+    #[test]
+    fn deployed_serialises_as_block_or_date() {
+        let block = serde_json::to_string(&Deployed::Block(42)).expect("json");
+        assert_eq!(block, r#"{"block":42}"#);
+        let date: Deployed = serde_json::from_str(r#"{"date":"2026-01-26"}"#).expect("date");
+        assert_eq!(date.to_string(), "2026-01-26");
+    }
+}

@@ -1,0 +1,47 @@
+//! guardian's config rollback: point every service's config back at a previous contract version,
+//! with timestamped, checksummed backups that can be restored.
+//!
+//! The decisions (backup names, which keys change, what prune deletes) are pure functions in
+//! `guardian_core::backup`; this crate does the I/O around them:
+//!
+//! - [`config`]: the `[rollback]` table of guardian.toml ([`RollbackConfig`], [`RollbackSettings`]).
+//! - [`version`]: the guardian-managed version history file ([`VersionBook`]).
+//! - [`managed_config`]: finding and surgically rewriting address keys in JSON configs.
+//! - [`backup`]: backups with `sha256sum` sidecars, verify, restore, prune ([`Backups`]).
+//! - [`rollback`]: plan (with on-chain verification) and apply ([`Rollback`]).
+//! - [`ledger`]: the record of backups, changes and open incidents ([`BackupLedger`], SQLite).
+//! - [`lock`] and [`atomic_file`]: the write lock and atomic replacement every write goes through.
+//!
+//! The daemon's entry point after a verified pause:
+//!
+//! ```no_run
+//! # async fn after_pause(provider: alloy::providers::DynProvider) -> eyre::Result<()> {
+//! use guardian_core::backup::VersionSelector;
+//! use guardian_rollback::{Rollback, RollbackSettings, SqliteLedger};
+//!
+//! let settings = RollbackSettings::load("config/guardian.toml".as_ref())?;
+//! let ledger = SqliteLedger::open(&settings.ledger_path)?;
+//! let outcome = Rollback::new(&settings, &ledger)
+//!     .run(&provider, "vault", &VersionSelector::Previous)
+//!     .await?;
+//! if let Some(backup) = &outcome.backup {
+//!     tracing::info!(undo = %backup.stamp, "configs rolled back");
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod atomic_file;
+pub mod backup;
+pub mod config;
+pub mod ledger;
+pub mod lock;
+pub mod managed_config;
+pub mod rollback;
+pub mod version;
+
+pub use backup::{BackupEntry, Backups, RestoreOutcome, Verdict, Verification};
+pub use config::{ManagedConfig, RollbackConfig, RollbackSettings};
+pub use ledger::{BackupLedger, SqliteLedger};
+pub use lock::WriteLock;
+pub use rollback::{Rollback, RollbackOutcome, RollbackPlan};
+pub use version::{VersionBook, VersionReport};

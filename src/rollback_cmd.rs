@@ -1,0 +1,452 @@
+//! `guardian versions`, `guardian rollback` and `guardian backup`: argument parsing and printing.
+//! The work happens in `guardian-rollback`.
+
+#![allow(clippy::print_stdout, reason = "these commands report to the operator's terminal")]
+
+use std::path::PathBuf;
+
+use alloy::{
+    primitives::{Address, B256, keccak256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+};
+use clap::{ArgGroup, Args, Subcommand};
+use eyre::{Result, WrapErr, bail, ensure};
+use guardian_core::backup::{ContractVersion, Deployed, KeepReason, VersionSelector};
+use guardian_rollback::{
+    Backups, Rollback, RollbackSettings, SqliteLedger, WriteLock,
+    backup::default_backup_files,
+    version::{describe, record_deployment},
+};
+use serde::Serialize;
+
+/// Where guardian's config and database are.
+#[derive(Debug, Args)]
+pub(crate) struct Files {
+    /// guardian's config file; its [rollback] table names the managed configs.
+    #[arg(long, env = "GUARDIAN_CONFIG", default_value = "config/guardian.toml")]
+    config_file: PathBuf,
+    /// The guardian database holding the backup ledger (default: [rollback] ledger).
+    #[arg(long, env = "GUARDIAN_DB")]
+    db: Option<PathBuf>,
+}
+
+impl Files {
+    fn open(&self) -> Result<(RollbackSettings, SqliteLedger)> {
+        let mut settings = RollbackSettings::load(&self.config_file)?;
+        if let Some(db) = &self.db {
+            settings.ledger_path.clone_from(db);
+        }
+        let ledger = SqliteLedger::open(&settings.ledger_path)?;
+        Ok((settings, ledger))
+    }
+}
+
+/// The chain to verify rollback targets against.
+#[derive(Debug, Args)]
+pub(crate) struct Chain {
+    /// JSON-RPC endpoint of chain 138 (any node of it).
+    #[arg(long, env = "GUARDIAN_RPC_URL")]
+    rpc_url: String,
+}
+
+impl Chain {
+    fn provider(&self) -> Result<DynProvider> {
+        let url =
+            self.rpc_url.parse().wrap_err_with(|| format!("bad --rpc-url {:?}", self.rpc_url))?;
+        Ok(ProviderBuilder::new().connect_http(url).erased())
+    }
+}
+
+/// `guardian versions`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct VersionsArgs {
+    #[command(subcommand)]
+    command: Option<VersionsCommand>,
+    /// The watched contract (as named in [rollback.contracts]).
+    contract: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    files: Files,
+}
+
+#[derive(Debug, Subcommand)]
+enum VersionsCommand {
+    /// Record a new deployment as the contract's newest version.
+    ///
+    /// Backs up the version history file first, then rewrites it atomically. Without
+    /// --code-hash, the runtime code hash is read from the chain (--rpc-url), which also proves
+    /// there is code at the address.
+    #[command(group(ArgGroup::new("deployed").required(true).args(["block", "date"])))]
+    Add(AddArgs),
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The watched contract.
+    contract: String,
+    /// The operators' name for this version (v3, 2026-02-release, ...).
+    #[arg(long)]
+    label: String,
+    /// Where it is deployed.
+    #[arg(long)]
+    address: Address,
+    /// The block it was deployed in.
+    #[arg(long)]
+    block: Option<u64>,
+    /// The day it was deployed (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    date: Option<jiff::civil::Date>,
+    /// keccak256 of its runtime code (default: read from --rpc-url).
+    #[arg(long)]
+    code_hash: Option<B256>,
+    /// JSON-RPC endpoint to read the code hash from.
+    #[arg(long, env = "GUARDIAN_RPC_URL")]
+    rpc_url: Option<String>,
+    #[command(flatten)]
+    files: Files,
+}
+
+/// `guardian rollback`.
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The watched contract whose config keys to repoint.
+    contract: String,
+    /// The version to go to: a label or an address from its history (default: the version just
+    /// before the one the configs point at now).
+    #[arg(long)]
+    to: Option<String>,
+    /// Verify and show the diff, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the plan (and outcome) as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    chain: Chain,
+    #[command(flatten)]
+    files: Files,
+}
+
+/// `guardian backup`.
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    #[command(subcommand)]
+    command: BackupCommand,
+    #[command(flatten)]
+    files: Files,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Back up the managed configs (and the version history) under one new timestamp.
+    Create {
+        /// Only this managed config (repeatable).
+        #[arg(long = "config", value_name = "NAME")]
+        configs: Vec<String>,
+        /// Why, for the ledger.
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// List backups, oldest first.
+    List {
+        /// Only backups of this managed config.
+        #[arg(long, value_name = "NAME")]
+        config: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the backups taken at a timestamp: checksum status and what restoring would change.
+    Show {
+        /// The timestamp, exactly as in the file name (20260126T101500Z or 20260126T101500Z-1).
+        timestamp: String,
+        /// Only this managed config.
+        #[arg(long, value_name = "NAME")]
+        config: Option<String>,
+    },
+    /// Check every backup (or those of one timestamp) against its sha256 sidecar and the ledger.
+    ///
+    /// Exits non-zero if any backup is corrupted or cannot be verified.
+    Verify {
+        /// Only this timestamp.
+        timestamp: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete all but the newest N backups of each config; never one taken during an open
+    /// incident.
+    Prune {
+        /// How many of each config's newest backups to keep.
+        #[arg(long)]
+        keep: usize,
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Restore the configs backed up at a timestamp.
+    ///
+    /// Verifies the checksums first (a corrupted or edited backup is refused), backs up the
+    /// current files under a new timestamp (printed: restore it to undo), then replaces each file
+    /// atomically. A timestamp that does not exist lists the nearest ones.
+    Restore {
+        /// The timestamp, exactly as in the file name (20260126T101500Z or 20260126T101500Z-1).
+        timestamp: String,
+        /// Only this managed config (default: every config backed up at that timestamp).
+        #[arg(long, value_name = "NAME")]
+        config: Option<String>,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
+    if let Some(VersionsCommand::Add(add)) = args.command {
+        return versions_add(add).await;
+    }
+    let Some(contract) = args.contract else {
+        bail!(
+            "name a contract: guardian versions <CONTRACT>, or record one with guardian versions add"
+        );
+    };
+    let (settings, _ledger) = args.files.open()?;
+    let report = describe(&settings, &contract)?;
+    if args.json {
+        return print_json(&report);
+    }
+    println!("{contract}: {} recorded version(s), newest first", report.versions.len());
+    for row in &report.versions {
+        let v = &row.version;
+        let current = if row.pointed_at_by.is_empty() {
+            String::new()
+        } else {
+            let keys: Vec<String> = row.pointed_at_by.iter().map(ToString::to_string).collect();
+            format!("  <- {}", keys.join(", "))
+        };
+        println!(
+            "  {:<12} {}  {:<16} code {}{current}",
+            v.label, v.address, v.deployed, v.code_hash
+        );
+    }
+    for (key, value) in &report.unrecorded {
+        println!("  warning: {key} holds {value}, not a recorded version");
+    }
+    Ok(())
+}
+
+async fn versions_add(args: AddArgs) -> Result<()> {
+    let (settings, ledger) = args.files.open()?;
+    let deployed = match (args.block, args.date) {
+        (Some(block), _) => Deployed::Block(block),
+        (None, Some(date)) => Deployed::Date(date),
+        (None, None) => bail!("give --block or --date"),
+    };
+    let code_hash = match (args.code_hash, &args.rpc_url) {
+        (Some(hash), _) => hash,
+        (None, Some(url)) => {
+            let provider = Chain { rpc_url: url.clone() }.provider()?;
+            let code = provider.get_code_at(args.address).await?;
+            ensure!(!code.is_empty(), "there is no code at {} on {url}", args.address);
+            keccak256(&code)
+        }
+        (None, None) => bail!("give --code-hash, or --rpc-url to read it from the chain"),
+    };
+    let version = ContractVersion { label: args.label, address: args.address, deployed, code_hash };
+    let lock = WriteLock::acquire(&settings.lock_path())?;
+    let backup = record_deployment(&settings, &ledger, &lock, &args.contract, version.clone())?;
+    println!(
+        "recorded {} {} at {} (code {})",
+        args.contract, version.label, version.address, version.code_hash
+    );
+    if let Some(backup) = backup {
+        println!("previous history backed up as {}", backup.stamp);
+    }
+    Ok(())
+}
+
+pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
+    let (settings, ledger) = args.files.open()?;
+    let provider = args.chain.provider()?;
+    let to = VersionSelector::from_arg(args.to.as_deref());
+    let rollback = Rollback::new(&settings, &ledger);
+    // Plan under the lock, so nothing changes between the diff shown and the write.
+    let lock = if args.dry_run { None } else { Some(WriteLock::acquire(&settings.lock_path())?) };
+    let plan = rollback.plan(&provider, &args.contract, &to).await?;
+    let outcome = match &lock {
+        Some(lock) => Some(rollback.apply(lock, &plan)?),
+        None => None,
+    };
+    if args.json {
+        return match outcome {
+            Some(outcome) => print_json(&outcome),
+            None => print_json(&plan),
+        };
+    }
+    let r = &plan.repoint;
+    println!(
+        "{}: {} ({}) -> {} ({})",
+        r.contract, r.from.label, r.from.address, r.to.label, r.to.address
+    );
+    println!(
+        "verified on chain {}: code hash {}{}",
+        plan.target.chain_id,
+        plan.target.code_hash,
+        plan.target.health_call.as_deref().map(|c| format!(", {c} == true")).unwrap_or_default()
+    );
+    for change in &r.changes {
+        println!("  {}: {} -> {}", change.key, change.from, change.to);
+    }
+    for key in &r.unchanged {
+        println!("  {key}: already at {}", r.to.label);
+    }
+    print!("{}", plan.diff());
+    match outcome {
+        None => println!("dry run: nothing written"),
+        Some(outcome) => match outcome.backup {
+            None => println!("nothing to change"),
+            Some(backup) => println!(
+                "rolled back; previous configs saved as {} (undo: guardian backup restore {})",
+                backup.stamp, backup.stamp
+            ),
+        },
+    }
+    Ok(())
+}
+
+pub(crate) fn backup(args: BackupArgs) -> Result<()> {
+    let (settings, ledger) = args.files.open()?;
+    let backups = Backups::new(&settings, &ledger);
+    match args.command {
+        BackupCommand::Create { configs, reason } => {
+            let files = if configs.is_empty() {
+                default_backup_files(&settings)
+            } else {
+                configs
+                    .iter()
+                    .map(|name| {
+                        settings
+                            .backed_up_files()
+                            .into_iter()
+                            .find(|c| &c.name == name)
+                            .ok_or_else(|| eyre::eyre!("no managed config named {name:?}"))
+                    })
+                    .collect::<Result<_>>()?
+            };
+            let lock = WriteLock::acquire(&settings.lock_path())?;
+            let set = backups.create(&lock, &files, &reason)?;
+            for file in &set.files {
+                println!("{}", file.path.display());
+            }
+            println!("backup {} taken ({} file(s))", set.stamp, set.files.len());
+        }
+        BackupCommand::List { config, json } => {
+            let list: Vec<_> = backups
+                .list()?
+                .into_iter()
+                .filter(|e| config.as_ref().is_none_or(|c| &e.name.config == c))
+                .collect();
+            if json {
+                return print_json(&list);
+            }
+            for entry in &list {
+                println!(
+                    "{:<22} {:<28} {:>8} B  {}",
+                    entry.name.stamp, entry.name.config, entry.bytes, entry.file
+                );
+            }
+            if list.is_empty() {
+                println!("no backups in {}", settings.backup_dir.display());
+            }
+        }
+        BackupCommand::Show { timestamp, config } => {
+            for entry in backups.at_stamp(&timestamp, config.as_deref())? {
+                let check = backups.verify(&entry)?;
+                println!("{}  ({} B)", entry.path.display(), entry.bytes);
+                println!("  checksum: {}", verdict_line(&check.verdict));
+            }
+            match backups.preview_restore(&timestamp, config.as_deref()) {
+                Ok(outcome) => {
+                    for file in outcome.files {
+                        if file.diff.is_empty() {
+                            println!("{}: identical to the backup", file.path.display());
+                        } else {
+                            println!("restoring would change {}:", file.path.display());
+                            print!("{}", file.diff);
+                        }
+                    }
+                }
+                Err(err) => println!("restore would be refused: {err:#}"),
+            }
+        }
+        BackupCommand::Verify { timestamp, json } => {
+            let entries = match &timestamp {
+                Some(stamp) => backups.at_stamp(stamp, None)?,
+                None => backups.list()?,
+            };
+            let reports = entries.iter().map(|e| backups.verify(e)).collect::<Result<Vec<_>>>()?;
+            let bad = reports.iter().filter(|r| !r.is_intact()).count();
+            if json {
+                print_json(&reports)?;
+            } else {
+                for report in &reports {
+                    println!("{}: {}", report.backup.path.display(), verdict_line(&report.verdict));
+                }
+                println!("{} backup(s) checked, {bad} bad", reports.len());
+            }
+            ensure!(bad == 0, "{bad} backup(s) failed verification");
+        }
+        BackupCommand::Prune { keep, dry_run } => {
+            let lock = WriteLock::acquire(&settings.lock_path())?;
+            let plan = backups.prune(&lock, keep, dry_run)?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for name in &plan.delete {
+                println!("{verb} {}", name.file_name());
+            }
+            for (name, why) in &plan.keep {
+                if *why == KeepReason::OpenIncident {
+                    println!("kept {} (taken during an open incident)", name.file_name());
+                }
+            }
+            println!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
+        }
+        BackupCommand::Restore { timestamp, config, dry_run } => {
+            let outcome = if dry_run {
+                backups.preview_restore(&timestamp, config.as_deref())?
+            } else {
+                let lock = WriteLock::acquire(&settings.lock_path())?;
+                backups.restore(&lock, &timestamp, config.as_deref())?
+            };
+            for file in &outcome.files {
+                println!("{} <- {}", file.path.display(), file.from.display());
+                print!("{}", file.diff);
+            }
+            match outcome.undo_stamp {
+                Some(undo) => println!(
+                    "restored {}; the previous state is backup {undo} (undo: guardian backup restore {undo})",
+                    outcome.stamp
+                ),
+                None => println!("dry run: nothing written"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verdict_line(verdict: &guardian_rollback::Verdict) -> String {
+    match verdict {
+        guardian_rollback::Verdict::Intact { sha256 } => format!("ok (sha256 {sha256})"),
+        guardian_rollback::Verdict::Corrupted { expected, actual, recorded_in } => {
+            format!("CORRUPTED: {recorded_in} records {expected}, file hashes to {actual}")
+        }
+        guardian_rollback::Verdict::Unverifiable { reason } => format!("UNVERIFIABLE: {reason}"),
+    }
+}
