@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 mod config_cmd;
 mod drill;
 mod rollback_cmd;
+mod run_cmd;
 
 /// Rollback-and-pause guardian for chain 138 (Defi Oracle Meta).
 ///
@@ -36,6 +37,14 @@ enum Command {
     /// machine: the chain is a child process that stops with the drill.
     Rehearse(drill::DrillArgs),
 
+    /// Run the daemon: follow the chain, evaluate the rules, record findings, notify.
+    ///
+    /// Refuses to start when an RPC endpoint serves another chain than [chain] id. Follows new
+    /// heads over WebSocket (or polls over HTTP), fails over between endpoints, catches up with
+    /// eth_getLogs after downtime, and survives restarts and reorgs without losing or repeating a
+    /// finding. Stop it with Ctrl-C or SIGTERM.
+    Run(run_cmd::RunArgs),
+
     /// Work with config files: `guardian config check --config FILE`.
     Config(config_cmd::ConfigArgs),
     /// Show a watched contract's recorded versions and which config keys point at each, or
@@ -56,7 +65,24 @@ enum Command {
     Backup(rollback_cmd::BackupArgs),
 }
 
-fn main() -> eyre::Result<ExitCode> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            // An operator needs the message and its causes, not a backtrace.
+            #[allow(clippy::print_stderr, reason = "the binary reports its own failure")]
+            {
+                eprintln!("error: {error}");
+                for cause in error.chain().skip(1) {
+                    eprintln!("  caused by: {cause}");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> eyre::Result<ExitCode> {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match cli.command {
@@ -64,6 +90,7 @@ fn main() -> eyre::Result<ExitCode> {
         Command::Config(args) => Ok(config_cmd::run(args)),
         Command::Backup(args) => rollback_cmd::backup(args).map(|()| ExitCode::SUCCESS),
         Command::Rehearse(args) => block_on(drill::run(args)),
+        Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Versions(args) => block_on(rollback_cmd::versions(args)),
         Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),
     }

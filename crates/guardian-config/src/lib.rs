@@ -42,6 +42,8 @@ pub const DEFAULT_CHAIN_ID: u64 = 138;
 pub const DEFAULT_API_BIND: &str = "127.0.0.1:8787";
 /// How often the follower polls an HTTP endpoint for new blocks unless configured.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Default upper bound on one `eth_getLogs` range (blocks).
+pub const DEFAULT_MAX_LOG_RANGE: u64 = 2_000;
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
@@ -79,6 +81,9 @@ pub struct ChainConfig {
     pub confirmations: u64,
     /// Polling period for HTTP endpoints.
     pub poll_interval: Duration,
+    /// Upper bound on the blocks of one `eth_getLogs` request while catching up; guardian
+    /// halves it on its own when the node refuses a range.
+    pub max_log_range: u64,
 }
 
 /// How an endpoint is reached.
@@ -277,10 +282,14 @@ impl Loader<'_> {
                 id: DEFAULT_CHAIN_ID,
                 confirmations: 0,
                 poll_interval: DEFAULT_POLL_INTERVAL,
+                max_log_range: DEFAULT_MAX_LOG_RANGE,
             },
             Some(c) => {
                 if let Some(ms) = c.poll_interval_ms.as_ref().filter(|ms| *ms.get_ref() == 0) {
                     return Err(self.err(span(ms), "poll_interval_ms must be above 0"));
+                }
+                if let Some(r) = c.max_log_range.as_ref().filter(|r| *r.get_ref() == 0) {
+                    return Err(self.err(span(r), "max_log_range must be at least 1 block"));
                 }
                 ChainConfig {
                     id: c.id.as_ref().map_or(DEFAULT_CHAIN_ID, |i| *i.get_ref()),
@@ -289,6 +298,10 @@ impl Loader<'_> {
                         .poll_interval_ms
                         .as_ref()
                         .map_or(DEFAULT_POLL_INTERVAL, |ms| Duration::from_millis(*ms.get_ref())),
+                    max_log_range: c
+                        .max_log_range
+                        .as_ref()
+                        .map_or(DEFAULT_MAX_LOG_RANGE, |r| *r.get_ref()),
                 }
             }
         };

@@ -36,6 +36,7 @@ pub(crate) struct RawChain {
     pub(crate) id: Option<S<u64>>,
     pub(crate) confirmations: Option<S<u64>>,
     pub(crate) poll_interval_ms: Option<S<u64>>,
+    pub(crate) max_log_range: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,11 +32,11 @@ use crate::{rpc::RpcPool, source};
 /// as a trait so the follower can be exercised and benchmarked on its own.
 pub trait Evaluator: Send {
     /// Contracts whose logs and transactions matter.
-    fn addresses(&self) -> BTreeSet<Address>;
+    fn addresses(&self) -> &BTreeSet<Address>;
     /// Event topic0s the rules match (empty: every log of the watched contracts).
-    fn topics(&self) -> BTreeSet<B256>;
+    fn topics(&self) -> &BTreeSet<B256>;
     /// State to read at every block.
-    fn queries(&self) -> BTreeSet<StateQuery>;
+    fn queries(&self) -> &BTreeSet<StateQuery>;
     /// Whether rules need the outcome of every transaction sent to a watched contract.
     fn needs_receipts(&self) -> bool;
     /// How many blocks before the cursor must be replayed after a restart to rebuild windows.
@@ -99,6 +99,9 @@ pub enum Step {
 
 /// Follows the chain and records findings.
 pub struct Follower<E> {
+    /// Log filter, fixed at start-up (the engine's watched contracts and topics).
+    addresses: Vec<Address>,
+    topics: Vec<B256>,
     rpc: Arc<RpcPool>,
     store: Store,
     engine: E,
@@ -112,7 +115,19 @@ impl<E: Evaluator> Follower<E> {
     /// A follower reading through `rpc`, committing to `store`.
     pub fn new(rpc: Arc<RpcPool>, store: Store, engine: E, options: FollowerOptions) -> Self {
         let range = options.max_range.clamp(1, 100);
-        Self { rpc, store, engine, options, warmed_up: false, range, progress: Progress::new() }
+        let addresses = engine.addresses().iter().copied().collect();
+        let topics = engine.topics().iter().copied().collect();
+        Self {
+            addresses,
+            topics,
+            rpc,
+            store,
+            engine,
+            options,
+            warmed_up: false,
+            range,
+            progress: Progress::new(),
+        }
     }
 
     /// The store (for status output and tests).
@@ -236,24 +251,21 @@ impl<E: Evaluator> Follower<E> {
     }
 
     async fn block_input(&mut self, header: source::Header) -> Result<BlockInput> {
-        let addresses: Vec<Address> = self.engine.addresses().into_iter().collect();
-        let topics: Vec<B256> = self.engine.topics().into_iter().collect();
         let hash = header.block.hash;
-        let logs = source::block_logs(&self.rpc, hash, &addresses, &topics)
+        let logs = source::block_logs(&self.rpc, hash, &self.addresses, &self.topics)
             .await?
             .iter()
             .map(source::observed)
             .collect::<Result<Vec<_>>>()?;
         let transactions = if self.engine.needs_receipts() {
-            source::tx_outcomes(&self.rpc, hash, &self.engine.addresses()).await?
+            source::tx_outcomes(&self.rpc, hash, self.engine.addresses()).await?
         } else {
             Vec::new()
         };
-        let queries = self.engine.queries();
-        let state = if queries.is_empty() {
+        let state = if self.engine.queries().is_empty() {
             BTreeMap::new()
         } else {
-            source::read_state(&self.rpc, hash, &queries).await?
+            source::read_state(&self.rpc, hash, self.engine.queries()).await?
         };
         Ok(BlockInput {
             number: header.block.number,
@@ -282,11 +294,9 @@ impl<E: Evaluator> Follower<E> {
 
     async fn backfill(&mut self, cursor: BlockRef, limit: u64) -> Result<Step> {
         let from = cursor.number + 1;
-        let addresses: Vec<Address> = self.engine.addresses().into_iter().collect();
-        let topics: Vec<B256> = self.engine.topics().into_iter().collect();
         let (to, logs) = loop {
             let to = (from + self.range - 1).min(limit);
-            match source::logs(&self.rpc, from, to, &addresses, &topics).await {
+            match source::logs(&self.rpc, from, to, &self.addresses, &self.topics).await {
                 Ok(logs) => {
                     if to - from + 1 >= self.range {
                         self.range = (self.range * 2).min(self.options.max_range.max(1));

@@ -5,12 +5,17 @@
 //! - [`heads`]: WebSocket new-head wake-ups.
 //! - [`follower`]: the reorg-safe follower and backfill.
 //! - [`notifier`]: webhook delivery from the durable outbox.
+//! - [`engine`]: the rule engine behind the follower's [`Evaluator`] trait.
+//! - [`daemon`]: `guardian run`, all of the above wired from a config.
 
+pub mod daemon;
+pub mod engine;
 pub mod follower;
 pub mod heads;
 pub mod notifier;
 pub mod rpc;
 pub mod source;
 
+pub use engine::Engine;
 pub use follower::{Evaluator, Follower, FollowerOptions, Step};
 pub use rpc::RpcPool;

@@ -23,6 +23,8 @@ pub struct Webhook {
     pub url: reqwest::Url,
     /// Give up on a notification after this many failed attempts.
     pub max_attempts: u32,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -58,7 +60,7 @@ fn now() -> u64 {
 pub async fn run(db: PathBuf, webhook: Webhook, mut shutdown: watch::Receiver<bool>) -> Result<()> {
     let store = Store::open(&db).wrap_err("opening the database for the notifier")?;
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(webhook.timeout)
         .build()
         .wrap_err("building the webhook HTTP client")?;
     loop {

@@ -13,17 +13,52 @@ use std::{
 
 use alloy::{
     providers::{DynProvider, Provider, ProviderBuilder, WsConnect},
-    transports::http::reqwest::Url,
+    rpc::client::RpcClient,
+    transports::{
+        Authorization,
+        http::{Http, reqwest, reqwest::Url},
+    },
 };
 use eyre::{Result, WrapErr, eyre};
 use tracing::{debug, warn};
 
+/// How to reach one endpoint.
+#[derive(Clone)]
+pub struct EndpointSpec {
+    /// Where it is (may embed an API key: logged only through [`redact`]).
+    pub url: Url,
+    /// A token sent as `Authorization: Bearer …`.
+    pub bearer: Option<String>,
+}
+
+impl std::fmt::Debug for EndpointSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointSpec")
+            .field("url", &redact(&self.url))
+            .field("bearer", &self.bearer.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl From<Url> for EndpointSpec {
+    fn from(url: Url) -> Self {
+        Self { url, bearer: None }
+    }
+}
+
 /// One configured endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// Where it is. Logged only through [`redact`], since URLs often embed API keys.
     pub url: Url,
+    bearer: Option<String>,
     provider: Option<DynProvider>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("url", &self.label()).finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
@@ -68,17 +103,20 @@ impl RpcPool {
     /// node that is down at start-up does not stop the guardian from starting. Before an
     /// endpoint serves its first request it must report `expected_chain_id`; one that reports
     /// another chain is never used.
-    pub fn new(urls: Vec<Url>, expected_chain_id: u64, timeout: Duration) -> Result<Self> {
-        if urls.is_empty() {
+    pub fn new(
+        endpoints: Vec<impl Into<EndpointSpec>>,
+        expected_chain_id: u64,
+        timeout: Duration,
+    ) -> Result<Self> {
+        if endpoints.is_empty() {
             return Err(eyre!("no RPC endpoint configured"));
         }
-        let endpoints = urls
+        let endpoints = endpoints
             .into_iter()
-            .map(|url| {
+            .map(|spec| {
+                let EndpointSpec { url, bearer } = spec.into();
                 let provider = match url.scheme() {
-                    "http" | "https" => {
-                        Some(ProviderBuilder::new().connect_http(url.clone()).erased())
-                    }
+                    "http" | "https" => Some(http_provider(&url, bearer.as_deref())?),
                     "ws" | "wss" => None,
                     other => {
                         return Err(eyre!(
@@ -87,7 +125,7 @@ impl RpcPool {
                         ));
                     }
                 };
-                Ok(Endpoint { url, provider })
+                Ok(Endpoint { url, bearer, provider })
             })
             .collect::<Result<Vec<_>>>()?;
         let verified = endpoints.iter().map(|_| tokio::sync::OnceCell::new()).collect();
@@ -155,7 +193,9 @@ impl RpcPool {
         if let Some(provider) = cached.as_ref() {
             return Ok(provider.clone());
         }
-        let connect = ProviderBuilder::new().connect_ws(WsConnect::new(endpoint.url.as_str()));
+        let ws = WsConnect::new(endpoint.url.as_str())
+            .with_auth_opt(endpoint.bearer.as_ref().map(Authorization::bearer));
+        let connect = ProviderBuilder::new().connect_ws(ws);
         let provider = tokio::time::timeout(self.timeout, connect)
             .await
             .map_err(|_| eyre!("connecting to {} timed out", endpoint.label()))?
@@ -259,6 +299,24 @@ impl RpcPool {
     }
 }
 
+fn http_provider(url: &Url, bearer: Option<&str>) -> Result<DynProvider> {
+    let Some(token) = bearer else {
+        return Ok(ProviderBuilder::new().connect_http(url.clone()).erased());
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| eyre!("the bearer token for {} is not a valid header value", redact(url)))?;
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .wrap_err("building the HTTP client")?;
+    let transport = Http::with_client(client, url.clone());
+    let is_local = url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127."));
+    Ok(ProviderBuilder::new().connect_client(RpcClient::new(transport, is_local)).erased())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,8 +332,8 @@ mod tests {
 
     #[test]
     fn rejects_unknown_schemes_and_empty_lists() {
-        assert!(RpcPool::new(vec![], 138, Duration::from_secs(1)).is_err());
-        let err = RpcPool::new(vec!["ftp://x".parse().expect("url")], 138, Duration::from_secs(1))
+        assert!(RpcPool::new(Vec::<Url>::new(), 138, Duration::from_secs(1)).is_err());
+        let err = RpcPool::new(vec!["ftp://x".parse::<Url>().expect("url")], 138, Duration::from_secs(1))
             .expect_err("ftp");
         assert!(err.to_string().contains("ftp"), "{err}");
     }
