@@ -7,30 +7,24 @@
 //!   heads, as in production. p50/p99 over 200 blocks.
 //! - Backfill throughput: 10 000 blocks holding 50 000 logs are mined before the follower
 //!   starts; the clock runs until it has caught up. The rule matches every log and fires on
-//!   one in a thousand, so the figure measures fetching, decoding and evaluating, not SQLite
-//!   inserts of 50 000 findings.
+//!   on one in a thousand, so the figure measures fetching, decoding and evaluating, not SQLite
+//!   inserts of 50 000 findings. The rule engine is guardian's own, built from config text.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::{
-    collections::BTreeSet,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy::{
-    primitives::{Address, B256, U256},
+    primitives::{Address, U256},
     providers::{DynProvider, Provider, ext::AnvilApi},
     sol,
-    sol_types::SolEvent,
 };
 use eyre::{Result, WrapErr, ensure};
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain, safe::deploy};
-use guardian_core::{
-    finding::{BlockInput, Evidence, Finding, StateQuery},
-    severity::{Action, Severity},
-};
-use guardian_daemon::{Evaluator, Follower, FollowerOptions, RpcPool, Step, heads};
+use guardian_daemon::{Engine, Follower, FollowerOptions, RpcPool, Step, heads};
 use guardian_store::Store;
 
 sol! {
@@ -48,52 +42,32 @@ const BLOCKS_PER_TX: u64 = 20;
 /// Amounts at or above this fire the rule.
 const FIRE_AT: u64 = 1_000_000;
 
-/// A `Withdrawn` amount threshold rule, the shape of guardian's event rules.
-struct AmountRule {
-    target: Address,
-}
+/// guardian's own rule engine, built from config text like the daemon's: an event rule on the
+/// load generator's `Withdrawn` with an amount threshold.
+fn engine(target: Address) -> Result<Engine> {
+    let toml = format!(
+        r#"
+[[rpc]]
+url = "http://127.0.0.1:1"
 
-impl Evaluator for AmountRule {
-    fn addresses(&self) -> BTreeSet<Address> {
-        [self.target].into()
-    }
-    fn topics(&self) -> BTreeSet<B256> {
-        [ILoadGenerator::Withdrawn::SIGNATURE_HASH].into()
-    }
-    fn queries(&self) -> BTreeSet<StateQuery> {
-        BTreeSet::new()
-    }
-    fn needs_receipts(&self) -> bool {
-        false
-    }
-    fn warmup_blocks(&self) -> u64 {
-        0
-    }
-    fn evaluate(&mut self, block: &BlockInput) -> Vec<Finding> {
-        block
-            .logs
-            .iter()
-            .filter_map(|log| {
-                let amount = U256::from_be_slice(log.data.get(..32)?);
-                (amount >= U256::from(FIRE_AT)).then(|| Finding {
-                    rule: "large-withdrawal".into(),
-                    contract: "load".into(),
-                    address: log.address,
-                    severity: Severity::Critical,
-                    action: Action::Log,
-                    summary: format!("withdrawal of {amount}"),
-                    evidence: Evidence {
-                        block_number: block.number,
-                        block_hash: block.hash,
-                        tx_hash: Some(log.tx_hash),
-                        log_index: Some(log.log_index),
-                        ..Evidence::default()
-                    },
-                })
-            })
-            .collect()
-    }
-    fn rewind(&mut self, _block: u64) {}
+[[contracts]]
+name = "load"
+address = "{target}"
+events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
+
+[[rules]]
+name = "large-withdrawal"
+kind = "event"
+severity = "low"
+contracts = ["load"]
+event = "Withdrawn"
+where = ["amount >= {FIRE_AT}"]
+"#
+    );
+    let config =
+        guardian_config::Config::parse(&toml, std::path::Path::new("bench.toml"), &|_| None)
+            .map_err(|e| eyre::eyre!("{e}"))?;
+    Ok(Engine::new(config.rule_engine().map_err(|e| eyre::eyre!("{e}"))?))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -138,7 +112,7 @@ async fn backfill(bed: &Testbed, generator: Address, wallet: &DynProvider) -> Re
     let mut follower = Follower::new(
         rpc,
         Store::open(dir.path().join("bench.sqlite"))?,
-        AmountRule { target: generator },
+        engine(generator)?,
         options,
     );
     let started = Instant::now();
@@ -161,8 +135,7 @@ async fn latency(bed: &Testbed, generator: Address, wallet: &DynProvider) -> Res
     let rpc = Arc::new(RpcPool::new(vec![bed.devnet.ws_url()], 138, Duration::from_secs(10))?);
     let start = bed.devnet.reader().get_block_number().await? + 1;
     let options = FollowerOptions { start_block: Some(start), ..Default::default() };
-    let mut follower =
-        Follower::new(rpc.clone(), Store::open(&db)?, AmountRule { target: generator }, options);
+    let mut follower = Follower::new(rpc.clone(), Store::open(&db)?, engine(generator)?, options);
     let heads = heads::spawn(rpc);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let daemon = tokio::spawn(async move { follower.run(heads, stop_rx).await });

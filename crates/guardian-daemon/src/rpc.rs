@@ -333,8 +333,9 @@ mod tests {
     #[test]
     fn rejects_unknown_schemes_and_empty_lists() {
         assert!(RpcPool::new(Vec::<Url>::new(), 138, Duration::from_secs(1)).is_err());
-        let err = RpcPool::new(vec!["ftp://x".parse::<Url>().expect("url")], 138, Duration::from_secs(1))
-            .expect_err("ftp");
+        let err =
+            RpcPool::new(vec!["ftp://x".parse::<Url>().expect("url")], 138, Duration::from_secs(1))
+                .expect_err("ftp");
         assert!(err.to_string().contains("ftp"), "{err}");
     }
 
@@ -343,8 +344,8 @@ mod tests {
         // Port 9 (discard) on loopback is closed on our machines: connection refused at once.
         let pool = RpcPool::new(
             vec![
-                "http://127.0.0.1:9".parse().expect("url"),
-                "http://127.0.0.1:7".parse().expect("url"),
+                "http://127.0.0.1:9".parse::<Url>().expect("url"),
+                "http://127.0.0.1:7".parse::<Url>().expect("url"),
             ],
             138,
             Duration::from_secs(2),

@@ -52,15 +52,7 @@ pub async fn logs(
     addresses: &[Address],
     topics: &[B256],
 ) -> Result<Vec<Log>> {
-    let mut filter = Filter::new().from_block(from).to_block(to).address(addresses.to_vec());
-    if !topics.is_empty() {
-        filter = filter.event_signature(topics.to_vec());
-    }
-    rpc.call("eth_getLogs", |p| {
-        let filter = filter.clone();
-        async move { Ok(p.get_logs(&filter).await?) }
-    })
-    .await
+    get_logs(rpc, Filter::new().from_block(from).to_block(to), addresses, topics).await
 }
 
 /// Logs of one block, by hash (so a reorg between header and logs cannot mix two branches).
@@ -70,7 +62,16 @@ pub async fn block_logs(
     addresses: &[Address],
     topics: &[B256],
 ) -> Result<Vec<Log>> {
-    let mut filter = Filter::new().at_block_hash(hash).address(addresses.to_vec());
+    get_logs(rpc, Filter::new().at_block_hash(hash), addresses, topics).await
+}
+
+async fn get_logs(
+    rpc: &RpcPool,
+    blocks: Filter,
+    addresses: &[Address],
+    topics: &[B256],
+) -> Result<Vec<Log>> {
+    let mut filter = blocks.address(addresses.to_vec());
     if !topics.is_empty() {
         filter = filter.event_signature(topics.to_vec());
     }
