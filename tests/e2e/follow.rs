@@ -23,18 +23,29 @@ use crate::support::{TcpSwitch, testbed};
 /// chain, the RPC and the store are real; only the rule logic is this small stand-in, so these
 /// tests exercise the follower itself.
 struct WithdrawnWatcher {
-    vault: Address,
+    vault: BTreeSet<Address>,
+    topics: BTreeSet<B256>,
+    queries: BTreeSet<StateQuery>,
+}
+
+#[allow(non_snake_case, reason = "reads like the struct it builds")]
+fn WithdrawnWatcher(vault: Address) -> WithdrawnWatcher {
+    WithdrawnWatcher {
+        vault: [vault].into(),
+        topics: [IVault::Withdrawn::SIGNATURE_HASH].into(),
+        queries: BTreeSet::new(),
+    }
 }
 
 impl Evaluator for WithdrawnWatcher {
-    fn addresses(&self) -> BTreeSet<Address> {
-        [self.vault].into()
+    fn addresses(&self) -> &BTreeSet<Address> {
+        &self.vault
     }
-    fn topics(&self) -> BTreeSet<B256> {
-        [IVault::Withdrawn::SIGNATURE_HASH].into()
+    fn topics(&self) -> &BTreeSet<B256> {
+        &self.topics
     }
-    fn queries(&self) -> BTreeSet<StateQuery> {
-        BTreeSet::new()
+    fn queries(&self) -> &BTreeSet<StateQuery> {
+        &self.queries
     }
     fn needs_receipts(&self) -> bool {
         false
@@ -67,7 +78,8 @@ impl Evaluator for WithdrawnWatcher {
 }
 
 fn pool(urls: &[String]) -> Arc<RpcPool> {
-    let urls = urls.iter().map(|u| u.parse().expect("url")).collect();
+    let urls: Vec<alloy::transports::http::reqwest::Url> =
+        urls.iter().map(|u| u.parse().expect("url")).collect();
     Arc::new(RpcPool::new(urls, 138, Duration::from_secs(3)).expect("pool"))
 }
 
@@ -126,7 +138,7 @@ async fn records_each_anomaly_once_across_a_restart_mid_backfill() {
     let mut first = Follower::new(
         rpc.clone(),
         Store::open(&db).expect("db"),
-        WithdrawnWatcher { vault },
+        WithdrawnWatcher(vault),
         options.clone(),
     );
     for _ in 0..6 {
@@ -138,7 +150,7 @@ async fn records_each_anomaly_once_across_a_restart_mid_backfill() {
     drop(first);
 
     let mut second =
-        Follower::new(rpc, Store::open(&db).expect("db"), WithdrawnWatcher { vault }, options);
+        Follower::new(rpc, Store::open(&db).expect("db"), WithdrawnWatcher(vault), options);
     drain_until_idle(&mut second).await;
     let store = second.store();
     assert_eq!(store.occurrence_count().expect("count"), 20, "every withdrawal exactly once");
@@ -156,7 +168,7 @@ async fn reorg_orphaning_the_anomaly_retracts_its_finding() {
     let start = reader.get_block_number().await.expect("head") + 1;
     let options = FollowerOptions { start_block: Some(start), ..Default::default() };
     let mut follower =
-        Follower::new(rpc, Store::in_memory().expect("db"), WithdrawnWatcher { vault }, options);
+        Follower::new(rpc, Store::in_memory().expect("db"), WithdrawnWatcher(vault), options);
 
     withdrawals(&bed, vault, 1).await;
     drain_until_idle(&mut follower).await;
@@ -204,7 +216,7 @@ async fn fails_over_from_a_dead_endpoint_and_survives_a_full_outage() {
     let mut follower = Follower::new(
         rpc.clone(),
         Store::in_memory().expect("db"),
-        WithdrawnWatcher { vault },
+        WithdrawnWatcher(vault),
         options,
     );
 
