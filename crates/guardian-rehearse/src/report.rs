@@ -1,0 +1,287 @@
+//! The rehearsal report: what was checked, what happened when, and how fast.
+
+use std::{fmt::Write as _, path::Path};
+
+use eyre::{Result, WrapErr};
+use serde::{Deserialize, Serialize};
+
+/// One check of a scenario's check list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What must be true, in words ("vault paused and verified").
+    pub name: String,
+    /// Whether it was.
+    pub passed: bool,
+    /// What was observed (or why it failed: which step did not happen).
+    pub detail: String,
+}
+
+/// A moment in the incident's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// What happened ("anomaly mined", "finding recorded", "proposal made", …).
+    pub label: String,
+    /// Block number it happened in or was observed at.
+    pub block: u64,
+    /// Milliseconds since the anomaly was mined.
+    pub ms: u64,
+}
+
+/// Detection and response speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Anomaly mined → finding committed, in milliseconds.
+    pub detection_ms: Option<u64>,
+    /// … in blocks.
+    pub detection_blocks: Option<u64>,
+    /// Anomaly mined → pause mined, in milliseconds.
+    pub pause_ms: Option<u64>,
+    /// … in blocks.
+    pub pause_blocks: Option<u64>,
+}
+
+/// One scenario's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// Scenario name (`drain`, `upgrade`, …).
+    pub scenario: String,
+    /// True when every check passed.
+    pub passed: bool,
+    /// The check list, in order.
+    pub checks: Vec<Check>,
+    /// The timeline, in order of time.
+    pub timeline: Vec<Event>,
+    /// Speed figures.
+    pub latencies: Latencies,
+}
+
+impl ScenarioReport {
+    /// A report for `scenario` from its checks, timeline and latencies; `passed` is derived.
+    pub fn new(
+        scenario: &str,
+        checks: Vec<Check>,
+        mut timeline: Vec<Event>,
+        latencies: Latencies,
+    ) -> Self {
+        timeline.sort_by_key(|e| (e.ms, e.block));
+        let passed = !checks.is_empty() && checks.iter().all(|c| c.passed);
+        Self { scenario: scenario.to_owned(), passed, checks, timeline, latencies }
+    }
+}
+
+/// The whole rehearsal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Chain id the drill ran on.
+    pub chain_id: u64,
+    /// True when every scenario passed.
+    pub passed: bool,
+    /// Each scenario.
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+impl Report {
+    /// A report over `scenarios`; `passed` is derived.
+    pub fn new(chain_id: u64, scenarios: Vec<ScenarioReport>) -> Self {
+        let passed = !scenarios.is_empty() && scenarios.iter().all(|s| s.passed);
+        Self { chain_id, passed, scenarios }
+    }
+
+    /// `report.md`.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let _ = writeln!(md, "# guardian rehearsal: {verdict}\n");
+        let _ = writeln!(md, "Chain id {}. Timeline picture: `timeline.svg`.\n", self.chain_id);
+        for s in &self.scenarios {
+            let _ = writeln!(
+                md,
+                "## {} — {}\n",
+                s.scenario,
+                if s.passed { "passed" } else { "FAILED" }
+            );
+            let _ = writeln!(md, "| check | result | detail |\n| --- | --- | --- |");
+            for c in &s.checks {
+                let mark = if c.passed { "ok" } else { "**FAILED**" };
+                let _ =
+                    writeln!(md, "| {} | {mark} | {} |", escape_md(&c.name), escape_md(&c.detail));
+            }
+            if !s.timeline.is_empty() {
+                let _ =
+                    writeln!(md, "\n| event | block | ms after anomaly |\n| --- | ---: | ---: |");
+                for e in &s.timeline {
+                    let _ = writeln!(md, "| {} | {} | {} |", escape_md(&e.label), e.block, e.ms);
+                }
+            }
+            let l = &s.latencies;
+            let show = |v: Option<u64>| v.map_or_else(|| "—".to_owned(), |v| v.to_string());
+            let _ = writeln!(
+                md,
+                "\nDetection: {} ms, {} blocks. Anomaly → pause: {} ms, {} blocks.\n",
+                show(l.detection_ms),
+                show(l.detection_blocks),
+                show(l.pause_ms),
+                show(l.pause_blocks)
+            );
+        }
+        md
+    }
+
+    /// `timeline.svg`: one lane per scenario, events placed by milliseconds after the anomaly.
+    pub fn svg(&self) -> String {
+        const WIDTH: f64 = 960.0;
+        const LEFT: f64 = 140.0;
+        const RIGHT: f64 = 40.0;
+        const LANE: f64 = 90.0;
+        let max_ms = self
+            .scenarios
+            .iter()
+            .flat_map(|s| s.timeline.iter().map(|e| e.ms))
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64;
+        let height = 40.0 + LANE * self.scenarios.len().max(1) as f64;
+        let x = |ms: u64| LEFT + (WIDTH - LEFT - RIGHT) * (ms as f64 / max_ms);
+        let mut svg = String::new();
+        let _ = writeln!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">"#
+        );
+        let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            svg,
+            r#"<text x="10" y="20" font-size="14">guardian rehearsal on chain {}: {} (0 … {} ms after the anomaly)</text>"#,
+            self.chain_id,
+            if self.passed { "passed" } else { "FAILED" },
+            max_ms as u64
+        );
+        for (i, s) in self.scenarios.iter().enumerate() {
+            let y = 60.0 + LANE * i as f64;
+            let colour = if s.passed { "#1a7f37" } else { "#cf222e" };
+            let _ = writeln!(
+                svg,
+                r#"<text x="10" y="{}" fill="{colour}" font-weight="bold">{}</text>"#,
+                y + 4.0,
+                escape_xml(&s.scenario)
+            );
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#888"/>"##,
+                WIDTH - RIGHT
+            );
+            for (j, e) in s.timeline.iter().enumerate() {
+                let ex = x(e.ms);
+                // Alternate labels above and below the lane so neighbours do not overlap.
+                let ly = if j % 2 == 0 { y - 10.0 } else { y + 20.0 };
+                let _ = writeln!(svg, r#"<circle cx="{ex:.1}" cy="{y}" r="4" fill="{colour}"/>"#);
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="{ex:.1}" y="{ly}" text-anchor="middle">{} (#{}, {} ms)</text>"#,
+                    escape_xml(&e.label),
+                    e.block,
+                    e.ms
+                );
+            }
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+/// Write `report.json`, `report.md` and `timeline.svg` into `dir` (created if needed).
+pub fn write(report: &Report, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    for (name, body) in
+        [("report.json", json), ("report.md", report.markdown()), ("timeline.svg", report.svg())]
+    {
+        let path = dir.join(name);
+        std::fs::write(&path, body).wrap_err_with(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn escape_md(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, passed: bool) -> Check {
+        Check { name: name.into(), passed, detail: format!("{name} detail") }
+    }
+
+    fn event(label: &str, block: u64, ms: u64) -> Event {
+        Event { label: label.into(), block, ms }
+    }
+
+    fn drain(passed: bool) -> ScenarioReport {
+        ScenarioReport::new(
+            "drain",
+            vec![check("finding recorded", true), check("vault paused", passed)],
+            vec![
+                event("pause mined", 14, 2100),
+                event("anomaly mined", 10, 0),
+                event("finding <recorded>", 10, 40),
+            ],
+            Latencies {
+                detection_ms: Some(40),
+                detection_blocks: Some(0),
+                pause_ms: Some(2100),
+                pause_blocks: Some(4),
+            },
+        )
+    }
+
+    #[test]
+    fn passed_is_derived_from_every_check_and_scenario() {
+        assert!(drain(true).passed);
+        assert!(!drain(false).passed);
+        assert!(Report::new(138, vec![drain(true)]).passed);
+        assert!(!Report::new(138, vec![drain(true), drain(false)]).passed);
+        assert!(!Report::new(138, vec![]).passed, "nothing rehearsed is not a pass");
+        assert!(!ScenarioReport::new("empty", vec![], vec![], Latencies::default()).passed);
+    }
+
+    #[test]
+    fn timeline_is_ordered_by_time() {
+        let labels: Vec<_> = drain(true).timeline.iter().map(|e| e.label.clone()).collect();
+        assert_eq!(labels, ["anomaly mined", "finding <recorded>", "pause mined"]);
+    }
+
+    #[test]
+    fn markdown_names_the_failed_check() {
+        let md = Report::new(138, vec![drain(false)]).markdown();
+        assert!(md.starts_with("# guardian rehearsal: FAILED"));
+        assert!(md.contains("| vault paused | **FAILED** | vault paused detail |"), "{md}");
+        assert!(md.contains("Detection: 40 ms, 0 blocks. Anomaly → pause: 2100 ms, 4 blocks."));
+    }
+
+    #[test]
+    fn svg_is_well_formed_and_escaped() {
+        let svg = Report::new(138, vec![drain(true), drain(false)]).svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("finding &lt;recorded&gt;"));
+        assert!(!svg.contains("<recorded>"));
+        assert_eq!(svg.matches("<circle").count(), 6);
+        // The last event sits at the right edge, the anomaly at the left one.
+        assert!(svg.contains(r#"cx="140.0""#) && svg.contains(r#"cx="920.0""#), "{svg}");
+    }
+
+    #[test]
+    fn writes_the_three_files_and_json_roundtrips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = Report::new(138, vec![drain(true)]);
+        write(&report, dir.path()).expect("write");
+        let json = std::fs::read_to_string(dir.path().join("report.json")).expect("json");
+        assert_eq!(serde_json::from_str::<Report>(&json).expect("parse"), report);
+        assert!(dir.path().join("report.md").is_file());
+        assert!(dir.path().join("timeline.svg").is_file());
+    }
+}
