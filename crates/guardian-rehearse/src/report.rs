@@ -127,12 +127,13 @@ impl Report {
         md
     }
 
-    /// `timeline.svg`: one lane per scenario, events placed by milliseconds after the anomaly.
+    /// `timeline.svg`: one lane per scenario, events placed by milliseconds after the anomaly,
+    /// each label on its own row under the axis with a leader to its dot, so none overlap.
     pub fn svg(&self) -> String {
         const WIDTH: f64 = 960.0;
         const LEFT: f64 = 140.0;
         const RIGHT: f64 = 40.0;
-        const LANE: f64 = 90.0;
+        const ROW: f64 = 16.0;
         let max_ms = self
             .scenarios
             .iter()
@@ -140,7 +141,8 @@ impl Report {
             .max()
             .unwrap_or(0)
             .max(1) as f64;
-        let height = 40.0 + LANE * self.scenarios.len().max(1) as f64;
+        let lane = |s: &ScenarioReport| 40.0 + ROW * s.timeline.len() as f64;
+        let height = 50.0 + self.scenarios.iter().map(lane).sum::<f64>();
         let x = |ms: u64| LEFT + (WIDTH - LEFT - RIGHT) * (ms as f64 / max_ms);
         let mut svg = String::new();
         let _ = writeln!(
@@ -155,8 +157,8 @@ impl Report {
             if self.passed { "passed" } else { "FAILED" },
             max_ms as u64
         );
-        for (i, s) in self.scenarios.iter().enumerate() {
-            let y = 60.0 + LANE * i as f64;
+        let mut y = 50.0;
+        for s in &self.scenarios {
             let colour = if s.passed { "#1a7f37" } else { "#cf222e" };
             let _ = writeln!(
                 svg,
@@ -169,19 +171,30 @@ impl Report {
                 r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#888"/>"##,
                 WIDTH - RIGHT
             );
-            for (j, e) in s.timeline.iter().enumerate() {
+            for (row, e) in s.timeline.iter().enumerate() {
                 let ex = x(e.ms);
-                // Alternate labels above and below the lane so neighbours do not overlap.
-                let ly = if j % 2 == 0 { y - 10.0 } else { y + 20.0 };
+                let ly = y + 18.0 + ROW * row as f64;
+                // Labels right of the middle end at their leader so they stay on the page.
+                let (anchor, tx) = if ex > LEFT + 0.5 * (WIDTH - LEFT - RIGHT) {
+                    ("end", ex - 4.0)
+                } else {
+                    ("start", ex + 4.0)
+                };
+                let _ = writeln!(
+                    svg,
+                    r##"<line x1="{ex:.1}" y1="{y}" x2="{ex:.1}" y2="{:.1}" stroke="#ccc"/>"##,
+                    ly - 4.0
+                );
                 let _ = writeln!(svg, r#"<circle cx="{ex:.1}" cy="{y}" r="4" fill="{colour}"/>"#);
                 let _ = writeln!(
                     svg,
-                    r#"<text x="{ex:.1}" y="{ly}" text-anchor="middle">{} (#{}, {} ms)</text>"#,
+                    r#"<text x="{tx:.1}" y="{ly}" text-anchor="{anchor}">{} (#{}, {} ms)</text>"#,
                     escape_xml(&e.label),
                     e.block,
                     e.ms
                 );
             }
+            y += lane(s);
         }
         svg.push_str("</svg>\n");
         svg
