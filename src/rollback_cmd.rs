@@ -281,16 +281,13 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     // Plan under the lock, so nothing changes between the diff shown and the write.
     let lock = if args.dry_run { None } else { Some(WriteLock::acquire(&settings.lock_path())?) };
     let plan = rollback.plan(&provider, &args.contract, &to).await?;
-    let outcome = match &lock {
-        Some(lock) => Some(rollback.apply(lock, &plan)?),
-        None => None,
-    };
     if args.json {
-        return match outcome {
-            Some(outcome) => print_json(&outcome),
+        return match &lock {
+            Some(lock) => print_json(&rollback.apply(lock, &plan)?),
             None => print_json(&plan),
         };
     }
+    // The operator sees what will change before anything is written.
     let r = &plan.repoint;
     println!(
         "{}: {} ({}) -> {} ({})",
@@ -309,6 +306,10 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         println!("  {key}: already at {}", r.to.label);
     }
     print!("{}", plan.diff());
+    let outcome = match &lock {
+        Some(lock) => Some(rollback.apply(lock, &plan)?),
+        None => None,
+    };
     match outcome {
         None => println!("dry run: nothing written"),
         Some(outcome) => match outcome.backup {
