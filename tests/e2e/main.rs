@@ -5,6 +5,7 @@
 
 mod config_check;
 mod follow;
+mod multisig;
 mod rollback;
 mod safe_flow;
 mod support;
