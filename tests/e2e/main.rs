@@ -6,6 +6,7 @@
 mod config_check;
 mod follow;
 mod multisig;
+mod multisig_cli;
 mod rollback;
 mod safe_flow;
 mod support;
