@@ -328,13 +328,23 @@ impl Multisig {
             request.reason
         );
         let new = self.db().proposals.insert(&proposal, &request.actor, &detail)?;
+        if !new {
+            // Another process sharing this database (the daemon, a CLI) got there first, with
+            // this hash or, at another nonce, the same target and direction.
+            let db = self.db();
+            let existing = match db.proposals.get(proposal.safe_tx_hash)? {
+                Some(p) => Some(p),
+                None => {
+                    db.proposals.pending_for(self.safe.address(), target.address, request.kind)?
+                }
+            };
+            let existing = existing
+                .ok_or_else(|| eyre!("proposal {} was not stored", proposal.safe_tx_hash))?;
+            return Ok(Proposed::Existing { proposal: existing });
+        }
         info!(hash = %proposal.safe_tx_hash, contract = %target.name, kind = request.kind.as_str(), %nonce, "proposed");
         let stored = self.db().proposals.get(proposal.safe_tx_hash)?.unwrap_or(proposal);
-        Ok(if new {
-            Proposed::New { proposal: stored }
-        } else {
-            Proposed::Existing { proposal: stored }
-        })
+        Ok(Proposed::New { proposal: stored })
     }
 
     async fn build(
