@@ -4,10 +4,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use guardian_core::proposal::ProposalKind;
 use tracing_subscriber::EnvFilter;
 
 mod config_cmd;
 mod drill;
+mod multisig_cmd;
 mod rollback_cmd;
 mod run_cmd;
 
@@ -63,6 +65,17 @@ enum Command {
     /// smart-accounts-config_20260126T101500Z.json; a second one in the same second gets -1),
     /// each with a sha256sum sidecar.
     Backup(rollback_cmd::BackupArgs),
+    /// Pause proposals through the Safe: `proposals list`, `proposals show <hash>`.
+    Proposals(multisig_cmd::ProposalsArgs),
+    /// Approve a proposal as a Safe owner: shows what is signed, asks, then signs (EIP-712) or
+    /// calls approveHash on chain (--onchain).
+    Approve(multisig_cmd::ApproveArgs),
+    /// Propose pausing a configured contract through the Safe (simulated as the Safe first).
+    Pause(multisig_cmd::PauseArgs),
+    /// Propose unpausing a configured contract through the Safe; needs the full threshold.
+    Unpause(multisig_cmd::PauseArgs),
+    /// Deploy a Safe 1.4.1 (`safe deploy`) or show the configured one (`safe info`).
+    Safe(multisig_cmd::SafeArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +106,11 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Versions(args) => block_on(rollback_cmd::versions(args)),
         Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),
+        Command::Proposals(args) => multisig_cmd::proposals(args).map(|()| ExitCode::SUCCESS),
+        Command::Approve(args) => block_on(multisig_cmd::approve(args)),
+        Command::Pause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Pause)),
+        Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),
+        Command::Safe(args) => block_on(multisig_cmd::safe(args)),
     }
 }
 

@@ -5,6 +5,8 @@
 
 mod config_check;
 mod follow;
+mod multisig;
+mod multisig_cli;
 mod rollback;
 mod safe_flow;
 mod support;

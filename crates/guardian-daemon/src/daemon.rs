@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    Engine, Follower, FollowerOptions, RpcPool, heads, notifier,
+    Engine, Follower, FollowerOptions, RpcPool, heads, notifier, pauser,
     rpc::{EndpointSpec, redact},
 };
 
@@ -97,13 +97,36 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
         None => None,
     };
 
+    // The pause flow and the HTTP API, when a Safe is configured. Run beside the follower in
+    // this task (not spawned): the rollback it may trigger holds a non-Sync ledger.
+    let pauser = match &config.safe {
+        Some(_) => {
+            let provider = rpc.provider_at(rpc.current()).await?;
+            Some(
+                pauser::Pauser::start(config, provider)
+                    .await
+                    .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?,
+            )
+        }
+        None => None,
+    };
+    let pause_flow = async {
+        match pauser {
+            Some(pauser) => pauser.run(config, shutdown.clone()).await,
+            None => Ok(()),
+        }
+    };
+
     let heads = heads::spawn(rpc.clone());
     info!(
         endpoints = ?rpc.endpoints().iter().map(|e| redact(&e.url)).collect::<Vec<_>>(),
         database = %config.storage.path.display(),
         "guardian is following the chain"
     );
-    let followed = follower.run(heads, shutdown).await;
+    let (followed, paused) = tokio::join!(follower.run(heads, shutdown.clone()), pause_flow);
+    if let Err(error) = paused {
+        warn!(error = %format!("{error:#}"), "pause flow stopped with an error");
+    }
     if let Some(task) = notifier {
         match task.await {
             Ok(Ok(())) => {}

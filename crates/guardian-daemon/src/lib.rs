@@ -5,6 +5,7 @@
 //! - [`heads`]: WebSocket new-head wake-ups.
 //! - [`follower`]: the reorg-safe follower and backfill.
 //! - [`notifier`]: webhook delivery from the durable outbox.
+//! - [`pauser`]: the pause flow (Safe proposals, execution, rollback) and the HTTP API.
 //! - [`engine`]: the rule engine behind the follower's [`Evaluator`] trait.
 //! - [`daemon`]: `guardian run`, all of the above wired from a config.
 
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod follower;
 pub mod heads;
 pub mod notifier;
+pub mod pauser;
 pub mod rpc;
 pub mod source;
 

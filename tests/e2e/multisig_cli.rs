@@ -1,0 +1,356 @@
+//! The operators' commands against a real Anvil and Safe: `safe deploy` on a bare chain,
+//! `pause` → `approve` (keystore, then on chain) → executed → `proposals show`, and the HTTP API.
+
+use std::{path::Path, process::Command, sync::Arc};
+
+use alloy::{
+    primitives::{Address, B256},
+    signers::{SignerSync, local::PrivateKeySigner},
+    transports::http::reqwest,
+};
+use guardian_chain::{
+    Devnet, DevnetOptions, Testbed,
+    safe::{SafeClient, is_paused, sign_safe_tx_hash},
+    sender::SendOptions,
+    testbed::deploy_targets,
+};
+use guardian_core::{proposal::proposal_tx, safe::Approvals};
+use guardian_multisig::{Advanced, Multisig, Target, api};
+
+use crate::support::{contracts, testbed};
+
+fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guardian"));
+    cmd.args(args).env_remove("GUARDIAN_CONFIG").env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("guardian runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn key_hex(key: &PrivateKeySigner) -> String {
+    B256::from(key.to_bytes()).to_string()
+}
+
+#[tokio::test]
+async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
+    let (toolchain, compiled) = contracts();
+    let devnet = Devnet::spawn(toolchain, &DevnetOptions::default()).expect("anvil");
+    let deployer = devnet.signer(0).expect("key");
+    let owners: Vec<PrivateKeySigner> = (1..=3).map(|i| devnet.signer(i).expect("key")).collect();
+    let list = owners.iter().map(|o| o.address().to_string()).collect::<Vec<_>>().join(",");
+    let url = devnet.http_url().to_string();
+    let (ok, stdout, stderr) = guardian(
+        &[
+            "safe",
+            "deploy",
+            "--owners",
+            &list,
+            "--threshold",
+            "2",
+            "--rpc-url",
+            &url,
+            "--private-key-env",
+            "TEST_DEPLOYER_KEY",
+        ],
+        &[("TEST_DEPLOYER_KEY", key_hex(&deployer))],
+    );
+    assert!(ok, "safe deploy failed:\n{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains(&key_hex(&deployer)[2..]) && !stderr.contains(&key_hex(&deployer)[2..]),
+        "key never printed"
+    );
+    let address: Address = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("safe "))
+        .expect("safe line")
+        .trim()
+        .parse()
+        .expect("address");
+    let provider = devnet.provider_for(deployer.clone());
+    let safe = SafeClient::connect(provider.clone(), address).await.expect("a Safe 1.4.1");
+    let mut expected: Vec<Address> = owners.iter().map(PrivateKeySigner::address).collect();
+    let mut got = safe.owners().await.expect("owners");
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(safe.threshold().await.expect("threshold"), 2);
+
+    // It works: the new Safe pauses a contract it owns with two owner signatures.
+    let targets = deploy_targets(&provider, compiled, address).await.expect("targets");
+    let tx = proposal_tx(
+        targets.vault_v2,
+        guardian_core::proposal::no_arg_calldata("pause()").expect("cd"),
+        safe.nonce().await.expect("nonce"),
+    );
+    let hash = safe.tx_hash(&tx);
+    let approvals: Approvals = owners[..2]
+        .iter()
+        .map(|o| (o.address(), sign_safe_tx_hash(o, hash).expect("sign")))
+        .collect();
+    let exec =
+        safe.execute(&deployer, &tx, &approvals, &SendOptions::default()).await.expect("executes");
+    assert!(exec.success);
+    assert!(is_paused(&devnet.reader(), targets.vault_v2).await.expect("paused()"));
+}
+
+fn write_config(bed: &Testbed, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("guardian.toml");
+    let text = format!(
+        r#"[[rpc]]
+url = "{url}"
+
+[storage]
+path = "guardian.sqlite"
+
+[safe]
+address = "{safe}"
+
+[[contracts]]
+name = "vault"
+address = "{vault}"
+
+[[rules]]
+name = "vault-insolvent"
+kind = "invariant"
+severity = "critical"
+contracts = ["vault"]
+call = "solvent() returns (bool)"
+op = "=="
+value = true
+"#,
+        url = bed.devnet.http_url(),
+        safe = bed.safe.address(),
+        vault = bed.targets.vault_v2,
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+#[tokio::test]
+async fn cli_pause_approve_with_keystore_and_onchain_then_executed() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&bed, dir.path());
+    let cfg = config.to_str().expect("utf-8");
+
+    let (ok, stdout, stderr) =
+        guardian(&["pause", "vault", "--reason", "drill", "--config", cfg], &[]);
+    assert!(ok, "pause failed:\n{stdout}\n{stderr}");
+    let hash = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("safeTxHash "))
+        .expect("hash line")
+        .trim()
+        .to_owned();
+
+    // Owner 0 signs from a Foundry-style encrypted keystore.
+    let owner = &bed.owners[0];
+    let mut rng = rand::thread_rng();
+    PrivateKeySigner::encrypt_keystore(
+        dir.path(),
+        &mut rng,
+        owner.to_bytes(),
+        "s3cret",
+        Some("owner0"),
+    )
+    .expect("keystore");
+    std::fs::write(dir.path().join("pw"), "s3cret\n").expect("password file");
+    let keystore = dir.path().join("owner0");
+    let pw = dir.path().join("pw");
+    let (ok, stdout, stderr) = guardian(
+        &[
+            "approve",
+            &hash,
+            "--yes",
+            "--keystore",
+            keystore.to_str().expect("p"),
+            "--password-file",
+            pw.to_str().expect("p"),
+            "--config",
+            cfg,
+        ],
+        &[],
+    );
+    assert!(ok, "approve failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("You are about to approve"), "shows what is signed: {stdout}");
+    assert!(stdout.contains("approvals: 1 of 2"), "{stdout}");
+    // A wrong password is refused.
+    std::fs::write(dir.path().join("bad"), "nope\n").expect("password file");
+    let bad = dir.path().join("bad");
+    let (ok, _, stderr) = guardian(
+        &[
+            "approve",
+            &hash,
+            "--yes",
+            "--keystore",
+            keystore.to_str().expect("p"),
+            "--password-file",
+            bad.to_str().expect("p"),
+            "--config",
+            cfg,
+        ],
+        &[],
+    );
+    assert!(!ok && stderr.contains("cannot decrypt keystore"), "{stderr}");
+
+    // Owner 1 approves on chain.
+    let (ok, stdout, stderr) = guardian(
+        &[
+            "approve",
+            &hash,
+            "--yes",
+            "--onchain",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            cfg,
+        ],
+        &[("OWNER_KEY", key_hex(&bed.owners[1]))],
+    );
+    assert!(ok, "approve --onchain failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("approvals: 2 of 2"), "{stdout}");
+
+    // The daemon's step executes it.
+    let db = dir.path().join("guardian.sqlite");
+    let targets = vec![Target::new("vault", bed.targets.vault_v2, "pause()").expect("target")];
+    let ms = Multisig::connect(
+        bed.devnet.reader(),
+        138,
+        bed.safe.address(),
+        &db,
+        targets,
+        Some(bed.deployer.clone()),
+    )
+    .await
+    .expect("connect");
+    assert!(matches!(
+        ms.tick().await.expect("tick")[..],
+        [Advanced::Executed { by_this_replica: true, .. }]
+    ));
+    assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
+
+    let (ok, stdout, stderr) =
+        guardian(&["proposals", "show", &hash, "--json", "--config", cfg], &[]);
+    assert!(ok, "{stderr}");
+    let detail: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(detail["status"], "executed");
+    let events: Vec<&str> = detail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"].as_str().expect("s"))
+        .collect();
+    assert_eq!(events, ["proposed", "approval", "onchain_approval", "executed"]);
+    let (ok, stdout, _) = guardian(&["proposals", "list", "--config", cfg], &[]);
+    assert!(ok && stdout.contains(&hash) && stdout.contains("executed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn http_api_verifies_signatures_before_storing_them() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let targets = vec![Target::new("vault", bed.targets.vault_v2, "pause()").expect("target")];
+    let ms = Arc::new(
+        Multisig::connect(
+            bed.devnet.reader(),
+            138,
+            bed.safe.address(),
+            &dir.path().join("g.sqlite"),
+            targets,
+            Some(bed.deployer.clone()),
+        )
+        .await
+        .expect("connect"),
+    );
+    let state = api::ApiState { multisig: ms.clone(), wake: Arc::new(tokio::sync::Notify::new()) };
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(api::serve("127.0.0.1:0".parse().expect("addr"), state, shutdown, Some(tx)));
+    let base = format!("http://{}", rx.await.expect("bound"));
+    let http = reqwest::Client::new();
+
+    let health: serde_json::Value =
+        http.get(format!("{base}/health")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(health["chain_id"], 138);
+
+    let created = http
+        .post(format!("{base}/proposals"))
+        .json(&serde_json::json!({"contract": "vault", "action": "pause", "reason": "api drill"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.expect("json");
+    let hash: B256 =
+        created["proposal"]["safe_tx_hash"].as_str().expect("hash").parse().expect("b256");
+
+    let post_sig = |signer: Address, signature: String| {
+        let http = http.clone();
+        let url = format!("{base}/proposals/{hash}/signatures");
+        async move {
+            let resp = http
+                .post(url)
+                .json(&serde_json::json!({"signer": signer, "signature": signature}))
+                .send()
+                .await
+                .expect("post");
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    let stranger = bed.devnet.signer(8).expect("key");
+    let (status, body) = post_sig(
+        stranger.address(),
+        alloy::hex::encode_prefixed(stranger.sign_hash_sync(&hash).expect("sign").as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().expect("msg").contains("not an owner"));
+    let (status, body) = post_sig(bed.owners[0].address(), "0x1234".into()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().expect("msg").starts_with("malformed"));
+
+    let good =
+        alloy::hex::encode_prefixed(bed.owners[0].sign_hash_sync(&hash).expect("sign").as_bytes());
+    let (status, body) = post_sig(bed.owners[0].address(), good.clone()).await;
+    assert_eq!(
+        (status, body["added"].as_bool(), body["approvals"].as_u64()),
+        (200, Some(true), Some(1))
+    );
+    let (status, body) = post_sig(bed.owners[0].address(), good).await;
+    assert_eq!((status, body["added"].as_bool()), (200, Some(false)), "idempotent");
+
+    let detail: serde_json::Value = http
+        .get(format!("{base}/proposals/{hash}"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["signatures"].as_array().expect("sigs").len(), 1);
+    let rejections = detail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "rejection")
+        .count();
+    assert_eq!(rejections, 2);
+    let missing = http.get(format!("{base}/proposals/{}", B256::ZERO)).send().await.expect("get");
+    assert_eq!(missing.status(), 404);
+    let list: serde_json::Value = http
+        .get(format!("{base}/proposals"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+}
