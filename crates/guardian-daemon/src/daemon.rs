@@ -49,7 +49,12 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             Ok(reachable) => {
-                info!(chain_id = config.chain.id, reachable, endpoints = rpc.endpoints().len(), "RPC endpoints verified");
+                info!(
+                    chain_id = config.chain.id,
+                    reachable,
+                    endpoints = rpc.endpoints().len(),
+                    "RPC endpoints verified"
+                );
                 break;
             }
             Err(error) => {
@@ -76,9 +81,10 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
 
     let notifier = match &config.webhook {
         Some(webhook) => {
-            let url = webhook.url.expose().parse().map_err(|_| {
-                eyre!("{place}: ${} does not hold a valid URL", webhook.url_env)
-            })?;
+            let url =
+                webhook.url.expose().parse().map_err(|_| {
+                    eyre!("{place}: ${} does not hold a valid URL", webhook.url_env)
+                })?;
             let hook = notifier::Webhook {
                 url,
                 max_attempts: webhook.retries.saturating_add(1),
@@ -101,7 +107,9 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
     if let Some(task) = notifier {
         match task.await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(error = %format!("{error:#}"), "notifier stopped with an error"),
+            Ok(Err(error)) => {
+                warn!(error = %format!("{error:#}"), "notifier stopped with an error")
+            }
             Err(error) => bail!("notifier task failed: {error}"),
         }
     }

@@ -333,8 +333,9 @@ mod tests {
     #[test]
     fn rejects_unknown_schemes_and_empty_lists() {
         assert!(RpcPool::new(Vec::<Url>::new(), 138, Duration::from_secs(1)).is_err());
-        let err = RpcPool::new(vec!["ftp://x".parse::<Url>().expect("url")], 138, Duration::from_secs(1))
-            .expect_err("ftp");
+        let err =
+            RpcPool::new(vec!["ftp://x".parse::<Url>().expect("url")], 138, Duration::from_secs(1))
+                .expect_err("ftp");
         assert!(err.to_string().contains("ftp"), "{err}");
     }
 
