@@ -1,8 +1,15 @@
 //! Shared fixtures: the toolchain, the compiled contracts and a fresh stage per test.
 
-use std::sync::OnceLock;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
+use alloy::{primitives::Address, transports::http::reqwest::Url};
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain};
+use guardian_config::Config;
+use guardian_daemon::{Engine, Evaluator, Follower, RpcPool, Step};
 
 /// The toolchain and the compiled project, shared by every test in this binary.
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
@@ -71,4 +78,89 @@ impl TcpSwitch {
     pub(crate) fn set_up(&self, up: bool) {
         self.up.send_replace(up);
     }
+}
+
+/// A guardian config file for tests: the testbed's vault (VaultV2, the buggy one) and Safe,
+/// `rules` appended as written. Rendered to TOML so every test goes through the real parser.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardianToml {
+    pub(crate) chain_id: u64,
+    pub(crate) rpc: Vec<String>,
+    pub(crate) db: PathBuf,
+    pub(crate) max_log_range: u64,
+    pub(crate) vault: Address,
+    pub(crate) safe: Address,
+    pub(crate) rules: String,
+}
+
+impl GuardianToml {
+    /// Chain 138 over the testbed's HTTP endpoint, the database at `db`.
+    pub(crate) fn new(bed: &Testbed, db: &Path, rules: &str) -> Self {
+        Self {
+            chain_id: 138,
+            rpc: vec![bed.devnet.http_url().to_string()],
+            db: db.to_owned(),
+            max_log_range: 2_000,
+            vault: bed.targets.vault_v2,
+            safe: bed.safe.address(),
+            rules: rules.to_owned(),
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let rpc: String =
+            self.rpc.iter().map(|url| format!("[[rpc]]\nurl = \"{url}\"\n\n")).collect();
+        format!(
+            r#"[chain]
+id = {chain_id}
+poll_interval_ms = 100
+max_log_range = {max_log_range}
+
+{rpc}[storage]
+path = "{db}"
+
+[safe]
+address = "{safe}"
+
+[[contracts]]
+name = "vault"
+address = "{vault}"
+events = [
+    "Deposited(address indexed account, uint256 amount)",
+    "Withdrawn(address indexed account, address indexed to, uint256 amount)",
+]
+
+{rules}
+"#,
+            chain_id = self.chain_id,
+            max_log_range = self.max_log_range,
+            db = self.db.display(),
+            safe = self.safe,
+            vault = self.vault,
+            rules = self.rules,
+        )
+    }
+
+    /// Parse as `guardian run` does (no secrets needed) and build the follower's engine.
+    pub(crate) fn engine(&self) -> Engine {
+        let config = Config::parse(&self.render(), Path::new("/tests/guardian.toml"), &|_| None)
+            .unwrap_or_else(|e| panic!("test config is valid: {e}"));
+        Engine::new(config.rule_engine().expect("rules compile"))
+    }
+}
+
+/// An endpoint pool over `urls` for chain 138.
+pub(crate) fn pool(urls: &[String]) -> Arc<RpcPool> {
+    let urls: Vec<Url> = urls.iter().map(|u| u.parse().expect("url")).collect();
+    Arc::new(RpcPool::new(urls, 138, Duration::from_secs(3)).expect("pool"))
+}
+
+/// Step until the follower reports nothing new.
+pub(crate) async fn drain_until_idle<E: Evaluator>(follower: &mut Follower<E>) {
+    for _ in 0..10_000 {
+        if follower.step().await.expect("step") == Step::Idle {
+            return;
+        }
+    }
+    panic!("follower never caught up");
 }
