@@ -6,5 +6,6 @@
 mod config_check;
 mod follow;
 mod rollback;
+mod rules_on_chain;
 mod safe_flow;
 mod support;

@@ -6,7 +6,12 @@ use std::{
     time::Duration,
 };
 
-use alloy::{primitives::Address, transports::http::reqwest::Url};
+use alloy::{
+    primitives::Address,
+    providers::{DynProvider, Provider},
+    rpc::types::{TransactionReceipt, TransactionRequest},
+    transports::http::reqwest::Url,
+};
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain};
 use guardian_config::Config;
 use guardian_daemon::{Engine, Evaluator, Follower, RpcPool, Step};
@@ -163,4 +168,9 @@ pub(crate) async fn drain_until_idle<E: Evaluator>(follower: &mut Follower<E>) {
         }
     }
     panic!("follower never caught up");
+}
+
+/// Send `tx` and wait for its receipt (reverted or not).
+pub(crate) async fn mined(from: &DynProvider, tx: TransactionRequest) -> TransactionReceipt {
+    from.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined")
 }
