@@ -50,18 +50,30 @@ const FIRE_AT: u64 = 1_000_000;
 
 /// A `Withdrawn` amount threshold rule, the shape of guardian's event rules.
 struct AmountRule {
-    target: Address,
+    addresses: BTreeSet<Address>,
+    topics: BTreeSet<B256>,
+    queries: BTreeSet<StateQuery>,
+}
+
+impl AmountRule {
+    fn new(target: Address) -> Self {
+        Self {
+            addresses: [target].into(),
+            topics: [ILoadGenerator::Withdrawn::SIGNATURE_HASH].into(),
+            queries: BTreeSet::new(),
+        }
+    }
 }
 
 impl Evaluator for AmountRule {
-    fn addresses(&self) -> BTreeSet<Address> {
-        [self.target].into()
+    fn addresses(&self) -> &BTreeSet<Address> {
+        &self.addresses
     }
-    fn topics(&self) -> BTreeSet<B256> {
-        [ILoadGenerator::Withdrawn::SIGNATURE_HASH].into()
+    fn topics(&self) -> &BTreeSet<B256> {
+        &self.topics
     }
-    fn queries(&self) -> BTreeSet<StateQuery> {
-        BTreeSet::new()
+    fn queries(&self) -> &BTreeSet<StateQuery> {
+        &self.queries
     }
     fn needs_receipts(&self) -> bool {
         false
@@ -138,7 +150,7 @@ async fn backfill(bed: &Testbed, generator: Address, wallet: &DynProvider) -> Re
     let mut follower = Follower::new(
         rpc,
         Store::open(dir.path().join("bench.sqlite"))?,
-        AmountRule { target: generator },
+        AmountRule::new(generator),
         options,
     );
     let started = Instant::now();
@@ -162,7 +174,7 @@ async fn latency(bed: &Testbed, generator: Address, wallet: &DynProvider) -> Res
     let start = bed.devnet.reader().get_block_number().await? + 1;
     let options = FollowerOptions { start_block: Some(start), ..Default::default() };
     let mut follower =
-        Follower::new(rpc.clone(), Store::open(&db)?, AmountRule { target: generator }, options);
+        Follower::new(rpc.clone(), Store::open(&db)?, AmountRule::new(generator), options);
     let heads = heads::spawn(rpc);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let daemon = tokio::spawn(async move { follower.run(heads, stop_rx).await });

@@ -344,8 +344,8 @@ mod tests {
         // Port 9 (discard) on loopback is closed on our machines: connection refused at once.
         let pool = RpcPool::new(
             vec![
-                "http://127.0.0.1:9".parse().expect("url"),
-                "http://127.0.0.1:7".parse().expect("url"),
+                "http://127.0.0.1:9".parse::<Url>().expect("url"),
+                "http://127.0.0.1:7".parse::<Url>().expect("url"),
             ],
             138,
             Duration::from_secs(2),
