@@ -4,6 +4,7 @@
 //! (see [`support::contracts`]) and every test starts its own Anvil, so tests stay independent.
 
 mod config_check;
+mod daemon;
 mod follow;
 mod rollback;
 mod rules_on_chain;

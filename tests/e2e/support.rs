@@ -2,8 +2,9 @@
 
 use std::{
     path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use alloy::{
@@ -15,6 +16,7 @@ use alloy::{
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain};
 use guardian_config::Config;
 use guardian_daemon::{Engine, Evaluator, Follower, RpcPool, Step};
+use guardian_store::Store;
 
 /// The toolchain and the compiled project, shared by every test in this binary.
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
@@ -124,6 +126,9 @@ max_log_range = {max_log_range}
 {rpc}[storage]
 path = "{db}"
 
+[api]
+bind = "127.0.0.1:0"
+
 [safe]
 address = "{safe}"
 
@@ -144,6 +149,11 @@ events = [
             vault = self.vault,
             rules = self.rules,
         )
+    }
+
+    /// Write the file to `path` (for the binary).
+    pub(crate) fn write(&self, path: &Path) {
+        std::fs::write(path, self.render()).expect("write config");
     }
 
     /// Parse as `guardian run` does (no secrets needed) and build the follower's engine.
@@ -173,4 +183,78 @@ pub(crate) async fn drain_until_idle<E: Evaluator>(follower: &mut Follower<E>) {
 /// Send `tx` and wait for its receipt (reverted or not).
 pub(crate) async fn mined(from: &DynProvider, tx: TransactionRequest) -> TransactionReceipt {
     from.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined")
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, failing after `timeout`.
+pub(crate) async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `guardian run --config FILE` as a child process, stderr (`RUST_LOG=info`) appended to a file.
+/// Killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+pub(crate) struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub(crate) fn start(config: &Path, log: &Path) -> Self {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env_remove("GUARDIAN_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("guardian starts");
+        Self { child, log: log.to_owned() }
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Exit status if it has exited.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait on guardian")
+    }
+
+    /// Everything it logged so far (all runs sharing the log file).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The store's cursor as the daemon left it (None before the daemon created the database).
+pub(crate) fn cursor(db: &Path) -> Option<u64> {
+    if !db.exists() {
+        return None;
+    }
+    Store::open(db).ok()?.cursor().ok()?.map(|c| c.number)
 }
