@@ -47,3 +47,66 @@ fn config_check_refuses_a_typo_naming_file_line_and_column() {
     assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+/// A file with a bad address at line 6, column 11 (the opening quote of the value).
+const BAD_ADDRESS: &str = "[[rpc]]\nurl = \"http://127.0.0.1:9\"\n\n[[contracts]]\nname = \"vault\"\naddress = \"0x10000000000000000000000000000000000001\"\n";
+
+/// A file with a typo in a key at line 6, column 1.
+const TYPO: &str = "[[rpc]]\nurl = \"http://127.0.0.1:9\"\n\n[[contracts]]\nname = \"vault\"\nadress = \"0x1000000000000000000000000000000000000001\"\n";
+
+#[test]
+fn config_check_refuses_a_bad_address_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    std::fs::write(&path, BAD_ADDRESS).expect("write");
+    let output = guardian()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("guardian runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let expected = format!("{}:6:11:", path.display());
+    assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
+    assert!(stderr.contains("0x10000000000000000000000000000000000001"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+/// `guardian run` validates the whole file before it connects, opens or writes anything: a typo
+/// or a bad address is refused at once, with the place, and no database appears. (The RPC is a
+/// closed port: a daemon that did start would wait for it with backoff instead of exiting.)
+#[test]
+fn run_refuses_a_broken_config_before_starting() {
+    for (what, text, place) in
+        [("typo", TYPO, ":6:1: unknown field `adress`"), ("address", BAD_ADDRESS, ":6:11:")]
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("guardian.toml");
+        std::fs::write(&path, text).expect("write");
+        let mut child = guardian()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("guardian runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{what}: guardian run started with a broken config");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("read stderr");
+        assert_eq!(status.code(), Some(1), "{what}: {stderr}");
+        let expected = format!("{}{place}", path.display());
+        assert!(stderr.contains(&expected), "{what}: expected {expected:?} in:\n{stderr}");
+        assert!(!dir.path().join("guardian.sqlite").exists(), "{what}: nothing written");
+    }
+}

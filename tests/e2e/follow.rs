@@ -1,99 +1,36 @@
 //! The follower against a real Anvil: recording, exactly-once across restarts, reorgs and
 //! endpoint failover.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use alloy::{
-    primitives::{Address, B256, U256, utils::parse_ether},
+    primitives::{Address, U256, utils::parse_ether},
     providers::{Provider, ext::AnvilApi},
     rpc::types::anvil::ReorgOptions,
-    sol_types::SolEvent,
 };
-use guardian_chain::testbed::IVault;
-use guardian_core::{
-    finding::{BlockInput, Evidence, Finding, StateQuery},
-    severity::{Action, Severity},
-};
-use guardian_daemon::{Evaluator, Follower, FollowerOptions, RpcPool, Step};
+use guardian_chain::{Testbed, testbed::IVault};
+use guardian_core::severity::{Action, Severity};
+use guardian_daemon::{Engine, Follower, FollowerOptions, Step};
 use guardian_store::{FindingStatus, Store};
 
-use crate::support::{TcpSwitch, testbed};
+use crate::support::{GuardianToml, TcpSwitch, drain_until_idle, pool, testbed};
 
-/// A minimal evaluator: every `Withdrawn` from the watched vault is a critical finding. The
-/// chain, the RPC and the store are real; only the rule logic is this small stand-in, so these
-/// tests exercise the follower itself.
-struct WithdrawnWatcher {
-    vault: BTreeSet<Address>,
-    topics: BTreeSet<B256>,
-    queries: BTreeSet<StateQuery>,
-}
-
-#[allow(non_snake_case, reason = "reads like the struct it builds")]
-fn WithdrawnWatcher(vault: Address) -> WithdrawnWatcher {
-    WithdrawnWatcher {
-        vault: [vault].into(),
-        topics: [IVault::Withdrawn::SIGNATURE_HASH].into(),
-        queries: BTreeSet::new(),
-    }
-}
-
-impl Evaluator for WithdrawnWatcher {
-    fn addresses(&self) -> &BTreeSet<Address> {
-        &self.vault
-    }
-    fn topics(&self) -> &BTreeSet<B256> {
-        &self.topics
-    }
-    fn queries(&self) -> &BTreeSet<StateQuery> {
-        &self.queries
-    }
-    fn needs_receipts(&self) -> bool {
-        false
-    }
-    fn warmup_blocks(&self) -> u64 {
-        0
-    }
-    fn evaluate(&mut self, block: &BlockInput) -> Vec<Finding> {
-        block
-            .logs
-            .iter()
-            .map(|log| Finding {
-                rule: "withdrawn".into(),
-                contract: "vault".into(),
-                address: log.address,
-                severity: Severity::Critical,
-                action: Action::ProposePause { then_rollback: false },
-                summary: "withdrawal".into(),
-                evidence: Evidence {
-                    block_number: block.number,
-                    block_hash: block.hash,
-                    tx_hash: Some(log.tx_hash),
-                    log_index: Some(log.log_index),
-                    ..Evidence::default()
-                },
-            })
-            .collect()
-    }
-    fn rewind(&mut self, _block: u64) {}
-}
-
-fn pool(urls: &[String]) -> Arc<RpcPool> {
-    let urls: Vec<alloy::transports::http::reqwest::Url> =
-        urls.iter().map(|u| u.parse().expect("url")).collect();
-    Arc::new(RpcPool::new(urls, 138, Duration::from_secs(3)).expect("pool"))
-}
-
-async fn drain_until_idle<E: Evaluator>(follower: &mut Follower<E>) {
-    for _ in 0..10_000 {
-        if follower.step().await.expect("step") == Step::Idle {
-            return;
-        }
-    }
-    panic!("follower never caught up");
+/// The rule engine built from a config file, as `guardian run` builds it: every `Withdrawn` of
+/// the vault is a critical finding. Chain, RPC, rules and store are all real.
+fn every_withdrawal(bed: &Testbed) -> Engine {
+    let rules = r#"
+[[rules]]
+name = "withdrawn"
+kind = "event"
+severity = "critical"
+contracts = ["vault"]
+event = "Withdrawn"
+"#;
+    GuardianToml::new(bed, std::path::Path::new("/unused.sqlite"), rules).engine()
 }
 
 /// Deposit once, then `n` withdrawals, each in its own block (Anvil automines).
-async fn withdrawals(bed: &guardian_chain::Testbed, vault: Address, n: usize) {
+async fn withdrawals(bed: &Testbed, vault: Address, n: usize) {
     let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("dev key"));
     let v = IVault::new(vault, &user);
     v.deposit()
@@ -138,7 +75,7 @@ async fn records_each_anomaly_once_across_a_restart_mid_backfill() {
     let mut first = Follower::new(
         rpc.clone(),
         Store::open(&db).expect("db"),
-        WithdrawnWatcher(vault),
+        every_withdrawal(&bed),
         options.clone(),
     );
     for _ in 0..6 {
@@ -150,13 +87,17 @@ async fn records_each_anomaly_once_across_a_restart_mid_backfill() {
     drop(first);
 
     let mut second =
-        Follower::new(rpc, Store::open(&db).expect("db"), WithdrawnWatcher(vault), options);
+        Follower::new(rpc, Store::open(&db).expect("db"), every_withdrawal(&bed), options);
     drain_until_idle(&mut second).await;
     let store = second.store();
     assert_eq!(store.occurrence_count().expect("count"), 20, "every withdrawal exactly once");
     let open = store.findings(Some(FindingStatus::Open)).expect("findings");
     assert_eq!(open.len(), 1, "one open finding per rule and contract");
     assert_eq!(open[0].occurrences, 20);
+    assert_eq!(open[0].finding.rule, "withdrawn");
+    assert_eq!(open[0].finding.address, vault);
+    assert_eq!(open[0].finding.severity, Severity::Critical);
+    assert_eq!(open[0].finding.action, Action::ProposePause { then_rollback: false });
 }
 
 #[tokio::test]
@@ -168,7 +109,7 @@ async fn reorg_orphaning_the_anomaly_retracts_its_finding() {
     let start = reader.get_block_number().await.expect("head") + 1;
     let options = FollowerOptions { start_block: Some(start), ..Default::default() };
     let mut follower =
-        Follower::new(rpc, Store::in_memory().expect("db"), WithdrawnWatcher(vault), options);
+        Follower::new(rpc, Store::in_memory().expect("db"), every_withdrawal(&bed), options);
 
     withdrawals(&bed, vault, 1).await;
     drain_until_idle(&mut follower).await;
@@ -216,7 +157,7 @@ async fn fails_over_from_a_dead_endpoint_and_survives_a_full_outage() {
     let mut follower = Follower::new(
         rpc.clone(),
         Store::in_memory().expect("db"),
-        WithdrawnWatcher(vault),
+        every_withdrawal(&bed),
         options,
     );
 

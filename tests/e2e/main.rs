@@ -4,9 +4,11 @@
 //! (see [`support::contracts`]) and every test starts its own Anvil, so tests stay independent.
 
 mod config_check;
+mod daemon;
 mod follow;
 mod multisig;
 mod multisig_cli;
 mod rollback;
+mod rules_on_chain;
 mod safe_flow;
 mod support;

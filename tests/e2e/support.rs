@@ -1,8 +1,22 @@
 //! Shared fixtures: the toolchain, the compiled contracts and a fresh stage per test.
 
-use std::sync::OnceLock;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
+use alloy::{
+    primitives::Address,
+    providers::{DynProvider, Provider},
+    rpc::types::{TransactionReceipt, TransactionRequest},
+    transports::http::reqwest::Url,
+};
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain};
+use guardian_config::Config;
+use guardian_daemon::{Engine, Evaluator, Follower, RpcPool, Step};
+use guardian_store::Store;
 
 /// The toolchain and the compiled project, shared by every test in this binary.
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
@@ -71,4 +85,176 @@ impl TcpSwitch {
     pub(crate) fn set_up(&self, up: bool) {
         self.up.send_replace(up);
     }
+}
+
+/// A guardian config file for tests: the testbed's vault (VaultV2, the buggy one) and Safe,
+/// `rules` appended as written. Rendered to TOML so every test goes through the real parser.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardianToml {
+    pub(crate) chain_id: u64,
+    pub(crate) rpc: Vec<String>,
+    pub(crate) db: PathBuf,
+    pub(crate) max_log_range: u64,
+    pub(crate) vault: Address,
+    pub(crate) safe: Address,
+    pub(crate) rules: String,
+}
+
+impl GuardianToml {
+    /// Chain 138 over the testbed's HTTP endpoint, the database at `db`.
+    pub(crate) fn new(bed: &Testbed, db: &Path, rules: &str) -> Self {
+        Self {
+            chain_id: 138,
+            rpc: vec![bed.devnet.http_url().to_string()],
+            db: db.to_owned(),
+            max_log_range: 2_000,
+            vault: bed.targets.vault_v2,
+            safe: bed.safe.address(),
+            rules: rules.to_owned(),
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let rpc: String =
+            self.rpc.iter().map(|url| format!("[[rpc]]\nurl = \"{url}\"\n\n")).collect();
+        format!(
+            r#"[chain]
+id = {chain_id}
+poll_interval_ms = 100
+max_log_range = {max_log_range}
+
+{rpc}[storage]
+path = "{db}"
+
+[api]
+bind = "127.0.0.1:0"
+
+[safe]
+address = "{safe}"
+
+[[contracts]]
+name = "vault"
+address = "{vault}"
+events = [
+    "Deposited(address indexed account, uint256 amount)",
+    "Withdrawn(address indexed account, address indexed to, uint256 amount)",
+]
+
+{rules}
+"#,
+            chain_id = self.chain_id,
+            max_log_range = self.max_log_range,
+            db = self.db.display(),
+            safe = self.safe,
+            vault = self.vault,
+            rules = self.rules,
+        )
+    }
+
+    /// Write the file to `path` (for the binary).
+    pub(crate) fn write(&self, path: &Path) {
+        std::fs::write(path, self.render()).expect("write config");
+    }
+
+    /// Parse as `guardian run` does (no secrets needed) and build the follower's engine.
+    pub(crate) fn engine(&self) -> Engine {
+        let config = Config::parse(&self.render(), Path::new("/tests/guardian.toml"), &|_| None)
+            .unwrap_or_else(|e| panic!("test config is valid: {e}"));
+        Engine::new(config.rule_engine().expect("rules compile"))
+    }
+}
+
+/// An endpoint pool over `urls` for chain 138.
+pub(crate) fn pool(urls: &[String]) -> Arc<RpcPool> {
+    let urls: Vec<Url> = urls.iter().map(|u| u.parse().expect("url")).collect();
+    Arc::new(RpcPool::new(urls, 138, Duration::from_secs(3)).expect("pool"))
+}
+
+/// Step until the follower reports nothing new.
+pub(crate) async fn drain_until_idle<E: Evaluator>(follower: &mut Follower<E>) {
+    for _ in 0..10_000 {
+        if follower.step().await.expect("step") == Step::Idle {
+            return;
+        }
+    }
+    panic!("follower never caught up");
+}
+
+/// Send `tx` and wait for its receipt (reverted or not).
+pub(crate) async fn mined(from: &DynProvider, tx: TransactionRequest) -> TransactionReceipt {
+    from.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined")
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, failing after `timeout`.
+pub(crate) async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `guardian run --config FILE` as a child process, stderr (`RUST_LOG=info`) appended to a file.
+/// Killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+pub(crate) struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub(crate) fn start(config: &Path, log: &Path) -> Self {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env_remove("GUARDIAN_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("guardian starts");
+        Self { child, log: log.to_owned() }
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Exit status if it has exited.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait on guardian")
+    }
+
+    /// Everything it logged so far (all runs sharing the log file).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The store's cursor as the daemon left it (None before the daemon created the database).
+pub(crate) fn cursor(db: &Path) -> Option<u64> {
+    if !db.exists() {
+        return None;
+    }
+    Store::open(db).ok()?.cursor().ok()?.map(|c| c.number)
 }

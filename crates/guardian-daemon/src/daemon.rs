@@ -2,6 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use alloy::providers::Provider;
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_config::Config;
 use guardian_store::Store;
@@ -101,7 +102,13 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
     // this task (not spawned): the rollback it may trigger holds a non-Sync ledger.
     let pauser = match &config.safe {
         Some(_) => {
-            let provider = rpc.provider_at(rpc.current()).await?;
+            // A provider on an endpoint that answers now (the first configured may be down).
+            let provider = rpc
+                .call("eth_chainId", |p| async move {
+                    p.get_chain_id().await?;
+                    Ok(p)
+                })
+                .await?;
             Some(
                 pauser::Pauser::start(config, provider)
                     .await

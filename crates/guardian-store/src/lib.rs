@@ -162,6 +162,23 @@ pub struct StoredFinding {
     pub created_at: String,
 }
 
+/// One anomaly that fed a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Occurrence {
+    /// The finding it fed.
+    pub finding_id: i64,
+    /// The rule that fired.
+    pub rule: String,
+    /// Where it was seen.
+    pub block_number: u64,
+    /// The block's hash.
+    pub block_hash: B256,
+    /// The transaction, for rules that fire on one (events, windows, revert rates).
+    pub tx_hash: Option<B256>,
+    /// The log, for rules that fire on one.
+    pub log_index: Option<u64>,
+}
+
 /// A pending notification.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxItem {
@@ -374,6 +391,37 @@ impl Store {
             |r| r.get(0),
         )?;
         to_u64(n)
+    }
+
+    /// Every non-retracted occurrence, oldest block first: which anomaly (transaction and log,
+    /// when it has them) fed which finding. For status output and for checking exactly-once.
+    pub fn occurrences(&self) -> Result<Vec<Occurrence>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT finding_id, rule, block_number, block_hash, tx_hash, log_index FROM occurrences
+             WHERE retracted = 0 ORDER BY block_number, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (finding_id, rule, block_number, block_hash, tx_hash, log_index) = row?;
+            Ok(Occurrence {
+                finding_id,
+                rule,
+                block_number: to_u64(block_number)?,
+                block_hash: parse_b256(&block_hash)?,
+                tx_hash: if tx_hash.is_empty() { None } else { Some(parse_b256(&tx_hash)?) },
+                log_index: u64::try_from(log_index).ok(),
+            })
+        })
+        .collect()
     }
 
     /// Notifications due at `now` (unix seconds), oldest first.
@@ -615,6 +663,16 @@ mod tests {
         assert!(matches!(rec[..], [Recorded::Duplicate(_)]));
         assert_eq!(store.findings(Some(FindingStatus::Open)).expect("open").len(), 2);
         assert_eq!(store.occurrence_count().expect("count"), 3);
+        let listed = store.occurrences().expect("occurrences");
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            listed
+                .iter()
+                .map(|o| (o.rule.as_str(), o.block_number, o.log_index))
+                .collect::<Vec<_>>(),
+            [("r", 1, Some(0)), ("r", 2, Some(3)), ("other", 2, Some(3))]
+        );
+        assert!(listed.iter().all(|o| o.tx_hash == Some(B256::repeat_byte(0xaa))));
 
         // Once resolved, the same rule may open a new finding.
         let first = store.findings(None).expect("all").into_iter().find(|f| f.finding.rule == "r");

@@ -1,0 +1,206 @@
+//! `guardian run` as operators run it: the real binary, a config file, SIGKILL, dead endpoints
+//! and a wrong chain.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use alloy::{
+    primitives::{B256, U256, utils::parse_ether},
+    providers::{Provider, ext::AnvilApi},
+};
+use guardian_chain::{Devnet, DevnetOptions, Testbed, testbed::IVault};
+use guardian_store::Store;
+
+use crate::support::{
+    Daemon, GuardianToml, TcpSwitch, contracts, cursor, eventually, mined, testbed,
+};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Every `Withdrawn` of the vault is a finding: each anomaly is one occurrence.
+const EVERY_WITHDRAWAL: &str = r#"
+[[rules]]
+name = "withdrawn"
+kind = "event"
+severity = "critical"
+contracts = ["vault"]
+event = "Withdrawn"
+"#;
+
+/// Deposit once, then `n` withdrawals of 1 wei, mining `gap` empty blocks after each. Returns
+/// each withdrawal's (transaction hash, log index).
+async fn withdrawals(bed: &Testbed, n: usize, gap: u64) -> BTreeSet<(B256, u64)> {
+    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("dev key"));
+    let vault = IVault::new(bed.targets.vault_v2, &user);
+    let deposit = vault.deposit().value(parse_ether("1").expect("ether"));
+    mined(&user, deposit.into_transaction_request()).await;
+    let mut anomalies = BTreeSet::new();
+    for _ in 0..n {
+        let receipt = mined(&user, vault.withdraw(U256::from(1)).into_transaction_request()).await;
+        let log = receipt.inner.logs().last().expect("Withdrawn log");
+        anomalies.insert((receipt.transaction_hash, log.log_index.expect("index")));
+        if gap > 0 {
+            bed.devnet.reader().anvil_mine(Some(gap), None).await.expect("mine");
+        }
+    }
+    anomalies
+}
+
+fn recorded(db: &std::path::Path) -> Vec<(B256, u64)> {
+    let store = Store::open(db).expect("db");
+    store
+        .occurrences()
+        .expect("occurrences")
+        .into_iter()
+        .map(|o| (o.tx_hash.expect("tx"), o.log_index.expect("log index")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_backfill_then_restart_records_every_anomaly_once() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = (
+        dir.path().join("guardian.toml"),
+        dir.path().join("guardian.sqlite"),
+        dir.path().join("guardian.log"),
+    );
+    let mut toml = GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL);
+    toml.max_log_range = 20; // a hundred eth_getLogs steps over the gap
+    toml.write(&config);
+
+    // First run: the cursor starts at the head; then guardian is down.
+    let mut daemon = Daemon::start(&config, &log);
+    let initial = eventually("the cursor to be initialised", DEADLINE, || cursor(&db)).await;
+    daemon.kill();
+
+    // While it is down: 40 anomalies spread over 2000 blocks (Anvil mines empty blocks at a few
+    // milliseconds each, so more would only slow the suite down).
+    let anomalies = withdrawals(&bed, 40, 50).await;
+    let head = bed.devnet.reader().get_block_number().await.expect("head");
+
+    // Second run: SIGKILL it once the backfill has committed some ranges but not all.
+    let mut daemon = Daemon::start(&config, &log);
+    let store = loop {
+        // Opened once the daemon has the file; each read sees the latest commit (WAL).
+        if let Ok(store) = Store::open(&db) {
+            break store;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let killed_at = loop {
+        let at = store.cursor().expect("cursor").expect("initialised").number;
+        if at > initial && at < head {
+            daemon.kill();
+            break at;
+        }
+        assert!(at < head, "the backfill finished before it could be interrupted");
+        assert!(std::time::Instant::now() < deadline, "the backfill never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let after_kill = store.cursor().expect("cursor").expect("initialised").number;
+    assert!(after_kill >= killed_at && after_kill < head, "killed mid-backfill: {after_kill}");
+    assert!(recorded(&db).len() < anomalies.len(), "some anomalies were still ahead");
+    drop(store);
+
+    // Third run: resumes from the cursor and catches up.
+    let _daemon = Daemon::start(&config, &log);
+    eventually("the daemon to catch up", DEADLINE, || cursor(&db).filter(|c| *c >= head)).await;
+    let seen = recorded(&db);
+    let unique: BTreeSet<_> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "an anomaly was recorded twice: {seen:?}");
+    assert_eq!(unique, anomalies, "every anomaly in the range, exactly once");
+    let store = Store::open(&db).expect("db");
+    assert_eq!(store.occurrence_count().expect("count"), anomalies.len() as u64);
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        log.matches("starting to follow the chain").count(),
+        1,
+        "restarts resume from the cursor, they do not start over:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_past_a_dead_endpoint_and_outlives_a_full_outage() {
+    let bed = testbed().await;
+    let switch = TcpSwitch::start(bed.devnet.http_url().port().expect("port")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = (
+        dir.path().join("guardian.toml"),
+        dir.path().join("guardian.sqlite"),
+        dir.path().join("guardian.log"),
+    );
+    let mut toml = GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL);
+    // First endpoint: a closed port. Second: Anvil behind a switch the test can cut.
+    toml.rpc = vec!["http://127.0.0.1:9".into(), format!("http://127.0.0.1:{}", switch.port())];
+    toml.write(&config);
+    let count = || Store::open(&db).ok().and_then(|s| s.occurrence_count().ok());
+
+    let mut daemon = Daemon::start(&config, &log);
+    eventually("the cursor to be initialised", DEADLINE, || {
+        cursor(&db).or_else(|| {
+            if daemon.exited().is_some() {
+                panic!("guardian exited:\n{}", daemon.log())
+            }
+            None
+        })
+    })
+    .await;
+    withdrawals(&bed, 2, 0).await;
+    eventually("two findings through the second endpoint", DEADLINE, || {
+        count().filter(|n| *n == 2)
+    })
+    .await;
+
+    // Both endpoints dead: the process stays up, logs failed steps and backs off.
+    switch.set_up(false);
+    let failures = |log: &str| log.matches("follower step failed").count();
+    let before = failures(&daemon.log());
+    withdrawals(&bed, 1, 0).await;
+    let retries = eventually("retries to be logged", DEADLINE, || {
+        let log = daemon.log();
+        (failures(&log) >= before + 3).then_some(log)
+    })
+    .await;
+    assert!(retries.contains("every RPC endpoint"), "{retries}");
+    assert!(retries.contains("retry_in"), "{retries}");
+    assert!(daemon.exited().is_none(), "guardian exited during the outage:\n{retries}");
+    assert_eq!(count(), Some(2));
+
+    // One endpoint returns: it resumes and records what happened meanwhile.
+    switch.set_up(true);
+    eventually("the withdrawal made during the outage", DEADLINE, || count().filter(|n| *n == 3))
+        .await;
+    assert!(daemon.exited().is_none(), "still running:\n{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_run_against_another_chain_naming_file_and_ids() {
+    let (toolchain, _) = contracts();
+    let devnet = Devnet::spawn(toolchain, &DevnetOptions::default()).expect("anvil");
+    assert_eq!(devnet.chain_id(), 138);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = (
+        dir.path().join("guardian.toml"),
+        dir.path().join("guardian.sqlite"),
+        dir.path().join("guardian.log"),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[chain]\nid = 1\n\n[[rpc]]\nurl = \"{}\"\n\n[storage]\npath = \"{}\"\n\n[[contracts]]\nname = \"vault\"\naddress = \"0x1000000000000000000000000000000000000001\"\n",
+            devnet.http_url(),
+            db.display()
+        ),
+    )
+    .expect("write");
+
+    let mut daemon = Daemon::start(&config, &log);
+    let status = eventually("guardian to exit", DEADLINE, || daemon.exited()).await;
+    let stderr = daemon.log();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&config.display().to_string()), "names the file:\n{stderr}");
+    assert!(stderr.contains("[chain] id = 1"), "names the setting:\n{stderr}");
+    assert!(stderr.contains("chain id 138"), "names the node's chain:\n{stderr}");
+    assert!(!db.exists(), "nothing written for the wrong chain");
+}
