@@ -186,3 +186,48 @@ async fn fails_over_from_a_dead_endpoint_and_survives_a_full_outage() {
     let follower = handle.await.expect("joined");
     assert_eq!(follower.store().occurrence_count().expect("count"), 3, "resumed after the outage");
 }
+
+#[tokio::test]
+async fn window_findings_on_blocks_without_logs_carry_the_real_block_hash() {
+    // During backfill only blocks with logs come with a hash; a window still above its
+    // threshold fires on the empty blocks after them too, and those findings must point at
+    // real blocks (evidence, reorg detection), not at a zero hash.
+    let bed = testbed().await;
+    let rules = r#"
+[[rules]]
+name = "many-withdrawals"
+kind = "window"
+severity = "critical"
+contracts = ["vault"]
+event = "Withdrawn"
+blocks = 20
+threshold = 3
+"#;
+    let engine = GuardianToml::new(&bed, std::path::Path::new("/unused.sqlite"), rules).engine();
+    let reader = bed.devnet.reader();
+    let start = reader.get_block_number().await.expect("head") + 1;
+    withdrawals(&bed, bed.targets.vault_v2, 4).await;
+    reader.anvil_mine(Some(5), None).await.expect("mine");
+    reader.anvil_mine(Some(40), None).await.expect("mine past the window");
+
+    let rpc = pool(&[bed.devnet.http_url().to_string()]);
+    let options = FollowerOptions {
+        start_block: Some(start),
+        max_range: 8,
+        backfill_threshold: 2,
+        ..Default::default()
+    };
+    let mut follower = Follower::new(rpc, Store::in_memory().expect("db"), engine, options);
+    drain_until_idle(&mut follower).await;
+
+    let occurrences = follower.store().occurrences().expect("occurrences");
+    assert!(occurrences.len() > 1, "the window fired on the empty blocks after the drain too");
+    for o in occurrences {
+        let block = reader
+            .get_block_by_number(o.block_number.into())
+            .await
+            .expect("rpc")
+            .expect("block exists");
+        assert_eq!(o.block_hash, block.header.hash, "block {} has its real hash", o.block_number);
+    }
+}

@@ -347,11 +347,27 @@ impl<E: Evaluator> Follower<E> {
                 logs,
                 ..BlockInput::default()
             };
-            let findings = self.engine.evaluate(&input);
-            // Hashes are known for blocks with logs and for the range end; only those are kept
-            // for reorg detection (backfilled blocks lie deep below the head).
-            if !hash.is_zero() || !findings.is_empty() {
-                blocks.push((BlockRef { number, hash, parent_hash: input.parent_hash }, findings));
+            let mut findings = self.engine.evaluate(&input);
+            let mut block = BlockRef { number, hash, parent_hash: input.parent_hash };
+            if hash.is_zero() && !findings.is_empty() {
+                // A window still above its threshold can fire on a block without logs, whose
+                // hash the range query did not give us. Evidence and reorg detection need the
+                // real one, so read the header for these (rare) blocks.
+                let header = source::header(&self.rpc, number)
+                    .await?
+                    .ok_or_else(|| eyre!("the node does not have block {number}"))?;
+                block = header.block;
+                for finding in &mut findings {
+                    if finding.evidence.block_number == number {
+                        finding.evidence.block_hash = block.hash;
+                    }
+                }
+            }
+            // Hashes are known for blocks with logs, for the range end and for blocks with
+            // findings; only those are kept for reorg detection (backfilled blocks lie deep
+            // below the head).
+            if !block.hash.is_zero() {
+                blocks.push((block, findings));
             }
         }
         let recorded =
