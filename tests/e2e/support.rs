@@ -210,6 +210,11 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(config: &Path, log: &Path) -> Self {
+        Self::start_with_env(config, log, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables (e.g. the executor key).
+    pub(crate) fn start_with_env(config: &Path, log: &Path, env: &[(&str, String)]) -> Self {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -220,6 +225,7 @@ impl Daemon {
             .arg(config)
             .env_remove("GUARDIAN_CONFIG")
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -1,0 +1,216 @@
+//! The whole incident through `guardian run`: a drain of VaultV2 → Critical finding → pause
+//! proposal → one off-chain approval from the CLI and one on-chain `approveHash` → the daemon
+//! executes, verifies `paused()`, and rolls the deployment config back to VaultV1.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use alloy::{
+    primitives::{B256, U256, keccak256, utils::parse_ether},
+    providers::Provider,
+    signers::local::PrivateKeySigner,
+};
+use guardian_chain::{Testbed, safe::is_paused, testbed::IVault};
+
+use crate::support::{Daemon, eventually, testbed};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .env_remove("GUARDIAN_CONFIG")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("guardian runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn key_hex(key: &PrivateKeySigner) -> String {
+    B256::from(key.to_bytes()).to_string()
+}
+
+async fn code_hash(bed: &Testbed, address: alloy::primitives::Address) -> B256 {
+    keccak256(bed.devnet.reader().get_code_at(address).await.expect("code"))
+}
+
+/// guardian.toml, the managed deployment config and the version history, in `dir`.
+async fn write_files(bed: &Testbed, dir: &Path) {
+    let (v1, v2) = (bed.targets.vault_v1, bed.targets.vault_v2);
+    std::fs::write(
+        dir.join("smart-accounts-config.json"),
+        format!(
+            "{{\n  \"network\": {{ \"chainId\": 138 }},\n  \"contracts\": {{\n    \"vault\": {{ \"address\": \"{v2}\", \"startBlock\": 2 }}\n  }}\n}}\n"
+        ),
+    )
+    .expect("managed config");
+    std::fs::write(
+        dir.join("contract-versions.json"),
+        format!(
+            r#"{{
+  "contracts": {{
+    "vault": [
+      {{ "label": "v2", "address": "{v2}", "deployed": {{ "block": 2 }}, "code_hash": "{h2}" }},
+      {{ "label": "v1", "address": "{v1}", "deployed": {{ "block": 1 }}, "code_hash": "{h1}" }}
+    ]
+  }}
+}}
+"#,
+            h2 = code_hash(bed, v2).await,
+            h1 = code_hash(bed, v1).await,
+        ),
+    )
+    .expect("versions");
+    std::fs::write(
+        dir.join("guardian.toml"),
+        format!(
+            r#"[chain]
+poll_interval_ms = 100
+
+[[rpc]]
+url = "{url}"
+
+[storage]
+path = "guardian.sqlite"
+
+[api]
+bind = "127.0.0.1:0"
+
+[safe]
+address = "{safe}"
+executor_key_env = "TEST_EXECUTOR_KEY"
+
+[[contracts]]
+name = "vault"
+address = "{v2}"
+events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
+on_pause = "rollback"
+
+[[rules]]
+name = "vault-drain"
+kind = "event"
+severity = "critical"
+contracts = ["vault"]
+event = "Withdrawn"
+where = ["amount > 1 ether"]
+
+[rollback]
+backup_dir = "backups"
+versions = "contract-versions.json"
+ledger = "guardian.sqlite"
+
+[[rollback.configs]]
+name = "smart-accounts-config"
+path = "smart-accounts-config.json"
+
+[rollback.contracts.vault]
+health_call = "solvent()"
+keys = [{{ config = "smart-accounts-config", pointer = "/contracts/vault/address" }}]
+"#,
+            url = bed.devnet.http_url(),
+            safe = bed.safe.address(),
+        ),
+    )
+    .expect("guardian.toml");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path()).await;
+    let config = dir.path().join("guardian.toml");
+    let cfg = config.to_str().expect("utf-8");
+    let managed = dir.path().join("smart-accounts-config.json");
+    let before = std::fs::read_to_string(&managed).expect("read");
+
+    let mut daemon = Daemon::start_with_env(
+        &config,
+        &dir.path().join("guardian.log"),
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))],
+    );
+    eventually("the daemon to follow the chain", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        daemon.log().contains("guardian is following the chain").then_some(())
+    })
+    .await;
+
+    // The incident: deposits, then VaultV2's buggy sponsoredWithdraw drains 2 ether.
+    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("key"));
+    let vault = IVault::new(bed.targets.vault_v2, &user);
+    let deposit = vault.deposit().value(parse_ether("3").expect("ether"));
+    deposit.send().await.expect("sent").get_receipt().await.expect("mined");
+    let attacker = bed.devnet.signer(8).expect("key").address();
+    let drain = vault.sponsoredWithdraw(attacker, parse_ether("2").expect("ether"));
+    drain.send().await.expect("sent").get_receipt().await.expect("mined");
+
+    // A pause proposal appears for the finding.
+    let hash = eventually("a pause proposal", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        let (ok, stdout, _) = guardian(&["proposals", "list", "--json", "--config", cfg], &[]);
+        let list: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
+        list.as_array()?
+            .iter()
+            .find(|p| p["kind"] == "pause" && p["status"] == "pending")
+            .and_then(|p| p["safe_tx_hash"].as_str().map(str::to_owned))
+    })
+    .await;
+    assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
+
+    // One owner signs off chain through the CLI; a second approves on chain.
+    let (ok, stdout, stderr) = guardian(
+        &["approve", &hash, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg],
+        &[("OWNER_KEY", key_hex(&bed.owners[0]))],
+    );
+    assert!(ok, "approve failed:\n{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = guardian(
+        &[
+            "approve",
+            &hash,
+            "--yes",
+            "--onchain",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            cfg,
+        ],
+        &[("OWNER_KEY", key_hex(&bed.owners[1]))],
+    );
+    assert!(ok, "approve --onchain failed:\n{stdout}\n{stderr}");
+
+    // The daemon executes, verifies the pause and rolls the config back to V1.
+    let reader = bed.devnet.reader();
+    eventually("the rollback to VaultV1", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        let now = std::fs::read_to_string(&managed).ok()?;
+        now.contains(&bed.targets.vault_v1.to_string()).then_some(())
+    })
+    .await;
+    assert!(is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"), "VaultV2 paused");
+    let after = std::fs::read_to_string(&managed).expect("read");
+    assert_eq!(
+        after,
+        before.replace(&bed.targets.vault_v2.to_string(), &bed.targets.vault_v1.to_string()),
+        "only the vault address changed"
+    );
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(1), "one execution");
+
+    let (ok, stdout, stderr) =
+        guardian(&["proposals", "show", &hash, "--json", "--config", cfg], &[]);
+    assert!(ok, "{stderr}");
+    let detail: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let text = detail.to_string();
+    assert!(text.contains("\"executed\""), "{stdout}");
+    assert!(text.contains("\"rollback\""), "the rollback is in the audit trail: {stdout}");
+    // A backup of the pre-rollback config exists, so the rollback can be undone.
+    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .expect("backups")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("smart-accounts-config_") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+}
