@@ -38,8 +38,9 @@ async fn code_hash(bed: &Testbed, address: alloy::primitives::Address) -> B256 {
     keccak256(bed.devnet.reader().get_code_at(address).await.expect("code"))
 }
 
-/// guardian.toml, the managed deployment config and the version history, in `dir`.
-async fn write_files(bed: &Testbed, dir: &Path) {
+/// guardian.toml, the managed deployment config and the version history, in `dir`. Without
+/// `rollback` the contract is only paused (no `[rollback]` table, `on_pause` left at pause).
+async fn write_files(bed: &Testbed, dir: &Path, rollback: bool) {
     let (v1, v2) = (bed.targets.vault_v1, bed.targets.vault_v2);
     std::fs::write(
         dir.join("smart-accounts-config.json"),
@@ -65,10 +66,8 @@ async fn write_files(bed: &Testbed, dir: &Path) {
         ),
     )
     .expect("versions");
-    std::fs::write(
-        dir.join("guardian.toml"),
-        format!(
-            r#"[chain]
+    let mut toml = format!(
+        r#"[chain]
 poll_interval_ms = 100
 
 [[rpc]]
@@ -88,7 +87,7 @@ executor_key_env = "TEST_EXECUTOR_KEY"
 name = "vault"
 address = "{v2}"
 events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-on_pause = "rollback"
+on_pause = "{on_pause}"
 
 [[rules]]
 name = "vault-drain"
@@ -97,7 +96,14 @@ severity = "critical"
 contracts = ["vault"]
 event = "Withdrawn"
 where = ["amount > 1 ether"]
-
+"#,
+        url = bed.devnet.http_url(),
+        safe = bed.safe.address(),
+        on_pause = if rollback { "rollback" } else { "pause" },
+    );
+    if rollback {
+        toml.push_str(
+            r#"
 [rollback]
 backup_dir = "backups"
 versions = "contract-versions.json"
@@ -109,20 +115,18 @@ path = "smart-accounts-config.json"
 
 [rollback.contracts.vault]
 health_call = "solvent()"
-keys = [{{ config = "smart-accounts-config", pointer = "/contracts/vault/address" }}]
+keys = [{ config = "smart-accounts-config", pointer = "/contracts/vault/address" }]
 "#,
-            url = bed.devnet.http_url(),
-            safe = bed.safe.address(),
-        ),
-    )
-    .expect("guardian.toml");
+        );
+    }
+    std::fs::write(dir.join("guardian.toml"), toml).expect("guardian.toml");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    write_files(&bed, dir.path()).await;
+    write_files(&bed, dir.path(), true).await;
     let config = dir.path().join("guardian.toml");
     let cfg = config.to_str().expect("utf-8");
     let managed = dir.path().join("smart-accounts-config.json");
@@ -213,4 +217,120 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
         .filter(|n| n.starts_with("smart-accounts-config_") && n.ends_with(".json"))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
+}
+
+/// The pending pause proposal's safeTxHash, as the daemon behind `cfg` lists it.
+fn pending_pause(cfg: &str) -> Option<String> {
+    let (ok, stdout, _) = guardian(&["proposals", "list", "--json", "--config", cfg], &[]);
+    let list: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
+    list.as_array()?
+        .iter()
+        .find(|p| p["kind"] == "pause" && p["status"] == "pending")
+        .and_then(|p| p["safe_tx_hash"].as_str().map(str::to_owned))
+}
+
+fn status(cfg: &str, hash: &str) -> Option<String> {
+    let (ok, stdout, _) = guardian(&["proposals", "show", hash, "--json", "--config", cfg], &[]);
+    let detail: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
+    detail["status"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_safe_execute_the_pause_exactly_once() {
+    let bed = testbed().await;
+    let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    write_files(&bed, a.path(), false).await;
+    write_files(&bed, b.path(), false).await;
+    let (cfg_a, cfg_b) = (a.path().join("guardian.toml"), b.path().join("guardian.toml"));
+    let (cfg_a, cfg_b) = (cfg_a.to_str().expect("utf-8"), cfg_b.to_str().expect("utf-8"));
+    // Two replicas, each with its own database and its own executor key, no coordinator.
+    let mut daemons = [
+        Daemon::start_with_env(
+            Path::new(cfg_a),
+            &a.path().join("guardian.log"),
+            &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))],
+        ),
+        Daemon::start_with_env(
+            Path::new(cfg_b),
+            &b.path().join("guardian.log"),
+            &[("TEST_EXECUTOR_KEY", key_hex(&bed.devnet.signer(9).expect("key")))],
+        ),
+    ];
+    for daemon in &mut daemons {
+        eventually("the daemon to follow the chain", DEADLINE, || {
+            assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+            daemon.log().contains("guardian is following the chain").then_some(())
+        })
+        .await;
+    }
+
+    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("key"));
+    let vault = IVault::new(bed.targets.vault_v2, &user);
+    let deposit = vault.deposit().value(parse_ether("3").expect("ether"));
+    deposit.send().await.expect("sent").get_receipt().await.expect("mined");
+    let attacker = bed.devnet.signer(8).expect("key").address();
+    let drain = vault.sponsoredWithdraw(attacker, parse_ether("2").expect("ether"));
+    drain.send().await.expect("sent").get_receipt().await.expect("mined");
+
+    // Both replicas derive the same proposal on their own.
+    let hash_a = eventually("replica A's proposal", DEADLINE, || pending_pause(cfg_a)).await;
+    let hash_b = eventually("replica B's proposal", DEADLINE, || pending_pause(cfg_b)).await;
+    assert_eq!(hash_a, hash_b, "same target, calldata and nonce: same safeTxHash");
+
+    // Owner 0 hands its signature to both replicas; owner 1 approves on chain once.
+    for cfg in [cfg_a, cfg_b] {
+        let (ok, stdout, stderr) = guardian(
+            &["approve", &hash_a, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg],
+            &[("OWNER_KEY", key_hex(&bed.owners[0]))],
+        );
+        assert!(ok, "approve failed:\n{stdout}\n{stderr}");
+    }
+    let (ok, stdout, stderr) = guardian(
+        &[
+            "approve",
+            &hash_a,
+            "--yes",
+            "--onchain",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            cfg_a,
+        ],
+        &[("OWNER_KEY", key_hex(&bed.owners[1]))],
+    );
+    assert!(ok, "approve --onchain failed:\n{stdout}\n{stderr}");
+
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let statuses = [status(cfg_a, &hash_a), status(cfg_b, &hash_a)];
+        if statuses.iter().all(|s| s.as_deref() == Some("executed")) {
+            break;
+        }
+        for daemon in &mut daemons {
+            assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        }
+        if std::time::Instant::now() > deadline {
+            let tail = |log: String| log.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            panic!(
+                "not executed on both replicas: {statuses:?}\nA:\n{}\nB:\n{}",
+                tail(daemons[0].log()),
+                tail(daemons[1].log())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reader = bed.devnet.reader();
+    assert!(is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(1), "one execution");
+    let successes = reader
+        .get_logs(
+            &alloy::rpc::types::Filter::new()
+                .address(bed.safe.address())
+                .event_signature(<guardian_chain::safe::ISafe::ExecutionSuccess as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+                .from_block(0u64),
+        )
+        .await
+        .expect("logs");
+    assert_eq!(successes.len(), 1, "exactly one execTransaction succeeded");
+    assert_eq!(successes[0].topics()[1].to_string(), hash_a);
 }
