@@ -93,12 +93,13 @@ pub async fn run(db: PathBuf, webhook: Webhook, mut shutdown: watch::Receiver<bo
         .wrap_err("building the webhook HTTP client")?;
     loop {
         for item in store.due_notifications(now(), 16)? {
-            let result = client
-                .post(webhook.url.clone())
-                .json(&payload(&item.finding))
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status);
+            let send = client.post(webhook.url.clone()).json(&payload(&item.finding)).send();
+            // A hanging webhook must not hold up shutdown for a batch of timeouts: an
+            // interrupted delivery stays due and is sent again on the next start.
+            let result = tokio::select! {
+                result = send => result.and_then(reqwest::Response::error_for_status),
+                _ = shutdown.changed() => return Ok(()),
+            };
             match result {
                 Ok(_) => {
                     store.notification_sent(item.id)?;
@@ -426,5 +427,34 @@ mod tests {
         assert!(!error.contains("SECRET"), "the webhook URL leaked into {error:?}");
         assert!(!error.contains("/hooks"), "the webhook URL leaked into {error:?}");
         stop_notifier(stop, task).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_hanging_webhook() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("guardian.sqlite");
+        let (store, id) = store_with_alert(&db);
+        // Accepts the connection and reads, but never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (accepted, mut connections) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            if let Ok((stream, _)) = listener.accept().await {
+                let _ = accepted.send(());
+                let mut stream = stream;
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink).await;
+            }
+        });
+        // A per-attempt timeout far beyond the test's deadline: only shutdown can end the wait.
+        let mut webhook = hook(&format!("http://{addr}/hooks/T0KEN"), 3, 0);
+        webhook.timeout = Duration::from_secs(3600);
+        let (stop, task) = spawn_notifier(&db, webhook);
+
+        within(connections.recv(), "the delivery attempt").await;
+        stop_notifier(stop, task).await;
+        let state = state(&store, id);
+        assert!(!state.done && state.attempts == 0, "an interrupted delivery stays due: {state:?}");
+        server.abort();
     }
 }
