@@ -80,6 +80,28 @@ pub fn payload(stored: &StoredFinding) -> serde_json::Value {
     json!({ "text": text, "finding_id": stored.id, "finding": f })
 }
 
+/// A delivery error for the log and the outbox, with its causes ("error sending request" alone
+/// does not say the connection was refused), and without the webhook URL: `without_url` drops
+/// reqwest's own copy, and any cause quoting the URL, its path or its query has them masked.
+fn describe(error: reqwest::Error, url: &reqwest::Url) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    let secrets = [Some(url.as_str()), Some(url.path()).filter(|p| p.len() > 1), url.query()];
+    for secret in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
+        message = message.replace(secret, "***");
+    }
+    message
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
@@ -108,8 +130,7 @@ pub async fn run(db: PathBuf, webhook: Webhook, mut shutdown: watch::Receiver<bo
                 Err(error) => {
                     let attempts = item.attempts + 1;
                     let delay = webhook.backoff.delay_secs(attempts);
-                    // `without_url` keeps the secret URL out of the message.
-                    let message = error.without_url().to_string();
+                    let message = describe(error, &webhook.url);
                     warn!(finding = item.finding.id, attempts, retry_in_s = delay, error = %message, "webhook delivery failed");
                     store.notification_failed(
                         item.id,
@@ -426,6 +447,7 @@ mod tests {
         let error = failed.last_error.expect("the error is kept");
         assert!(!error.contains("SECRET"), "the webhook URL leaked into {error:?}");
         assert!(!error.contains("/hooks"), "the webhook URL leaked into {error:?}");
+        assert!(error.to_lowercase().contains("refused"), "the cause is lost in {error:?}");
         stop_notifier(stop, task).await;
     }
 
