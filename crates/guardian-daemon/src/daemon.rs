@@ -90,6 +90,7 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
                 url,
                 max_attempts: webhook.retries.saturating_add(1),
                 timeout: webhook.timeout,
+                backoff: notifier::Backoff::default(),
             };
             let db = config.storage.path.clone();
             let stop = shutdown.clone();

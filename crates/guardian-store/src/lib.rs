@@ -190,6 +190,19 @@ pub struct OutboxItem {
     pub finding: StoredFinding,
 }
 
+/// Where one outbox row stands: for status output and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationState {
+    /// How many deliveries failed so far.
+    pub attempts: u32,
+    /// Unix seconds before which it is not retried.
+    pub next_try_at: u64,
+    /// The last delivery error (kept when the notifier gave up; cleared once delivered).
+    pub last_error: Option<String>,
+    /// Delivered, or given up on.
+    pub done: bool,
+}
+
 /// The guardian database.
 #[derive(Debug)]
 pub struct Store {
@@ -447,6 +460,39 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Where outbox item `id` stands, if it exists. Read-only: the notifier alone updates it.
+    pub fn notification(&self, id: i64) -> Result<Option<NotificationState>> {
+        self.conn
+            .query_row(
+                "SELECT attempts, next_try_at, last_error, done FROM outbox WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                },
+            )
+            .optional()?
+            .map(|(attempts, next_try_at, last_error, done)| {
+                Ok(NotificationState {
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    next_try_at: to_u64(next_try_at)?,
+                    last_error,
+                    done,
+                })
+            })
+            .transpose()
+    }
+
+    /// The last delivery error of outbox item `id`: `None` when it never failed, was delivered
+    /// since, or does not exist.
+    pub fn notification_error(&self, id: i64) -> Result<Option<String>> {
+        Ok(self.notification(id)?.and_then(|n| n.last_error))
     }
 
     /// Mark a notification delivered.
@@ -721,10 +767,22 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].finding.finding.rule, "loud");
         store.notification_failed(due[0].id, "503", 100, 5).expect("failed");
+        assert_eq!(
+            store.notification(due[0].id).expect("state"),
+            Some(NotificationState {
+                attempts: 1,
+                next_try_at: 100,
+                last_error: Some("503".into()),
+                done: false
+            })
+        );
+        assert_eq!(store.notification_error(due[0].id).expect("error").as_deref(), Some("503"));
+        assert_eq!(store.notification(due[0].id + 100).expect("state"), None);
         assert!(store.due_notifications(99, 10).expect("due").is_empty());
         assert_eq!(store.due_notifications(100, 10).expect("due")[0].attempts, 1);
         store.notification_sent(due[0].id).expect("sent");
         assert!(store.due_notifications(1000, 10).expect("due").is_empty());
+        assert_eq!(store.notification_error(due[0].id).expect("error"), None);
     }
 
     #[test]
