@@ -68,7 +68,7 @@ enum Command {
     /// Pause proposals through the Safe: `proposals list`, `proposals show <hash>`.
     Proposals(multisig_cmd::ProposalsArgs),
     /// Approve a proposal as a Safe owner: shows what is signed, asks, then signs (EIP-712) or
-    /// calls approveHash on chain (--onchain).
+    /// calls approveHash on chain (--onchain); with --api, through the daemon's HTTP API.
     Approve(multisig_cmd::ApproveArgs),
     /// Propose pausing a configured contract through the Safe (simulated as the Safe first).
     Pause(multisig_cmd::PauseArgs),
@@ -106,7 +106,7 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Versions(args) => block_on(rollback_cmd::versions(args)),
         Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),
-        Command::Proposals(args) => multisig_cmd::proposals(args).map(|()| ExitCode::SUCCESS),
+        Command::Proposals(args) => block_on(multisig_cmd::proposals(args)),
         Command::Approve(args) => block_on(multisig_cmd::approve(args)),
         Command::Pause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Pause)),
         Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),

@@ -13,7 +13,7 @@ use alloy::{
     primitives::{Address, B256, U256},
     providers::DynProvider,
     signers::local::PrivateKeySigner,
-    transports::http::reqwest::Url,
+    transports::http::reqwest::{self, Url},
 };
 use clap::{Args, Subcommand};
 use eyre::{Result, WrapErr, bail, ensure, eyre};
@@ -24,7 +24,9 @@ use guardian_chain::{
 };
 use guardian_config::Config;
 use guardian_core::{proposal::ProposalKind, safe::OwnerApproval};
-use guardian_multisig::{Multisig, ProposalDetail, ProposalStore, ProposeRequest, Proposed};
+use guardian_multisig::{
+    Multisig, Proposal, ProposalDetail, ProposalStore, ProposeRequest, Proposed, Submitted,
+};
 
 /// Where the config is.
 #[derive(Debug, Args)]
@@ -79,6 +81,10 @@ use alloy::providers::Provider as _;
 pub(crate) struct ProposalsArgs {
     #[command(subcommand)]
     command: ProposalsCommand,
+    /// Read the proposals from the daemon's HTTP API (e.g. http://127.0.0.1:8787) instead of
+    /// the local database; no config file is needed then.
+    #[arg(long, global = true, env = "GUARDIAN_API")]
+    api: Option<Url>,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -101,12 +107,43 @@ enum ProposalsCommand {
     },
 }
 
-pub(crate) fn proposals(args: ProposalsArgs) -> Result<()> {
-    let config = args.config.load()?;
-    let store = ProposalStore::open(&config.storage.path)?;
+/// Where `proposals` and `approve --api` read proposals from.
+enum Source {
+    /// The daemon's HTTP API.
+    Api(ApiClient),
+    /// The local database (on the validator host).
+    Local(ProposalStore),
+}
+
+impl Source {
+    fn open(api: Option<Url>, config: &ConfigArg) -> Result<Self> {
+        match api {
+            Some(url) => Ok(Self::Api(ApiClient::new(url)?)),
+            None => Ok(Self::Local(ProposalStore::open(&config.load()?.storage.path)?)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Proposal>> {
+        match self {
+            Self::Api(api) => api.list().await,
+            Self::Local(store) => store.list(None),
+        }
+    }
+
+    async fn detail(&self, hash: B256) -> Result<ProposalDetail> {
+        match self {
+            Self::Api(api) => api.detail(hash).await,
+            Self::Local(store) => guardian_multisig::service::detail(store, hash)?
+                .ok_or_else(|| eyre!("no proposal with safeTxHash {hash}")),
+        }
+    }
+}
+
+pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
+    let source = Source::open(args.api, &args.config)?;
     match args.command {
         ProposalsCommand::List { json } => {
-            let list = store.list(None)?;
+            let list = source.list().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
@@ -127,8 +164,7 @@ pub(crate) fn proposals(args: ProposalsArgs) -> Result<()> {
             }
         }
         ProposalsCommand::Show { hash, json } => {
-            let detail = guardian_multisig::service::detail(&store, hash)?
-                .ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))?;
+            let detail = source.detail(hash).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
@@ -137,6 +173,97 @@ pub(crate) fn proposals(args: ProposalsArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ----------------------------------------------------------------------------------------------
+// the daemon's HTTP API
+
+/// A client of the daemon's HTTP API (`guardian_multisig::api`). What it returns is only ever
+/// displayed or checked: `approve` recomputes the hash it signs from the proposal's fields.
+struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// The daemon's answer when it refuses a request.
+#[derive(Debug, serde::Deserialize)]
+struct ApiError {
+    error: String,
+}
+
+impl ApiClient {
+    fn new(base: Url) -> Result<Self> {
+        ensure!(
+            matches!(base.scheme(), "http" | "https"),
+            "--api {base}: expected an http:// or https:// URL"
+        );
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .wrap_err("building the HTTP client")?;
+        Ok(Self { base: base.as_str().trim_end_matches('/').to_owned(), http })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The body as `T` on 2xx; otherwise the daemon's `{error}` message with the HTTP status.
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        response: reqwest::Response,
+    ) -> Result<T> {
+        let status = response.status();
+        let body =
+            response.bytes().await.wrap_err_with(|| format!("{what}: reading the answer"))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_owned());
+            bail!("{what}: the daemon answered HTTP {status}: {message}");
+        }
+        serde_json::from_slice(&body)
+            .wrap_err_with(|| format!("{what}: the daemon's answer is not what guardian expects"))
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = self.url(path);
+        let what = format!("GET {url}");
+        let response =
+            self.http.get(&url).send().await.wrap_err_with(|| format!("{what}: no answer"))?;
+        self.answer(&what, response).await
+    }
+
+    async fn list(&self) -> Result<Vec<Proposal>> {
+        self.get("/proposals").await
+    }
+
+    async fn detail(&self, hash: B256) -> Result<ProposalDetail> {
+        self.get(&format!("/proposals/{hash}")).await
+    }
+
+    async fn post_signature(
+        &self,
+        hash: B256,
+        signer: Address,
+        signature: &[u8],
+    ) -> Result<Submitted> {
+        let url = self.url(&format!("/proposals/{hash}/signatures"));
+        let what = format!("POST {url}");
+        let body = serde_json::json!({
+            "signer": signer,
+            "signature": alloy::hex::encode_prefixed(signature),
+        });
+        let response = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .wrap_err_with(|| format!("{what}: no answer"))?;
+        self.answer(&what, response).await
+    }
 }
 
 fn print_detail(d: &ProposalDetail) {
@@ -243,6 +370,18 @@ pub(crate) struct ApproveArgs {
     /// signature.
     #[arg(long)]
     onchain: bool,
+    /// Fetch the proposal from the daemon's HTTP API (e.g. http://127.0.0.1:8787) and post the
+    /// signature there, for owners who are not on the validator host. The hash is still
+    /// recomputed here for the chain id and Safe of your own config (or --chain-id and --safe),
+    /// never for what the daemon says.
+    #[arg(long, env = "GUARDIAN_API")]
+    api: Option<Url>,
+    /// With --api: sign for this chain id instead of the config's `[chain] id`.
+    #[arg(long, requires = "api")]
+    chain_id: Option<u64>,
+    /// With --api: sign for this Safe instead of the config's `[safe] address`.
+    #[arg(long, requires = "api")]
+    safe: Option<Address>,
     #[command(flatten)]
     key: KeyArgs,
     #[command(flatten)]
@@ -250,6 +389,9 @@ pub(crate) struct ApproveArgs {
 }
 
 pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
+    if let Some(api) = args.api.clone() {
+        return approve_via_api(args, api).await;
+    }
     let config = args.config.load()?;
     let multisig = connect(&config).await?;
     let detail = multisig
@@ -258,20 +400,134 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
     let p = &detail.proposal;
     // Recompute what is signed from the proposal's fields, bound to this chain and Safe: never
     // sign a hash taken on trust from the database.
-    let recomputed = multisig.safe().tx_hash(&p.safe_tx());
-    ensure!(
-        recomputed == args.hash
-            && p.chain_id == config.chain.id
-            && p.safe == multisig.safe().address(),
-        "proposal {} does not hash to itself for chain {} and Safe {} (got {recomputed}): refusing to sign",
-        args.hash,
-        config.chain.id,
-        multisig.safe().address()
-    );
-    print_detail(&detail);
+    check_hash(p, args.hash, config.chain.id, multisig.safe().address())?;
     let key = args.key.load()?;
-    let how =
-        if args.onchain { "approveHash on chain (a transaction)" } else { "EIP-712 signature" };
+    if !show_and_confirm(&detail, &key, args.onchain, args.yes)? {
+        bail!("not approved");
+    }
+    if args.onchain {
+        let receipt =
+            multisig.safe().approve_hash_onchain(&wallet(&config, key.clone())?, args.hash).await?;
+        println!("approveHash mined in tx {}", receipt.transaction_hash);
+        let approvals = multisig.approvals(p).await?;
+        println!("approvals: {} of {}", approvals.len(), multisig.safe().threshold().await?);
+        return Ok(());
+    }
+    let signature = sign(&key, args.hash)?;
+    let submitted = multisig
+        .submit_signature(args.hash, key.address(), &signature)
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    print_submitted(&submitted);
+    Ok(())
+}
+
+/// `approve --api`: the proposal comes from the daemon, which is trusted for nothing. The chain
+/// id and Safe come from the operator's own config (or `--chain-id`/`--safe`), the hash is
+/// recomputed from the proposal's `to`, calldata and nonce, and with a config the contract name
+/// and action shown must match the configured contract's address and pause/unpause calldata.
+async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
+    // The operator's config, when the file exists; flags override its chain id and Safe.
+    let config = if args.config.config.exists() { Some(args.config.load()?) } else { None };
+    let chain_id = args
+        .chain_id
+        .or(config.as_ref().map(|c| c.chain.id))
+        .ok_or_else(|| eyre!("give --chain-id (or a config file with [chain] id): the chain id to sign for is never taken from the daemon"))?;
+    let safe = args
+        .safe
+        .or(config.as_ref().and_then(|c| c.safe.as_ref()).map(|s| s.address))
+        .ok_or_else(|| eyre!("give --safe (or a config file with [safe] address): the Safe to sign for is never taken from the daemon"))?;
+
+    let client = ApiClient::new(api)?;
+    let detail = client.detail(args.hash).await?;
+    let p = &detail.proposal;
+    check_hash(p, args.hash, chain_id, safe)?;
+    match &config {
+        Some(config) => check_labels(config, p)?,
+        None => println!(
+            "note: no config file, so the contract name and action below are the daemon's labels: check the target address and calldata yourself"
+        ),
+    }
+    let key = args.key.load()?;
+    if !show_and_confirm(&detail, &key, args.onchain, args.yes)? {
+        bail!("not approved");
+    }
+    if args.onchain {
+        let config = config.ok_or_else(|| {
+            eyre!("--onchain sends a transaction: it needs the [[rpc]] endpoint of a config file")
+        })?;
+        let provider = wallet(&config, key.clone())?;
+        let onchain = SafeClient::connect(provider.clone(), safe).await?;
+        ensure!(
+            onchain.chain_id() == chain_id && onchain.tx_hash(&p.safe_tx()) == args.hash,
+            "the RPC serves chain {}, not {chain_id}: refusing to send approveHash",
+            onchain.chain_id()
+        );
+        let receipt = onchain.approve_hash_onchain(&provider, args.hash).await?;
+        println!("approveHash mined in tx {}", receipt.transaction_hash);
+        println!(
+            "the daemon counts it at its next check (guardian proposals show {} --api …)",
+            args.hash
+        );
+        return Ok(());
+    }
+    let signature = sign(&key, args.hash)?;
+    let submitted = client.post_signature(args.hash, key.address(), &signature).await?;
+    print_submitted(&submitted);
+    Ok(())
+}
+
+/// Refuse unless `p` hashes to `hash` for `chain_id` and `safe`, and says so itself.
+fn check_hash(p: &Proposal, hash: B256, chain_id: u64, safe: Address) -> Result<()> {
+    let recomputed = p.safe_tx().safe_tx_hash(chain_id, safe);
+    ensure!(
+        recomputed == hash && p.safe_tx_hash == hash && p.chain_id == chain_id && p.safe == safe,
+        "proposal {hash} does not hash to itself for chain {chain_id} and Safe {safe} (got {recomputed}): refusing to sign"
+    );
+    Ok(())
+}
+
+/// Refuse unless the proposal's contract name and action (labels the hash does not cover) match
+/// the operator's config: the name belongs to the target address and the calldata is that
+/// contract's configured pause or unpause call.
+fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
+    let targets = guardian_daemon::pauser::targets(config)?;
+    let target = targets.iter().find(|t| t.address == p.target).ok_or_else(|| {
+        eyre!(
+            "proposal {} calls {}, which {} does not declare under [[contracts]]: refusing to sign",
+            p.safe_tx_hash,
+            p.target,
+            config.source.display()
+        )
+    })?;
+    let expected = match p.kind {
+        ProposalKind::Pause => &target.pause,
+        ProposalKind::Unpause => &target.unpause,
+    };
+    ensure!(
+        target.name == p.contract && &p.calldata == expected,
+        "proposal {} is labelled {}() on {:?} but calls {} with {}; your config has {:?} there with {}() = {expected}: refusing to sign",
+        p.safe_tx_hash,
+        p.kind.as_str(),
+        p.contract,
+        p.target,
+        p.calldata,
+        target.name,
+        p.kind.as_str()
+    );
+    Ok(())
+}
+
+/// Print the proposal and what the owner is about to do; true when they confirm (or `yes`).
+fn show_and_confirm(
+    detail: &ProposalDetail,
+    key: &PrivateKeySigner,
+    onchain: bool,
+    yes: bool,
+) -> Result<bool> {
+    let p = &detail.proposal;
+    print_detail(detail);
+    let how = if onchain { "approveHash on chain (a transaction)" } else { "EIP-712 signature" };
     println!();
     println!(
         "You are about to approve, as {}, with an {how}:\n  {}() on {} ({}) through Safe {} on chain {}, Safe nonce {}\n  safeTxHash {}",
@@ -284,31 +540,24 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
         p.nonce,
         p.safe_tx_hash
     );
-    if !args.yes && !confirm()? {
-        bail!("not approved");
-    }
-    if args.onchain {
-        let receipt =
-            multisig.safe().approve_hash_onchain(&wallet(&config, key.clone())?, args.hash).await?;
-        println!("approveHash mined in tx {}", receipt.transaction_hash);
-        let approvals = multisig.approvals(p).await?;
-        println!("approvals: {} of {}", approvals.len(), multisig.safe().threshold().await?);
-        return Ok(());
-    }
-    let OwnerApproval::Signature(signature) = sign_safe_tx_hash(&key, args.hash)? else {
+    Ok(yes || confirm()?)
+}
+
+/// The owner's EIP-712 signature of `hash` (65 bytes).
+fn sign(key: &PrivateKeySigner, hash: B256) -> Result<[u8; 65]> {
+    let OwnerApproval::Signature(signature) = sign_safe_tx_hash(key, hash)? else {
         bail!("unexpected signature form");
     };
-    let submitted = multisig
-        .submit_signature(args.hash, key.address(), &signature.as_bytes())
-        .await
-        .map_err(|e| eyre!("{e}"))?;
+    Ok(signature.as_bytes())
+}
+
+fn print_submitted(submitted: &Submitted) {
     println!(
         "signature {}; approvals: {} of {}",
         if submitted.added { "recorded" } else { "was already recorded" },
         submitted.approvals,
         submitted.threshold
     );
-    Ok(())
 }
 
 fn confirm() -> Result<bool> {

@@ -14,8 +14,11 @@ use guardian_chain::{
     sender::SendOptions,
     testbed::deploy_targets,
 };
-use guardian_core::{proposal::proposal_tx, safe::Approvals};
-use guardian_multisig::{Advanced, Multisig, Target, api};
+use guardian_core::{
+    proposal::{ProposalKind, proposal_tx},
+    safe::Approvals,
+};
+use guardian_multisig::{Advanced, Multisig, ProposeRequest, Target, api};
 
 use crate::support::{contracts, testbed};
 
@@ -353,4 +356,248 @@ async fn http_api_verifies_signatures_before_storing_them() {
         .await
         .expect("json");
     assert_eq!(list.as_array().expect("list").len(), 1);
+}
+
+/// A `Multisig` for `bed` on a fresh database, with its HTTP API served on 127.0.0.1:0 until
+/// the returned sender is dropped.
+async fn served_api(
+    bed: &Testbed,
+    dir: &Path,
+) -> (Arc<Multisig>, String, tokio::sync::watch::Sender<bool>) {
+    let targets = vec![Target::new("vault", bed.targets.vault_v2, "pause()").expect("target")];
+    let ms = Arc::new(
+        Multisig::connect(
+            bed.devnet.reader(),
+            138,
+            bed.safe.address(),
+            &dir.join("daemon.sqlite"),
+            targets,
+            None,
+        )
+        .await
+        .expect("connect"),
+    );
+    let state = api::ApiState { multisig: ms.clone(), wake: Arc::new(tokio::sync::Notify::new()) };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(api::serve("127.0.0.1:0".parse().expect("addr"), state, shutdown, Some(tx)));
+    (ms, format!("http://{}", rx.await.expect("bound")), stop)
+}
+
+async fn propose_pause(ms: &Multisig) -> B256 {
+    let proposed = ms
+        .propose(&ProposeRequest {
+            contract: "vault".into(),
+            kind: ProposalKind::Pause,
+            reason: "api drill".into(),
+            finding_id: None,
+            then_rollback: false,
+            actor: "test".into(),
+        })
+        .await
+        .expect("propose");
+    proposed.proposal().safe_tx_hash
+}
+
+/// The CLI runs as a child process while this runtime serves the API: run it off the runtime.
+async fn guardian_async(
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        guardian(&args, &env)
+    })
+    .await
+    .expect("join")
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn cli_lists_and_approves_over_the_http_api() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The operator's own config: it names the chain (138 by default) and the Safe, and its
+    // database path does not exist on the operator's machine: --api never opens it.
+    let config = write_config(&bed, dir.path());
+    let cfg = config.to_str().expect("utf-8").to_owned();
+    let (ms, url, _stop) = served_api(&bed, dir.path()).await;
+    let hash = propose_pause(&ms).await;
+
+    let (ok, stdout, stderr) =
+        guardian_async(strings(&["proposals", "list", "--api", &url, "--json"]), vec![]).await;
+    assert!(ok, "{stderr}");
+    let list: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["safe_tx_hash"], hash.to_string());
+    assert_eq!(list[0]["status"], "pending");
+    // GUARDIAN_API works like --api.
+    let (ok, stdout, stderr) = guardian_async(
+        strings(&["proposals", "show", &hash.to_string()]),
+        vec![("GUARDIAN_API", url.clone())],
+    )
+    .await;
+    assert!(ok && stdout.contains(&format!("safeTxHash  {hash}")), "{stdout}\n{stderr}");
+    assert!(!dir.path().join("guardian.sqlite").exists(), "--api reads no local database");
+
+    // Owner 0 approves over HTTP with the operator's config.
+    let (ok, stdout, stderr) = guardian_async(
+        strings(&[
+            "approve",
+            &hash.to_string(),
+            "--api",
+            &url,
+            "--yes",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            &cfg,
+        ]),
+        vec![("OWNER_KEY", key_hex(&bed.owners[0]))],
+    )
+    .await;
+    assert!(ok, "approve --api failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("You are about to approve"), "shows what is signed: {stdout}");
+    assert!(stdout.contains("signature recorded; approvals: 1 of 2"), "{stdout}");
+    assert!(!stdout.contains(&key_hex(&bed.owners[0])[2..]), "key never printed");
+    let detail = ms.detail(hash).expect("detail").expect("proposal");
+    assert_eq!(detail.signatures.len(), 1);
+    assert_eq!(detail.signatures[0].owner, bed.owners[0].address());
+
+    // A non-owner's signature is refused by the daemon: its message and HTTP status are shown.
+    let stranger = bed.devnet.signer(8).expect("key");
+    let (ok, stdout, stderr) = guardian_async(
+        strings(&[
+            "approve",
+            &hash.to_string(),
+            "--api",
+            &url,
+            "--yes",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            &cfg,
+        ]),
+        vec![("OWNER_KEY", key_hex(&stranger))],
+    )
+    .await;
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("HTTP 422") && stderr.contains("not an owner"), "{stderr}");
+
+    // Owner 1 has no config file: --chain-id and --safe name what to sign for.
+    let (ok, stdout, stderr) = guardian_async(
+        strings(&[
+            "approve",
+            &hash.to_string(),
+            "--api",
+            &url,
+            "--chain-id",
+            "138",
+            "--safe",
+            &bed.safe.address().to_string(),
+            "--yes",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            dir.path().join("absent.toml").to_str().expect("utf-8"),
+        ]),
+        vec![("OWNER_KEY", key_hex(&bed.owners[1]))],
+    )
+    .await;
+    assert!(ok, "approve --api --safe failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("note: no config file"), "{stdout}");
+    assert!(stdout.contains("approvals: 2 of 2"), "{stdout}");
+    assert_eq!(ms.approvals(&detail.proposal).await.expect("approvals").len(), 2);
+}
+
+/// A stand-in daemon answering every request with `body`; returns its URL and the request
+/// lines it received.
+async fn lying_daemon(body: String) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0; 64 * 1024];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            log.lock().expect("lock").push(request.lines().next().unwrap_or("").to_owned());
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn approve_over_the_api_refuses_what_does_not_hash_locally() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&bed, dir.path());
+    let cfg = config.to_str().expect("utf-8").to_owned();
+    let (ms, url, _stop) = served_api(&bed, dir.path()).await;
+    let hash = propose_pause(&ms).await;
+    let approve = |url: &str, extra: &[&str]| {
+        let mut args = strings(&[
+            "approve",
+            &hash.to_string(),
+            "--api",
+            url,
+            "--yes",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            &cfg,
+        ]);
+        args.extend(strings(extra));
+        guardian_async(args, vec![("OWNER_KEY", key_hex(&bed.owners[0]))])
+    };
+
+    // The real daemon, but the operator signs for another Safe: the hash differs, nothing is sent.
+    let other_safe = bed.targets.vault_v1.to_string();
+    let (ok, stdout, stderr) = approve(&url, &["--safe", &other_safe]).await;
+    assert!(!ok && stderr.contains("refusing to sign"), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("You are about to approve"), "{stdout}");
+    let detail = ms.detail(hash).expect("detail").expect("proposal");
+    assert!(detail.signatures.is_empty());
+    let events: Vec<&str> = detail.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["proposed"], "nothing was posted");
+
+    // A lying daemon: the requested hash, but the calldata is unpause(). It does not hash to
+    // the requested hash, so nothing is signed or posted.
+    let honest = serde_json::to_value(&detail).expect("json");
+    let mut tampered = honest.clone();
+    tampered["calldata"] = serde_json::json!(
+        guardian_core::proposal::no_arg_calldata("unpause()").expect("calldata").to_string()
+    );
+    let (liar, seen) = lying_daemon(tampered.to_string()).await;
+    let (ok, stdout, stderr) = approve(&liar, &[]).await;
+    assert!(!ok && stderr.contains("does not hash to itself"), "{stdout}\n{stderr}");
+    let requests = seen.lock().expect("lock").clone();
+    assert_eq!(requests, [format!("GET /proposals/{hash} HTTP/1.1")], "no POST");
+
+    // The label the hash does not cover: pause() calldata shown as "unpause". Refused against
+    // the operator's config.
+    let mut relabelled = honest.clone();
+    relabelled["kind"] = serde_json::json!("unpause");
+    let (liar, seen) = lying_daemon(relabelled.to_string()).await;
+    let (ok, stdout, stderr) = approve(&liar, &[]).await;
+    assert!(!ok && stderr.contains("refusing to sign"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("labelled unpause()"), "{stderr}");
+    assert!(seen.lock().expect("lock").iter().all(|r| r.starts_with("GET ")), "no POST");
+
+    // The honest answer from the same stand-in is signed: the refusals above were the checks.
+    let (liar, seen) = lying_daemon(honest.to_string()).await;
+    let (_, stdout, _) = approve(&liar, &[]).await;
+    assert!(stdout.contains("You are about to approve"), "{stdout}");
+    assert!(seen.lock().expect("lock").iter().any(|r| r.starts_with("POST ")));
 }

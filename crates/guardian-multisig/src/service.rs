@@ -28,7 +28,7 @@ use guardian_core::{
     severity::Action,
 };
 use guardian_store::{FindingStatus, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::store::{Proposal, ProposalStatus, ProposalStore};
@@ -139,7 +139,7 @@ pub enum SubmitError {
 }
 
 /// A stored (or already present) approval.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Submitted {
     /// False when the same owner's signature was already stored (idempotent resend).
     pub added: bool,
@@ -186,7 +186,7 @@ pub enum Advanced {
 }
 
 /// A proposal with its approvals and audit trail, as `proposals show` and the API present it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProposalDetail {
     /// The proposal.
     #[serde(flatten)]

@@ -14,7 +14,7 @@ use guardian_core::{
     safe::SafeTx,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS proposals (
@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS proposal_events_hash ON proposal_events (safe_tx_hash
 "#;
 
 /// Where a proposal stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProposalStatus {
     /// Collecting approvals; executes once the threshold is met.
@@ -101,7 +101,7 @@ impl ProposalStatus {
 }
 
 /// A proposal as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     /// The hash owners sign; the key.
     pub safe_tx_hash: B256,
@@ -151,7 +151,7 @@ impl Proposal {
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// proposed, skipped, approval, onchain_approval, rejection, execution_failed, executed,
     /// executed_elsewhere, stale, reproposed, rollback.
@@ -165,7 +165,7 @@ pub struct AuditEvent {
 }
 
 /// A stored owner signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSignature {
     /// The owner who signed.
     pub owner: Address,
