@@ -108,44 +108,71 @@ fn now() -> u64 {
 
 /// Deliver due notifications until `shutdown` flips.
 pub async fn run(db: PathBuf, webhook: Webhook, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    let store = Store::open(&db).wrap_err("opening the database for the notifier")?;
+    let mut store = Store::open(&db).wrap_err("opening the database for the notifier")?;
     let client = reqwest::Client::builder()
         .timeout(webhook.timeout)
+        // A redirect would turn the POST into a bodyless GET somewhere else: count it as a
+        // failed delivery instead of following it.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .wrap_err("building the webhook HTTP client")?;
     loop {
-        for item in store.due_notifications(now(), 16)? {
-            let send = client.post(webhook.url.clone()).json(&payload(&item.finding)).send();
-            // A hanging webhook must not hold up shutdown for a batch of timeouts: an
-            // interrupted delivery stays due and is sent again on the next start.
-            let result = tokio::select! {
-                result = send => result.and_then(reqwest::Response::error_for_status),
-                _ = shutdown.changed() => return Ok(()),
-            };
-            match result {
-                Ok(_) => {
-                    store.notification_sent(item.id)?;
-                    info!(finding = item.finding.id, "webhook delivered");
-                }
-                Err(error) => {
-                    let attempts = item.attempts + 1;
-                    let delay = webhook.backoff.delay_secs(attempts);
-                    let message = describe(error, &webhook.url);
-                    warn!(finding = item.finding.id, attempts, retry_in_s = delay, error = %message, "webhook delivery failed");
-                    store.notification_failed(
-                        item.id,
-                        &message,
-                        now() + delay,
-                        webhook.max_attempts,
-                    )?;
-                }
-            }
+        // A busy or failing database must not end notifications for good: log, wait, retry.
+        if let Err(error) = deliver_due(&mut store, &client, &webhook, &mut shutdown).await {
+            warn!(error = %format!("{error:#}"), "notifier could not use the database; retrying");
+        }
+        if *shutdown.borrow() {
+            return Ok(());
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.changed() => return Ok(()),
         }
     }
+}
+
+async fn deliver_due(
+    // `&mut` only so the future stays `Send`: a `Store` is not `Sync`.
+    store: &mut Store,
+    client: &reqwest::Client,
+    webhook: &Webhook,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    for item in store.due_notifications(now(), 16)? {
+        let send = client.post(webhook.url.clone()).json(&payload(&item.finding)).send();
+        // A hanging webhook must not hold up shutdown for a batch of timeouts: an
+        // interrupted delivery stays due and is sent again on the next start.
+        let result = tokio::select! {
+            result = send => result.and_then(reqwest::Response::error_for_status),
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let result = match result {
+            Ok(response) if !response.status().is_success() => Err(format!(
+                "the webhook answered {} (redirects are not followed)",
+                response.status()
+            )),
+            Ok(_) => Ok(()),
+            Err(error) => Err(describe(error, &webhook.url)),
+        };
+        match result {
+            Ok(()) => {
+                store.notification_sent(item.id)?;
+                info!(finding = item.finding.id, "webhook delivered");
+            }
+            Err(message) => {
+                let attempts = item.attempts + 1;
+                let delay = webhook.backoff.delay_secs(attempts);
+                warn!(finding = item.finding.id, attempts, retry_in_s = delay, error = %message, "webhook delivery failed");
+                store.notification_failed(
+                    item.id,
+                    &message,
+                    now() + delay,
+                    webhook.max_attempts,
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -427,6 +454,23 @@ mod tests {
         assert!(store.due_notifications(u64::MAX >> 1, 10).expect("due").is_empty());
         stop_notifier(stop, task).await;
         assert_eq!(state(&store, id).attempts, 3, "no attempt after giving up");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_failed_delivery_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("guardian.sqlite");
+        let (store, id) = store_with_alert(&db);
+        let (addr, mut requests) = webhook_server(vec![302]).await;
+        let (stop, task) = spawn_notifier(&db, hook(&format!("http://{addr}/hooks/T0KEN"), 1, 0));
+        next_request(&mut requests, "the POST").await;
+        let failed = eventually("the redirect to count as a failure", || {
+            Some(state(&store, id)).filter(|s| s.done)
+        })
+        .await;
+        let error = failed.last_error.expect("the error is kept");
+        assert!(error.contains("302"), "{error}");
+        stop_notifier(stop, task).await;
     }
 
     #[tokio::test]
