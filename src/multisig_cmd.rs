@@ -20,10 +20,10 @@ use eyre::{Result, WrapErr, bail, ensure, eyre};
 use guardian_chain::{
     Contracts, Toolchain,
     devnet::wallet_provider,
-    safe::{SafeClient, SafeSingletons, sign_safe_tx_hash},
+    safe::{SafeClient, SafeSingletons},
 };
 use guardian_config::Config;
-use guardian_core::{proposal::ProposalKind, safe::OwnerApproval};
+use guardian_core::proposal::ProposalKind;
 use guardian_multisig::{Multisig, ProposalDetail, ProposalStore, ProposeRequest, Proposed};
 
 /// Where the config is.
@@ -252,22 +252,9 @@ pub(crate) struct ApproveArgs {
 pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
     let config = args.config.load()?;
     let multisig = connect(&config).await?;
-    let detail = multisig
-        .detail(args.hash)?
-        .ok_or_else(|| eyre!("no proposal with safeTxHash {}", args.hash))?;
+    // Recomputes the hash from the proposal's fields, bound to this chain and Safe.
+    let detail = multisig.detail_to_approve(args.hash)?;
     let p = &detail.proposal;
-    // Recompute what is signed from the proposal's fields, bound to this chain and Safe: never
-    // sign a hash taken on trust from the database.
-    let recomputed = multisig.safe().tx_hash(&p.safe_tx());
-    ensure!(
-        recomputed == args.hash
-            && p.chain_id == config.chain.id
-            && p.safe == multisig.safe().address(),
-        "proposal {} does not hash to itself for chain {} and Safe {} (got {recomputed}): refusing to sign",
-        args.hash,
-        config.chain.id,
-        multisig.safe().address()
-    );
     print_detail(&detail);
     let key = args.key.load()?;
     let how =
@@ -288,20 +275,13 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
         bail!("not approved");
     }
     if args.onchain {
-        let receipt =
-            multisig.safe().approve_hash_onchain(&wallet(&config, key.clone())?, args.hash).await?;
+        let (receipt, approvals) =
+            multisig.approve_onchain(args.hash, &wallet(&config, key.clone())?).await?;
         println!("approveHash mined in tx {}", receipt.transaction_hash);
-        let approvals = multisig.approvals(p).await?;
-        println!("approvals: {} of {}", approvals.len(), multisig.safe().threshold().await?);
+        println!("approvals: {approvals} of {}", multisig.safe().threshold().await?);
         return Ok(());
     }
-    let OwnerApproval::Signature(signature) = sign_safe_tx_hash(&key, args.hash)? else {
-        bail!("unexpected signature form");
-    };
-    let submitted = multisig
-        .submit_signature(args.hash, key.address(), &signature.as_bytes())
-        .await
-        .map_err(|e| eyre!("{e}"))?;
+    let submitted = multisig.approve_with_signature(args.hash, &key).await?;
     println!(
         "signature {}; approvals: {} of {}",
         if submitted.added { "recorded" } else { "was already recorded" },
