@@ -12,7 +12,7 @@ use guardian_rehearse::{Options, Scenario, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct RehearseArgs {
-    /// Which scenario: drain, quiet, or all.
+    /// Which scenario: drain, quiet, revert-storm, or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Where to write report.json, report.md and timeline.svg.
@@ -56,20 +56,20 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
     for s in &report.scenarios {
         let passed = s.checks.iter().filter(|c| c.passed).count();
         println!(
-            "{:<8} {}  {passed}/{} checks",
+            "{:<12} {}  {passed}/{} checks",
             s.scenario,
             if s.passed { "passed" } else { "FAILED" },
             s.checks.len()
         );
         let l = &s.latencies;
         if let (Some(ms), Some(blocks)) = (l.detection_ms, l.detection_blocks) {
-            println!("         detection {ms} ms ({blocks} blocks)");
+            println!("             detection {ms} ms ({blocks} blocks)");
         }
         if let (Some(ms), Some(blocks)) = (l.pause_ms, l.pause_blocks) {
-            println!("         anomaly → pause {ms} ms ({blocks} blocks)");
+            println!("             anomaly → pause {ms} ms ({blocks} blocks)");
         }
         for c in s.checks.iter().filter(|c| !c.passed) {
-            println!("         FAILED {}: {}", c.name, c.detail);
+            println!("             FAILED {}: {}", c.name, c.detail);
             failed.push(format!("{}: {}: {}", s.scenario, c.name, c.detail));
         }
     }

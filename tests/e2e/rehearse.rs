@@ -7,8 +7,12 @@
 use std::{path::Path, process::Command};
 
 fn rehearse(report_dir: &Path, extra: &[&str]) -> (bool, String, String) {
+    rehearse_scenario("drain", report_dir, extra)
+}
+
+fn rehearse_scenario(scenario: &str, report_dir: &Path, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(["rehearse", "--scenario", "drain", "--report-dir"])
+        .args(["rehearse", "--scenario", scenario, "--report-dir"])
         .arg(report_dir)
         .args(extra)
         .env_remove("RUST_LOG")
@@ -68,7 +72,7 @@ fn rehearse_drain_passes_and_writes_the_report() {
     let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).expect("timeline.svg");
     assert!(svg.starts_with("<svg") && svg.contains("pause mined"), "{svg}");
     assert!(dir.path().join("report.md").is_file());
-    assert!(stdout.contains("drain    passed"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("drain ") && l.contains(" passed ")), "{stdout}");
 }
 
 #[test]
@@ -105,4 +109,16 @@ fn rehearse_with_an_unreachable_threshold_names_the_step_that_did_not_happen() {
         "{rollback}"
     );
     assert!(dir.path().join("timeline.svg").is_file());
+}
+
+#[test]
+fn rehearse_revert_storm_records_a_critical_finding_and_proposes_a_pause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, stderr) = rehearse_scenario("revert-storm", dir.path(), &[]);
+    assert!(ok, "rehearse failed:\n{stdout}\n{stderr}");
+    let report = report(dir.path());
+    assert_eq!(report["passed"], true, "{report:#}");
+    let finding = check(&report, "Critical revert-rate finding recorded");
+    assert!(finding["detail"].as_str().expect("detail").contains("vault-revert-rate"), "{finding}");
+    assert_eq!(check(&report, "pause proposed through the Safe")["passed"], true);
 }

@@ -215,7 +215,7 @@ async fn wait_finding(stage: &Stage, options: &Options) -> Result<String> {
     }
 }
 
-async fn wait_proposal(stage: &Stage, options: &Options) -> Result<Proposal> {
+pub(crate) async fn wait_proposal(stage: &Stage, options: &Options) -> Result<Proposal> {
     poll(options.step_timeout, || async {
         Ok(stage
             .multisig

@@ -16,6 +16,7 @@ use tracing::info;
 mod drain;
 mod quiet;
 pub mod report;
+mod revert_storm;
 pub mod stage;
 
 use report::{Check, Report, ScenarioReport};
@@ -28,17 +29,20 @@ pub enum Scenario {
     Drain,
     /// Ordinary deposits and withdrawals for about ten blocks: no finding, no proposal.
     Quiet,
+    /// A third of the calls to the vault revert: Critical revert-rate finding, pause proposed.
+    RevertStorm,
 }
 
 impl Scenario {
     /// Every implemented scenario, in the order `all` runs them.
-    pub const ALL: [Self; 2] = [Self::Drain, Self::Quiet];
+    pub const ALL: [Self; 3] = [Self::Drain, Self::Quiet, Self::RevertStorm];
 
     /// The name on the command line and in the report.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Drain => "drain",
             Self::Quiet => "quiet",
+            Self::RevertStorm => "revert-storm",
         }
     }
 
@@ -104,6 +108,7 @@ pub async fn rehearse(
                 let report = match scenario {
                     Scenario::Drain => drain::run(&stage, options).await,
                     Scenario::Quiet => quiet::run(&stage, options).await,
+                    Scenario::RevertStorm => revert_storm::run(&stage, options).await,
                 };
                 let stopped = stage.stop().await;
                 with_clean_stop(report, stopped)
