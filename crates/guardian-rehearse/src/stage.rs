@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::{Options, report::Event};
 
 /// The variable the rehearsal config names as `[safe] executor_key_env`. It holds an Anvil dev
-/// key (public knowledge), set only while the in-process daemon starts.
+/// key (public knowledge); see [`set_executor_key`].
 pub const EXECUTOR_ENV: &str = "GUARDIAN_REHEARSAL_EXECUTOR_KEY";
 
 /// The managed deployment config's name in `[rollback]`.
@@ -65,11 +65,7 @@ impl Stage {
         write_files(&bed, dir.path()).await?;
         let path = dir.path().join("guardian.toml");
 
-        // SAFETY: set_var races with concurrent reads of the environment. The rehearsal is
-        // the only thing running in this process while the variable is set (the daemon task
-        // reads it once when its pause flow starts, then it is removed below), and the key is
-        // an Anvil dev key, not a secret.
-        unsafe { std::env::set_var(EXECUTOR_ENV, B256::from(bed.deployer.to_bytes()).to_string()) };
+        set_executor_key(&bed.deployer);
         let config = Config::load(&path)?;
         let (shutdown, stop) = watch::channel(false);
         let daemon_config = config.clone();
@@ -84,10 +80,7 @@ impl Stage {
                     .build()?
                     .block_on(guardian_daemon::daemon::run(&daemon_config, stop))
             })?;
-        let ready = wait_for_cursor(&config.storage.path, &daemon).await;
-        // SAFETY: as above.
-        unsafe { std::env::remove_var(EXECUTOR_ENV) };
-        let findings = match ready {
+        let findings = match wait_for_cursor(&config.storage.path, &daemon).await {
             Ok(store) => store,
             Err(error) => {
                 let _ = shutdown.send(true);
@@ -150,6 +143,22 @@ impl Stage {
 impl Drop for Stage {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// Put the executor key where the rehearsal config's `executor_key_env` points.
+///
+/// The daemon reads its key from the environment, as `guardian run` does. The variable is set
+/// only here, before the scenario's daemon thread exists and while no request is in flight, and
+/// never removed: removing it later would race with that thread's own reads of the environment
+/// (libc `getenv` in DNS resolution is not covered by std's lock). The key is Anvil's dev
+/// account 0, the same for every scenario and public knowledge, and the variable dies with the
+/// `guardian rehearse` process.
+fn set_executor_key(key: &alloy::signers::local::PrivateKeySigner) {
+    let value = B256::from(key.to_bytes()).to_string();
+    if std::env::var(EXECUTOR_ENV).ok().as_deref() != Some(value.as_str()) {
+        // SAFETY: see above; no other thread of this process reads the environment now.
+        unsafe { std::env::set_var(EXECUTOR_ENV, value) };
     }
 }
 
