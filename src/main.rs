@@ -8,8 +8,8 @@ use guardian_core::proposal::ProposalKind;
 use tracing_subscriber::EnvFilter;
 
 mod config_cmd;
-mod drill;
 mod multisig_cmd;
+mod rehearse_cmd;
 mod rollback_cmd;
 mod run_cmd;
 
@@ -31,13 +31,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Fire drill on a local Anvil chain with chain id 138.
+    /// Fire drill: incident scenarios on a local Anvil chain 138, with a report.
     ///
-    /// Starts Anvil from the project's toolchain, compiles contracts/, deploys Safe 1.4.1 owned
-    /// by three operator keys (threshold 2) and the pausable contracts owned by that Safe, then
-    /// pauses the vault through the Safe and checks that it is paused. Nothing leaves this
-    /// machine: the chain is a child process that stops with the drill.
-    Rehearse(drill::DrillArgs),
+    /// For each scenario (drain, quiet; --scenario all by default) starts Anvil mining a block a
+    /// second, deploys Safe 1.4.1 owned by three operator keys (threshold 2) and the vaults it
+    /// owns, writes a rehearsal config, runs the daemon in-process, plays the incident, approves
+    /// as the owners would, and checks every outcome. Writes report.json, report.md and
+    /// timeline.svg to --report-dir; exits 1 naming the first failed check. Nothing leaves this
+    /// machine: each chain is a child process that stops with its scenario.
+    Rehearse(rehearse_cmd::RehearseArgs),
 
     /// Run the daemon: follow the chain, evaluate the rules, record findings, notify.
     ///
@@ -102,7 +104,7 @@ fn run() -> eyre::Result<ExitCode> {
         // Pure: no runtime, no network.
         Command::Config(args) => Ok(config_cmd::run(args)),
         Command::Backup(args) => rollback_cmd::backup(args).map(|()| ExitCode::SUCCESS),
-        Command::Rehearse(args) => block_on(drill::run(args)),
+        Command::Rehearse(args) => block_on(rehearse_cmd::run(args)),
         Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Versions(args) => block_on(rollback_cmd::versions(args)),
         Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),

@@ -394,30 +394,21 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
     }
     let config = args.config.load()?;
     let multisig = connect(&config).await?;
-    let detail = multisig
-        .detail(args.hash)?
-        .ok_or_else(|| eyre!("no proposal with safeTxHash {}", args.hash))?;
-    let p = &detail.proposal;
-    // Recompute what is signed from the proposal's fields, bound to this chain and Safe: never
-    // sign a hash taken on trust from the database.
-    check_hash(p, args.hash, config.chain.id, multisig.safe().address())?;
+    // Recomputes the hash from the proposal's fields, bound to this chain and Safe: never sign a
+    // hash taken on trust from the database.
+    let detail = multisig.detail_to_approve(args.hash)?;
     let key = args.key.load()?;
     if !show_and_confirm(&detail, &key, args.onchain, args.yes)? {
         bail!("not approved");
     }
     if args.onchain {
-        let receipt =
-            multisig.safe().approve_hash_onchain(&wallet(&config, key.clone())?, args.hash).await?;
+        let (receipt, approvals) =
+            multisig.approve_onchain(args.hash, &wallet(&config, key.clone())?).await?;
         println!("approveHash mined in tx {}", receipt.transaction_hash);
-        let approvals = multisig.approvals(p).await?;
-        println!("approvals: {} of {}", approvals.len(), multisig.safe().threshold().await?);
+        println!("approvals: {approvals} of {}", multisig.safe().threshold().await?);
         return Ok(());
     }
-    let signature = sign(&key, args.hash)?;
-    let submitted = multisig
-        .submit_signature(args.hash, key.address(), &signature)
-        .await
-        .map_err(|e| eyre!("{e}"))?;
+    let submitted = multisig.approve_with_signature(args.hash, &key).await?;
     print_submitted(&submitted);
     Ok(())
 }

@@ -673,6 +673,55 @@ impl Multisig {
     pub fn detail(&self, hash: B256) -> Result<Option<ProposalDetail>> {
         detail(&self.db().proposals, hash)
     }
+
+    /// The proposal `hash` as an approver must see it: looked up, then its hash recomputed from
+    /// the stored fields for this chain and Safe. Never sign a hash taken on trust from the
+    /// database; `guardian approve` and the rehearsal both go through here.
+    pub fn detail_to_approve(&self, hash: B256) -> Result<ProposalDetail> {
+        let detail =
+            self.detail(hash)?.ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))?;
+        let p = &detail.proposal;
+        let recomputed = self.safe.tx_hash(&p.safe_tx());
+        eyre::ensure!(
+            recomputed == hash
+                && p.chain_id == self.safe.chain_id()
+                && p.safe == self.safe.address(),
+            "proposal {hash} does not hash to itself for chain {} and Safe {} (got {recomputed}): refusing to sign",
+            self.safe.chain_id(),
+            self.safe.address()
+        );
+        Ok(detail)
+    }
+
+    /// Approve `hash` off chain as `owner`: an EIP-712 signature, verified and stored.
+    pub async fn approve_with_signature(
+        &self,
+        hash: B256,
+        owner: &PrivateKeySigner,
+    ) -> Result<Submitted> {
+        self.detail_to_approve(hash)?;
+        let OwnerApproval::Signature(signature) =
+            guardian_chain::safe::sign_safe_tx_hash(owner, hash)?
+        else {
+            eyre::bail!("unexpected signature form");
+        };
+        self.submit_signature(hash, owner.address(), &signature.as_bytes())
+            .await
+            .map_err(|e| eyre!("{e}"))
+    }
+
+    /// Approve `hash` on chain with the Safe's `approveHash`, sent by `owner_wallet` (a provider
+    /// signing as an owner). Returns the mined receipt and the approvals counted afterwards.
+    pub async fn approve_onchain(
+        &self,
+        hash: B256,
+        owner_wallet: &DynProvider,
+    ) -> Result<(alloy::rpc::types::TransactionReceipt, usize)> {
+        let detail = self.detail_to_approve(hash)?;
+        let receipt = self.safe.approve_hash_onchain(owner_wallet, hash).await?;
+        let approvals = self.approvals(&detail.proposal).await?.len();
+        Ok((receipt, approvals))
+    }
 }
 
 /// One proposal with its signatures and audit trail, read from `store`.

@@ -16,6 +16,18 @@ pub struct Check {
     pub detail: String,
 }
 
+impl Check {
+    /// A passed check.
+    pub fn pass(name: &str, detail: impl Into<String>) -> Self {
+        Self { name: name.to_owned(), passed: true, detail: detail.into() }
+    }
+
+    /// A failed check; `detail` says which step did not happen.
+    pub fn fail(name: &str, detail: impl Into<String>) -> Self {
+        Self { name: name.to_owned(), passed: false, detail: detail.into() }
+    }
+}
+
 /// A moment in the incident's life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
