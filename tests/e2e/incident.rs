@@ -2,37 +2,17 @@
 //! proposal → one off-chain approval from the CLI and one on-chain `approveHash` → the daemon
 //! executes, verifies `paused()`, and rolls the deployment config back to VaultV1.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use alloy::{
     primitives::{B256, U256, keccak256, utils::parse_ether},
     providers::Provider,
-    signers::local::PrivateKeySigner,
 };
 use guardian_chain::{Testbed, safe::is_paused, testbed::IVault};
 
-use crate::support::{Daemon, eventually, testbed};
+use crate::support::{Daemon, eventually, guardian, key_hex, testbed};
 
 const DEADLINE: Duration = Duration::from_secs(90);
-
-fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(args)
-        .env_remove("GUARDIAN_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("guardian runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn key_hex(key: &PrivateKeySigner) -> String {
-    B256::from(key.to_bytes()).to_string()
-}
 
 async fn code_hash(bed: &Testbed, address: alloy::primitives::Address) -> B256 {
     keccak256(bed.devnet.reader().get_code_at(address).await.expect("code"))

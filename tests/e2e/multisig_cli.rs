@@ -1,7 +1,7 @@
 //! The operators' commands against a real Anvil and Safe: `safe deploy` on a bare chain,
 //! `pause` → `approve` (keystore, then on chain) → executed → `proposals show`, and the HTTP API.
 
-use std::{path::Path, process::Command, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use alloy::{
     primitives::{Address, B256},
@@ -20,25 +20,7 @@ use guardian_core::{
 };
 use guardian_multisig::{Advanced, Multisig, ProposeRequest, Target, api};
 
-use crate::support::{contracts, testbed};
-
-fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guardian"));
-    cmd.args(args).env_remove("GUARDIAN_CONFIG").env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("guardian runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn key_hex(key: &PrivateKeySigner) -> String {
-    B256::from(key.to_bytes()).to_string()
-}
+use crate::support::{contracts, guardian, key_hex, testbed};
 
 #[tokio::test]
 async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {

@@ -264,3 +264,25 @@ pub(crate) fn cursor(db: &Path) -> Option<u64> {
     }
     Store::open(db).ok()?.cursor().ok()?.map(|c| c.number)
 }
+
+/// Run the `guardian` binary with `args` and extra `env`, without the caller's GUARDIAN_CONFIG
+/// or RUST_LOG: (success, stdout, stderr).
+pub(crate) fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .env_remove("GUARDIAN_CONFIG")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("guardian runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A dev key as the 0x-hex string the `--private-key-env` variables hold.
+pub(crate) fn key_hex(key: &alloy::signers::local::PrivateKeySigner) -> String {
+    alloy::primitives::B256::from(key.to_bytes()).to_string()
+}
