@@ -231,3 +231,74 @@ threshold = 3
         assert_eq!(o.block_hash, block.header.hash, "block {} has its real hash", o.block_number);
     }
 }
+
+#[tokio::test]
+async fn switches_away_from_an_endpoint_that_stopped_following_the_chain() {
+    // The first endpoint answers every request but its head never moves: an Anvil forked from
+    // the real chain at its current block, which sees none of the later blocks.
+    let bed = testbed().await;
+    let (toolchain, _) = crate::support::contracts();
+    let stalled = guardian_chain::Devnet::spawn(
+        toolchain,
+        &guardian_chain::DevnetOptions {
+            fork_url: Some(bed.devnet.http_url().to_string()),
+            ..Default::default()
+        },
+    )
+    .expect("forked anvil");
+    let rpc = pool(&[stalled.http_url().to_string(), bed.devnet.http_url().to_string()]);
+    let options = FollowerOptions { stall_after: Duration::from_millis(300), ..Default::default() };
+    let mut follower = Follower::new(
+        rpc.clone(),
+        Store::in_memory().expect("db"),
+        every_withdrawal(&bed),
+        options,
+    );
+    drain_until_idle(&mut follower).await;
+    assert_eq!(rpc.current(), 0, "starts on the first endpoint");
+
+    withdrawals(&bed, bed.targets.vault_v2, 2).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while follower.store().occurrence_count().expect("count") < 2 {
+        assert!(std::time::Instant::now() < deadline, "never left the stalled endpoint");
+        if follower.step().await.expect("step") == Step::Idle {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(rpc.current(), 1, "switched to the endpoint that follows the chain");
+}
+
+#[tokio::test]
+async fn new_heads_resume_after_the_websocket_connection_drops() {
+    let bed = testbed().await;
+    let switch = TcpSwitch::start(bed.devnet.http_url().port().expect("port")).await;
+    let rpc = pool(&[format!("ws://127.0.0.1:{}", switch.port())]);
+    let mut heads = guardian_daemon::heads::spawn(rpc);
+    let reader = bed.devnet.reader();
+    // Wait until subscribed: mine until a head is pushed.
+    let first = loop {
+        reader.anvil_mine(Some(1), None).await.expect("mine");
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), heads.changed()).await
+        {
+            break *heads.borrow_and_update();
+        }
+    };
+
+    // Cut the connection (as a restarting node or a proxy would), then restore it.
+    switch.set_up(false);
+    reader.anvil_mine(Some(1), None).await.expect("mine while down");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    switch.set_up(true);
+    let mut after = 0;
+    for _ in 0..20 {
+        reader.anvil_mine(Some(1), None).await.expect("mine");
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(1500), heads.changed()).await
+        {
+            after = *heads.borrow_and_update();
+            if after > first + 1 {
+                break;
+            }
+        }
+    }
+    assert!(after > first + 1, "heads resumed after the drop (first {first}, after {after})");
+}

@@ -60,6 +60,9 @@ pub struct FollowerOptions {
     pub max_range: u64,
     /// Behind the head by more than this, the follower backfills by ranges.
     pub backfill_threshold: u64,
+    /// When the current endpoint's head has not moved for this long, ask the other endpoints;
+    /// if one is ahead, the current one has stalled and the follower switches.
+    pub stall_after: Duration,
 }
 
 impl Default for FollowerOptions {
@@ -70,6 +73,7 @@ impl Default for FollowerOptions {
             start_block: None,
             max_range: 2_000,
             backfill_threshold: 32,
+            stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct Follower<E> {
     warmed_up: bool,
     range: u64,
     progress: Progress,
+    /// The highest head seen on the current endpoint, and when it last moved.
+    last_head: (u64, Instant),
 }
 
 impl<E: Evaluator> Follower<E> {
@@ -127,6 +133,7 @@ impl<E: Evaluator> Follower<E> {
             warmed_up: false,
             range,
             progress: Progress::new(),
+            last_head: (0, Instant::now()),
         }
     }
 
@@ -142,7 +149,10 @@ impl<E: Evaluator> Follower<E> {
 
     /// Process what is new, once.
     pub async fn step(&mut self) -> Result<Step> {
-        let head = self.rpc.head().await?;
+        let mut head = self.rpc.head().await?;
+        if let Some(ahead) = self.check_stall(head).await {
+            head = ahead;
+        }
         let target = head.saturating_sub(self.options.confirmations);
         let cursor = match self.store.cursor()? {
             Some(cursor) => cursor,
@@ -214,6 +224,42 @@ impl<E: Evaluator> Follower<E> {
                 }
             }
         }
+    }
+
+    /// A node can answer every request yet stop following the chain. When the current
+    /// endpoint's head has not moved for `stall_after`, compare with the others and switch to
+    /// the most advanced one if it is ahead. Returns its head when it switched.
+    async fn check_stall(&mut self, head: u64) -> Option<u64> {
+        if head > self.last_head.0 {
+            self.last_head = (head, Instant::now());
+            return None;
+        }
+        if self.last_head.1.elapsed() < self.options.stall_after || self.rpc.endpoints().len() < 2 {
+            return None;
+        }
+        self.last_head.1 = Instant::now(); // probe at most once per stall period
+        let current = self.rpc.current();
+        let best = self
+            .rpc
+            .heads()
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, h)| h.map(|h| (h, index)))
+            .max()?;
+        if best.0 <= head || best.1 == current {
+            return None;
+        }
+        warn!(
+            stalled = %self.rpc.endpoints()[current].label(),
+            at = head,
+            ahead = %self.rpc.endpoints()[best.1].label(),
+            their_head = best.0,
+            "RPC endpoint stopped following the chain; switching"
+        );
+        self.rpc.switch_to(best.1);
+        self.last_head = (best.0, Instant::now());
+        Some(best.0)
     }
 
     fn log_only(&self) -> bool {
