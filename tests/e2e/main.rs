@@ -13,4 +13,5 @@ mod rehearse;
 mod rollback;
 mod rules_on_chain;
 mod safe_flow;
+mod sender;
 mod support;
