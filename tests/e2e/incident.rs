@@ -102,6 +102,32 @@ keys = [{ config = "smart-accounts-config", pointer = "/contracts/vault/address"
     std::fs::write(dir.join("guardian.toml"), toml).expect("guardian.toml");
 }
 
+/// `guardian run` on the config in `dir`, sending with `executor`, once it follows the chain.
+async fn start_daemon(dir: &Path, executor: &alloy::signers::local::PrivateKeySigner) -> Daemon {
+    let mut daemon = Daemon::start_with_env(
+        &dir.join("guardian.toml"),
+        &dir.join("guardian.log"),
+        &[("TEST_EXECUTOR_KEY", key_hex(executor))],
+    );
+    eventually("the daemon to follow the chain", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        daemon.log().contains("guardian is following the chain").then_some(())
+    })
+    .await;
+    daemon
+}
+
+/// The incident: a deposit, then VaultV2's buggy sponsoredWithdraw drains 2 ether.
+async fn drain_vault(bed: &Testbed) {
+    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("key"));
+    let vault = IVault::new(bed.targets.vault_v2, &user);
+    let deposit = vault.deposit().value(parse_ether("3").expect("ether"));
+    deposit.send().await.expect("sent").get_receipt().await.expect("mined");
+    let attacker = bed.devnet.signer(8).expect("key").address();
+    let drain = vault.sponsoredWithdraw(attacker, parse_ether("2").expect("ether"));
+    drain.send().await.expect("sent").get_receipt().await.expect("mined");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     let bed = testbed().await;
@@ -112,25 +138,8 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     let managed = dir.path().join("smart-accounts-config.json");
     let before = std::fs::read_to_string(&managed).expect("read");
 
-    let mut daemon = Daemon::start_with_env(
-        &config,
-        &dir.path().join("guardian.log"),
-        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))],
-    );
-    eventually("the daemon to follow the chain", DEADLINE, || {
-        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
-        daemon.log().contains("guardian is following the chain").then_some(())
-    })
-    .await;
-
-    // The incident: deposits, then VaultV2's buggy sponsoredWithdraw drains 2 ether.
-    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("key"));
-    let vault = IVault::new(bed.targets.vault_v2, &user);
-    let deposit = vault.deposit().value(parse_ether("3").expect("ether"));
-    deposit.send().await.expect("sent").get_receipt().await.expect("mined");
-    let attacker = bed.devnet.signer(8).expect("key").address();
-    let drain = vault.sponsoredWithdraw(attacker, parse_ether("2").expect("ether"));
-    drain.send().await.expect("sent").get_receipt().await.expect("mined");
+    let mut daemon = start_daemon(dir.path(), &bed.deployer).await;
+    drain_vault(&bed).await;
 
     // A pause proposal appears for the finding.
     let hash = eventually("a pause proposal", DEADLINE, || {
@@ -225,32 +234,10 @@ async fn two_daemons_on_one_safe_execute_the_pause_exactly_once() {
     let (cfg_a, cfg_b) = (cfg_a.to_str().expect("utf-8"), cfg_b.to_str().expect("utf-8"));
     // Two replicas, each with its own database and its own executor key, no coordinator.
     let mut daemons = [
-        Daemon::start_with_env(
-            Path::new(cfg_a),
-            &a.path().join("guardian.log"),
-            &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))],
-        ),
-        Daemon::start_with_env(
-            Path::new(cfg_b),
-            &b.path().join("guardian.log"),
-            &[("TEST_EXECUTOR_KEY", key_hex(&bed.devnet.signer(9).expect("key")))],
-        ),
+        start_daemon(a.path(), &bed.deployer).await,
+        start_daemon(b.path(), &bed.devnet.signer(9).expect("key")).await,
     ];
-    for daemon in &mut daemons {
-        eventually("the daemon to follow the chain", DEADLINE, || {
-            assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
-            daemon.log().contains("guardian is following the chain").then_some(())
-        })
-        .await;
-    }
-
-    let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("key"));
-    let vault = IVault::new(bed.targets.vault_v2, &user);
-    let deposit = vault.deposit().value(parse_ether("3").expect("ether"));
-    deposit.send().await.expect("sent").get_receipt().await.expect("mined");
-    let attacker = bed.devnet.signer(8).expect("key").address();
-    let drain = vault.sponsoredWithdraw(attacker, parse_ether("2").expect("ether"));
-    drain.send().await.expect("sent").get_receipt().await.expect("mined");
+    drain_vault(&bed).await;
 
     // Both replicas derive the same proposal on their own.
     let hash_a = eventually("replica A's proposal", DEADLINE, || pending_pause(cfg_a)).await;

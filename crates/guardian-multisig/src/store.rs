@@ -185,15 +185,7 @@ impl ProposalStore {
     /// Open the guardian database at `path` (created if missing) and its proposal tables.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .wrap_err_with(|| format!("creating the database folder {}", parent.display()))?;
-        }
-        let conn = Connection::open(path)
-            .wrap_err_with(|| format!("opening the guardian database {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let conn = guardian_store::open_connection(path)?;
         conn.execute_batch(SCHEMA)
             .wrap_err_with(|| format!("preparing the proposal tables in {}", path.display()))?;
         Ok(Self { conn })

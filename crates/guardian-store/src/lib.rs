@@ -203,6 +203,27 @@ pub struct NotificationState {
     pub done: bool,
 }
 
+/// Open a connection to the guardian database at `path` (creating it and its folder if needed)
+/// the way every component does: WAL, full fsync, a 10 s busy wait. The daemon's follower, its
+/// notifier and the proposal tables each hold one, so they must agree on these settings.
+pub fn open_connection(path: &Path) -> Result<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .wrap_err_with(|| format!("creating the database folder {}", parent.display()))?;
+    }
+    let conn = Connection::open(path)
+        .wrap_err_with(|| format!("opening the guardian database {}", path.display()))?;
+    configure(&conn).wrap_err_with(|| format!("configuring the database {}", path.display()))?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
 /// The guardian database.
 #[derive(Debug)]
 pub struct Store {
@@ -213,13 +234,7 @@ impl Store {
     /// Open (creating if needed) the database at `path` in WAL mode.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .wrap_err_with(|| format!("creating the database folder {}", parent.display()))?;
-        }
-        let conn = Connection::open(path)
-            .wrap_err_with(|| format!("opening the guardian database {}", path.display()))?;
-        Self::init(conn)
+        Self::init(open_connection(path)?)
             .wrap_err_with(|| format!("preparing the guardian database {}", path.display()))
     }
 
@@ -229,9 +244,7 @@ impl Store {
     }
 
     fn init(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        configure(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
