@@ -144,36 +144,14 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     // A pause proposal appears for the finding.
     let hash = eventually("a pause proposal", DEADLINE, || {
         assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
-        let (ok, stdout, _) = guardian(&["proposals", "list", "--json", "--config", cfg], &[]);
-        let list: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
-        list.as_array()?
-            .iter()
-            .find(|p| p["kind"] == "pause" && p["status"] == "pending")
-            .and_then(|p| p["safe_tx_hash"].as_str().map(str::to_owned))
+        pending_pause(cfg)
     })
     .await;
     assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 
     // One owner signs off chain through the CLI; a second approves on chain.
-    let (ok, stdout, stderr) = guardian(
-        &["approve", &hash, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg],
-        &[("OWNER_KEY", key_hex(&bed.owners[0]))],
-    );
-    assert!(ok, "approve failed:\n{stdout}\n{stderr}");
-    let (ok, stdout, stderr) = guardian(
-        &[
-            "approve",
-            &hash,
-            "--yes",
-            "--onchain",
-            "--private-key-env",
-            "OWNER_KEY",
-            "--config",
-            cfg,
-        ],
-        &[("OWNER_KEY", key_hex(&bed.owners[1]))],
-    );
-    assert!(ok, "approve --onchain failed:\n{stdout}\n{stderr}");
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], true);
 
     // The daemon executes, verifies the pause and rolls the config back to V1.
     let reader = bed.devnet.reader();
@@ -206,6 +184,18 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
         .filter(|n| n.starts_with("smart-accounts-config_") && n.ends_with(".json"))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
+}
+
+/// `guardian approve` of `hash` by `owner` against the daemon behind `cfg`: an off-chain
+/// signature, or `approveHash` on chain.
+fn approve(cfg: &str, hash: &str, owner: &alloy::signers::local::PrivateKeySigner, onchain: bool) {
+    let mut args =
+        vec!["approve", hash, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg];
+    if onchain {
+        args.push("--onchain");
+    }
+    let (ok, stdout, stderr) = guardian(&args, &[("OWNER_KEY", key_hex(owner))]);
+    assert!(ok, "approve (onchain: {onchain}) failed:\n{stdout}\n{stderr}");
 }
 
 /// The pending pause proposal's safeTxHash, as the daemon behind `cfg` lists it.
@@ -245,27 +235,9 @@ async fn two_daemons_on_one_safe_execute_the_pause_exactly_once() {
     assert_eq!(hash_a, hash_b, "same target, calldata and nonce: same safeTxHash");
 
     // Owner 0 hands its signature to both replicas; owner 1 approves on chain once.
-    for cfg in [cfg_a, cfg_b] {
-        let (ok, stdout, stderr) = guardian(
-            &["approve", &hash_a, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg],
-            &[("OWNER_KEY", key_hex(&bed.owners[0]))],
-        );
-        assert!(ok, "approve failed:\n{stdout}\n{stderr}");
-    }
-    let (ok, stdout, stderr) = guardian(
-        &[
-            "approve",
-            &hash_a,
-            "--yes",
-            "--onchain",
-            "--private-key-env",
-            "OWNER_KEY",
-            "--config",
-            cfg_a,
-        ],
-        &[("OWNER_KEY", key_hex(&bed.owners[1]))],
-    );
-    assert!(ok, "approve --onchain failed:\n{stdout}\n{stderr}");
+    approve(cfg_a, &hash_a, &bed.owners[0], false);
+    approve(cfg_b, &hash_a, &bed.owners[0], false);
+    approve(cfg_a, &hash_a, &bed.owners[1], true);
 
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
