@@ -402,8 +402,9 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
         bail!("not approved");
     }
     if args.onchain {
-        let (receipt, approvals) =
-            multisig.approve_onchain(args.hash, &wallet(&config, key.clone())?).await?;
+        let (receipt, approvals) = multisig
+            .approve_onchain(args.hash, &wallet(&config, key.clone())?, key.address())
+            .await?;
         println!("approveHash mined in tx {}", receipt.transaction_hash);
         println!("approvals: {approvals} of {}", multisig.safe().threshold().await?);
         return Ok(());
@@ -454,7 +455,7 @@ async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
             "the RPC serves chain {}, not {chain_id}: refusing to send approveHash",
             onchain.chain_id()
         );
-        let receipt = onchain.approve_hash_onchain(&provider, args.hash).await?;
+        let receipt = onchain.approve_hash_onchain(&provider, key.address(), args.hash).await?;
         println!("approveHash mined in tx {}", receipt.transaction_hash);
         println!(
             "the daemon counts it at its next check (guardian proposals show {} --api …)",

@@ -5,32 +5,49 @@
 
 use std::{path::PathBuf, time::Instant};
 
+use alloy::{primitives::Address, transports::http::reqwest::Url};
 use clap::Args;
-use eyre::{Result, bail};
+use eyre::{Result, WrapErr, bail, eyre};
 use guardian_chain::{Contracts, Toolchain};
-use guardian_rehearse::{Options, Scenario, report};
+use guardian_rehearse::{Fork, Options, Scenario, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct RehearseArgs {
-    /// Which scenario: drain, quiet, revert-storm, or all.
+    /// Which scenarios: all, or any of drain, upgrade, revert-storm, quiet, restart
+    /// (comma-separated).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Where to write report.json, report.md and timeline.svg.
     #[arg(long, default_value = "rehearsal-report")]
     report_dir: PathBuf,
-    /// Chain id for the local chain.
-    #[arg(long, default_value_t = 138)]
-    chain_id: u64,
-    /// Approvals the rehearsal Safe requires (to rehearse your own Safe's layout).
-    #[arg(long, default_value_t = 2)]
-    threshold: u64,
+    /// Chain id for the local chain [default: 138, or `[chain] id` of --config]. On a fork it
+    /// must be the forked chain's.
+    #[arg(long)]
+    chain_id: Option<u64>,
+    /// Approvals the rehearsal Safe requires (to rehearse your own Safe's layout) [default: 2].
+    #[arg(long, conflicts_with = "fork_url")]
+    threshold: Option<u64>,
     /// How many owners approve in the drill (owner 1 off chain, owner 2 on chain, the rest
-    /// off chain).
-    #[arg(long, default_value_t = 2)]
-    approvers: usize,
-    /// Owners of the rehearsal Safe.
-    #[arg(long, default_value_t = 3)]
-    owners: usize,
+    /// off chain) [default: 2; on a fork: the Safe's threshold].
+    #[arg(long)]
+    approvers: Option<usize>,
+    /// Owners of the rehearsal Safe [default: 3].
+    #[arg(long, conflicts_with = "fork_url")]
+    owners: Option<usize>,
+    /// Fork this RPC endpoint (e.g. a chain 138 node) and rehearse against its state with the
+    /// configured Safe, whose owners are impersonated on the fork. Nothing is sent to it.
+    #[arg(long, value_name = "URL")]
+    fork_url: Option<Url>,
+    /// The Safe to rehearse with on the fork [default: `[safe] address` of --config].
+    #[arg(long, requires = "fork_url")]
+    safe: Option<Address>,
+    /// The guardian config naming the Safe (`[safe] address`) and chain id, for --fork-url.
+    #[arg(long, requires = "fork_url")]
+    config: Option<PathBuf>,
+    /// Keep the last scenario's chain, Safe and daemon running after the drill until Ctrl-C,
+    /// to inspect them (`cast`, `guardian proposals list --config …`).
+    #[arg(long)]
+    keep_running: bool,
     /// Seconds to wait for each step guardian must take before its check fails.
     #[arg(long, default_value_t = 20)]
     step_timeout: u64,
@@ -39,17 +56,34 @@ pub(crate) struct RehearseArgs {
 pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
     let started = Instant::now();
     let scenarios = Scenario::select(&args.scenario)?;
-    let options = Options {
-        chain_id: args.chain_id,
-        owners: args.owners,
-        threshold: args.threshold,
-        approvers: args.approvers.min(args.owners),
+    let defaults = Options::default();
+    let owners = args.owners.unwrap_or(defaults.owners);
+    let mut options = Options {
+        chain_id: args.chain_id.unwrap_or(defaults.chain_id),
+        owners,
+        threshold: args.threshold.unwrap_or(defaults.threshold),
+        approvers: args.approvers.unwrap_or(defaults.approvers).min(owners),
         step_timeout: std::time::Duration::from_secs(args.step_timeout),
-        ..Options::default()
+        guardian_exe: Some(std::env::current_exe().wrap_err("locating the guardian executable")?),
+        ..defaults
     };
+    if let Some(url) = args.fork_url {
+        let (safe, chain_id) = fork_target(args.safe, args.config.as_deref())?;
+        options.chain_id = args.chain_id.or(chain_id).unwrap_or(options.chain_id);
+        // 0: as many owners as the Safe's threshold.
+        options.approvers = args.approvers.unwrap_or(0);
+        options.fork = Some(Fork { url, safe });
+    }
     let toolchain = Toolchain::discover()?;
     let contracts = Contracts::compile(&toolchain)?;
-    let report = guardian_rehearse::rehearse(&toolchain, &contracts, &scenarios, &options).await;
+    let (report, kept) = guardian_rehearse::rehearse(
+        &toolchain,
+        &contracts,
+        &scenarios,
+        &options,
+        args.keep_running,
+    )
+    .await;
     report::write(&report, &args.report_dir)?;
 
     let mut failed = Vec::new();
@@ -78,8 +112,36 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         args.report_dir.display(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(kept) = kept {
+        println!("\nkept running (Ctrl-C to stop):");
+        for (name, value) in kept.describe() {
+            println!("  {name:<26} {value}");
+        }
+        tokio::signal::ctrl_c().await.wrap_err("waiting for Ctrl-C")?;
+        println!("stopping");
+        kept.stop().await?;
+    }
     if let Some(first) = failed.first() {
         bail!("rehearsal failed ({} check(s)); first: {first}", failed.len());
     }
     Ok(())
+}
+
+/// The Safe (and chain id) to rehearse with on a fork: `--safe`, else `--config`'s `[safe]`.
+fn fork_target(
+    safe: Option<Address>,
+    config: Option<&std::path::Path>,
+) -> Result<(Address, Option<u64>)> {
+    let config = config.map(guardian_config::Config::load).transpose()?;
+    let chain_id = config.as_ref().map(|c| c.chain.id);
+    if let Some(safe) = safe {
+        return Ok((safe, chain_id));
+    }
+    let config = config.ok_or_else(|| {
+        eyre!("--fork-url needs the Safe whose owners to impersonate: pass --safe ADDRESS or --config guardian.toml")
+    })?;
+    let safe = config.safe.as_ref().ok_or_else(|| {
+        eyre!("{}: no [safe] table; pass --safe ADDRESS", config.source.display())
+    })?;
+    Ok((safe.address, chain_id))
 }

@@ -120,7 +120,11 @@ async fn anomaly_to_verified_pause_with_offchain_and_onchain_approvals() {
 
     // The second owner approves on chain with approveHash.
     bed.safe
-        .approve_hash_onchain(&bed.devnet.provider_for(bed.owners[1].clone()), hash)
+        .approve_hash_onchain(
+            &bed.devnet.provider_for(bed.owners[1].clone()),
+            bed.owners[1].address(),
+            hash,
+        )
         .await
         .expect("approveHash");
     let ticked = ms.tick().await.expect("tick");

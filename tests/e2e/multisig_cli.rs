@@ -67,7 +67,8 @@ async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
     assert_eq!(safe.threshold().await.expect("threshold"), 2);
 
     // It works: the new Safe pauses a contract it owns with two owner signatures.
-    let targets = deploy_targets(&provider, compiled, address).await.expect("targets");
+    let targets =
+        deploy_targets(&provider, compiled, address, Address::ZERO).await.expect("targets");
     let tx = proposal_tx(
         targets.vault_v2,
         guardian_core::proposal::no_arg_calldata("pause()").expect("cd"),

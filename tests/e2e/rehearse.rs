@@ -1,10 +1,18 @@
-//! `guardian rehearse` end to end: the drain scenario passes with its report and timeline, and a
-//! Safe that cannot reach its threshold fails the check of the step that did not happen.
-//!
-//! Run through the binary: the rehearsal sets the executor key variable in its own process,
-//! which must not happen inside this multi-threaded test binary.
+//! `guardian rehearse` end to end, through the binary as operators run it: every scenario
+//! passes with its report and timeline; a Safe that cannot reach its threshold fails the check
+//! of the step that did not happen; `--fork-url` drills against another chain's Safe without
+//! touching that chain; `--keep-running` leaves the stage up until Ctrl-C.
 
-use std::{path::Path, process::Command};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use alloy::providers::Provider;
+use guardian_chain::safe::is_paused;
+
+use crate::support::{GuardianToml, testbed};
 
 fn rehearse(report_dir: &Path, extra: &[&str]) -> (bool, String, String) {
     rehearse_scenario("drain", report_dir, extra)
@@ -31,7 +39,15 @@ fn report(dir: &Path) -> serde_json::Value {
 }
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["scenarios"][0]["checks"]
+    scenario_check(report, 0, name)
+}
+
+fn scenario_check<'a>(
+    report: &'a serde_json::Value,
+    scenario: usize,
+    name: &str,
+) -> &'a serde_json::Value {
+    report["scenarios"][scenario]["checks"]
         .as_array()
         .expect("checks")
         .iter()
@@ -121,4 +137,130 @@ fn rehearse_revert_storm_records_a_critical_finding_and_proposes_a_pause() {
     let finding = check(&report, "Critical revert-rate finding recorded");
     assert!(finding["detail"].as_str().expect("detail").contains("vault-revert-rate"), "{finding}");
     assert_eq!(check(&report, "pause proposed through the Safe")["passed"], true);
+}
+
+#[test]
+fn rehearse_upgrade_and_restart_pause_once_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, stderr) = rehearse_scenario("upgrade,restart", dir.path(), &[]);
+    assert!(ok, "rehearse failed:\n{stdout}\n{stderr}");
+    let report = report(dir.path());
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(report["scenarios"][0]["scenario"], "upgrade");
+    let finding = scenario_check(&report, 0, "Critical implementation-change finding recorded");
+    assert!(
+        finding["detail"].as_str().expect("detail").contains("EIP-1967 implementation"),
+        "{finding}"
+    );
+    assert_eq!(
+        scenario_check(&report, 0, "funds held: sweep() refused while paused")["passed"],
+        true
+    );
+
+    assert_eq!(report["scenarios"][1]["scenario"], "restart");
+    let killed = scenario_check(&report, 1, "daemon killed (SIGKILL) as the drain began");
+    assert_eq!(killed["passed"], true, "{killed}");
+    let once = scenario_check(&report, 1, "anomaly caught exactly once");
+    assert!(
+        once["detail"].as_str().expect("detail").contains("3 occurrences, one for each drain call"),
+        "{once}"
+    );
+    assert!(report["scenarios"][1]["latencies"]["pause_blocks"].as_u64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chain_untouched() {
+    // The "production" chain: a 2-of-3 Safe and the targets it owns, mining only on demand.
+    let bed = testbed().await;
+    let origin = bed.devnet.reader();
+    let head = origin.get_block_number().await.expect("head");
+    let nonce = bed.safe.nonce().await.expect("nonce");
+    let vault_balance = origin.get_balance(bed.targets.vault_v2).await.expect("balance");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("production.toml");
+    // The operators' production config: the Safe and a watched contract on that chain.
+    let toml = GuardianToml::new(&bed, &dir.path().join("production.sqlite"), "");
+    std::fs::write(&config, toml.render()).expect("config");
+    let reports = dir.path().join("report");
+    let url = bed.devnet.http_url().to_string();
+    let args = ["--fork-url", url.as_str(), "--config", config.to_str().expect("utf-8")];
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let reports = reports.clone();
+        let args = args.map(str::to_owned);
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rehearse(&reports, &args)
+        }
+    })
+    .await
+    .expect("rehearse ran");
+    assert!(ok, "rehearse on a fork failed:\n{stdout}\n{stderr}");
+
+    let report = report(&reports);
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert!(report["forked_from"].as_str().expect("forked_from").starts_with("http://"));
+    // The configured Safe's own owners approved, impersonated on the fork.
+    let owner = bed.owners[0].address();
+    let approval = check(
+        &report,
+        &format!("approval 1 of owner {owner} (on-chain approveHash, impersonated)"),
+    );
+    assert_eq!(approval["passed"], true, "{approval}");
+    let paused = check(&report, "pause executed and verified");
+    assert!(paused["detail"].as_str().expect("detail").contains("Safe nonce 1"), "{paused}");
+
+    // The forked chain saw nothing: no block, no Safe transaction, the vault untouched.
+    assert_eq!(origin.get_block_number().await.expect("head"), head);
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), nonce);
+    assert!(!is_paused(&origin, bed.targets.vault_v2).await.expect("paused()"));
+    assert_eq!(origin.get_balance(bed.targets.vault_v2).await.expect("balance"), vault_balance);
+}
+
+#[test]
+fn rehearse_on_a_fork_without_a_safe_says_what_to_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, stderr) = rehearse(dir.path(), &["--fork-url", "http://127.0.0.1:9"]);
+    assert!(!ok);
+    assert!(stderr.contains("pass --safe ADDRESS or --config guardian.toml"), "{stderr}");
+    assert!(!dir.path().join("report.json").exists(), "nothing was rehearsed");
+}
+
+#[test]
+fn rehearse_keep_running_keeps_the_stage_until_interrupted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["rehearse", "--scenario", "quiet", "--keep-running", "--report-dir"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("guardian runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let rpc = loop {
+        let line = lines.next().expect("guardian printed the kept stage").expect("utf-8");
+        seen.push(line.clone());
+        if let Some(url) = line.trim().strip_prefix("rpc") {
+            break url.trim().to_owned();
+        }
+    };
+    assert!(seen.iter().any(|l| l.starts_with("quiet ") && l.contains(" passed ")), "{seen:?}");
+    assert!(dir.path().join("report.json").is_file(), "the report is written before waiting");
+
+    // The chain is still there, mining chain 138, and the daemon still follows it.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let provider = alloy::providers::ProviderBuilder::new().connect_http(rpc.parse().expect("url"));
+    let chain = runtime.block_on(provider.get_chain_id()).expect("the kept Anvil answers");
+    assert_eq!(chain, 138);
+
+    let interrupted =
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(interrupted.success());
+    let status = child.wait().expect("guardian exits");
+    assert!(status.success(), "a passing drill exits 0 after Ctrl-C: {status:?}");
+    let gone = runtime.block_on(provider.get_chain_id());
+    assert!(gone.is_err(), "Anvil stops with the rehearsal");
 }

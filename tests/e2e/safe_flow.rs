@@ -156,7 +156,7 @@ async fn onchain_approve_hash_counts_as_an_approval() {
 
     let approver = &bed.owners[2];
     bed.safe
-        .approve_hash_onchain(&bed.devnet.provider_for(approver.clone()), hash)
+        .approve_hash_onchain(&bed.devnet.provider_for(approver.clone()), approver.address(), hash)
         .await
         .expect("approveHash");
     assert!(bed.safe.is_hash_approved(approver.address(), hash).await.expect("approvedHashes"));

@@ -291,14 +291,17 @@ impl SafeClient {
         Ok(!approved.is_zero())
     }
 
-    /// Approve `hash` on chain from the provider's own account (which must be an owner).
+    /// Approve `hash` on chain as `owner`, sent through `from`: a provider that signs as
+    /// `owner`, or (on an Anvil fork) one whose node impersonates it. The call is simulated as
+    /// `owner` first, so a non-owner is refused before anything is sent.
     pub async fn approve_hash_onchain(
         &self,
         from: &DynProvider,
+        owner: Address,
         hash: B256,
     ) -> Result<TransactionReceipt> {
         let safe = ISafe::new(self.address, from);
-        let call = safe.approveHash(hash);
+        let call = safe.approveHash(hash).from(owner);
         call.call().await.map_err(|e| explain_contract_error(e, "approveHash()"))?;
         let receipt = call
             .send()

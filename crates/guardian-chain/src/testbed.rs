@@ -6,11 +6,12 @@
 //! exercises exactly what the tests check.
 
 use alloy::{
-    primitives::{Address, U256},
-    providers::DynProvider,
+    primitives::{Address, B256, Bytes, U256, b256},
+    providers::{DynProvider, Provider, ext::AnvilApi},
     signers::local::PrivateKeySigner,
+    sol_types::{SolCall, SolValue},
 };
-use eyre::{Result, ensure};
+use eyre::{Result, WrapErr, ensure};
 
 use crate::{
     Contracts, Devnet, DevnetOptions, Toolchain,
@@ -43,7 +44,22 @@ pub struct Targets {
     pub vault_v1: Address,
     /// `VaultV2`: the current vault, which has the bug the rehearsal exploits.
     pub vault_v2: Address,
+    /// The upgradeable vault: an OpenZeppelin `TransparentUpgradeableProxy` in front of
+    /// `VaultLogicV1`, paused by the Safe, upgraded through a ProxyAdmin owned by the release key.
+    pub proxied_vault: Address,
+    /// `VaultLogicV1`: the implementation the proxied vault was deployed with.
+    pub vault_logic_v1: Address,
+    /// The ProxyAdmin the proxy created (ERC-1967 admin slot), owned by the release key.
+    pub proxy_admin: Address,
 }
+
+/// The dev account that owns the proxied vault's ProxyAdmin: the "release key" a team keeps for
+/// upgrades, separate from the Safe that pauses.
+pub const RELEASE_KEY_INDEX: usize = 9;
+
+/// ERC-1967 admin slot: `bytes32(uint256(keccak256("eip1967.proxy.admin")) - 1)`.
+pub const EIP1967_ADMIN_SLOT: B256 =
+    b256!("0xb53127684a568b3173ae13b9f8a6016e243e63b6e8ee1178d6a717850b5d6103");
 
 /// A running chain with a Safe and the targets it owns. Anvil dies when this is dropped.
 #[derive(Debug)]
@@ -54,6 +70,8 @@ pub struct Testbed {
     pub deployer: PrivateKeySigner,
     /// The Safe's owners, in dev-account order.
     pub owners: Vec<PrivateKeySigner>,
+    /// Dev account [`RELEASE_KEY_INDEX`]: owns the proxied vault's ProxyAdmin.
+    pub release_key: PrivateKeySigner,
     /// The Safe infrastructure contracts.
     pub singletons: SafeSingletons,
     /// The operators' Safe.
@@ -64,14 +82,21 @@ pub struct Testbed {
 
 impl Testbed {
     /// Start Anvil, deploy Safe 1.4.1 and the targets, and hand the targets to the Safe.
+    ///
+    /// Everything is deployed with a block per transaction; interval mining (if asked for)
+    /// starts afterwards, so a stage with one-second blocks is ready in well under a second.
     pub async fn start(
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &TestbedOptions,
     ) -> Result<Self> {
         ensure!(options.owners >= 1, "a Safe needs at least one owner");
-        let devnet = Devnet::spawn(toolchain, &options.devnet)?;
+        let devnet = Devnet::spawn(
+            toolchain,
+            &DevnetOptions { block_time: None, ..options.devnet.clone() },
+        )?;
         let deployer = devnet.signer(0)?;
+        let release_key = devnet.signer(RELEASE_KEY_INDEX)?;
         let owners = (1..=options.owners).map(|i| devnet.signer(i)).collect::<Result<Vec<_>>>()?;
         let provider = devnet.provider_for(deployer.clone());
 
@@ -81,8 +106,15 @@ impl Testbed {
             .create_safe(&provider, &owner_addresses, options.threshold, U256::ZERO)
             .await?;
         let safe = SafeClient::connect(provider.clone(), safe_address).await?;
-        let targets = deploy_targets(&provider, contracts, safe_address).await?;
-        Ok(Self { devnet, deployer, owners, singletons, safe, targets })
+        let targets =
+            deploy_targets(&provider, contracts, safe_address, release_key.address()).await?;
+        if let Some(seconds) = options.devnet.block_time {
+            provider
+                .anvil_set_interval_mining(seconds)
+                .await
+                .wrap_err("switching Anvil to interval mining")?;
+        }
+        Ok(Self { devnet, deployer, owners, release_key, singletons, safe, targets })
     }
 
     /// A provider that signs as the deployer / executor.
@@ -91,18 +123,30 @@ impl Testbed {
     }
 }
 
-/// Deploy the project's pausable contracts with `owner` (the Safe) as their owner.
+/// Deploy the project's pausable contracts with `owner` (the Safe) as their owner, and the
+/// proxied vault with its ProxyAdmin owned by `release_key`.
 pub async fn deploy_targets(
     provider: &DynProvider,
     contracts: &Contracts,
     owner: Address,
+    release_key: Address,
 ) -> Result<Targets> {
     let args = encode_address(owner);
-    Ok(Targets {
-        factory: deploy(provider, contracts.get("SmartAccountFactory")?, &args).await?,
-        vault_v1: deploy(provider, contracts.get("VaultV1")?, &args).await?,
-        vault_v2: deploy(provider, contracts.get("VaultV2")?, &args).await?,
-    })
+    let factory = deploy(provider, contracts.get("SmartAccountFactory")?, &args).await?;
+    let vault_v1 = deploy(provider, contracts.get("VaultV1")?, &args).await?;
+    let vault_v2 = deploy(provider, contracts.get("VaultV2")?, &args).await?;
+    let vault_logic_v1 = deploy(provider, contracts.get("VaultLogicV1")?, &[]).await?;
+    let init = IVaultLogic::initializeCall { owner_: owner }.abi_encode();
+    let proxy_args = (vault_logic_v1, release_key, Bytes::from(init)).abi_encode_params();
+    let proxied_vault =
+        deploy(provider, contracts.get("TransparentUpgradeableProxy")?, &proxy_args).await?;
+    let admin = provider.get_storage_at(proxied_vault, EIP1967_ADMIN_SLOT.into()).await?;
+    let proxy_admin = Address::from_word(admin.into());
+    ensure!(
+        !proxy_admin.is_zero(),
+        "the proxied vault {proxied_vault} has no ProxyAdmin in its ERC-1967 admin slot"
+    );
+    Ok(Targets { factory, vault_v1, vault_v2, proxied_vault, vault_logic_v1, proxy_admin })
 }
 
 alloy::sol! {
@@ -117,5 +161,21 @@ alloy::sol! {
         function solvent() external view returns (bool);
         event Deposited(address indexed account, uint256 amount);
         event Withdrawn(address indexed account, address indexed to, uint256 amount);
+    }
+
+    /// The proxied vault's logic (`contracts/src/ProxiedVault.sol`).
+    #[sol(rpc)]
+    interface IVaultLogic {
+        function initialize(address owner_) external;
+        function owner() external view returns (address);
+        function sweep(address to) external;
+    }
+
+    /// OpenZeppelin 5 `ProxyAdmin`: the only way to upgrade a transparent proxy.
+    #[sol(rpc)]
+    interface IProxyAdmin {
+        function owner() external view returns (address);
+        function upgradeAndCall(address proxy, address implementation, bytes data) external payable;
+        event Upgraded(address indexed implementation);
     }
 }

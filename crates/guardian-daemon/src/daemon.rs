@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use alloy::providers::Provider;
+use alloy::{providers::Provider, signers::local::PrivateKeySigner};
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_config::Config;
 use guardian_store::Store;
@@ -22,7 +22,27 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Refuses to start when a reachable endpoint serves another chain than the configured one or
 /// the database belongs to another chain; while no endpoint is reachable it waits with backoff.
-pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+    run_with(config, shutdown, Executor::FromConfig).await
+}
+
+/// Where the daemon's executor key (the account that sends `execTransaction`) comes from.
+#[derive(Debug, Clone, Default)]
+pub enum Executor {
+    /// The variable `[safe] executor_key_env` names, as `guardian run` reads it.
+    #[default]
+    FromConfig,
+    /// A key handed over in-process (the rehearsal's dev key), so nothing touches the process
+    /// environment.
+    Key(PrivateKeySigner),
+}
+
+/// [`run`], with the executor key given explicitly.
+pub async fn run_with(
+    config: &Config,
+    mut shutdown: watch::Receiver<bool>,
+    executor: Executor,
+) -> Result<()> {
     let place = config.source.display().to_string();
     let endpoints = config
         .rpc
@@ -111,7 +131,7 @@ pub async fn run(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result
                 })
                 .await?;
             Some(
-                pauser::Pauser::start(config, provider)
+                pauser::Pauser::start(config, provider, executor)
                     .await
                     .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?,
             )

@@ -63,8 +63,15 @@ pub struct Pauser {
 impl Pauser {
     /// Read the executor key and connect to the Safe; refuses on a wrong chain, a missing key
     /// variable or a Safe that is not 1.4.1, so `guardian run` fails at start, not mid-incident.
-    pub async fn start(config: &Config, provider: DynProvider) -> Result<Self> {
-        let executor = executor_key(config)?;
+    pub async fn start(
+        config: &Config,
+        provider: DynProvider,
+        executor: crate::daemon::Executor,
+    ) -> Result<Self> {
+        let executor = match executor {
+            crate::daemon::Executor::FromConfig => executor_key(config)?,
+            crate::daemon::Executor::Key(key) => Some(key),
+        };
         if executor.is_none() {
             warn!(
                 "no [safe] executor_key_env: proposals are made and approvals collected, but this replica does not execute"

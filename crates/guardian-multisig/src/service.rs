@@ -710,15 +710,17 @@ impl Multisig {
             .map_err(|e| eyre!("{e}"))
     }
 
-    /// Approve `hash` on chain with the Safe's `approveHash`, sent by `owner_wallet` (a provider
-    /// signing as an owner). Returns the mined receipt and the approvals counted afterwards.
+    /// Approve `hash` on chain with the Safe's `approveHash`, sent as `owner` by `owner_wallet`
+    /// (a provider signing as that owner, or impersonating it on an Anvil fork). Returns the
+    /// mined receipt and the approvals counted afterwards.
     pub async fn approve_onchain(
         &self,
         hash: B256,
         owner_wallet: &DynProvider,
+        owner: Address,
     ) -> Result<(alloy::rpc::types::TransactionReceipt, usize)> {
         let detail = self.detail_to_approve(hash)?;
-        let receipt = self.safe.approve_hash_onchain(owner_wallet, hash).await?;
+        let receipt = self.safe.approve_hash_onchain(owner_wallet, owner, hash).await?;
         let approvals = self.approvals(&detail.proposal).await?.len();
         Ok((receipt, approvals))
     }

@@ -7,17 +7,21 @@
 //! `report.json`, `report.md` and an SVG timeline; [`report::write`] is the only function here
 //! that writes the report files.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
+use alloy::{primitives::Address, transports::http::reqwest::Url};
 use eyre::{Result, bail};
 use guardian_chain::{Contracts, Toolchain};
 use tracing::info;
 
 mod drain;
+mod drill;
 mod quiet;
 pub mod report;
+mod restart;
 mod revert_storm;
 pub mod stage;
+mod upgrade;
 
 use report::{Check, Report, ScenarioReport};
 
@@ -27,38 +31,59 @@ pub enum Scenario {
     /// VaultV2 drained through its buggy `sponsoredWithdraw`: finding → pause through the Safe
     /// → config rolled back to VaultV1 → backup restored.
     Drain,
-    /// Ordinary deposits and withdrawals for about ten blocks: no finding, no proposal.
-    Quiet,
+    /// The release key swaps the proxied vault's implementation: finding → pause through the
+    /// Safe → the rogue `sweep()` refused.
+    Upgrade,
     /// A third of the calls to the vault revert: Critical revert-rate finding, pause proposed.
     RevertStorm,
+    /// Ordinary deposits and withdrawals for about ten blocks: no finding, no proposal.
+    Quiet,
+    /// The daemon (a `guardian run` process) is killed as the drain begins and restarted: the
+    /// drain is caught once.
+    Restart,
 }
 
 impl Scenario {
-    /// Every implemented scenario, in the order `all` runs them.
-    pub const ALL: [Self; 3] = [Self::Drain, Self::Quiet, Self::RevertStorm];
+    /// Every scenario, in the order `all` runs them.
+    pub const ALL: [Self; 5] =
+        [Self::Drain, Self::Upgrade, Self::RevertStorm, Self::Quiet, Self::Restart];
 
     /// The name on the command line and in the report.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Drain => "drain",
-            Self::Quiet => "quiet",
+            Self::Upgrade => "upgrade",
             Self::RevertStorm => "revert-storm",
+            Self::Quiet => "quiet",
+            Self::Restart => "restart",
         }
     }
 
-    /// `all` or one scenario's name.
-    pub fn select(name: &str) -> Result<Vec<Self>> {
-        if name == "all" {
+    /// `all`, one scenario's name, or several separated by commas.
+    pub fn select(names: &str) -> Result<Vec<Self>> {
+        if names == "all" {
             return Ok(Self::ALL.to_vec());
         }
-        match Self::ALL.into_iter().find(|s| s.name() == name) {
-            Some(s) => Ok(vec![s]),
-            None => {
-                let names: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
-                bail!("unknown scenario {name:?} (known: all, {})", names.join(", "))
-            }
-        }
+        names
+            .split(',')
+            .map(|name| match Self::ALL.into_iter().find(|s| s.name() == name.trim()) {
+                Some(s) => Ok(s),
+                None => {
+                    let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
+                    bail!("unknown scenario {name:?} (known: all, {})", known.join(", "))
+                }
+            })
+            .collect()
     }
+}
+
+/// Rehearse against a fork of a live chain instead of a fresh one.
+#[derive(Debug, Clone)]
+pub struct Fork {
+    /// The RPC endpoint to fork. Only read, never written to.
+    pub url: Url,
+    /// The operators' Safe on that chain: its owners are impersonated on the fork.
+    pub safe: Address,
 }
 
 /// How to lay out every scenario's stage.
@@ -68,16 +93,21 @@ pub struct Options {
     pub chain_id: u64,
     /// Seconds between blocks (interval mining, like chain 138).
     pub block_time: u64,
-    /// Safe owners (dev accounts 1..=owners).
+    /// Safe owners (dev accounts 1..=owners). Ignored on a fork (the Safe's own owners).
     pub owners: usize,
-    /// Approvals the Safe requires.
+    /// Approvals the Safe requires. Ignored on a fork (the Safe's own threshold).
     pub threshold: u64,
-    /// How many owners approve in the drill: owner 1 signs off chain, owner 2 calls
-    /// `approveHash` on chain, any further owner signs off chain.
+    /// How many owners approve in the drill (`0`: as many as the Safe's threshold): owner 1
+    /// signs off chain, owner 2 calls `approveHash` on chain, any further owner signs off
+    /// chain. On a fork every owner approves on chain, impersonated.
     pub approvers: usize,
     /// How long to wait for each step the daemon must take (finding, proposal, execution,
     /// rollback) before the check fails.
     pub step_timeout: Duration,
+    /// Fork this chain and use its Safe instead of deploying one.
+    pub fork: Option<Fork>,
+    /// The `guardian` executable, for scenarios that run the daemon as a process (`restart`).
+    pub guardian_exe: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -89,44 +119,97 @@ impl Default for Options {
             threshold: 2,
             approvers: 2,
             step_timeout: Duration::from_secs(20),
+            fork: None,
+            guardian_exe: None,
         }
     }
 }
 
-/// Run `scenarios` one after the other, each on its own stage, and collect the report.
+/// The last scenario's stage, kept running after the drill (`--keep-running`): its Anvil, Safe,
+/// contracts, config and daemon, for the operator to inspect.
+pub struct Kept(stage::Stage);
+
+impl Kept {
+    /// What to connect to, one `name: value` per line.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let world = &self.0.world;
+        let targets = &world.targets;
+        let mut lines = vec![
+            ("rpc", world.devnet.http_url().to_string()),
+            ("chain id", world.devnet.chain_id().to_string()),
+            ("safe", world.safe.address().to_string()),
+            ("vault (VaultV2)", targets.vault_v2.to_string()),
+            ("previous vault (VaultV1)", targets.vault_v1.to_string()),
+            ("proxied vault", targets.proxied_vault.to_string()),
+            ("factory", targets.factory.to_string()),
+            ("config", self.0.config.source.display().to_string()),
+        ];
+        match &world.forked_from {
+            Some(url) => lines.push(("forked from", format!("{url} (owners impersonated)"))),
+            None => lines.push(("owner keys", "Anvil dev accounts 1 and up".into())),
+        }
+        lines
+    }
+
+    /// Stop the daemon; Anvil and the stage folder go with it.
+    pub async fn stop(self) -> Result<()> {
+        self.0.stop().await
+    }
+}
+
+/// Run `scenarios` one after the other, each on its own stage, and collect the report. With
+/// `keep_running`, the last scenario's stage is handed back instead of stopped.
 pub async fn rehearse(
     toolchain: &Toolchain,
     contracts: &Contracts,
     scenarios: &[Scenario],
     options: &Options,
-) -> Report {
+    keep_running: bool,
+) -> (Report, Option<Kept>) {
     let mut reports = Vec::with_capacity(scenarios.len());
-    for &scenario in scenarios {
+    let mut kept = None;
+    for (index, &scenario) in scenarios.iter().enumerate() {
         info!(scenario = scenario.name(), "rehearsing");
-        let report = match stage::Stage::start(toolchain, contracts, options).await {
-            Ok(stage) => {
+        // `restart` starts its own daemon, as a process; the others get one in-process.
+        let stage = if scenario == Scenario::Restart {
+            stage::Stage::prepare(toolchain, contracts, options).await
+        } else {
+            stage::Stage::start(toolchain, contracts, options).await
+        };
+        let report = match stage {
+            Ok(mut stage) => {
                 let report = match scenario {
                     Scenario::Drain => drain::run(&stage, options).await,
-                    Scenario::Quiet => quiet::run(&stage, options).await,
+                    Scenario::Upgrade => upgrade::run(&stage, options, contracts).await,
                     Scenario::RevertStorm => revert_storm::run(&stage, options).await,
+                    Scenario::Quiet => quiet::run(&stage, options).await,
+                    Scenario::Restart => restart::run(&mut stage, options).await,
                 };
-                let stopped = stage.stop().await;
-                with_clean_stop(report, stopped)
+                if keep_running && index + 1 == scenarios.len() {
+                    kept = Some(Kept(stage));
+                    report
+                } else {
+                    let stopped = stage.stop().await;
+                    with_clean_stop(report, stopped)
+                }
             }
             Err(error) => ScenarioReport::new(
                 scenario.name(),
-                vec![Check {
-                    name: "stage started".into(),
-                    passed: false,
-                    detail: format!("{error:#}"),
-                }],
+                vec![Check::fail("stage started", format!("{error:#}"))],
                 vec![],
                 report::Latencies::default(),
             ),
         };
         reports.push(report);
     }
-    Report::new(options.chain_id, reports)
+    let mut report = Report::new(options.chain_id, reports);
+    report.forked_from = options.fork.as_ref().map(|f| redact(&f.url));
+    (report, kept)
+}
+
+/// An RPC URL without credentials, path or query (they may hold API keys).
+fn redact(url: &Url) -> String {
+    guardian_daemon::rpc::redact(url)
 }
 
 /// Add "daemon stopped cleanly" to a scenario's checks.
@@ -138,50 +221,4 @@ fn with_clean_stop(mut report: ScenarioReport, stopped: Result<()>) -> ScenarioR
     report.checks.push(check);
     report.passed = report.checks.iter().all(|c| c.passed);
     report
-}
-
-/// The check list of one scenario. Steps depend on each other: once one fails, the rest are
-/// recorded as not reached, naming the step that did not happen.
-#[derive(Debug, Default)]
-pub(crate) struct Checklist {
-    checks: Vec<Check>,
-    blocked_by: Option<String>,
-}
-
-impl Checklist {
-    pub(crate) fn pass(&mut self, name: &str, detail: impl Into<String>) {
-        self.checks.push(Check::pass(name, detail));
-    }
-
-    /// Record a failed step; every later step is blocked by it.
-    pub(crate) fn fail(&mut self, name: &str, detail: impl Into<String>) {
-        self.checks.push(Check::fail(name, detail));
-        self.blocked_by.get_or_insert_with(|| name.to_owned());
-    }
-
-    /// Record `outcome` of step `name`: its detail on success, the error on failure.
-    pub(crate) fn record(&mut self, name: &str, outcome: Result<String>) -> bool {
-        match outcome {
-            Ok(detail) => {
-                self.pass(name, detail);
-                true
-            }
-            Err(error) => {
-                self.fail(name, format!("{error:#}"));
-                false
-            }
-        }
-    }
-
-    /// Record the steps that were never tried because an earlier one failed.
-    pub(crate) fn not_reached(&mut self, names: &[&str]) {
-        let cause = self.blocked_by.clone().unwrap_or_else(|| "an earlier step".into());
-        for name in names {
-            self.checks.push(Check::fail(name, format!("not reached: \"{cause}\" did not happen")));
-        }
-    }
-
-    pub(crate) fn into_checks(self) -> Vec<Check> {
-        self.checks
-    }
 }

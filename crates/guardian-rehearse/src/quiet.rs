@@ -6,8 +6,9 @@ use eyre::{Result, bail, ensure};
 use guardian_chain::{safe::is_paused, testbed::IVault};
 
 use crate::{
-    Checklist, Options,
-    report::{Event, Latencies, ScenarioReport},
+    Options,
+    drill::Drill,
+    report::ScenarioReport,
     stage::{Clock, Stage, poll},
 };
 
@@ -18,57 +19,24 @@ const TRAFFIC: &str = "ordinary traffic mined";
 const FOLLOWED: &str = "daemon followed every block";
 const NO_FINDING: &str = "no finding";
 const NO_PROPOSAL: &str = "no pause proposal";
-const RUNNING: &str = "vault still running";
+const RUNNING: &str = "vaults still running";
 
 pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
-    let mut list = Checklist::default();
-    let mut timeline = Vec::new();
-    steps(stage, options, &mut list, &mut timeline).await;
-    ScenarioReport::new("quiet", list.into_checks(), timeline, Latencies::default())
+    let mut drill = Drill::new([TRAFFIC, FOLLOWED, NO_FINDING, NO_PROPOSAL, RUNNING]);
+    steps(stage, options, &mut drill).await;
+    drill.report("quiet")
 }
 
-async fn steps(stage: &Stage, options: &Options, list: &mut Checklist, timeline: &mut Vec<Event>) {
-    let (clock, last, detail) = match traffic(stage).await {
-        Ok(done) => done,
-        Err(error) => {
-            list.fail(TRAFFIC, format!("{error:#}"));
-            list.not_reached(&[FOLLOWED, NO_FINDING, NO_PROPOSAL, RUNNING]);
-            return;
-        }
-    };
-    timeline.push(Event { label: "traffic started".into(), block: clock.block, ms: 0 });
-    timeline.push(clock.event("traffic ended", last));
-    list.pass(TRAFFIC, detail);
+async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
+    let Some((clock, last)) = drill.list.step(TRAFFIC, traffic(stage).await) else { return };
+    drill.anomaly(&clock, "traffic started");
+    drill.mark(&clock, "traffic ended", last);
 
-    let caught_up = poll(options.step_timeout, || async {
-        Ok(stage.cursor()?.filter(|&cursor| cursor >= last))
-    })
-    .await;
-    match caught_up {
-        Ok(Some(cursor)) => {
-            timeline.push(clock.event("daemon caught up", cursor));
-            list.pass(FOLLOWED, format!("cursor at block {cursor}, traffic ended in block {last}"));
-        }
-        Ok(None) => {
-            let cursor = stage.cursor().ok().flatten();
-            list.fail(
-                FOLLOWED,
-                format!(
-                    "the daemon's cursor is at {cursor:?}, short of block {last}, after {:?}",
-                    options.step_timeout
-                ),
-            );
-            list.not_reached(&[NO_FINDING, NO_PROPOSAL, RUNNING]);
-            return;
-        }
-        Err(error) => {
-            list.fail(FOLLOWED, format!("{error:#}"));
-            list.not_reached(&[NO_FINDING, NO_PROPOSAL, RUNNING]);
-            return;
-        }
-    }
+    let caught_up = caught_up(stage, options, last).await;
+    let Some(cursor) = drill.list.step(FOLLOWED, caught_up) else { return };
+    drill.mark(&clock, "daemon caught up", cursor);
 
-    list.record(
+    drill.list.record(
         NO_FINDING,
         stage.findings().and_then(|findings| {
             if findings.is_empty() {
@@ -87,9 +55,9 @@ async fn steps(stage: &Stage, options: &Options, list: &mut Checklist, timeline:
             }
         }),
     );
-    list.record(
+    drill.list.record(
         NO_PROPOSAL,
-        stage.multisig.list(None).and_then(|proposals| {
+        stage.multisig().and_then(|m| m.list(None)).and_then(|proposals| {
             ensure!(
                 proposals.is_empty(),
                 "{} proposal(s) made, first: {}",
@@ -99,19 +67,42 @@ async fn steps(stage: &Stage, options: &Options, list: &mut Checklist, timeline:
             Ok("the Safe was asked for nothing".into())
         }),
     );
-    let paused = is_paused(&stage.bed.devnet.reader(), stage.bed.targets.vault_v2).await;
-    list.record(
-        RUNNING,
-        paused.and_then(|paused| {
-            ensure!(!paused, "VaultV2 is paused");
-            Ok("VaultV2.paused() == false".into())
-        }),
-    );
+    let reader = stage.world.reader();
+    let mut running = Vec::new();
+    for address in [stage.world.targets.vault_v2, stage.world.targets.proxied_vault] {
+        running.push(is_paused(&reader, address).await.and_then(|paused| {
+            ensure!(!paused, "{address} is paused");
+            Ok(format!("{address}.paused() == false"))
+        }));
+    }
+    drill
+        .list
+        .record(RUNNING, running.into_iter().collect::<Result<Vec<_>>>().map(|d| d.join("; ")));
+}
+
+/// Wait until the daemon's cursor reaches `last`.
+pub(crate) async fn caught_up(
+    stage: &Stage,
+    options: &Options,
+    last: u64,
+) -> Result<(u64, String)> {
+    let cursor = poll(options.step_timeout, || async {
+        Ok(stage.cursor()?.filter(|&cursor| cursor >= last))
+    })
+    .await?;
+    match cursor {
+        Some(cursor) => Ok((cursor, format!("cursor at block {cursor}, past block {last}"))),
+        None => bail!(
+            "the daemon's cursor is at {:?}, short of block {last}, after {:?}",
+            stage.cursor()?,
+            options.step_timeout
+        ),
+    }
 }
 
 /// Deposits and withdrawals, one transaction a block, for [`BLOCKS`] blocks.
-async fn traffic(stage: &Stage) -> Result<(Clock, u64, String)> {
-    let bed = &stage.bed;
+async fn traffic(stage: &Stage) -> Result<((Clock, u64), String)> {
+    let bed = &stage.world;
     let users = [bed.devnet.signer(6)?, bed.devnet.signer(7)?];
     let wallets: Vec<_> = users.iter().map(|u| bed.devnet.provider_for(u.clone())).collect();
     let vaults: Vec<_> = wallets.iter().map(|w| IVault::new(bed.targets.vault_v2, w)).collect();
@@ -133,8 +124,7 @@ async fn traffic(stage: &Stage) -> Result<(Clock, u64, String)> {
         last = receipt.block_number.unwrap_or(last + 1);
     }
     Ok((
-        clock,
-        last,
+        (clock, last),
         format!(
             "{deposits} deposits of 0.3 ETH and {withdrawals} withdrawals of 0.1 ETH in blocks {}..={last}",
             start + 1

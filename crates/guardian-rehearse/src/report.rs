@@ -86,6 +86,10 @@ impl ScenarioReport {
 pub struct Report {
     /// Chain id the drill ran on.
     pub chain_id: u64,
+    /// The RPC endpoint the drill's chain was forked from (`--fork-url`), if any. The URL is
+    /// shown without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<String>,
     /// True when every scenario passed.
     pub passed: bool,
     /// Each scenario.
@@ -96,7 +100,7 @@ impl Report {
     /// A report over `scenarios`; `passed` is derived.
     pub fn new(chain_id: u64, scenarios: Vec<ScenarioReport>) -> Self {
         let passed = !scenarios.is_empty() && scenarios.iter().all(|s| s.passed);
-        Self { chain_id, passed, scenarios }
+        Self { chain_id, forked_from: None, passed, scenarios }
     }
 
     /// `report.md`.
@@ -104,7 +108,11 @@ impl Report {
         let mut md = String::new();
         let verdict = if self.passed { "PASSED" } else { "FAILED" };
         let _ = writeln!(md, "# guardian rehearsal: {verdict}\n");
-        let _ = writeln!(md, "Chain id {}. Timeline picture: `timeline.svg`.\n", self.chain_id);
+        let _ = write!(md, "Chain id {}", self.chain_id);
+        if let Some(url) = &self.forked_from {
+            let _ = write!(md, ", forked from {url} (the forked chain itself is never written to)");
+        }
+        let _ = writeln!(md, ". Timeline picture: `timeline.svg`.\n");
         for s in &self.scenarios {
             let _ = writeln!(
                 md,

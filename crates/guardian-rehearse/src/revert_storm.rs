@@ -10,10 +10,10 @@ use guardian_chain::testbed::IVault;
 use guardian_core::severity::Severity;
 
 use crate::{
-    Checklist, Options,
-    drain::wait_proposal,
-    report::{Event, Latencies, ScenarioReport},
-    stage::{Clock, Stage, poll},
+    Options,
+    drill::{Drill, PROPOSAL, wait_proposal},
+    report::ScenarioReport,
+    stage::{Clock, Stage},
 };
 
 /// Successful calls, then failing ones: 4 of 12 (33 %) revert.
@@ -22,91 +22,28 @@ const BAD: usize = 4;
 
 const STORM: &str = "revert storm mined";
 const FINDING: &str = "Critical revert-rate finding recorded";
-const PROPOSAL: &str = "pause proposed through the Safe";
 
 pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
-    let mut list = Checklist::default();
-    let mut timeline = Vec::new();
-    let mut latencies = Latencies::default();
-    steps(stage, options, &mut list, &mut timeline, &mut latencies).await;
-    ScenarioReport::new("revert-storm", list.into_checks(), timeline, latencies)
+    let mut drill = Drill::new([STORM, FINDING, PROPOSAL]);
+    steps(stage, options, &mut drill).await;
+    drill.report("revert-storm")
 }
 
-async fn steps(
-    stage: &Stage,
-    options: &Options,
-    list: &mut Checklist,
-    timeline: &mut Vec<Event>,
-    latencies: &mut Latencies,
-) {
-    let (clock, detail) = match storm(stage).await {
-        Ok(done) => done,
-        Err(error) => {
-            list.fail(STORM, format!("{error:#}"));
-            list.not_reached(&[FINDING, PROPOSAL]);
-            return;
-        }
-    };
-    list.pass(STORM, detail);
-    timeline.push(Event { label: "first revert mined".into(), block: clock.block, ms: 0 });
-
-    let found = poll(options.step_timeout, || async {
-        Ok(stage.findings()?.into_iter().find(|f| f.finding.rule == "vault-revert-rate"))
-    })
-    .await;
-    let finding = match found {
-        Ok(Some(f)) if f.finding.severity == Severity::Critical => f,
-        Ok(Some(f)) => {
-            list.fail(FINDING, format!("recorded as {:?}, not Critical", f.finding.severity));
-            list.not_reached(&[PROPOSAL]);
-            return;
-        }
-        Ok(None) => {
-            list.fail(FINDING, format!("no revert-rate finding within {:?}", options.step_timeout));
-            list.not_reached(&[PROPOSAL]);
-            return;
-        }
-        Err(error) => {
-            list.fail(FINDING, format!("{error:#}"));
-            list.not_reached(&[PROPOSAL]);
-            return;
-        }
-    };
-    let head = stage.head().await.unwrap_or(clock.block);
-    timeline.push(clock.event("finding recorded", head));
-    latencies.detection_ms = Some(clock.ms());
-    latencies.detection_blocks = Some(head.saturating_sub(clock.block));
-    let values = &finding.finding.evidence.values;
-    list.pass(
-        FINDING,
-        format!(
-            "#{} {}: {} failed of {} ({})",
-            finding.id,
-            finding.finding.rule,
-            values.get("failed").map_or("?", String::as_str),
-            values.get("total").map_or("?", String::as_str),
-            finding.finding.summary
-        ),
-    );
-
-    match wait_proposal(stage, options).await {
-        Ok(p) => {
-            timeline.push(clock.event("pause proposed", stage.head().await.unwrap_or(head)));
-            list.pass(
-                PROPOSAL,
-                format!(
-                    "pause() on vault at Safe nonce {}, safeTxHash {}",
-                    p.nonce, p.safe_tx_hash
-                ),
-            );
-        }
-        Err(error) => list.fail(PROPOSAL, format!("{error:#}")),
+async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
+    let Some(clock) = drill.list.step(STORM, storm(stage).await) else { return };
+    drill.anomaly(&clock, "first revert mined");
+    let rule = "vault-revert-rate";
+    if drill.finding(stage, options, &clock, FINDING, rule, Severity::Critical).await.is_none() {
+        return;
+    }
+    if drill.list.step(PROPOSAL, wait_proposal(stage, options, "vault").await).is_some() {
+        drill.mark(&clock, "pause proposed", stage.head().await.unwrap_or(clock.block));
     }
 }
 
 /// Deposits that succeed, then withdrawals above the balance that revert on chain.
 async fn storm(stage: &Stage) -> Result<(Clock, String)> {
-    let bed = &stage.bed;
+    let bed = &stage.world;
     let vault_address = bed.targets.vault_v2;
     let users = [bed.devnet.signer(6)?, bed.devnet.signer(7)?];
     let wallets: Vec<_> = users.iter().map(|u| bed.devnet.provider_for(u.clone())).collect();

@@ -1,47 +1,90 @@
-//! One scenario's world: Anvil chain 138 mining a block a second, the Safe and the vaults from
-//! [`Testbed`], a rehearsal config in a temporary folder, and the daemon running in-process.
+//! One scenario's world: Anvil chain 138 mining a block a second, the operators' Safe (deployed
+//! fresh, or the configured one on a fork with its owners impersonated), the drill targets owned
+//! by that Safe, a rehearsal config in a temporary folder, and the daemon.
+//!
+//! The daemon normally runs in-process, exactly as `guardian run` runs it. The `restart`
+//! scenario also runs it as a `guardian run` child process, so it can be killed with SIGKILL.
 
 use std::{
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use alloy::{
-    primitives::{Address, B256, keccak256},
-    providers::Provider,
+    primitives::{Address, B256, U256, keccak256, utils::parse_ether},
+    providers::{DynProvider, Provider, ext::AnvilApi},
+    signers::local::PrivateKeySigner,
+    transports::http::reqwest::Url,
 };
-use eyre::{Result, WrapErr, bail};
-use guardian_chain::{Contracts, DevnetOptions, Testbed, TestbedOptions, Toolchain};
+use eyre::{Result, WrapErr, bail, ensure, eyre};
+use guardian_chain::{
+    Contracts, Devnet, DevnetOptions, Testbed, TestbedOptions, Toolchain,
+    safe::SafeClient,
+    testbed::{RELEASE_KEY_INDEX, Targets, deploy_targets},
+};
 use guardian_config::Config;
+use guardian_daemon::daemon::Executor;
 use guardian_multisig::Multisig;
 use guardian_store::{Store, StoredFinding};
-use std::thread::JoinHandle;
-
 use tokio::sync::watch;
 
 use crate::{Options, report::Event};
 
-/// The variable the rehearsal config names as `[safe] executor_key_env`. It holds an Anvil dev
-/// key (public knowledge); see [`set_executor_key`].
+/// The variable the rehearsal config names as `[safe] executor_key_env`. The in-process daemon
+/// gets its key directly; a `guardian run` child process (or an operator poking at a kept
+/// stage) reads it from this variable.
 pub const EXECUTOR_ENV: &str = "GUARDIAN_REHEARSAL_EXECUTOR_KEY";
 
 /// The managed deployment config's name in `[rollback]`.
 pub(crate) const MANAGED: &str = "smart-accounts-config";
 
-/// A running scenario world. The daemon stops and Anvil dies when it is dropped.
-pub(crate) struct Stage {
-    pub(crate) bed: Testbed,
-    pub(crate) dir: tempfile::TempDir,
-    pub(crate) config: Config,
-    /// The operators' view of the Safe, as `guardian approve` connects it (no executor key).
-    pub(crate) multisig: Multisig,
-    findings: Store,
-    shutdown: watch::Sender<bool>,
-    daemon: Option<JoinHandle<Result<()>>>,
+/// An operator who approves in the drill: with a key (a fresh stage's dev accounts) or
+/// impersonated by the forked node (the configured Safe's real owners).
+#[derive(Debug, Clone)]
+pub(crate) struct Operator {
+    pub(crate) address: Address,
+    pub(crate) key: Option<PrivateKeySigner>,
 }
 
-impl Stage {
-    pub(crate) async fn start(
+/// The chain, the Safe and the drill targets.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) devnet: Devnet,
+    /// Sends `execTransaction` for the daemon (dev account 0).
+    pub(crate) executor: PrivateKeySigner,
+    /// The Safe's owners, in the Safe's order.
+    pub(crate) operators: Vec<Operator>,
+    /// Owns the proxied vault's ProxyAdmin.
+    pub(crate) release_key: PrivateKeySigner,
+    pub(crate) safe: SafeClient,
+    pub(crate) targets: Targets,
+    /// The Safe's nonce when the stage was ready: the drill's pause must be exactly the next.
+    pub(crate) safe_nonce: U256,
+    /// The Safe's threshold.
+    pub(crate) threshold: u64,
+    /// The RPC the chain was forked from (without credentials), if any.
+    pub(crate) forked_from: Option<String>,
+}
+
+impl World {
+    /// A provider that only reads.
+    pub(crate) fn reader(&self) -> DynProvider {
+        self.devnet.reader()
+    }
+
+    /// A provider sending as `operator`: signing with its key, or relying on the fork's
+    /// impersonation of its address.
+    pub(crate) fn wallet(&self, operator: &Operator) -> DynProvider {
+        match &operator.key {
+            Some(key) => self.devnet.provider_for(key.clone()),
+            None => self.devnet.reader(),
+        }
+    }
+
+    /// A fresh chain 138 with a new Safe (dev accounts 1..=owners) and the targets.
+    async fn fresh(
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &Options,
@@ -61,37 +104,276 @@ impl Stage {
         )
         .await
         .wrap_err("starting Anvil and deploying the Safe and the vaults")?;
-        let dir = tempfile::Builder::new().prefix("guardian-rehearsal-").tempdir()?;
-        write_files(&bed, dir.path()).await?;
-        let path = dir.path().join("guardian.toml");
+        let Testbed { devnet, deployer, owners, release_key, safe, targets, .. } = bed;
+        let operators = owners
+            .into_iter()
+            .map(|key| Operator { address: key.address(), key: Some(key) })
+            .collect();
+        let parts = Parts { devnet, executor: deployer, operators, release_key, safe, targets };
+        Self::ready(parts, None).await
+    }
 
-        set_executor_key(&bed.deployer);
-        let config = Config::load(&path)?;
+    /// A fork of `url` in which the Safe at `safe` already lives: its owners are impersonated
+    /// (and funded for gas) instead of a Safe being deployed; the drill targets are deployed on
+    /// the fork, owned by that Safe. Nothing is ever sent to `url`.
+    async fn fork(
+        toolchain: &Toolchain,
+        contracts: &Contracts,
+        options: &Options,
+        url: &Url,
+        safe: Address,
+    ) -> Result<Self> {
+        let shown = guardian_daemon::rpc::redact(url);
+        // Read-only: the one question asked of the forked endpoint itself.
+        let source = alloy::providers::ProviderBuilder::new().connect_http(url.clone());
+        let source_chain = source
+            .get_chain_id()
+            .await
+            .wrap_err_with(|| format!("reading eth_chainId from {shown}"))?;
+        ensure!(
+            source_chain == options.chain_id,
+            "{shown} serves chain {source_chain}, not {}: pass --chain-id {source_chain} (and a config for that chain)",
+            options.chain_id
+        );
+        let devnet = Devnet::spawn(
+            toolchain,
+            &DevnetOptions {
+                chain_id: options.chain_id,
+                block_time: None,
+                fork_url: Some(url.to_string()),
+                ..DevnetOptions::default()
+            },
+        )
+        .wrap_err_with(|| format!("forking {shown}"))?;
+        let executor = devnet.signer(0)?;
+        let release_key = devnet.signer(RELEASE_KEY_INDEX)?;
+        let provider = devnet.provider_for(executor.clone());
+        let safe = SafeClient::connect(provider.clone(), safe)
+            .await
+            .wrap_err_with(|| format!("the Safe {safe} on the fork of {shown}"))?;
+        let reader = devnet.reader();
+        let mut operators = Vec::new();
+        for owner in safe.owners().await? {
+            reader
+                .anvil_impersonate_account(owner)
+                .await
+                .wrap_err_with(|| format!("impersonating owner {owner} on the fork"))?;
+            reader.anvil_set_balance(owner, parse_ether("10")?).await?;
+            operators.push(Operator { address: owner, key: None });
+        }
+        let targets =
+            deploy_targets(&provider, contracts, safe.address(), release_key.address()).await?;
+        reader
+            .anvil_set_interval_mining(options.block_time)
+            .await
+            .wrap_err("switching the fork to interval mining")?;
+        let parts = Parts { devnet, executor, operators, release_key, safe, targets };
+        Self::ready(parts, Some(shown)).await
+    }
+}
+
+/// A world's parts before the Safe's nonce and threshold are read.
+struct Parts {
+    devnet: Devnet,
+    executor: PrivateKeySigner,
+    operators: Vec<Operator>,
+    release_key: PrivateKeySigner,
+    safe: SafeClient,
+    targets: Targets,
+}
+
+impl World {
+    /// Read the Safe's nonce and threshold as the drill starts.
+    async fn ready(parts: Parts, forked_from: Option<String>) -> Result<Self> {
+        let Parts { devnet, executor, operators, release_key, safe, targets } = parts;
+        let safe_nonce = safe.nonce().await?;
+        let threshold = safe.threshold().await?;
+        Ok(Self {
+            devnet,
+            executor,
+            operators,
+            release_key,
+            safe,
+            targets,
+            safe_nonce,
+            threshold,
+            forked_from,
+        })
+    }
+}
+
+/// The running daemon.
+enum Daemon {
+    /// In-process, on its own thread and runtime, as `guardian run` runs it.
+    Thread { handle: JoinHandle<Result<()>>, shutdown: watch::Sender<bool> },
+    /// A `guardian run` child process.
+    Process(Child),
+}
+
+impl Daemon {
+    fn is_finished(&mut self) -> bool {
+        match self {
+            Self::Thread { handle, .. } => handle.is_finished(),
+            Self::Process(child) => !matches!(child.try_wait(), Ok(None)),
+        }
+    }
+}
+
+/// A scenario world. The daemon stops and Anvil dies when it is dropped.
+pub(crate) struct Stage {
+    pub(crate) world: World,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: Config,
+    daemon: Option<Daemon>,
+    /// Opened once the daemon has created the database.
+    findings: Option<Store>,
+    multisig: Option<Multisig>,
+    /// How many daemons this stage has started (names the child processes' logs).
+    starts: usize,
+}
+
+impl Stage {
+    /// The world and the rehearsal config, without a daemon.
+    pub(crate) async fn prepare(
+        toolchain: &Toolchain,
+        contracts: &Contracts,
+        options: &Options,
+    ) -> Result<Self> {
+        let world = match &options.fork {
+            None => World::fresh(toolchain, contracts, options).await?,
+            Some(fork) => World::fork(toolchain, contracts, options, &fork.url, fork.safe).await?,
+        };
+        let dir = tempfile::Builder::new().prefix("guardian-rehearsal-").tempdir()?;
+        write_files(&world, dir.path()).await?;
+        let config = Config::load(dir.path().join("guardian.toml"))?;
+        Ok(Self { world, dir, config, daemon: None, findings: None, multisig: None, starts: 0 })
+    }
+
+    /// [`prepare`](Self::prepare), then start the daemon in-process and wait for its first
+    /// committed block.
+    pub(crate) async fn start(
+        toolchain: &Toolchain,
+        contracts: &Contracts,
+        options: &Options,
+    ) -> Result<Self> {
+        let mut stage = Self::prepare(toolchain, contracts, options).await?;
+        stage.start_daemon().await?;
+        Ok(stage)
+    }
+
+    /// Start the daemon in-process and wait until it has committed a block.
+    pub(crate) async fn start_daemon(&mut self) -> Result<()> {
+        ensure!(self.daemon.is_none(), "a daemon is already running on this stage");
         let (shutdown, stop) = watch::channel(false);
-        let daemon_config = config.clone();
+        let config = self.config.clone();
+        let executor = Executor::Key(self.world.executor.clone());
         // The daemon's future is not Send (the rollback after a pause holds a non-Sync
         // ledger; `guardian run` blocks on it), so it gets its own thread and runtime, exactly
         // as the binary runs it.
-        let daemon =
+        let handle =
             std::thread::Builder::new().name("guardian-daemon".into()).spawn(move || {
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .enable_all()
                     .build()?
-                    .block_on(guardian_daemon::daemon::run(&daemon_config, stop))
+                    .block_on(guardian_daemon::daemon::run_with(&config, stop, executor))
             })?;
-        let findings = match wait_for_cursor(&config.storage.path, &daemon).await {
-            Ok(store) => store,
-            Err(error) => {
-                let _ = shutdown.send(true);
-                return Err(match tokio::task::spawn_blocking(move || daemon.join()).await {
-                    Ok(Ok(Err(daemon_error))) => daemon_error.wrap_err("the daemon did not start"),
-                    _ => error,
-                });
+        self.daemon = Some(Daemon::Thread { handle, shutdown });
+        self.starts += 1;
+        self.await_daemon().await
+    }
+
+    /// Start `guardian run --config <stage>/guardian.toml` as a child process (its output goes
+    /// to `daemon-N.log` in the stage folder) and wait until it has committed a block.
+    pub(crate) async fn spawn_daemon_process(&mut self, exe: &Path) -> Result<u32> {
+        ensure!(self.daemon.is_none(), "a daemon is already running on this stage");
+        self.starts += 1;
+        let log_path = self.dir().join(format!("daemon-{}.log", self.starts));
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(exe)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config.source)
+            .env(EXECUTOR_ENV, B256::from(self.world.executor.to_bytes()).to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .wrap_err_with(|| format!("starting {} run", exe.display()))?;
+        let pid = child.id();
+        self.daemon = Some(Daemon::Process(child));
+        self.await_daemon().await.wrap_err_with(|| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            format!("guardian run (pid {pid}); last log lines: {}", tail.join(" | "))
+        })?;
+        Ok(pid)
+    }
+
+    /// SIGKILL the daemon child process: no shutdown, no last write.
+    pub(crate) fn kill_daemon_process(&mut self) -> Result<()> {
+        match self.daemon.take() {
+            Some(Daemon::Process(mut child)) => {
+                child.kill().wrap_err("killing guardian run")?;
+                child.wait().wrap_err("reaping guardian run")?;
+                Ok(())
             }
-        };
-        let multisig = guardian_daemon::pauser::connect(&config, bed.devnet.reader(), None).await?;
-        Ok(Self { bed, dir, config, multisig, findings, shutdown, daemon: Some(daemon) })
+            Some(other) => {
+                self.daemon = Some(other);
+                bail!("the daemon runs in-process; only a child process can be killed")
+            }
+            None => bail!("no daemon is running"),
+        }
+    }
+
+    /// Wait until the daemon has committed a block past the current cursor (so its pause flow
+    /// has started too), then open the rehearsal's views of the database.
+    async fn await_daemon(&mut self) -> Result<()> {
+        let db = self.config.storage.path.clone();
+        let before =
+            Store::open(&db).ok().and_then(|s| s.cursor().ok().flatten()).map(|b| b.number);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.daemon.as_mut().is_none_or(Daemon::is_finished) {
+                let error = match self.daemon.take() {
+                    Some(Daemon::Thread { handle, .. }) => {
+                        match tokio::task::spawn_blocking(move || handle.join()).await {
+                            Ok(Ok(Err(error))) => error,
+                            _ => eyre!("the daemon thread ended"),
+                        }
+                    }
+                    Some(Daemon::Process(mut child)) => {
+                        eyre!("guardian run exited with {:?}", child.wait().ok())
+                    }
+                    None => eyre!("no daemon"),
+                };
+                return Err(error.wrap_err("the daemon stopped while starting"));
+            }
+            if let Ok(store) = Store::open(&db)
+                && let Ok(Some(cursor)) = store.cursor()
+                && before.is_none_or(|b| cursor.number > b)
+            {
+                if self.multisig.is_none() {
+                    self.multisig = Some(
+                        guardian_daemon::pauser::connect(&self.config, self.world.reader(), None)
+                            .await?,
+                    );
+                }
+                self.findings = Some(store);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.shutdown_daemon().await;
+                bail!("the daemon did not commit a block within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The operators' view of the Safe, as `guardian approve` connects it (no executor key).
+    pub(crate) fn multisig(&self) -> Result<&Multisig> {
+        self.multisig.as_ref().ok_or_else(|| eyre!("the daemon never started on this stage"))
     }
 
     /// The rehearsal config folder.
@@ -106,79 +388,63 @@ impl Stage {
 
     /// The chain head.
     pub(crate) async fn head(&self) -> Result<u64> {
-        Ok(self.bed.devnet.reader().get_block_number().await?)
+        Ok(self.world.reader().get_block_number().await?)
+    }
+
+    fn store(&self) -> Result<&Store> {
+        self.findings.as_ref().ok_or_else(|| eyre!("the daemon never started on this stage"))
     }
 
     /// The block the daemon has committed up to.
     pub(crate) fn cursor(&self) -> Result<Option<u64>> {
-        Ok(self.findings.cursor()?.map(|b| b.number))
+        Ok(self.store()?.cursor()?.map(|b| b.number))
     }
 
     /// Findings recorded so far.
     pub(crate) fn findings(&self) -> Result<Vec<StoredFinding>> {
-        self.findings.findings(None)
+        self.store()?.findings(None)
     }
 
-    /// True while the daemon task runs.
-    pub(crate) fn daemon_running(&self) -> bool {
-        self.daemon.as_ref().is_some_and(|d| !d.is_finished())
-    }
-
-    /// Stop the daemon and wait for it.
-    pub(crate) async fn stop(mut self) -> Result<()> {
-        let _ = self.shutdown.send(true);
-        if let Some(daemon) = self.daemon.take() {
-            let joined = tokio::task::spawn_blocking(move || daemon.join());
-            match tokio::time::timeout(Duration::from_secs(15), joined).await {
-                Ok(Ok(Ok(result))) => result.wrap_err("the daemon stopped with an error")?,
-                Ok(Ok(Err(_))) => bail!("the daemon thread panicked"),
-                Ok(Err(error)) => bail!("joining the daemon thread failed: {error}"),
-                Err(_) => bail!("the daemon did not stop within 15 s"),
+    /// Stop the daemon (on request in-process, SIGKILL for a child process) and wait for it.
+    async fn shutdown_daemon(&mut self) -> Result<()> {
+        match self.daemon.take() {
+            None => Ok(()),
+            Some(Daemon::Process(mut child)) => {
+                child.kill()?;
+                child.wait()?;
+                Ok(())
+            }
+            Some(Daemon::Thread { handle, shutdown }) => {
+                let _ = shutdown.send(true);
+                let joined = tokio::task::spawn_blocking(move || handle.join());
+                match tokio::time::timeout(Duration::from_secs(15), joined).await {
+                    Ok(Ok(Ok(result))) => result.wrap_err("the daemon stopped with an error"),
+                    Ok(Ok(Err(_))) => bail!("the daemon thread panicked"),
+                    Ok(Err(error)) => bail!("joining the daemon thread failed: {error}"),
+                    Err(_) => bail!("the daemon did not stop within 15 s"),
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Stop the daemon and wait for it; Anvil dies with the stage.
+    pub(crate) async fn stop(mut self) -> Result<()> {
+        self.shutdown_daemon().await
     }
 }
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-    }
-}
-
-/// Put the executor key where the rehearsal config's `executor_key_env` points.
-///
-/// The daemon reads its key from the environment, as `guardian run` does. The variable is set
-/// only here, before the scenario's daemon thread exists and while no request is in flight, and
-/// never removed: removing it later would race with that thread's own reads of the environment
-/// (libc `getenv` in DNS resolution is not covered by std's lock). The key is Anvil's dev
-/// account 0, the same for every scenario and public knowledge, and the variable dies with the
-/// `guardian rehearse` process.
-fn set_executor_key(key: &alloy::signers::local::PrivateKeySigner) {
-    let value = B256::from(key.to_bytes()).to_string();
-    if std::env::var(EXECUTOR_ENV).ok().as_deref() != Some(value.as_str()) {
-        // SAFETY: see above; no other thread of this process reads the environment now.
-        unsafe { std::env::set_var(EXECUTOR_ENV, value) };
-    }
-}
-
-/// Wait until the daemon has committed its first block (so its pause flow has started too).
-async fn wait_for_cursor(db: &Path, daemon: &JoinHandle<Result<()>>) -> Result<Store> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if daemon.is_finished() {
-            bail!("the daemon stopped while starting");
+        match &mut self.daemon {
+            Some(Daemon::Thread { shutdown, .. }) => {
+                let _ = shutdown.send(true);
+            }
+            Some(Daemon::Process(child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {}
         }
-        if db.exists()
-            && let Ok(store) = Store::open(db)
-            && store.cursor().ok().flatten().is_some()
-        {
-            return Ok(store);
-        }
-        if Instant::now() > deadline {
-            bail!("the daemon did not commit a block within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -217,14 +483,14 @@ impl Clock {
 }
 
 /// Runtime code hash at `address`.
-async fn code_hash(bed: &Testbed, address: Address) -> Result<B256> {
-    Ok(keccak256(bed.devnet.reader().get_code_at(address).await?))
+async fn code_hash(world: &World, address: Address) -> Result<B256> {
+    Ok(keccak256(world.reader().get_code_at(address).await?))
 }
 
 /// guardian.toml, the managed deployment config and the version history with real code hashes.
-async fn write_files(bed: &Testbed, dir: &Path) -> Result<()> {
-    let (v1, v2) = (bed.targets.vault_v1, bed.targets.vault_v2);
-    let chain_id = bed.devnet.chain_id();
+async fn write_files(world: &World, dir: &Path) -> Result<()> {
+    let (v1, v2) = (world.targets.vault_v1, world.targets.vault_v2);
+    let chain_id = world.devnet.chain_id();
     let write = |name: &str, body: String| {
         std::fs::write(dir.join(name), body).wrap_err_with(|| format!("writing {name}"))
     };
@@ -246,8 +512,8 @@ async fn write_files(bed: &Testbed, dir: &Path) -> Result<()> {
   }}
 }}
 "#,
-            h2 = code_hash(bed, v2).await?,
-            h1 = code_hash(bed, v1).await?,
+            h2 = code_hash(world, v2).await?,
+            h1 = code_hash(world, v1).await?,
         ),
     )?;
     write(
@@ -277,6 +543,10 @@ address = "{v2}"
 events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
 on_pause = "rollback"
 
+[[contracts]]
+name = "proxied-vault"
+address = "{proxy}"
+
 [[rules]]
 name = "vault-drain"
 kind = "event"
@@ -293,6 +563,14 @@ blocks = 20
 threshold = "10%"
 min_sample = 10
 
+[[rules]]
+name = "proxied-vault-implementation"
+kind = "code_change"
+severity = "critical"
+contracts = ["proxied-vault"]
+target = "implementation"
+expected = "{logic}"
+
 [rollback]
 backup_dir = "backups"
 versions = "contract-versions.json"
@@ -306,8 +584,10 @@ path = "{MANAGED}.json"
 health_call = "solvent()"
 keys = [{{ config = "{MANAGED}", pointer = "/contracts/vault/address" }}]
 "#,
-            url = bed.devnet.http_url(),
-            safe = bed.safe.address(),
+            url = world.devnet.http_url(),
+            safe = world.safe.address(),
+            proxy = world.targets.proxied_vault,
+            logic = world.targets.vault_logic_v1,
         ),
     )?;
     Ok(())

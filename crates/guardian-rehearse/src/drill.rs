@@ -1,0 +1,358 @@
+//! What every scenario shares: the check list (steps depend on each other, so a failed step
+//! names itself in every later one), the timeline and latencies, and the steps incidents have in
+//! common: wait for the finding, then pause through the Safe with the operators' approvals.
+
+use alloy::primitives::{Address, B256, U256};
+use eyre::{Result, bail, ensure, eyre};
+use guardian_chain::safe::is_paused;
+use guardian_core::{proposal::ProposalKind, severity::Severity};
+use guardian_multisig::{Proposal, ProposalStatus};
+use guardian_store::StoredFinding;
+
+use crate::{
+    Options,
+    report::{Check, Event, Latencies, ScenarioReport},
+    stage::{Clock, Operator, Stage, poll},
+};
+
+/// The check list of one scenario. Every step is planned up front; steps depend on each other,
+/// so once one fails, the planned steps never recorded are reported as not reached, naming the
+/// step that did not happen.
+#[derive(Debug, Default)]
+pub(crate) struct Checklist {
+    plan: Vec<String>,
+    checks: Vec<Check>,
+    blocked_by: Option<String>,
+}
+
+impl Checklist {
+    /// A check list that expects `plan`, in order.
+    pub(crate) fn new<S: Into<String>>(plan: impl IntoIterator<Item = S>) -> Self {
+        Self { plan: plan.into_iter().map(Into::into).collect(), ..Self::default() }
+    }
+
+    /// Plan more steps (known only once the run has started, such as each approval).
+    pub(crate) fn plan<S: Into<String>>(&mut self, steps: impl IntoIterator<Item = S>) {
+        self.plan.extend(steps.into_iter().map(Into::into));
+    }
+
+    pub(crate) fn pass(&mut self, name: &str, detail: impl Into<String>) {
+        self.checks.push(Check::pass(name, detail));
+    }
+
+    /// Record a failed step; every later step is blocked by it.
+    pub(crate) fn fail(&mut self, name: &str, detail: impl Into<String>) {
+        self.checks.push(Check::fail(name, detail));
+        self.blocked_by.get_or_insert_with(|| name.to_owned());
+    }
+
+    /// Record step `name`: on success its detail, handing back the value; on failure the error.
+    pub(crate) fn step<T>(&mut self, name: &str, outcome: Result<(T, String)>) -> Option<T> {
+        match outcome {
+            Ok((value, detail)) => {
+                self.pass(name, detail);
+                Some(value)
+            }
+            Err(error) => {
+                self.fail(name, format!("{error:#}"));
+                None
+            }
+        }
+    }
+
+    /// Record an independent check (one whose failure blocks nothing after it).
+    pub(crate) fn record(&mut self, name: &str, outcome: Result<String>) {
+        match outcome {
+            Ok(detail) => self.pass(name, detail),
+            Err(error) => self.checks.push(Check::fail(name, format!("{error:#}"))),
+        }
+    }
+
+    /// The checks, with every planned step that was never recorded marked as not reached.
+    pub(crate) fn into_checks(mut self) -> Vec<Check> {
+        let cause = self.blocked_by.clone().unwrap_or_else(|| "an earlier step".into());
+        for name in std::mem::take(&mut self.plan) {
+            if !self.checks.iter().any(|c| c.name == name) {
+                self.checks
+                    .push(Check::fail(&name, format!("not reached: \"{cause}\" did not happen")));
+            }
+        }
+        self.checks
+    }
+}
+
+/// A scenario in progress: its check list, timeline and latencies.
+#[derive(Debug, Default)]
+pub(crate) struct Drill {
+    pub(crate) list: Checklist,
+    pub(crate) timeline: Vec<Event>,
+    pub(crate) latencies: Latencies,
+}
+
+impl Drill {
+    pub(crate) fn new<S: Into<String>>(plan: impl IntoIterator<Item = S>) -> Self {
+        Self { list: Checklist::new(plan), ..Self::default() }
+    }
+
+    /// Put `label` on the timeline at `block`, `clock.ms()` after the anomaly.
+    pub(crate) fn mark(&mut self, clock: &Clock, label: impl Into<String>, block: u64) {
+        self.timeline.push(clock.event(label, block));
+    }
+
+    /// Mark the anomaly itself (block and ms zero of the timeline).
+    pub(crate) fn anomaly(&mut self, clock: &Clock, label: impl Into<String>) {
+        self.timeline.push(Event { label: label.into(), block: clock.block, ms: 0 });
+    }
+
+    pub(crate) fn report(self, scenario: &str) -> ScenarioReport {
+        ScenarioReport::new(scenario, self.list.into_checks(), self.timeline, self.latencies)
+    }
+
+    /// Wait for a finding of `rule` with `severity`; marks "finding recorded" and the detection
+    /// latency. The step fails naming what was recorded instead, if anything.
+    pub(crate) async fn finding(
+        &mut self,
+        stage: &Stage,
+        options: &Options,
+        clock: &Clock,
+        step: &str,
+        rule: &str,
+        severity: Severity,
+    ) -> Option<StoredFinding> {
+        let outcome = wait_finding(stage, options, rule, severity).await;
+        let finding = self.list.step(step, outcome)?;
+        let head = stage.head().await.unwrap_or(clock.block);
+        self.mark(clock, "finding recorded", head);
+        self.latencies.detection_ms = Some(clock.ms());
+        self.latencies.detection_blocks = Some(head.saturating_sub(clock.block));
+        Some(finding)
+    }
+
+    /// The pause of `contract` (at `address`) through the Safe: the daemon's proposal, the
+    /// operators' approvals through the calls `guardian approve` makes, and the daemon's
+    /// execution, verified on chain. Marks each on the timeline and the pause latency.
+    pub(crate) async fn pause_through_safe(
+        &mut self,
+        stage: &Stage,
+        options: &Options,
+        clock: &Clock,
+        contract: &str,
+        address: Address,
+    ) -> Option<Proposal> {
+        let approvers = approvers(stage, options);
+        let names: Vec<String> =
+            approvers.iter().enumerate().map(|(i, (op, how))| approval_name(i, op, *how)).collect();
+        self.list.plan([PROPOSAL.to_owned()]);
+        self.list.plan(names.iter().cloned());
+        self.list.plan([PAUSED.to_owned()]);
+
+        let proposal = self.list.step(PROPOSAL, wait_proposal(stage, options, contract).await)?;
+        self.mark(clock, "pause proposed", stage.head().await.unwrap_or(clock.block));
+
+        for (index, ((operator, how), name)) in approvers.iter().zip(&names).enumerate() {
+            let outcome = approve(stage, proposal.safe_tx_hash, operator, *how).await;
+            self.list.step(name, outcome.map(|detail| ((), detail)))?;
+            let block = stage.head().await.unwrap_or_default();
+            self.mark(clock, format!("approval {} ({})", index + 1, how.short()), block);
+        }
+
+        let outcome = wait_paused(stage, options, &proposal, address).await;
+        let block = self.list.step(PAUSED, outcome)?;
+        self.mark(clock, "pause mined", block);
+        self.latencies.pause_ms = Some(clock.ms());
+        self.latencies.pause_blocks = Some(block.saturating_sub(clock.block));
+        Some(proposal)
+    }
+}
+
+pub(crate) const PROPOSAL: &str = "pause proposed through the Safe";
+pub(crate) const PAUSED: &str = "pause executed and verified";
+
+/// How an operator approves in the drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum How {
+    /// EIP-712 signature, verified and stored by the service (`guardian approve`).
+    Signature,
+    /// The Safe's `approveHash`, mined (`guardian approve --onchain`).
+    OnChain,
+}
+
+impl How {
+    fn short(self) -> &'static str {
+        match self {
+            Self::Signature => "off chain",
+            Self::OnChain => "on chain",
+        }
+    }
+}
+
+/// The first `options.approvers` owners (or as many as the threshold) and how each approves:
+/// the second on chain, the others with a signature, except impersonated owners (a fork), who
+/// can only send `approveHash`.
+fn approvers(stage: &Stage, options: &Options) -> Vec<(Operator, How)> {
+    let count = match options.approvers {
+        0 => usize::try_from(stage.world.threshold).unwrap_or(usize::MAX),
+        n => n,
+    };
+    stage
+        .world
+        .operators
+        .iter()
+        .take(count)
+        .enumerate()
+        .map(|(i, op)| {
+            let how = if i == 1 || op.key.is_none() { How::OnChain } else { How::Signature };
+            (op.clone(), how)
+        })
+        .collect()
+}
+
+fn approval_name(index: usize, operator: &Operator, how: How) -> String {
+    let how = match (how, operator.key.is_some()) {
+        (How::Signature, _) => "off-chain signature",
+        (How::OnChain, true) => "on-chain approveHash",
+        (How::OnChain, false) => "on-chain approveHash, impersonated",
+    };
+    format!("approval {} of owner {} ({how})", index + 1, operator.address)
+}
+
+async fn wait_finding(
+    stage: &Stage,
+    options: &Options,
+    rule: &str,
+    severity: Severity,
+) -> Result<(StoredFinding, String)> {
+    let found = poll(options.step_timeout, || async {
+        Ok(stage.findings()?.into_iter().find(|f| f.finding.rule == rule))
+    })
+    .await?;
+    match found {
+        Some(f) if f.finding.severity == severity => {
+            let detail = format!(
+                "#{} {} on {}: {} (block {}, {:?})",
+                f.id,
+                f.finding.rule,
+                f.finding.contract,
+                f.finding.summary,
+                f.finding.evidence.block_number,
+                f.finding.severity,
+            );
+            Ok((f, detail))
+        }
+        Some(f) => bail!("{rule} was recorded as {:?}, not {severity:?}", f.finding.severity),
+        None => {
+            let seen: Vec<String> = stage
+                .findings()?
+                .iter()
+                .map(|f| format!("{} ({:?})", f.finding.rule, f.finding.severity))
+                .collect();
+            bail!(
+                "no {rule} finding within {:?} (findings: {})",
+                options.step_timeout,
+                if seen.is_empty() { "none".into() } else { seen.join(", ") }
+            )
+        }
+    }
+}
+
+/// The daemon's pending pause proposal for `contract`.
+pub(crate) async fn wait_proposal(
+    stage: &Stage,
+    options: &Options,
+    contract: &str,
+) -> Result<(Proposal, String)> {
+    let multisig = stage.multisig()?;
+    let proposal = poll(options.step_timeout, || async {
+        Ok(multisig
+            .list(Some(ProposalStatus::Pending))?
+            .into_iter()
+            .find(|p| p.kind == ProposalKind::Pause && p.contract == contract))
+    })
+    .await?
+    .ok_or_else(|| {
+        eyre!("the finding did not become a pause proposal within {:?}", options.step_timeout)
+    })?;
+    let detail = format!(
+        "pause() on {contract} at Safe nonce {}, safeTxHash {}, simulation {}",
+        proposal.nonce, proposal.safe_tx_hash, proposal.simulation
+    );
+    Ok((proposal, detail))
+}
+
+async fn approve(stage: &Stage, hash: B256, operator: &Operator, how: How) -> Result<String> {
+    let multisig = stage.multisig()?;
+    match (how, &operator.key) {
+        (How::Signature, Some(key)) => {
+            let submitted = multisig.approve_with_signature(hash, key).await?;
+            ensure!(submitted.added, "the signature was already recorded");
+            Ok(format!(
+                "EIP-712 signature verified and stored; approvals {} of {}",
+                submitted.approvals, submitted.threshold
+            ))
+        }
+        (How::Signature, None) => bail!("owner {} has no key to sign with", operator.address),
+        (How::OnChain, _) => {
+            let wallet = stage.world.wallet(operator);
+            let (receipt, approvals) =
+                multisig.approve_onchain(hash, &wallet, operator.address).await?;
+            Ok(format!(
+                "approveHash mined in block {}; approvals {approvals} of {}",
+                receipt.block_number.unwrap_or_default(),
+                multisig.safe().threshold().await?
+            ))
+        }
+    }
+}
+
+/// Wait for the daemon to execute `proposal`, then check the receipt, `paused()` on `target`
+/// and that the Safe executed exactly this one transaction. Returns the block it was mined in.
+async fn wait_paused(
+    stage: &Stage,
+    options: &Options,
+    proposal: &Proposal,
+    target: Address,
+) -> Result<(u64, String)> {
+    let multisig = stage.multisig()?;
+    let hash = proposal.safe_tx_hash;
+    let executed = poll(options.step_timeout, || async {
+        Ok(multisig.detail(hash)?.filter(|d| d.proposal.status == ProposalStatus::Executed))
+    })
+    .await?;
+    let Some(detail) = executed else {
+        let approvals = multisig.approvals(proposal).await?.len();
+        let threshold = multisig.safe().threshold().await?;
+        let last_failure = multisig
+            .detail(hash)?
+            .and_then(|d| d.events.into_iter().rev().find(|e| e.event == "execution_failed"))
+            .map(|e| format!("; last attempt: {}", e.detail))
+            .unwrap_or_default();
+        bail!(
+            "the Safe did not execute (approvals {approvals} of {threshold}) within {:?}{last_failure}",
+            options.step_timeout
+        );
+    };
+    let tx = detail.proposal.executed_tx.ok_or_else(|| eyre!("executed without a transaction"))?;
+    let reader = stage.world.reader();
+    let receipt = alloy::providers::Provider::get_transaction_receipt(&reader, tx)
+        .await?
+        .ok_or_else(|| eyre!("execTransaction {tx} has no receipt"))?;
+    ensure!(receipt.status(), "execTransaction {tx} reverted");
+    ensure!(
+        is_paused(&reader, target).await?,
+        "execTransaction {tx} was mined but paused() on {target} is false"
+    );
+    let nonce = multisig.safe().nonce().await?;
+    let expected = stage.world.safe_nonce + U256::ONE;
+    ensure!(
+        nonce == expected,
+        "the Safe's nonce is {nonce}, expected {expected}: exactly one execution since the drill began"
+    );
+    let block = receipt.block_number.unwrap_or_default();
+    Ok((
+        block,
+        format!(
+            "execTransaction {tx} mined in block {block} by {}; paused() == true; Safe nonce {nonce}",
+            detail.proposal.executed_by.as_deref().unwrap_or("?")
+        ),
+    ))
+}
