@@ -68,7 +68,7 @@ async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
 
     // It works: the new Safe pauses a contract it owns with two owner signatures.
     let targets =
-        deploy_targets(&provider, compiled, address, Address::ZERO).await.expect("targets");
+        deploy_targets(&provider, compiled, address, deployer.address()).await.expect("targets");
     let tx = proposal_tx(
         targets.vault_v2,
         guardian_core::proposal::no_arg_calldata("pause()").expect("cd"),

@@ -356,3 +356,47 @@ async fn wait_paused(
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use eyre::eyre;
+
+    use super::Checklist;
+
+    #[test]
+    fn a_failed_step_names_itself_in_every_planned_step_after_it() {
+        let mut list = Checklist::new(["anomaly", "finding", "proposal"]);
+        assert_eq!(list.step("anomaly", Ok((1, "mined".to_owned()))), Some(1));
+        assert_eq!(list.step::<()>("finding", Err(eyre!("nothing within 20 s"))), None);
+        list.plan(["rollback"]);
+        let checks = list.into_checks();
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["anomaly", "finding", "proposal", "rollback"]);
+        assert!(checks[0].passed && !checks[1].passed);
+        assert_eq!(checks[1].detail, "nothing within 20 s");
+        for check in &checks[2..] {
+            assert!(!check.passed);
+            assert_eq!(check.detail, "not reached: \"finding\" did not happen");
+        }
+    }
+
+    #[test]
+    fn independent_checks_block_nothing_and_a_complete_list_adds_nothing() {
+        let mut list = Checklist::new(["traffic", "no finding", "no proposal"]);
+        list.pass("traffic", "10 blocks");
+        list.record("no finding", Err(eyre!("false positive: vault-drain")));
+        list.record("no proposal", Ok("none".to_owned()));
+        let checks = list.into_checks();
+        assert_eq!(checks.len(), 3);
+        assert_eq!(checks.iter().filter(|c| c.passed).count(), 2);
+        assert_eq!(checks[1].detail, "false positive: vault-drain");
+    }
+
+    #[test]
+    fn unrecorded_steps_without_a_failure_say_so() {
+        let checks = Checklist::new(["anomaly"]).into_checks();
+        assert_eq!(checks.len(), 1);
+        assert!(!checks[0].passed);
+        assert_eq!(checks[0].detail, "not reached: \"an earlier step\" did not happen");
+    }
+}

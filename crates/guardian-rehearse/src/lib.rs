@@ -222,3 +222,23 @@ fn with_clean_stop(mut report: ScenarioReport, stopped: Result<()>) -> ScenarioR
     report.passed = report.checks.iter().all(|c| c.passed);
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Scenario;
+
+    #[test]
+    fn scenarios_are_selected_by_name_list_or_all() {
+        assert_eq!(Scenario::select("all").expect("all"), Scenario::ALL.to_vec());
+        assert_eq!(
+            Scenario::select("upgrade, restart").expect("two"),
+            vec![Scenario::Upgrade, Scenario::Restart]
+        );
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::select(s.name()).expect("one"), vec![s]);
+        }
+        let error = Scenario::select("drain,reboot").expect_err("unknown").to_string();
+        assert!(error.contains("unknown scenario \"reboot\""), "{error}");
+        assert!(error.contains("drain, upgrade, revert-storm, quiet, restart"), "{error}");
+    }
+}
