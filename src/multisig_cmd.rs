@@ -46,30 +46,22 @@ async fn connect(config: &Config) -> Result<Multisig> {
     guardian_daemon::pauser::connect(config, reader(config)?, None).await
 }
 
-/// A provider on the first configured endpoint that speaks HTTP (or the first one).
+/// How often the CLI polls for a transaction it sent.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
+/// like the daemon and refusing an endpoint that serves another chain.
 fn reader(config: &Config) -> Result<DynProvider> {
-    let endpoint = config
-        .rpc
-        .iter()
-        .find(|e| e.url.expose().starts_with("http"))
-        .or_else(|| config.rpc.first())
-        .ok_or_else(|| eyre!("{}: no [[rpc]] endpoint", config.source.display()))?;
-    let url: Url = endpoint
-        .url
-        .expose()
-        .parse()
-        .map_err(|_| eyre!("RPC endpoint {} is not a valid URL", endpoint.display))?;
-    Ok(alloy::providers::ProviderBuilder::new().connect_http(url).erased())
+    Ok(guardian_daemon::daemon::rpc_pool(config)?.failover_provider(POLL))
 }
 
+/// [`reader`], signing with `key`.
 fn wallet(config: &Config, key: PrivateKeySigner) -> Result<DynProvider> {
-    let endpoint = config
-        .rpc
-        .iter()
-        .find(|e| e.url.expose().starts_with("http"))
-        .ok_or_else(|| eyre!("sending needs an http(s) [[rpc]] endpoint"))?;
-    let url: Url = endpoint.url.expose().parse().map_err(|_| eyre!("bad RPC URL"))?;
-    Ok(wallet_provider(url, key))
+    let client = guardian_daemon::daemon::rpc_pool(config)?.failover_client(POLL);
+    Ok(alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(key))
+        .connect_client(client)
+        .erased())
 }
 
 use alloy::providers::Provider as _;

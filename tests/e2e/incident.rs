@@ -10,7 +10,7 @@ use alloy::{
 };
 use guardian_chain::{Testbed, safe::is_paused, testbed::IVault};
 
-use crate::support::{Daemon, eventually, guardian, key_hex, testbed};
+use crate::support::{Daemon, TcpSwitch, eventually, guardian, key_hex, testbed};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -272,4 +272,42 @@ async fn two_daemons_on_one_safe_execute_the_pause_exactly_once() {
         .expect("logs");
     assert_eq!(successes.len(), 1, "exactly one execTransaction succeeded");
     assert_eq!(successes[0].topics()[1].to_string(), hash_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pause_goes_through_the_second_endpoint_when_the_first_dies() {
+    let bed = testbed().await;
+    let switch = TcpSwitch::start(bed.devnet.http_url().port().expect("port")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path(), false).await;
+    // Two endpoints: Anvil behind a switch first (the one everything starts on), then Anvil.
+    let config = dir.path().join("guardian.toml");
+    let anvil = format!("[[rpc]]\nurl = \"{}\"\n", bed.devnet.http_url());
+    let toml = std::fs::read_to_string(&config).expect("read").replace(
+        &anvil,
+        &format!("[[rpc]]\nurl = \"http://127.0.0.1:{}\"\n\n{anvil}", switch.port()),
+    );
+    std::fs::write(&config, toml).expect("write");
+    let cfg = config.to_str().expect("utf-8");
+
+    let mut daemon = start_daemon(dir.path(), &bed.deployer).await;
+    // The endpoint the daemon (and its pause flow) started on dies before the incident.
+    switch.set_up(false);
+    drain_vault(&bed).await;
+
+    // Proposal, approvals through the CLI and execution all go through the second endpoint.
+    let hash = eventually("a pause proposal", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        pending_pause(cfg)
+    })
+    .await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], true);
+    eventually("the pause to be executed", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        (status(cfg, &hash).as_deref() == Some("executed")).then_some(())
+    })
+    .await;
+    assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(1), "one execution");
 }

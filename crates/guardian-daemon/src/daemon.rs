@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use alloy::{providers::Provider, signers::local::PrivateKeySigner};
+use alloy::signers::local::PrivateKeySigner;
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_config::Config;
 use guardian_store::Store;
@@ -26,6 +26,24 @@ pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()>
     run_with(config, shutdown, Executor::FromConfig).await
 }
 
+/// The endpoint pool of `config`'s `[[rpc]]` list (bearer tokens included), bound to its chain id.
+pub fn rpc_pool(config: &Config) -> Result<Arc<RpcPool>> {
+    let place = config.source.display();
+    let endpoints = config
+        .rpc
+        .iter()
+        .map(|e| {
+            let url = e
+                .url
+                .expose()
+                .parse()
+                .map_err(|_| eyre!("{place}: RPC endpoint {} is not a valid URL", e.display))?;
+            Ok(EndpointSpec { url, bearer: e.bearer.as_ref().map(|b| b.expose().to_owned()) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(RpcPool::new(endpoints, config.chain.id, RPC_TIMEOUT)?))
+}
+
 /// Where the daemon's executor key (the account that sends `execTransaction`) comes from.
 #[derive(Debug, Clone, Default)]
 pub enum Executor {
@@ -44,19 +62,7 @@ pub async fn run_with(
     executor: Executor,
 ) -> Result<()> {
     let place = config.source.display().to_string();
-    let endpoints = config
-        .rpc
-        .iter()
-        .map(|e| {
-            let url = e
-                .url
-                .expose()
-                .parse()
-                .map_err(|_| eyre!("{place}: RPC endpoint {} is not a valid URL", e.display))?;
-            Ok(EndpointSpec { url, bearer: e.bearer.as_ref().map(|b| b.expose().to_owned()) })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rpc = Arc::new(RpcPool::new(endpoints, config.chain.id, RPC_TIMEOUT)?);
+    let rpc = rpc_pool(config)?;
 
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -123,13 +129,9 @@ pub async fn run_with(
     // this task (not spawned): the rollback it may trigger holds a non-Sync ledger.
     let pauser = match &config.safe {
         Some(_) => {
-            // A provider on an endpoint that answers now (the first configured may be down).
-            let provider = rpc
-                .call("eth_chainId", |p| async move {
-                    p.get_chain_id().await?;
-                    Ok(p)
-                })
-                .await?;
+            // Every request of the pause flow fails over like the follower's: a dead endpoint
+            // must not leave a pause unexecuted.
+            let provider = rpc.failover_provider(config.chain.poll_interval);
             Some(
                 pauser::Pauser::start(config, provider, executor)
                     .await
