@@ -9,11 +9,11 @@ use alloy::{primitives::Address, transports::http::reqwest::Url};
 use clap::Args;
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_chain::{Contracts, Toolchain};
-use guardian_rehearse::{Fork, Options, Scenario, report};
+use guardian_rehearse::{Fork, Lever, Options, Scenario, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct RehearseArgs {
-    /// Which scenarios: all, or any of drain, upgrade, revert-storm, quiet, restart
+    /// Which scenarios: all, or any of drain, upgrade, revert-storm, quiet, restart, levers
     /// (comma-separated).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -41,7 +41,8 @@ pub(crate) struct RehearseArgs {
     /// The Safe to rehearse with on the fork [default: `[safe] address` of --config].
     #[arg(long, requires = "fork_url")]
     safe: Option<Address>,
-    /// The guardian config naming the Safe (`[safe] address`) and chain id, for --fork-url.
+    /// The guardian config naming the Safe (`[safe] address`) and chain id, for --fork-url;
+    /// its `[[contracts]]` are what the `levers` scenario checks.
     #[arg(long, requires = "fork_url")]
     config: Option<PathBuf>,
     /// Keep the last scenario's chain, Safe and daemon running after the drill until Ctrl-C,
@@ -68,8 +69,16 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         ..defaults
     };
     if let Some(url) = args.fork_url {
-        let (safe, chain_id) = fork_target(args.safe, args.config.as_deref())?;
-        options.chain_id = args.chain_id.or(chain_id).unwrap_or(options.chain_id);
+        let config = args.config.as_deref().map(guardian_config::Config::load).transpose()?;
+        let safe = fork_safe(args.safe, config.as_ref())?;
+        if let Some(config) = &config {
+            options.chain_id = args.chain_id.unwrap_or(config.chain.id);
+            options.levers = config
+                .contracts
+                .iter()
+                .map(|c| Lever { name: c.name.clone(), address: c.address, pause: c.pause.clone() })
+                .collect();
+        }
         // 0: as many owners as the Safe's threshold.
         options.approvers = args.approvers.unwrap_or(0);
         options.fork = Some(Fork { url, safe });
@@ -127,15 +136,10 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
     Ok(())
 }
 
-/// The Safe (and chain id) to rehearse with on a fork: `--safe`, else `--config`'s `[safe]`.
-fn fork_target(
-    safe: Option<Address>,
-    config: Option<&std::path::Path>,
-) -> Result<(Address, Option<u64>)> {
-    let config = config.map(guardian_config::Config::load).transpose()?;
-    let chain_id = config.as_ref().map(|c| c.chain.id);
+/// The Safe to rehearse with on a fork: `--safe`, else `--config`'s `[safe]`.
+fn fork_safe(safe: Option<Address>, config: Option<&guardian_config::Config>) -> Result<Address> {
     if let Some(safe) = safe {
-        return Ok((safe, chain_id));
+        return Ok(safe);
     }
     let config = config.ok_or_else(|| {
         eyre!("--fork-url needs the Safe whose owners to impersonate: pass --safe ADDRESS or --config guardian.toml")
@@ -143,5 +147,5 @@ fn fork_target(
     let safe = config.safe.as_ref().ok_or_else(|| {
         eyre!("{}: no [safe] table; pass --safe ADDRESS", config.source.display())
     })?;
-    Ok((safe.address, chain_id))
+    Ok(safe.address)
 }

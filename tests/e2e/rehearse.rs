@@ -12,7 +12,9 @@ use std::{
 use alloy::providers::Provider;
 use guardian_chain::safe::is_paused;
 
-use crate::support::{GuardianToml, testbed};
+use guardian_chain::safe::{deploy, encode_address};
+
+use crate::support::{GuardianToml, contracts, testbed};
 
 fn rehearse(report_dir: &Path, extra: &[&str]) -> (bool, String, String) {
     rehearse_scenario("drain", report_dir, extra)
@@ -170,8 +172,18 @@ fn rehearse_upgrade_and_restart_pause_once_each() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chain_untouched() {
-    // The "production" chain: a 2-of-3 Safe and the targets it owns, mining only on demand.
+    // The "production" chain: a 2-of-3 Safe and the targets it owns, mining only on demand, and
+    // one contract whose owner is not the Safe (a lever that would fail during an incident).
     let bed = testbed().await;
+    let stray_owner = bed.devnet.signer(5).expect("key").address();
+    let (_, compiled) = contracts();
+    let stray = deploy(
+        &bed.executor(),
+        compiled.get("VaultV1").expect("VaultV1"),
+        &encode_address(stray_owner),
+    )
+    .await
+    .expect("stray vault");
     let origin = bed.devnet.reader();
     let head = origin.get_block_number().await.expect("head");
     let nonce = bed.safe.nonce().await.expect("nonce");
@@ -179,9 +191,11 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("production.toml");
-    // The operators' production config: the Safe and a watched contract on that chain.
+    // The operators' production config: the Safe and the contracts they watch on that chain.
     let toml = GuardianToml::new(&bed, &dir.path().join("production.sqlite"), "");
-    std::fs::write(&config, toml.render()).expect("config");
+    let toml =
+        format!("{}\n[[contracts]]\nname = \"stray\"\naddress = \"{stray}\"\n", toml.render());
+    std::fs::write(&config, toml).expect("config");
     let reports = dir.path().join("report");
     let url = bed.devnet.http_url().to_string();
     let args = ["--fork-url", url.as_str(), "--config", config.to_str().expect("utf-8")];
@@ -190,16 +204,17 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
         let args = args.map(str::to_owned);
         move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            rehearse(&reports, &args)
+            rehearse_scenario("drain,levers", &reports, &args)
         }
     })
     .await
     .expect("rehearse ran");
-    assert!(ok, "rehearse on a fork failed:\n{stdout}\n{stderr}");
+    assert!(!ok, "the stray contract's lever fails the drill:\n{stdout}\n{stderr}");
 
     let report = report(&reports);
-    assert_eq!(report["passed"], true, "{report:#}");
     assert!(report["forked_from"].as_str().expect("forked_from").starts_with("http://"));
+    assert_eq!(report["scenarios"][0]["scenario"], "drain");
+    assert_eq!(report["scenarios"][0]["passed"], true, "{report:#}");
     // The configured Safe's own owners approved, impersonated on the fork.
     let owner = bed.owners[0].address();
     let approval = check(
@@ -209,6 +224,17 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
     assert_eq!(approval["passed"], true, "{approval}");
     let paused = check(&report, "pause executed and verified");
     assert!(paused["detail"].as_str().expect("detail").contains("Safe nonce 1"), "{paused}");
+
+    // `levers` checked the operators' own contracts on production state: the vault the Safe
+    // owns can be paused; the stray one cannot, and the check says why.
+    assert_eq!(report["scenarios"][1]["scenario"], "levers");
+    let vault = bed.targets.vault_v2;
+    let good = scenario_check(&report, 1, &format!("vault ({vault}) can be paused by the Safe"));
+    assert_eq!(good["passed"], true, "{good}");
+    let bad = scenario_check(&report, 1, &format!("stray ({stray}) can be paused by the Safe"));
+    assert_eq!(bad["passed"], false, "{bad}");
+    assert!(bad["detail"].as_str().expect("detail").contains("the Safe is not the owner"), "{bad}");
+    assert!(stderr.contains("levers: stray"), "the failure is named on exit:\n{stderr}");
 
     // The forked chain saw nothing: no block, no Safe transaction, the vault untouched.
     assert_eq!(origin.get_block_number().await.expect("head"), head);

@@ -422,6 +422,28 @@ fn explain_reason(
     }
 }
 
+/// `eth_call` of `calldata` on `target` from `safe`: does the Safe's pause (or unpause) go
+/// through right now? A revert is explained for the operator ("the Safe is not the owner …",
+/// "already paused …") where its data allows.
+pub async fn simulate_as_safe(
+    provider: &DynProvider,
+    safe: Address,
+    target: Address,
+    calldata: Bytes,
+) -> Result<()> {
+    let request = TransactionRequest::default().from(safe).to(target).with_input(calldata);
+    provider.call(request).await.map(drop).map_err(|error| {
+        let why = error
+            .as_error_resp()
+            .and_then(|resp| resp.as_revert_data())
+            .and_then(|data| guardian_core::proposal::explain_revert(&data, safe));
+        match why {
+            Some(why) => eyre!("{why}"),
+            None => eyre::Report::new(error),
+        }
+    })
+}
+
 /// ABI-encode one address (a constructor argument).
 pub fn encode_address(address: Address) -> Vec<u8> {
     address.abi_encode()

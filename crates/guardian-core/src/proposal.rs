@@ -29,6 +29,52 @@ impl ProposalKind {
     }
 }
 
+alloy_sol_types::sol! {
+    /// Why a pause (or unpause) simulated as the Safe reverts, in the forms it usually takes.
+    error OwnableUnauthorizedAccount(address account);
+    error AccessControlUnauthorizedAccount(address account, bytes32 neededRole);
+    error EnforcedPause();
+    error ExpectedPause();
+    error NotOwner(address caller);
+}
+
+/// What the revert data of a pause or unpause simulated as `safe` means, for the operator:
+/// the access-control and pausable errors of OpenZeppelin 4 and 5, or a revert string. `None`
+/// when the data is none of those (the caller shows it raw).
+pub fn explain_revert(data: &[u8], safe: Address) -> Option<String> {
+    use alloy_sol_types::{Revert, SolError};
+    let not_allowed = |account: Address, what: &str| {
+        let who = if account == safe { "the Safe".to_owned() } else { account.to_string() };
+        format!("{who} {what}: the Safe cannot pause or unpause this contract")
+    };
+    if let Ok(e) = OwnableUnauthorizedAccount::abi_decode(data) {
+        return Some(not_allowed(e.account, "is not the owner (OwnableUnauthorizedAccount)"));
+    }
+    if let Ok(e) = NotOwner::abi_decode(data) {
+        return Some(not_allowed(e.caller, "is not the owner (NotOwner)"));
+    }
+    if let Ok(e) = AccessControlUnauthorizedAccount::abi_decode(data) {
+        return Some(not_allowed(
+            e.account,
+            &format!("lacks role {} (AccessControlUnauthorizedAccount)", e.neededRole),
+        ));
+    }
+    if EnforcedPause::abi_decode(data).is_ok() {
+        return Some("already paused (EnforcedPause)".to_owned());
+    }
+    if ExpectedPause::abi_decode(data).is_ok() {
+        return Some("not paused (ExpectedPause)".to_owned());
+    }
+    let reason = Revert::abi_decode(data).ok()?.reason;
+    Some(match reason.as_str() {
+        "Ownable: caller is not the owner" => {
+            format!("{reason}: the Safe cannot pause or unpause this contract")
+        }
+        "Pausable: paused" => format!("already paused ({reason})"),
+        _ => format!("reverted: {reason}"),
+    })
+}
+
 /// Calldata for a no-argument function given by its signature, e.g. `pause()`.
 ///
 /// Targets name their pause function in the config (`pause()` by default); anything with
@@ -230,5 +276,28 @@ mod tests {
         ]
         .into();
         assert_eq!(messages.len(), 4);
+    }
+
+    #[test]
+    fn pause_reverts_are_explained_for_the_operator() {
+        use alloy_sol_types::{Revert, SolError};
+        let other = address!("0x00000000000000000000000000000000000000aa");
+        let explain = |data: Vec<u8>| explain_revert(&data, SAFE).expect("explained");
+
+        let ownable = OwnableUnauthorizedAccount { account: SAFE }.abi_encode();
+        assert_eq!(
+            explain(ownable),
+            "the Safe is not the owner (OwnableUnauthorizedAccount): the Safe cannot pause or unpause this contract"
+        );
+        let role = AccessControlUnauthorizedAccount { account: other, neededRole: B256::ZERO };
+        let text = explain(role.abi_encode());
+        assert!(text.starts_with(&format!("{other} lacks role 0x0000")), "{text}");
+        assert_eq!(explain(EnforcedPause {}.abi_encode()), "already paused (EnforcedPause)");
+        assert_eq!(explain(ExpectedPause {}.abi_encode()), "not paused (ExpectedPause)");
+        let oz4 = Revert::from("Ownable: caller is not the owner").abi_encode();
+        assert!(explain(oz4).ends_with("the Safe cannot pause or unpause this contract"));
+        assert_eq!(explain(Revert::from("boom").abi_encode()), "reverted: boom");
+        assert_eq!(explain_revert(&[0xde, 0xad, 0xbe, 0xef], SAFE), None);
+        assert_eq!(explain_revert(&[], SAFE), None);
     }
 }

@@ -10,10 +10,9 @@
 use std::sync::{Mutex, MutexGuard};
 
 use alloy::{
-    network::TransactionBuilder,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider},
-    rpc::types::{Filter, TransactionRequest},
+    rpc::types::Filter,
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
@@ -392,12 +391,15 @@ impl Multisig {
     }
 
     async fn simulate_as_safe(&self, target: &Target, kind: ProposalKind) -> Result<()> {
-        let request = TransactionRequest::default()
-            .from(self.safe.address())
-            .to(target.address)
-            .with_input(target.calldata(kind));
-        self.provider.call(request).await.map(drop).map_err(|e| {
-            eyre!("simulating {}() on {} as the Safe reverts: {e}", kind.as_str(), target.name)
+        guardian_chain::safe::simulate_as_safe(
+            &self.provider,
+            self.safe.address(),
+            target.address,
+            target.calldata(kind),
+        )
+        .await
+        .map_err(|e| {
+            eyre!("simulating {}() on {} as the Safe reverts: {e:#}", kind.as_str(), target.name)
         })
     }
 

@@ -16,6 +16,7 @@ use tracing::info;
 
 mod drain;
 mod drill;
+mod levers;
 mod quiet;
 pub mod report;
 mod restart;
@@ -41,12 +42,15 @@ pub enum Scenario {
     /// The daemon (a `guardian run` process) is killed as the drain begins and restarted: the
     /// drain is caught once.
     Restart,
+    /// Every watched contract (the operators' own, on a fork with a config) can be paused by
+    /// the Safe: code present, `paused()` answers, the pause simulated as the Safe succeeds.
+    Levers,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 5] =
-        [Self::Drain, Self::Upgrade, Self::RevertStorm, Self::Quiet, Self::Restart];
+    pub const ALL: [Self; 6] =
+        [Self::Drain, Self::Upgrade, Self::RevertStorm, Self::Quiet, Self::Restart, Self::Levers];
 
     /// The name on the command line and in the report.
     pub const fn name(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Scenario {
             Self::RevertStorm => "revert-storm",
             Self::Quiet => "quiet",
             Self::Restart => "restart",
+            Self::Levers => "levers",
         }
     }
 
@@ -108,6 +113,19 @@ pub struct Options {
     pub fork: Option<Fork>,
     /// The `guardian` executable, for scenarios that run the daemon as a process (`restart`).
     pub guardian_exe: Option<PathBuf>,
+    /// The contracts `levers` checks; empty: the rehearsal's own.
+    pub levers: Vec<Lever>,
+}
+
+/// A contract whose pause the `levers` scenario checks.
+#[derive(Debug, Clone)]
+pub struct Lever {
+    /// The name operators know it by (`[[contracts]] name`).
+    pub name: String,
+    /// Where it is.
+    pub address: Address,
+    /// Its pause function, as in `pause()`.
+    pub pause: String,
 }
 
 impl Default for Options {
@@ -121,6 +139,7 @@ impl Default for Options {
             step_timeout: Duration::from_secs(20),
             fork: None,
             guardian_exe: None,
+            levers: Vec::new(),
         }
     }
 }
@@ -170,8 +189,9 @@ pub async fn rehearse(
     let mut kept = None;
     for (index, &scenario) in scenarios.iter().enumerate() {
         info!(scenario = scenario.name(), "rehearsing");
-        // `restart` starts its own daemon, as a process; the others get one in-process.
-        let stage = if scenario == Scenario::Restart {
+        // `restart` starts its own daemon, as a process; `levers` needs none; the others get
+        // one in-process.
+        let stage = if matches!(scenario, Scenario::Restart | Scenario::Levers) {
             stage::Stage::prepare(toolchain, contracts, options).await
         } else {
             stage::Stage::start(toolchain, contracts, options).await
@@ -184,9 +204,13 @@ pub async fn rehearse(
                     Scenario::RevertStorm => revert_storm::run(&stage, options).await,
                     Scenario::Quiet => quiet::run(&stage, options).await,
                     Scenario::Restart => restart::run(&mut stage, options).await,
+                    Scenario::Levers => levers::run(&stage, options).await,
                 };
                 if keep_running && index + 1 == scenarios.len() {
                     kept = Some(Kept(stage));
+                    report
+                } else if !stage.ever_ran_daemon() {
+                    let _ = stage.stop().await;
                     report
                 } else {
                     let stopped = stage.stop().await;
@@ -239,6 +263,6 @@ mod tests {
         }
         let error = Scenario::select("drain,reboot").expect_err("unknown").to_string();
         assert!(error.contains("unknown scenario \"reboot\""), "{error}");
-        assert!(error.contains("drain, upgrade, revert-storm, quiet, restart"), "{error}");
+        assert!(error.contains("drain, upgrade, revert-storm, quiet, restart, levers"), "{error}");
     }
 }

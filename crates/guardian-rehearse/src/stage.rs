@@ -371,6 +371,11 @@ impl Stage {
         }
     }
 
+    /// Whether a daemon was ever started on this stage.
+    pub(crate) fn ever_ran_daemon(&self) -> bool {
+        self.starts > 0
+    }
+
     /// The operators' view of the Safe, as `guardian approve` connects it (no executor key).
     pub(crate) fn multisig(&self) -> Result<&Multisig> {
         self.multisig.as_ref().ok_or_else(|| eyre!("the daemon never started on this stage"))
