@@ -333,3 +333,44 @@ async fn proposal_whose_nonce_was_consumed_is_reproposed() {
     assert!(matches!(ms.tick().await.expect("tick")[..], [Advanced::Executed { .. }]));
     assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 }
+
+#[tokio::test]
+async fn an_unfunded_executor_is_refused_at_once_and_audited_once() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("guardian.sqlite");
+    // An executor with no ether: every attempt fails the same way.
+    let broke = PrivateKeySigner::random();
+    let ms = replica(&bed, &db, Some(broke)).await;
+    let Proposed::New { proposal } =
+        ms.propose(&manual("vault", ProposalKind::Pause)).await.expect("propose")
+    else {
+        panic!("a new proposal");
+    };
+    let hash = proposal.safe_tx_hash;
+    for owner in &bed.owners[..2] {
+        ms.submit_signature(hash, owner.address(), &signature(owner, hash)).await.expect("ok");
+    }
+    for _ in 0..3 {
+        let advanced = ms.tick().await.expect("tick");
+        let error = advanced
+            .iter()
+            .find_map(|a| match a {
+                Advanced::Failed { hash: h, error } if *h == hash => Some(error.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("a failed execution: {advanced:?}"));
+        // Refused before signing, with the figures, instead of minutes of retries.
+        assert!(error.contains("holds 0 wei") && error.contains("fund the executor"), "{error}");
+    }
+    let failures: Vec<_> = ms
+        .detail(hash)
+        .expect("detail")
+        .expect("proposal")
+        .events
+        .into_iter()
+        .filter(|e| e.event == "execution_failed")
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use alloy::{
     eips::{BlockNumberOrTag, eip2718::Encodable2718},
     network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{Address, B256},
+    primitives::{Address, B256, U256},
     providers::{DynProvider, Provider},
     rpc::types::{TransactionReceipt, TransactionRequest},
     signers::local::PrivateKeySigner,
@@ -94,6 +94,14 @@ impl Fees {
         }
     }
 
+    /// The most one unit of gas can cost at these fees.
+    fn max_per_gas(self) -> u128 {
+        match self {
+            Self::Eip1559 { max_fee, .. } => max_fee,
+            Self::Legacy { gas_price } => gas_price,
+        }
+    }
+
     fn apply(self, request: TransactionRequest) -> TransactionRequest {
         match self {
             Self::Eip1559 { max_fee, tip } => {
@@ -147,6 +155,20 @@ pub async fn send_reliably(
     let request = request.gas_limit(gas);
     let model = detect_fee_model(provider).await?;
     let mut fees = initial_fees(provider, model).await?;
+    // A sender that cannot pay is refused before anything is signed, with the figures: the
+    // node would reject it anyway, and retrying for minutes would only hide why.
+    let balance = provider
+        .get_balance(from)
+        .await
+        .wrap_err_with(|| format!("reading the balance of executor {from}"))?;
+    let needed = U256::from(gas).saturating_mul(U256::from(fees.max_per_gas()));
+    if balance < needed {
+        bail!(
+            "executor {from} holds {balance} wei but the transaction may cost up to {needed} wei \
+             ({gas} gas at {} wei): fund the executor",
+            fees.max_per_gas()
+        );
+    }
 
     let mut sent: Vec<B256> = Vec::new();
     for attempt in 0..=options.max_replacements {
@@ -154,6 +176,7 @@ pub async fn send_reliably(
             fees.apply(request.clone()).build(&wallet).await.wrap_err("signing the transaction")?;
         let hash = *envelope.tx_hash();
         let raw = envelope.encoded_2718();
+        let mut in_flight = true;
         match provider.send_raw_transaction(&raw).await {
             Ok(_) => info!(%hash, nonce, attempt, ?fees, "transaction sent"),
             Err(error) => {
@@ -163,12 +186,20 @@ pub async fn send_reliably(
                     return Ok(receipt);
                 }
                 let known = provider.get_transaction_by_hash(hash).await.ok().flatten().is_some();
-                if !known && sent.is_empty() && attempt == options.max_replacements {
+                // A JSON-RPC error is the node's answer: it refused this transaction. When it
+                // is the first one there is nothing in flight to wait for.
+                let refused = error.as_error_resp().is_some();
+                if !known && sent.is_empty() && (refused || attempt == options.max_replacements) {
                     return Err(eyre!(error)).wrap_err("sending the transaction");
                 }
+                // A replacement refused (underpriced, …) is not in flight; the earlier ones may
+                // still mine, so they are waited for before the next, higher bump.
+                in_flight = known || !refused;
             }
         }
-        sent.push(hash);
+        if in_flight {
+            sent.push(hash);
+        }
 
         let deadline = Instant::now() + options.replace_after;
         while Instant::now() < deadline {

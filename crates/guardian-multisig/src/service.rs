@@ -28,7 +28,7 @@ use guardian_core::{
 };
 use guardian_store::{FindingStatus, Store};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::store::{Proposal, ProposalStatus, ProposalStore};
 
@@ -573,8 +573,23 @@ impl Multisig {
                 if self.safe.nonce().await? > proposal.nonce {
                     return self.settle_consumed(proposal).await;
                 }
-                self.db().proposals.audit(hash, "execution_failed", Some(&self.replica), &error)?;
-                warn!(%hash, %error, "execution failed; will retry");
+                // The same failure on every poll is one audit entry (and one warning), not one
+                // per second: the trail must stay readable during a long incident. "The same"
+                // ignores the figures (fees, gas, balances), which move from block to block.
+                let shape = |s: &str| s.replace(|c: char| c.is_ascii_digit(), "");
+                let last = self.db().proposals.last_event(hash)?;
+                let repeated = last.is_some_and(|e| {
+                    e.event == "execution_failed"
+                        && e.actor.as_deref() == Some(self.replica.as_str())
+                        && shape(&e.detail) == shape(&error)
+                });
+                if repeated {
+                    debug!(%hash, %error, "execution failed again; will retry");
+                } else {
+                    let db = self.db();
+                    db.proposals.audit(hash, "execution_failed", Some(&self.replica), &error)?;
+                    warn!(%hash, %error, "execution failed; will retry");
+                }
                 Ok(Advanced::Failed { hash, error })
             }
         }

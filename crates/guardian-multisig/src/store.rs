@@ -362,6 +362,26 @@ impl ProposalStore {
         .collect()
     }
 
+    /// A proposal's latest audit entry.
+    pub fn last_event(&self, hash: B256) -> Result<Option<AuditEvent>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT event, actor, detail, at FROM proposal_events
+                 WHERE safe_tx_hash = ?1 ORDER BY id DESC LIMIT 1",
+                [hash.to_string()],
+                |r| {
+                    Ok(AuditEvent {
+                        event: r.get(0)?,
+                        actor: r.get(1)?,
+                        detail: r.get(2)?,
+                        at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     /// A proposal's audit trail, oldest first.
     pub fn events(&self, hash: B256) -> Result<Vec<AuditEvent>> {
         let mut stmt = self.conn.prepare(
