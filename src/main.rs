@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 mod config_cmd;
 mod multisig_cmd;
+mod prompt;
 mod rehearse_cmd;
 mod rollback_cmd;
 mod run_cmd;

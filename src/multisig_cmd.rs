@@ -3,11 +3,7 @@
 
 #![allow(clippy::print_stdout, reason = "commands report to the operator's terminal")]
 
-use std::{
-    io::{BufRead, Write},
-    path::PathBuf,
-    str::FromStr,
-};
+use std::{path::PathBuf, str::FromStr};
 
 use alloy::{
     primitives::{Address, B256, U256},
@@ -524,7 +520,7 @@ fn show_and_confirm(
         p.nonce,
         p.safe_tx_hash
     );
-    Ok(yes || confirm()?)
+    Ok(yes || crate::prompt::confirm("Approve?")?)
 }
 
 /// The owner's EIP-712 signature of `hash` (65 bytes).
@@ -542,14 +538,6 @@ fn print_submitted(submitted: &Submitted) {
         submitted.approvals,
         submitted.threshold
     );
-}
-
-fn confirm() -> Result<bool> {
-    print!("Type 'yes' to approve: ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim() == "yes")
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -124,6 +124,9 @@ pub(crate) struct RollbackArgs {
     /// Print the plan (and outcome) as JSON.
     #[arg(long)]
     json: bool,
+    /// Write without asking (scripts). Without it the diff is shown and `yes` is asked for.
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
     chain: Chain,
     #[command(flatten)]
@@ -201,6 +204,9 @@ enum BackupCommand {
         /// Show what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write without asking (scripts). Without it the diff is shown and `yes` is asked for.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -278,8 +284,17 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     let provider = args.chain.provider()?;
     let to = VersionSelector::from_arg(args.to.as_deref());
     let rollback = Rollback::new(&settings, &ledger);
-    // Plan under the lock, so nothing changes between the diff shown and the write.
-    let lock = if args.dry_run { None } else { Some(WriteLock::acquire(&settings.lock_path())?) };
+    if args.json && !args.dry_run && !args.yes {
+        bail!("--json cannot ask before writing: add --yes, or --dry-run to see the plan");
+    }
+    // With --yes nobody reads the plan first: plan under the lock, so nothing changes between
+    // the check and the write. Interactively the lock is not held while the operator reads;
+    // the plan is made again under the lock and must be the one they approved.
+    let lock = if args.yes && !args.dry_run {
+        Some(WriteLock::acquire(&settings.lock_path())?)
+    } else {
+        None
+    };
     let plan = rollback.plan(&provider, &args.contract, &to).await?;
     if args.json {
         return match &lock {
@@ -306,19 +321,36 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         println!("  {key}: already at {}", r.to.label);
     }
     print!("{}", plan.diff());
-    let outcome = match &lock {
-        Some(lock) => Some(rollback.apply(lock, &plan)?),
-        None => None,
+    if args.dry_run {
+        println!("dry run: nothing written");
+        return Ok(());
+    }
+    let (lock, plan) = match lock {
+        Some(lock) => (lock, plan),
+        None if plan.is_noop() => {
+            println!("nothing to change");
+            return Ok(());
+        }
+        None => {
+            if !crate::prompt::confirm("Write this rollback (a backup is taken first)?")? {
+                bail!("not rolled back: nothing written");
+            }
+            let lock = WriteLock::acquire(&settings.lock_path())?;
+            let again = rollback.plan(&provider, &args.contract, &to).await?;
+            ensure!(
+                again == plan,
+                "the configs or the version history changed while the plan was shown; nothing \
+                 written: run guardian rollback again to see the new plan"
+            );
+            (lock, again)
+        }
     };
-    match outcome {
-        None => println!("dry run: nothing written"),
-        Some(outcome) => match outcome.backup {
-            None => println!("nothing to change"),
-            Some(backup) => println!(
-                "rolled back; previous configs saved as {} (undo: guardian backup restore {})",
-                backup.stamp, backup.stamp
-            ),
-        },
+    match rollback.apply(&lock, &plan)?.backup {
+        None => println!("nothing to change"),
+        Some(backup) => println!(
+            "rolled back; previous configs saved as {} (undo: guardian backup restore {})",
+            backup.stamp, backup.stamp
+        ),
     }
     Ok(())
 }
@@ -419,27 +451,52 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             }
             println!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
         }
-        BackupCommand::Restore { timestamp, config, dry_run } => {
-            let outcome = if dry_run {
-                backups.preview_restore(&timestamp, config.as_deref())?
+        BackupCommand::Restore { timestamp, config, dry_run, yes } => {
+            let show = |outcome: &guardian_rollback::RestoreOutcome| {
+                for file in &outcome.files {
+                    println!("{} <- {}", file.path.display(), file.from.display());
+                    print!("{}", file.diff);
+                }
+            };
+            if dry_run || !yes {
+                let preview = backups.preview_restore(&timestamp, config.as_deref())?;
+                show(&preview);
+                if dry_run {
+                    println!("dry run: nothing written");
+                    return Ok(());
+                }
+                if !crate::prompt::confirm(
+                    "Restore these files (the current ones are backed up first)?",
+                )? {
+                    bail!("not restored: nothing written");
+                }
+                let lock = WriteLock::acquire(&settings.lock_path())?;
+                let again = backups.preview_restore(&timestamp, config.as_deref())?;
+                ensure!(
+                    again.files.iter().map(|f| &f.diff).eq(preview.files.iter().map(|f| &f.diff)),
+                    "the configs changed while the diff was shown; nothing written: run the \
+                     restore again to see the new diff"
+                );
+                let outcome = backups.restore(&lock, &timestamp, config.as_deref())?;
+                print_restored(&outcome);
             } else {
                 let lock = WriteLock::acquire(&settings.lock_path())?;
-                backups.restore(&lock, &timestamp, config.as_deref())?
-            };
-            for file in &outcome.files {
-                println!("{} <- {}", file.path.display(), file.from.display());
-                print!("{}", file.diff);
-            }
-            match outcome.undo_stamp {
-                Some(undo) => println!(
-                    "restored {}; the previous state is backup {undo} (undo: guardian backup restore {undo})",
-                    outcome.stamp
-                ),
-                None => println!("dry run: nothing written"),
+                let outcome = backups.restore(&lock, &timestamp, config.as_deref())?;
+                show(&outcome);
+                print_restored(&outcome);
             }
         }
     }
     Ok(())
+}
+
+fn print_restored(outcome: &guardian_rollback::RestoreOutcome) {
+    if let Some(undo) = &outcome.undo_stamp {
+        println!(
+            "restored {}; the previous state is backup {undo} (undo: guardian backup restore {undo})",
+            outcome.stamp
+        );
+    }
 }
 
 fn verdict_line(verdict: &guardian_rollback::Verdict) -> String {

@@ -236,7 +236,7 @@ async fn rollback_is_refused_when_the_target_has_no_code() {
     let empty = Address::repeat_byte(0x42);
     stage.record_v1(empty, B256::repeat_byte(1)).await;
     let before = stage.read(&stage.accounts());
-    let output = stage.guardian(&["rollback", "vault"]).output().expect("runs");
+    let output = stage.guardian(&["rollback", "vault", "--yes"]).output().expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no code at") && stderr.contains(&empty.to_string()), "{stderr}");
@@ -253,7 +253,8 @@ async fn rollback_is_refused_when_the_code_hash_differs() {
     let actual = stage.code_hash(v1).await;
     stage.record_v1(v1, recorded).await;
     let before = stage.read(&stage.accounts());
-    let output = stage.guardian(&["rollback", "vault", "--to", "v1"]).output().expect("runs");
+    let output =
+        stage.guardian(&["rollback", "vault", "--to", "v1", "--yes"]).output().expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&recorded.to_string()), "names the recorded hash: {stderr}");
@@ -285,7 +286,7 @@ async fn a_crash_before_the_rename_leaves_the_old_config() {
     let stage = Stage::new().await;
     let before = stage.read(&stage.accounts());
     let output = stage
-        .guardian(&["rollback", "vault"])
+        .guardian(&["rollback", "vault", "--yes"])
         .env(CRASH_BEFORE_RENAME_ENV, "smart-accounts-config.json")
         .output()
         .expect("runs");
@@ -299,7 +300,7 @@ async fn a_crash_before_the_rename_leaves_the_old_config() {
     assert_eq!(stray.len(), 1, "the crash left its fully written temp file: {stray:?}");
 
     // The stray temp file does not get in the way of the next attempt.
-    run(&mut stage.guardian(&["rollback", "vault"]));
+    run(&mut stage.guardian(&["rollback", "vault", "--yes"]));
     assert_eq!(stage.read(&stage.accounts()), stage.accounts_text(stage.bed.targets.vault_v1));
 }
 
@@ -324,10 +325,16 @@ async fn concurrent_rollback_and_restore_run_one_after_the_other() {
         cmd.env(PAUSE_BEFORE_WRITE_ENV, pause).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.spawn().expect("spawn")
     };
-    let restore =
-        quiet(stage.guardian(&["backup", "restore", &stamp, "--config", "smart-accounts-config"]));
+    let restore = quiet(stage.guardian(&[
+        "backup",
+        "restore",
+        &stamp,
+        "--config",
+        "smart-accounts-config",
+        "--yes",
+    ]));
     std::thread::sleep(Duration::from_millis(300));
-    let rollback = quiet(stage.guardian(&["rollback", "vault"]));
+    let rollback = quiet(stage.guardian(&["rollback", "vault", "--yes"]));
     for (what, child) in [("restore", restore), ("rollback", rollback)] {
         let output = child.wait_with_output().expect("wait");
         assert!(
@@ -375,7 +382,8 @@ async fn backup_cli_verifies_restores_and_suggests() {
     run(&mut stage.guardian(&["backup", "verify"]));
 
     // A wrong timestamp lists the nearest ones.
-    let output = stage.guardian(&["backup", "restore", "20200101T000000Z"]).output().expect("run");
+    let output =
+        stage.guardian(&["backup", "restore", "20200101T000000Z", "--yes"]).output().expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nearest") && stderr.contains(&stamp), "{stderr}");
@@ -390,7 +398,7 @@ async fn backup_cli_verifies_restores_and_suggests() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("CORRUPTED") && stdout.contains("1 bad"), "{stdout}");
     fs::write(stage.accounts(), "{}").expect("edit");
-    let output = stage.guardian(&["backup", "restore", &stamp]).output().expect("run");
+    let output = stage.guardian(&["backup", "restore", &stamp, "--yes"]).output().expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -400,7 +408,14 @@ async fn backup_cli_verifies_restores_and_suggests() {
     assert_eq!(stage.read(&stage.accounts()), "{}", "nothing restored");
 
     // The intact config of the same set restores alone.
-    run(&mut stage.guardian(&["backup", "restore", &stamp, "--config", "monitoring-config"]));
+    run(&mut stage.guardian(&[
+        "backup",
+        "restore",
+        &stamp,
+        "--config",
+        "monitoring-config",
+        "--yes",
+    ]));
 }
 
 #[tokio::test]
@@ -449,4 +464,62 @@ async fn versions_add_records_a_deployment_after_a_backup() {
         .output()
         .expect("run");
     assert!(!output.status.success());
+}
+
+/// `guardian <args>` with `answer` typed at its prompt.
+fn answered(stage: &Stage, args: &[&str], answer: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = stage
+        .guardian(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(answer.as_bytes()).expect("answer");
+    child.wait_with_output().expect("wait")
+}
+
+#[tokio::test]
+async fn rollback_and_restore_ask_before_writing() {
+    let stage = Stage::new().await;
+    let before = stage.read(&stage.accounts());
+    let v1 = stage.bed.targets.vault_v1.to_checksum(None);
+
+    // Anything but "yes" (or no terminal at all) writes nothing, after showing the diff.
+    for answer in ["no\n", ""] {
+        let output = answered(&stage, &["rollback", "vault"], answer);
+        assert!(!output.status.success());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(&v1) && stdout.contains("Type 'yes'"), "{stdout}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("not rolled back: nothing written"), "{stderr}");
+        assert_eq!(stage.read(&stage.accounts()), before);
+        assert!(stage.backup_files().is_empty());
+    }
+    let output = answered(&stage, &["rollback", "vault", "--json"], "");
+    assert!(!output.status.success(), "--json cannot prompt");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("add --yes"));
+
+    let output = answered(&stage, &["rollback", "vault"], "yes\n");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stage.read(&stage.accounts()), stage.accounts_text(stage.bed.targets.vault_v1));
+    let files = stage.backup_files();
+    let stamp = files
+        .iter()
+        .find_map(|f| f.strip_prefix("smart-accounts-config_"))
+        .and_then(|f| f.strip_suffix(".json"))
+        .unwrap_or_else(|| panic!("a backup of the accounts config: {files:?}"))
+        .to_owned();
+
+    // Restoring the undo backup asks the same way.
+    let only = ["backup", "restore", &stamp, "--config", "smart-accounts-config"];
+    let output = answered(&stage, &only, "no\n");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not restored: nothing written"), "{stderr}");
+    assert_eq!(stage.read(&stage.accounts()), stage.accounts_text(stage.bed.targets.vault_v1));
+    let output = answered(&stage, &only, "yes\n");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stage.read(&stage.accounts()), before, "the restore brought V2 back byte for byte");
 }
