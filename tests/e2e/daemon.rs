@@ -7,7 +7,11 @@ use alloy::{
     primitives::{B256, U256, utils::parse_ether},
     providers::{Provider, ext::AnvilApi},
 };
-use guardian_chain::{Devnet, DevnetOptions, Testbed, testbed::IVault};
+use guardian_chain::{
+    Devnet, DevnetOptions, Testbed,
+    safe::deploy,
+    testbed::{IProxyAdmin, IVault},
+};
 use guardian_store::Store;
 
 use crate::support::{
@@ -203,4 +207,64 @@ async fn refuses_to_run_against_another_chain_naming_file_and_ids() {
     assert!(stderr.contains("[chain] id = 1"), "names the setting:\n{stderr}");
     assert!(stderr.contains("chain id 138"), "names the node's chain:\n{stderr}");
     assert!(!db.exists(), "nothing written for the wrong chain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implementation_swapped_while_the_daemon_was_down_is_caught_after_the_restart() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = (
+        dir.path().join("guardian.toml"),
+        dir.path().join("guardian.sqlite"),
+        dir.path().join("guardian.log"),
+    );
+    // No `expected`: the rule learns the implementation it first sees.
+    let rule = r#"
+[[rules]]
+name = "implementation"
+kind = "code_change"
+severity = "critical"
+contracts = ["vault"]
+target = "implementation"
+"#;
+    let mut toml = GuardianToml::new(&bed, &db, rule);
+    toml.vault = bed.targets.proxied_vault;
+    toml.write(&config);
+
+    // The rogue implementation is already deployed; only the upgrade happens during the outage,
+    // in the very first block after the daemon's cursor.
+    let release = bed.devnet.provider_for(bed.release_key.clone());
+    let (_, compiled) = contracts();
+    let rogue = deploy(&release, compiled.get("VaultLogicRogue").expect("rogue"), &[])
+        .await
+        .expect("deploy rogue");
+
+    let mut daemon = Daemon::start(&config, &log);
+    let reader = bed.devnet.reader();
+    reader.anvil_mine(Some(2), None).await.expect("mine");
+    let head = reader.get_block_number().await.expect("head");
+    eventually("the daemon to see the original implementation", DEADLINE, || {
+        cursor(&db).filter(|&c| c >= head)
+    })
+    .await;
+    daemon.kill();
+
+    // While nothing watches, the release key swaps the implementation.
+    let admin = IProxyAdmin::new(bed.targets.proxy_admin, &release);
+    let upgrade = admin.upgradeAndCall(bed.targets.proxied_vault, rogue, Default::default());
+    let receipt = mined(&release, upgrade.into_transaction_request()).await;
+    assert_eq!(receipt.block_number, Some(head + 1), "the first block the restart evaluates");
+    reader.anvil_mine(Some(3), None).await.expect("mine");
+
+    let _daemon = Daemon::start(&config, &log);
+    let finding = eventually("the swap to be caught after the restart", DEADLINE, || {
+        let store = Store::open(&db).ok()?;
+        store.findings(None).ok()?.into_iter().find(|f| f.finding.rule == "implementation")
+    })
+    .await;
+    assert_eq!(finding.finding.evidence.values["actual"], rogue.to_checksum(None));
+    assert_eq!(
+        finding.finding.evidence.values["expected"],
+        bed.targets.vault_logic_v1.to_checksum(None)
+    );
 }

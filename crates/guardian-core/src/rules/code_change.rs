@@ -52,6 +52,13 @@ impl CodeChangeRule {
         Ok(Self { target: spec.target, queries, expected, learned: vec![None; meta.targets.len()] })
     }
 
+    /// Blocks to replay after a restart: one when the baseline is learned, so it is learned
+    /// again from the last block guardian saw before it stopped, and a change made while it was
+    /// down is caught at the first block after, instead of becoming the new baseline.
+    pub(crate) fn warmup(&self) -> u64 {
+        u64::from(self.expected.is_none())
+    }
+
     pub(crate) fn queries(&self, out: &mut BTreeSet<StateQuery>) {
         out.extend(self.queries.iter().cloned());
     }

@@ -435,7 +435,10 @@ impl RuleEngine {
                     r.queries(&mut queries);
                     warmup = warmup.max(r.warmup());
                 }
-                CompiledKind::CodeChange(r) => r.queries(&mut queries),
+                CompiledKind::CodeChange(r) => {
+                    r.queries(&mut queries);
+                    warmup = warmup.max(r.warmup());
+                }
                 CompiledKind::Invariant(r) => r.queries(&mut queries),
             }
         }

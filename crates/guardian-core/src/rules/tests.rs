@@ -421,6 +421,23 @@ fn code_hash_change_against_the_first_value_seen() {
 }
 
 #[test]
+fn a_learned_baseline_is_relearned_from_the_last_block_seen_before_a_restart() {
+    let q = StateQuery::CodeHash(VAULT);
+    let code = |n, h: u8| with_balance(n, &q, Some(StateValue::Word(B256::repeat_byte(h))));
+    let learned = engine(vec![code_rule(CodeTarget::CodeHash, None)]);
+    assert_eq!(learned.warmup_blocks(), 1, "the cursor block is replayed");
+    let configured = engine(vec![code_rule(CodeTarget::CodeHash, Some(&B256::ZERO.to_string()))]);
+    assert_eq!(configured.warmup_blocks(), 0, "nothing to relearn");
+
+    // Before the restart guardian saw block 5 with code 1; the code changed while it was down.
+    let mut restarted = learned;
+    assert!(restarted.evaluate(&code(5, 1)).is_empty(), "replayed cursor block: the baseline");
+    let findings = restarted.evaluate(&code(9, 2));
+    assert_eq!(findings.len(), 1, "the change made during the downtime is caught");
+    assert_eq!(findings[0].evidence.values["baseline_block"], "5");
+}
+
+#[test]
 fn implementation_slot_against_the_configured_implementation() {
     let expected = address!("0x1111111111111111111111111111111111111111");
     let mut engine =
