@@ -170,6 +170,9 @@ fn rehearse_upgrade_and_restart_pause_once_each() {
     assert!(report["scenarios"][1]["latencies"]["pause_blocks"].as_u64().is_some());
 }
 
+/// A `[webhook]` whose secret is not set where the drill runs: a drill never needs it.
+const UNSET_WEBHOOK: &str = "\n[webhook]\nurl_env = \"GUARDIAN_TEST_UNSET_WEBHOOK\"\n";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chain_untouched() {
     // The "production" chain: a 2-of-3 Safe and the targets it owns, mining only on demand, and
@@ -193,8 +196,10 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
     let config = dir.path().join("production.toml");
     // The operators' production config: the Safe and the contracts they watch on that chain.
     let toml = GuardianToml::new(&bed, &dir.path().join("production.sqlite"), "");
-    let toml =
-        format!("{}\n[[contracts]]\nname = \"stray\"\naddress = \"{stray}\"\n", toml.render());
+    let toml = format!(
+        "{}\n[[contracts]]\nname = \"stray\"\naddress = \"{stray}\"\n{UNSET_WEBHOOK}",
+        toml.render()
+    );
     std::fs::write(&config, toml).expect("config");
     let reports = dir.path().join("report");
     let url = bed.devnet.http_url().to_string();
