@@ -1,7 +1,7 @@
 //! `guardian run` as operators run it: the real binary, a config file, SIGKILL, dead endpoints
 //! and a wrong chain.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use alloy::{
     primitives::{B256, U256, utils::parse_ether},
@@ -49,6 +49,11 @@ async fn withdrawals(bed: &Testbed, n: usize, gap: u64) -> BTreeSet<(B256, u64)>
     anomalies
 }
 
+/// guardian.toml, guardian.sqlite and guardian.log in `dir`.
+fn files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join("guardian.toml"), dir.join("guardian.sqlite"), dir.join("guardian.log"))
+}
+
 fn recorded(db: &std::path::Path) -> Vec<(B256, u64)> {
     let store = Store::open(db).expect("db");
     store
@@ -63,11 +68,7 @@ fn recorded(db: &std::path::Path) -> Vec<(B256, u64)> {
 async fn sigkill_mid_backfill_then_restart_records_every_anomaly_once() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (config, db, log) = (
-        dir.path().join("guardian.toml"),
-        dir.path().join("guardian.sqlite"),
-        dir.path().join("guardian.log"),
-    );
+    let (config, db, log) = files(dir.path());
     let mut toml = GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL);
     toml.max_log_range = 20; // a hundred eth_getLogs steps over the gap
     toml.write(&config);
@@ -129,11 +130,7 @@ async fn follows_past_a_dead_endpoint_and_outlives_a_full_outage() {
     let bed = testbed().await;
     let switch = TcpSwitch::start(bed.devnet.http_url().port().expect("port")).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (config, db, log) = (
-        dir.path().join("guardian.toml"),
-        dir.path().join("guardian.sqlite"),
-        dir.path().join("guardian.log"),
-    );
+    let (config, db, log) = files(dir.path());
     let mut toml = GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL);
     // First endpoint: a closed port. Second: Anvil behind a switch the test can cut.
     toml.rpc = vec!["http://127.0.0.1:9".into(), format!("http://127.0.0.1:{}", switch.port())];
@@ -184,11 +181,7 @@ async fn refuses_to_run_against_another_chain_naming_file_and_ids() {
     let devnet = Devnet::spawn(toolchain, &DevnetOptions::default()).expect("anvil");
     assert_eq!(devnet.chain_id(), 138);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (config, db, log) = (
-        dir.path().join("guardian.toml"),
-        dir.path().join("guardian.sqlite"),
-        dir.path().join("guardian.log"),
-    );
+    let (config, db, log) = files(dir.path());
     std::fs::write(
         &config,
         format!(
@@ -213,11 +206,7 @@ async fn refuses_to_run_against_another_chain_naming_file_and_ids() {
 async fn an_implementation_swapped_while_the_daemon_was_down_is_caught_after_the_restart() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (config, db, log) = (
-        dir.path().join("guardian.toml"),
-        dir.path().join("guardian.sqlite"),
-        dir.path().join("guardian.log"),
-    );
+    let (config, db, log) = files(dir.path());
     // No `expected`: the rule learns the implementation it first sees.
     let rule = r#"
 [[rules]]
