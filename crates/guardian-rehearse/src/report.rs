@@ -161,7 +161,7 @@ impl Report {
             .max()
             .unwrap_or(0)
             .max(1) as f64;
-        let lane = |s: &ScenarioReport| 40.0 + ROW * s.timeline.len() as f64;
+        let lane = |s: &ScenarioReport| 40.0 + ROW * s.timeline.len().max(1) as f64;
         let height = 50.0 + self.scenarios.iter().map(lane).sum::<f64>();
         let x = |ms: u64| LEFT + (WIDTH - LEFT - RIGHT) * (ms as f64 / max_ms);
         let mut svg = String::new();
@@ -191,6 +191,16 @@ impl Report {
                 r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#888"/>"##,
                 WIDTH - RIGHT
             );
+            if s.timeline.is_empty() {
+                let passed = s.checks.iter().filter(|c| c.passed).count();
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="{}" y="{}">no incident timeline: {passed} of {} checks passed</text>"#,
+                    LEFT + 4.0,
+                    y + 18.0,
+                    s.checks.len()
+                );
+            }
             for (row, e) in s.timeline.iter().enumerate() {
                 let ex = x(e.ms);
                 let ly = y + 18.0 + ROW * row as f64;
@@ -305,6 +315,16 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 6);
         // The last event sits at the right edge, the anomaly at the left one.
         assert!(svg.contains(r#"cx="140.0""#) && svg.contains(r#"cx="920.0""#), "{svg}");
+
+        // A scenario of checks only says so instead of drawing an empty lane.
+        let levers = ScenarioReport::new(
+            "levers",
+            vec![Check::pass("vault can be paused", "ok"), Check::fail("stray", "not the owner")],
+            vec![],
+            Latencies::default(),
+        );
+        let svg = Report::new(138, vec![levers]).svg();
+        assert!(svg.contains("no incident timeline: 1 of 2 checks passed"), "{svg}");
     }
 
     #[test]
