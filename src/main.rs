@@ -130,6 +130,10 @@ fn init_tracing(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
+    // alloy's block poller logs each failed poll at ERROR with the endpoint's full URL (which may
+    // hold an API key) and nothing an operator can act on: guardian reports RPC failures itself,
+    // with the URL redacted. RUST_LOG overrides this.
+    let default = format!("{default},alloy_rpc_client::poller=off");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -44,7 +44,9 @@ pub fn spawn(rpc: Arc<RpcPool>) -> watch::Receiver<u64> {
                     rpc.drop_connection(index).await;
                 }
                 Err(error) => {
-                    warn!(endpoint = %label, error = %format!("{error:#}"), retry_in = ?backoff, "cannot subscribe to new heads");
+                    let error =
+                        crate::rpc::scrub(&format!("{error:#}"), &rpc.endpoints()[index].url);
+                    warn!(endpoint = %label, %error, retry_in = ?backoff, "cannot subscribe to new heads");
                 }
             }
             if tx.is_closed() {

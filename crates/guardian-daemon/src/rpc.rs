@@ -89,6 +89,17 @@ pub fn redact(url: &Url) -> String {
     }
 }
 
+/// `text` (an error message) with `url` replaced by its [`redact`]ed form: HTTP client errors
+/// quote the full URL, and a URL often carries an API key in its path or query.
+pub fn scrub(text: &str, url: &Url) -> String {
+    let full = url.as_str();
+    let mut text = text.replace(full, &redact(url));
+    if let Some(bare) = full.strip_suffix('/') {
+        text = text.replace(bare, &redact(url));
+    }
+    text
+}
+
 /// The endpoint pool.
 #[derive(Debug)]
 pub struct RpcPool {
@@ -253,8 +264,9 @@ impl RpcPool {
                     if endpoint.is_ws() {
                         self.drop_connection(index).await;
                     }
-                    debug!(endpoint = %endpoint.label(), %what, error = %format!("{error:#}"), "RPC request failed");
-                    errors.push(format!("{}: {error:#}", endpoint.label()));
+                    let error = scrub(&format!("{error:#}"), &endpoint.url);
+                    debug!(endpoint = %endpoint.label(), %what, %error, "RPC request failed");
+                    errors.push(format!("{}: {error}", endpoint.label()));
                 }
             }
         }
@@ -274,7 +286,9 @@ impl RpcPool {
                     return Err(error);
                 }
                 Err(error) => {
-                    unreachable.push(format!("{}: {error:#}", self.endpoints[index].label()))
+                    let endpoint = &self.endpoints[index];
+                    let error = scrub(&format!("{error:#}"), &endpoint.url);
+                    unreachable.push(format!("{}: {error}", endpoint.label()))
                 }
             }
         }
@@ -409,5 +423,32 @@ mod tests {
         let err = pool.head().await.expect_err("nothing listens");
         let msg = err.to_string();
         assert!(msg.contains("127.0.0.1:9") && msg.contains("127.0.0.1:7"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn errors_never_quote_the_api_key_in_an_endpoint_url() {
+        let url: Url = "http://127.0.0.1:9/v1/SECRETKEY?apikey=s3cret".parse().expect("url");
+        let pool = Arc::new(RpcPool::new(vec![url], 138, Duration::from_secs(2)).expect("pool"));
+        let direct = format!("{:#}", pool.head().await.expect_err("nothing listens"));
+        // Through the transport every other component uses, too.
+        let provider = pool.failover_provider(Duration::from_secs(1));
+        let through = format!("{:#}", provider.get_block_number().await.expect_err("down"));
+        for msg in [direct, through] {
+            assert!(msg.contains("http://127.0.0.1:9"), "names the endpoint: {msg}");
+            assert!(!msg.contains("SECRETKEY") && !msg.contains("s3cret"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn scrubbing_replaces_the_url_with_or_without_its_trailing_slash() {
+        let url: Url = "https://rpc.example.org/KEY".parse().expect("url");
+        let text = "error sending request for url (https://rpc.example.org/KEY): refused";
+        assert_eq!(
+            scrub(text, &url),
+            "error sending request for url (https://rpc.example.org:443): refused"
+        );
+        let root: Url = "http://10.0.0.1:8545".parse().expect("url");
+        assert_eq!(scrub("url (http://10.0.0.1:8545/)", &root), "url (http://10.0.0.1:8545)");
+        assert_eq!(scrub("url (http://10.0.0.1:8545)", &root), "url (http://10.0.0.1:8545)");
     }
 }
