@@ -34,12 +34,14 @@ struct Cli {
 enum Command {
     /// Fire drill: incident scenarios on a local Anvil chain 138, with a report.
     ///
-    /// For each scenario (drain, quiet; --scenario all by default) starts Anvil mining a block a
-    /// second, deploys Safe 1.4.1 owned by three operator keys (threshold 2) and the vaults it
-    /// owns, writes a rehearsal config, runs the daemon in-process, plays the incident, approves
-    /// as the owners would, and checks every outcome. Writes report.json, report.md and
-    /// timeline.svg to --report-dir; exits 1 naming the first failed check. Nothing leaves this
-    /// machine: each chain is a child process that stops with its scenario.
+    /// For each scenario (drain, upgrade, revert-storm, quiet, restart, levers; --scenario all by
+    /// default) starts Anvil mining a block a second, deploys Safe 1.4.1 owned by three operator
+    /// keys (threshold 2) and the contracts it owns, writes a rehearsal config, runs the daemon,
+    /// plays the incident, approves as the owners would, and checks every outcome. Writes
+    /// report.json, report.md and timeline.svg to --report-dir; exits 1 naming the first failed
+    /// check. Each chain is a child process that stops with its scenario; with --fork-url it is a
+    /// fork of that endpoint, which is only read from, with the configured Safe's owners
+    /// impersonated.
     Rehearse(rehearse_cmd::RehearseArgs),
 
     /// Run the daemon: follow the chain, evaluate the rules, record findings, notify.

@@ -35,7 +35,8 @@ pub(crate) struct RehearseArgs {
     #[arg(long, conflicts_with = "fork_url")]
     owners: Option<usize>,
     /// Fork this RPC endpoint (e.g. a chain 138 node) and rehearse against its state with the
-    /// configured Safe, whose owners are impersonated on the fork. Nothing is sent to it.
+    /// configured Safe, whose owners are impersonated on the fork. The endpoint is only read
+    /// from: no transaction ever reaches it.
     #[arg(long, value_name = "URL")]
     fork_url: Option<Url>,
     /// The Safe to rehearse with on the fork [default: `[safe] address` of --config].
