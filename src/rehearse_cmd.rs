@@ -74,11 +74,7 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         let safe = fork_safe(args.safe, config.as_ref())?;
         if let Some(config) = &config {
             options.chain_id = args.chain_id.unwrap_or(config.chain.id);
-            options.levers = config
-                .contracts
-                .iter()
-                .map(|c| Lever { name: c.name.clone(), address: c.address, pause: c.pause.clone() })
-                .collect();
+            options.levers = config.contracts.iter().map(Lever::from).collect();
         }
         // 0: as many owners as the Safe's threshold.
         options.approvers = args.approvers.unwrap_or(0);

@@ -10,7 +10,7 @@ use alloy::{
 use guardian_chain::{
     Devnet, DevnetOptions, Testbed,
     safe::deploy,
-    testbed::{IProxyAdmin, IVault},
+    testbed::{IVault, upgrade_proxied_vault},
 };
 use guardian_store::Store;
 
@@ -239,9 +239,8 @@ target = "implementation"
     daemon.kill();
 
     // While nothing watches, the release key swaps the implementation.
-    let admin = IProxyAdmin::new(bed.targets.proxy_admin, &release);
-    let upgrade = admin.upgradeAndCall(bed.targets.proxied_vault, rogue, Default::default());
-    let receipt = mined(&release, upgrade.into_transaction_request()).await;
+    let receipt =
+        upgrade_proxied_vault(&release, &bed.targets, rogue).await.expect("upgradeAndCall");
     assert_eq!(receipt.block_number, Some(head + 1), "the first block the restart evaluates");
     reader.anvil_mine(Some(3), None).await.expect("mine");
 

@@ -8,6 +8,7 @@
 use alloy::{
     primitives::{Address, B256, Bytes, U256, b256},
     providers::{DynProvider, Provider, ext::AnvilApi},
+    rpc::types::TransactionReceipt,
     signers::local::PrivateKeySigner,
     sol_types::{SolCall, SolValue},
 };
@@ -149,6 +150,26 @@ pub async fn deploy_targets(
     Ok(Targets { factory, vault_v1, vault_v2, proxied_vault, vault_logic_v1, proxy_admin })
 }
 
+/// Upgrade the proxied vault to `implementation` through its ProxyAdmin, sent by `release` (a
+/// provider signing as the release key). Returns the mined receipt; a revert is an error.
+pub async fn upgrade_proxied_vault(
+    release: &DynProvider,
+    targets: &Targets,
+    implementation: Address,
+) -> Result<TransactionReceipt> {
+    let admin = IProxyAdmin::new(targets.proxy_admin, release);
+    let receipt = admin
+        .upgradeAndCall(targets.proxied_vault, implementation, Bytes::new())
+        .send()
+        .await
+        .wrap_err("sending upgradeAndCall")?
+        .get_receipt()
+        .await
+        .wrap_err("waiting for upgradeAndCall")?;
+    ensure!(receipt.status(), "upgradeAndCall reverted (tx {})", receipt.transaction_hash);
+    Ok(receipt)
+}
+
 alloy::sol! {
     /// The rehearsal vault (`contracts/src/Vault.sol`, V1 and V2).
     #[sol(rpc)]
@@ -167,15 +188,12 @@ alloy::sol! {
     #[sol(rpc)]
     interface IVaultLogic {
         function initialize(address owner_) external;
-        function owner() external view returns (address);
         function sweep(address to) external;
     }
 
     /// OpenZeppelin 5 `ProxyAdmin`: the only way to upgrade a transparent proxy.
     #[sol(rpc)]
     interface IProxyAdmin {
-        function owner() external view returns (address);
         function upgradeAndCall(address proxy, address implementation, bytes data) external payable;
-        event Upgraded(address indexed implementation);
     }
 }

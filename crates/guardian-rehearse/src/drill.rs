@@ -2,7 +2,11 @@
 //! names itself in every later one), the timeline and latencies, and the steps incidents have in
 //! common: wait for the finding, then pause through the Safe with the operators' approvals.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::{
+    primitives::{Address, B256, U256},
+    providers::Provider,
+    signers::local::PrivateKeySigner,
+};
 use eyre::{Result, bail, ensure, eyre};
 use guardian_chain::safe::is_paused;
 use guardian_core::{proposal::ProposalKind, severity::Severity};
@@ -139,9 +143,14 @@ impl Drill {
         contract: &str,
         address: Address,
     ) -> Option<Proposal> {
-        let approvers = approvers(stage, options);
-        let names: Vec<String> =
-            approvers.iter().enumerate().map(|(i, (op, how))| approval_name(i, op, *how)).collect();
+        let approvers = match approvers(stage, options).await {
+            Ok(approvers) => approvers,
+            Err(error) => {
+                self.list.fail("owners to approve chosen", format!("{error:#}"));
+                return None;
+            }
+        };
+        let names: Vec<String> = approvers.iter().enumerate().map(|(i, a)| a.name(i)).collect();
         self.list.plan([PROPOSAL.to_owned()]);
         self.list.plan(names.iter().cloned());
         self.list.plan([PAUSED.to_owned()]);
@@ -149,11 +158,11 @@ impl Drill {
         let proposal = self.list.step(PROPOSAL, wait_proposal(stage, options, contract).await)?;
         self.mark(clock, "pause proposed", stage.head().await.unwrap_or(clock.block));
 
-        for (index, ((operator, how), name)) in approvers.iter().zip(&names).enumerate() {
-            let outcome = approve(stage, proposal.safe_tx_hash, operator, *how).await;
+        for (index, (approval, name)) in approvers.iter().zip(&names).enumerate() {
+            let outcome = approval.give(stage, proposal.safe_tx_hash).await;
             self.list.step(name, outcome.map(|detail| ((), detail)))?;
             let block = stage.head().await.unwrap_or_default();
-            self.mark(clock, format!("approval {} ({})", index + 1, how.short()), block);
+            self.mark(clock, format!("approval {} ({})", index + 1, approval.short()), block);
         }
 
         let outcome = wait_paused(stage, options, &proposal, address).await;
@@ -168,52 +177,85 @@ impl Drill {
 pub(crate) const PROPOSAL: &str = "pause proposed through the Safe";
 pub(crate) const PAUSED: &str = "pause executed and verified";
 
-/// How an operator approves in the drill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum How {
-    /// EIP-712 signature, verified and stored by the service (`guardian approve`).
-    Signature,
-    /// The Safe's `approveHash`, mined (`guardian approve --onchain`).
-    OnChain,
+/// One owner's approval in the drill, and how it is given.
+#[derive(Debug, Clone)]
+enum Approval {
+    /// An EIP-712 signature with the owner's key, verified and stored by the service (what
+    /// `guardian approve` does).
+    Signature(PrivateKeySigner),
+    /// The Safe's `approveHash` sent as the owner and mined (`guardian approve --onchain`); the
+    /// only way for an owner the fork impersonates.
+    OnChain(Operator),
 }
 
-impl How {
-    fn short(self) -> &'static str {
+impl Approval {
+    fn owner(&self) -> Address {
         match self {
-            Self::Signature => "off chain",
-            Self::OnChain => "on chain",
+            Self::Signature(key) => key.address(),
+            Self::OnChain(operator) => operator.address,
+        }
+    }
+
+    fn short(&self) -> &'static str {
+        match self {
+            Self::Signature(_) => "off chain",
+            Self::OnChain(_) => "on chain",
+        }
+    }
+
+    fn name(&self, index: usize) -> String {
+        let how = match self {
+            Self::Signature(_) => "off-chain signature",
+            Self::OnChain(Operator { key: Some(_), .. }) => "on-chain approveHash",
+            Self::OnChain(Operator { key: None, .. }) => "on-chain approveHash, impersonated",
+        };
+        format!("approval {} of owner {} ({how})", index + 1, self.owner())
+    }
+
+    async fn give(&self, stage: &Stage, hash: B256) -> Result<String> {
+        let multisig = stage.multisig()?;
+        match self {
+            Self::Signature(key) => {
+                let submitted = multisig.approve_with_signature(hash, key).await?;
+                ensure!(submitted.added, "the signature was already recorded");
+                Ok(format!(
+                    "EIP-712 signature verified and stored; approvals {} of {}",
+                    submitted.approvals, submitted.threshold
+                ))
+            }
+            Self::OnChain(operator) => {
+                let wallet = stage.world.wallet(operator);
+                let (receipt, approvals) =
+                    multisig.approve_onchain(hash, &wallet, operator.address).await?;
+                Ok(format!(
+                    "approveHash mined in block {}; approvals {approvals} of {}",
+                    receipt.block_number.unwrap_or_default(),
+                    multisig.safe().threshold().await?
+                ))
+            }
         }
     }
 }
 
-/// The first `options.approvers` owners (or as many as the threshold) and how each approves:
-/// the second on chain, the others with a signature, except impersonated owners (a fork), who
-/// can only send `approveHash`.
-fn approvers(stage: &Stage, options: &Options) -> Vec<(Operator, How)> {
+/// The first `options.approvers` owners (`0`: as many as the Safe's threshold) and how each
+/// approves: the second on chain, the others with a signature, except impersonated owners (a
+/// fork), who can only send `approveHash`.
+async fn approvers(stage: &Stage, options: &Options) -> Result<Vec<Approval>> {
     let count = match options.approvers {
-        0 => usize::try_from(stage.world.threshold).unwrap_or(usize::MAX),
+        0 => usize::try_from(stage.world.safe.threshold().await?)?,
         n => n,
     };
-    stage
+    Ok(stage
         .world
         .operators
         .iter()
         .take(count)
         .enumerate()
-        .map(|(i, op)| {
-            let how = if i == 1 || op.key.is_none() { How::OnChain } else { How::Signature };
-            (op.clone(), how)
+        .map(|(i, op)| match &op.key {
+            Some(key) if i != 1 => Approval::Signature(key.clone()),
+            _ => Approval::OnChain(op.clone()),
         })
-        .collect()
-}
-
-fn approval_name(index: usize, operator: &Operator, how: How) -> String {
-    let how = match (how, operator.key.is_some()) {
-        (How::Signature, _) => "off-chain signature",
-        (How::OnChain, true) => "on-chain approveHash",
-        (How::OnChain, false) => "on-chain approveHash, impersonated",
-    };
-    format!("approval {} of owner {} ({how})", index + 1, operator.address)
+        .collect())
 }
 
 async fn wait_finding(
@@ -279,31 +321,6 @@ pub(crate) async fn wait_proposal(
     Ok((proposal, detail))
 }
 
-async fn approve(stage: &Stage, hash: B256, operator: &Operator, how: How) -> Result<String> {
-    let multisig = stage.multisig()?;
-    match (how, &operator.key) {
-        (How::Signature, Some(key)) => {
-            let submitted = multisig.approve_with_signature(hash, key).await?;
-            ensure!(submitted.added, "the signature was already recorded");
-            Ok(format!(
-                "EIP-712 signature verified and stored; approvals {} of {}",
-                submitted.approvals, submitted.threshold
-            ))
-        }
-        (How::Signature, None) => bail!("owner {} has no key to sign with", operator.address),
-        (How::OnChain, _) => {
-            let wallet = stage.world.wallet(operator);
-            let (receipt, approvals) =
-                multisig.approve_onchain(hash, &wallet, operator.address).await?;
-            Ok(format!(
-                "approveHash mined in block {}; approvals {approvals} of {}",
-                receipt.block_number.unwrap_or_default(),
-                multisig.safe().threshold().await?
-            ))
-        }
-    }
-}
-
 /// Wait for the daemon to execute `proposal`, then check the receipt, `paused()` on `target`
 /// and that the Safe executed exactly this one transaction. Returns the block it was mined in.
 async fn wait_paused(
@@ -333,7 +350,8 @@ async fn wait_paused(
     };
     let tx = detail.proposal.executed_tx.ok_or_else(|| eyre!("executed without a transaction"))?;
     let reader = stage.world.reader();
-    let receipt = alloy::providers::Provider::get_transaction_receipt(&reader, tx)
+    let receipt = reader
+        .get_transaction_receipt(tx)
         .await?
         .ok_or_else(|| eyre!("execTransaction {tx} has no receipt"))?;
     ensure!(receipt.status(), "execTransaction {tx} reverted");

@@ -13,12 +13,7 @@ use crate::{Lever, Options, drill::Drill, report::ScenarioReport, stage::Stage};
 
 pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
     let levers: Vec<Lever> = if options.levers.is_empty() {
-        stage
-            .config
-            .contracts
-            .iter()
-            .map(|c| Lever { name: c.name.clone(), address: c.address, pause: c.pause.clone() })
-            .collect()
+        stage.config.contracts.iter().map(Lever::from).collect()
     } else {
         options.levers.clone()
     };

@@ -128,6 +128,16 @@ pub struct Lever {
     pub pause: String,
 }
 
+impl From<&guardian_config::ContractConfig> for Lever {
+    fn from(contract: &guardian_config::ContractConfig) -> Self {
+        Self {
+            name: contract.name.clone(),
+            address: contract.address,
+            pause: contract.pause.clone(),
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -210,8 +220,7 @@ pub async fn rehearse(
                     kept = Some(Kept(stage));
                     report
                 } else if !stage.ever_ran_daemon() {
-                    let _ = stage.stop().await;
-                    report
+                    report // nothing to stop: Anvil dies with the stage
                 } else {
                     let stopped = stage.stop().await;
                     with_clean_stop(report, stopped)

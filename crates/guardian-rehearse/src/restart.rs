@@ -53,10 +53,10 @@ async fn steps(stage: &mut Stage, options: &Options, drill: &mut Drill) {
     let Some(first) = drill.list.step(KILLED, killed) else { return };
     let down = async {
         let (clock, _) = mined(first).await?;
-        let (last, detail) = finish_drain(stage, BEFORE_KILL).await?;
-        Ok(((clock, last), detail))
+        let (rest, detail) = finish_drain(stage, BEFORE_KILL).await?;
+        Ok(((clock, rest), detail))
     };
-    let Some((clock, last)) = drill.list.step(DOWN, down.await) else { return };
+    let Some((clock, (last, calls))) = drill.list.step(DOWN, down.await) else { return };
     drill.anomaly(&clock, "drain began (daemon killed)");
     drill.mark(&clock, "drain ended", last);
 
@@ -78,7 +78,7 @@ async fn steps(stage: &mut Stage, options: &Options, drill: &mut Drill) {
     }
     let once = async {
         caught_up(stage, options, last).await?;
-        once(stage, BEFORE_KILL + 1)
+        once(stage, calls)
     };
     drill.list.step(ONCE, once.await.map(|d| ((), d)));
 }
@@ -92,8 +92,9 @@ async fn kill_during_drain(stage: &mut Stage) -> Result<(crate::drain::Pending, 
     Ok((pending, format!("{BEFORE_KILL} drain calls sent; daemon killed at cursor {cursor}")))
 }
 
-/// Send the rest of the drain while the daemon is down. Returns the last block.
-async fn finish_drain(stage: &Stage, before: usize) -> Result<(u64, String)> {
+/// Send the rest of the drain while the daemon is down. Returns the last block and how many
+/// drain calls there were in all.
+async fn finish_drain(stage: &Stage, before: usize) -> Result<((u64, usize), String)> {
     let cursor = stage.cursor()?.unwrap_or_default();
     let (pending, _) = send_drain(stage, usize::MAX).await?;
     let calls = pending.len();
@@ -104,11 +105,12 @@ async fn finish_drain(stage: &Stage, before: usize) -> Result<(u64, String)> {
         after == cursor,
         "the daemon's cursor moved from {cursor} to {after} while it was down"
     );
+    let total = before + calls;
     Ok((
-        last,
+        (last, total),
         format!(
             "{} drain calls in all, the last in block {last}; vault empty; cursor still {cursor}",
-            before + calls
+            total
         ),
     ))
 }

@@ -62,8 +62,6 @@ pub(crate) struct World {
     pub(crate) targets: Targets,
     /// The Safe's nonce when the stage was ready: the drill's pause must be exactly the next.
     pub(crate) safe_nonce: U256,
-    /// The Safe's threshold.
-    pub(crate) threshold: u64,
     /// The RPC the chain was forked from (without credentials), if any.
     pub(crate) forked_from: Option<String>,
 }
@@ -109,8 +107,17 @@ impl World {
             .into_iter()
             .map(|key| Operator { address: key.address(), key: Some(key) })
             .collect();
-        let parts = Parts { devnet, executor: deployer, operators, release_key, safe, targets };
-        Self::ready(parts, None).await
+        let safe_nonce = safe.nonce().await?;
+        Ok(Self {
+            devnet,
+            executor: deployer,
+            operators,
+            release_key,
+            safe,
+            targets,
+            safe_nonce,
+            forked_from: None,
+        })
     }
 
     /// A fork of `url` in which the Safe at `safe` already lives: its owners are impersonated
@@ -167,27 +174,7 @@ impl World {
             .anvil_set_interval_mining(options.block_time)
             .await
             .wrap_err("switching the fork to interval mining")?;
-        let parts = Parts { devnet, executor, operators, release_key, safe, targets };
-        Self::ready(parts, Some(shown)).await
-    }
-}
-
-/// A world's parts before the Safe's nonce and threshold are read.
-struct Parts {
-    devnet: Devnet,
-    executor: PrivateKeySigner,
-    operators: Vec<Operator>,
-    release_key: PrivateKeySigner,
-    safe: SafeClient,
-    targets: Targets,
-}
-
-impl World {
-    /// Read the Safe's nonce and threshold as the drill starts.
-    async fn ready(parts: Parts, forked_from: Option<String>) -> Result<Self> {
-        let Parts { devnet, executor, operators, release_key, safe, targets } = parts;
         let safe_nonce = safe.nonce().await?;
-        let threshold = safe.threshold().await?;
         Ok(Self {
             devnet,
             executor,
@@ -196,8 +183,7 @@ impl World {
             safe,
             targets,
             safe_nonce,
-            threshold,
-            forked_from,
+            forked_from: Some(shown),
         })
     }
 }

@@ -13,7 +13,7 @@ use eyre::{Result, ensure};
 use guardian_chain::{
     Contracts,
     safe::deploy,
-    testbed::{IProxyAdmin, IVault, IVaultLogic},
+    testbed::{IVault, IVaultLogic, upgrade_proxied_vault},
 };
 use guardian_core::{rules::EIP1967_IMPLEMENTATION_SLOT, severity::Severity};
 
@@ -66,10 +66,7 @@ async fn upgrade(stage: &Stage, contracts: &Contracts) -> Result<((Clock, U256),
 
     let release = world.devnet.provider_for(world.release_key.clone());
     let rogue = deploy(&release, contracts.get("VaultLogicRogue")?, &[]).await?;
-    let admin = IProxyAdmin::new(world.targets.proxy_admin, &release);
-    let receipt =
-        admin.upgradeAndCall(proxy, rogue, Default::default()).send().await?.get_receipt().await?;
-    ensure!(receipt.status(), "upgradeAndCall reverted (tx {})", receipt.transaction_hash);
+    let receipt = upgrade_proxied_vault(&release, &world.targets, rogue).await?;
     let t0 = Instant::now();
     let block = receipt.block_number.unwrap_or_default();
     let slot = world.reader().get_storage_at(proxy, EIP1967_IMPLEMENTATION_SLOT.into()).await?;
