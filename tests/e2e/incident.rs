@@ -5,47 +5,22 @@
 use std::{path::Path, time::Duration};
 
 use alloy::{
-    primitives::{B256, U256, keccak256, utils::parse_ether},
+    primitives::{U256, utils::parse_ether},
     providers::Provider,
 };
 use guardian_chain::{Testbed, safe::is_paused, testbed::IVault};
+use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 
 use crate::support::{Daemon, TcpSwitch, eventually, guardian, key_hex, testbed};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-async fn code_hash(bed: &Testbed, address: alloy::primitives::Address) -> B256 {
-    keccak256(bed.devnet.reader().get_code_at(address).await.expect("code"))
-}
-
 /// guardian.toml, the managed deployment config and the version history, in `dir`. Without
 /// `rollback` the contract is only paused (no `[rollback]` table, `on_pause` left at pause).
 async fn write_files(bed: &Testbed, dir: &Path, rollback: bool) {
-    let (v1, v2) = (bed.targets.vault_v1, bed.targets.vault_v2);
-    std::fs::write(
-        dir.join("smart-accounts-config.json"),
-        format!(
-            "{{\n  \"network\": {{ \"chainId\": 138 }},\n  \"contracts\": {{\n    \"vault\": {{ \"address\": \"{v2}\", \"startBlock\": 2 }}\n  }}\n}}\n"
-        ),
-    )
-    .expect("managed config");
-    std::fs::write(
-        dir.join("contract-versions.json"),
-        format!(
-            r#"{{
-  "contracts": {{
-    "vault": [
-      {{ "label": "v2", "address": "{v2}", "deployed": {{ "block": 2 }}, "code_hash": "{h2}" }},
-      {{ "label": "v1", "address": "{v1}", "deployed": {{ "block": 1 }}, "code_hash": "{h1}" }}
-    ]
-  }}
-}}
-"#,
-            h2 = code_hash(bed, v2).await,
-            h1 = code_hash(bed, v1).await,
-        ),
-    )
-    .expect("versions");
+    let reader = bed.devnet.reader();
+    write_vault_deployment(&reader, &bed.targets, 138, dir).await.expect("deployment files");
+    let v2 = bed.targets.vault_v2;
     let mut toml = format!(
         r#"[chain]
 poll_interval_ms = 100
@@ -82,22 +57,8 @@ where = ["amount > 1 ether"]
         on_pause = if rollback { "rollback" } else { "pause" },
     );
     if rollback {
-        toml.push_str(
-            r#"
-[rollback]
-backup_dir = "backups"
-versions = "contract-versions.json"
-ledger = "guardian.sqlite"
-
-[[rollback.configs]]
-name = "smart-accounts-config"
-path = "smart-accounts-config.json"
-
-[rollback.contracts.vault]
-health_call = "solvent()"
-keys = [{ config = "smart-accounts-config", pointer = "/contracts/vault/address" }]
-"#,
-        );
+        toml.push('\n');
+        toml.push_str(VAULT_ROLLBACK_TOML);
     }
     std::fs::write(dir.join("guardian.toml"), toml).expect("guardian.toml");
 }

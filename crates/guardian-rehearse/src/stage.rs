@@ -473,15 +473,34 @@ impl Clock {
     }
 }
 
-/// Runtime code hash at `address`.
-async fn code_hash(world: &World, address: Address) -> Result<B256> {
-    Ok(keccak256(world.reader().get_code_at(address).await?))
-}
+/// The `[rollback]` tables of a config that manages [`MANAGED`]: the vault's address key, with
+/// `solvent()` as its health check. Shared with the end-to-end tests.
+pub const VAULT_ROLLBACK_TOML: &str = r#"[rollback]
+backup_dir = "backups"
+versions = "contract-versions.json"
+ledger = "guardian.sqlite"
 
-/// guardian.toml, the managed deployment config and the version history with real code hashes.
-async fn write_files(world: &World, dir: &Path) -> Result<()> {
-    let (v1, v2) = (world.targets.vault_v1, world.targets.vault_v2);
-    let chain_id = world.devnet.chain_id();
+[[rollback.configs]]
+name = "smart-accounts-config"
+path = "smart-accounts-config.json"
+
+[rollback.contracts.vault]
+health_call = "solvent()"
+keys = [{ config = "smart-accounts-config", pointer = "/contracts/vault/address" }]
+"#;
+
+/// Write the vault's deployment into `dir`: the managed config `smart-accounts-config.json`
+/// pointing at VaultV2, and `contract-versions.json` with V2 and, before it, V1, each with the
+/// runtime code hash read through `reader`. Shared with the end-to-end tests.
+pub async fn write_vault_deployment(
+    reader: &DynProvider,
+    targets: &Targets,
+    chain_id: u64,
+    dir: &Path,
+) -> Result<()> {
+    let (v1, v2) = (targets.vault_v1, targets.vault_v2);
+    let code_hash =
+        async |address| Ok::<_, eyre::Report>(keccak256(reader.get_code_at(address).await?));
     let write = |name: &str, body: String| {
         std::fs::write(dir.join(name), body).wrap_err_with(|| format!("writing {name}"))
     };
@@ -503,12 +522,19 @@ async fn write_files(world: &World, dir: &Path) -> Result<()> {
   }}
 }}
 "#,
-            h2 = code_hash(world, v2).await?,
-            h1 = code_hash(world, v1).await?,
+            h2 = code_hash(v2).await?,
+            h1 = code_hash(v1).await?,
         ),
-    )?;
-    write(
-        "guardian.toml",
+    )
+}
+
+/// guardian.toml, the managed deployment config and the version history with real code hashes.
+async fn write_files(world: &World, dir: &Path) -> Result<()> {
+    let chain_id = world.devnet.chain_id();
+    write_vault_deployment(&world.reader(), &world.targets, chain_id, dir).await?;
+    let v2 = world.targets.vault_v2;
+    std::fs::write(
+        dir.join("guardian.toml"),
         format!(
             r#"# Written by guardian rehearse for one scenario; deleted with it.
 [chain]
@@ -562,24 +588,12 @@ contracts = ["proxied-vault"]
 target = "implementation"
 expected = "{logic}"
 
-[rollback]
-backup_dir = "backups"
-versions = "contract-versions.json"
-ledger = "guardian.sqlite"
-
-[[rollback.configs]]
-name = "{MANAGED}"
-path = "{MANAGED}.json"
-
-[rollback.contracts.vault]
-health_call = "solvent()"
-keys = [{{ config = "{MANAGED}", pointer = "/contracts/vault/address" }}]
-"#,
+{VAULT_ROLLBACK_TOML}"#,
             url = world.devnet.http_url(),
             safe = world.safe.address(),
             proxy = world.targets.proxied_vault,
             logic = world.targets.vault_logic_v1,
         ),
-    )?;
-    Ok(())
+    )
+    .wrap_err("writing guardian.toml")
 }
