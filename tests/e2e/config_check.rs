@@ -29,23 +29,25 @@ fn config_check_accepts_the_template_and_redacts_secrets() {
 
 #[test]
 fn config_check_refuses_a_typo_naming_file_line_and_column() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("guardian.toml");
-    std::fs::write(
-        &path,
-        "[[rpc]]\nurl = \"http://127.0.0.1:8545\"\n\n[[contracts]]\nname = \"vault\"\nadress = \"0x1000000000000000000000000000000000000001\"\n",
-    )
-    .expect("write");
-    let output = guardian()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("guardian runs");
+    let (_dir, path, output) = check(TYPO);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let expected = format!("{}:6:1: unknown field `adress`", path.display());
     assert!(stderr.contains(&expected), "expected {expected:?} in:\n{stderr}");
     assert!(output.stdout.is_empty());
+}
+
+/// `guardian config check` of a file holding `text`: its folder, its path and the output.
+fn check(text: &str) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    std::fs::write(&path, text).expect("write");
+    let output = guardian()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("guardian runs");
+    (dir, path, output)
 }
 
 /// A file with a bad address at line 6, column 11 (the opening quote of the value).
@@ -56,14 +58,7 @@ const TYPO: &str = "[[rpc]]\nurl = \"http://127.0.0.1:9\"\n\n[[contracts]]\nname
 
 #[test]
 fn config_check_refuses_a_bad_address_naming_file_line_and_column() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("guardian.toml");
-    std::fs::write(&path, BAD_ADDRESS).expect("write");
-    let output = guardian()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("guardian runs");
+    let (_dir, path, output) = check(BAD_ADDRESS);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let expected = format!("{}:6:11:", path.display());

@@ -15,20 +15,11 @@ use guardian_chain::{
 use guardian_store::Store;
 
 use crate::support::{
-    Daemon, GuardianToml, TcpSwitch, contracts, cursor, eventually, mined, testbed,
+    Daemon, EVERY_WITHDRAWAL, GuardianToml, TcpSwitch, contracts, cursor, eventually, mined,
+    testbed,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Every `Withdrawn` of the vault is a finding: each anomaly is one occurrence.
-const EVERY_WITHDRAWAL: &str = r#"
-[[rules]]
-name = "withdrawn"
-kind = "event"
-severity = "critical"
-contracts = ["vault"]
-event = "Withdrawn"
-"#;
 
 /// Deposit once, then `n` withdrawals of 1 wei, mining `gap` empty blocks after each. Returns
 /// each withdrawal's (transaction hash, log index).

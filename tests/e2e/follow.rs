@@ -13,20 +13,12 @@ use guardian_core::severity::{Action, Severity};
 use guardian_daemon::{Engine, Follower, FollowerOptions, Step};
 use guardian_store::{FindingStatus, Store};
 
-use crate::support::{GuardianToml, TcpSwitch, drain_until_idle, pool, testbed};
+use crate::support::{EVERY_WITHDRAWAL, GuardianToml, TcpSwitch, drain_until_idle, pool, testbed};
 
 /// The rule engine built from a config file, as `guardian run` builds it: every `Withdrawn` of
 /// the vault is a critical finding. Chain, RPC, rules and store are all real.
 fn every_withdrawal(bed: &Testbed) -> Engine {
-    let rules = r#"
-[[rules]]
-name = "withdrawn"
-kind = "event"
-severity = "critical"
-contracts = ["vault"]
-event = "Withdrawn"
-"#;
-    GuardianToml::new(bed, std::path::Path::new("/unused.sqlite"), rules).engine()
+    GuardianToml::new(bed, std::path::Path::new("/unused.sqlite"), EVERY_WITHDRAWAL).engine()
 }
 
 /// Deposit once, then `n` withdrawals, each in its own block (Anvil automines).

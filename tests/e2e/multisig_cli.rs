@@ -148,41 +148,19 @@ async fn cli_pause_approve_with_keystore_and_onchain_then_executed() {
     .expect("keystore");
     std::fs::write(dir.path().join("pw"), "s3cret\n").expect("password file");
     let keystore = dir.path().join("owner0");
-    let pw = dir.path().join("pw");
-    let (ok, stdout, stderr) = guardian(
-        &[
-            "approve",
-            &hash,
-            "--yes",
-            "--keystore",
-            keystore.to_str().expect("p"),
-            "--password-file",
-            pw.to_str().expect("p"),
-            "--config",
-            cfg,
-        ],
-        &[],
-    );
+    let approve_with_password_file = |password_file: &std::path::Path| {
+        let keystore = keystore.to_str().expect("utf-8");
+        let password_file = password_file.to_str().expect("utf-8");
+        let args = ["approve", &hash, "--yes", "--keystore", keystore, "--password-file"];
+        guardian(&[&args[..], &[password_file, "--config", cfg]].concat(), &[])
+    };
+    let (ok, stdout, stderr) = approve_with_password_file(&dir.path().join("pw"));
     assert!(ok, "approve failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("You are about to approve"), "shows what is signed: {stdout}");
     assert!(stdout.contains("approvals: 1 of 2"), "{stdout}");
     // A wrong password is refused.
     std::fs::write(dir.path().join("bad"), "nope\n").expect("password file");
-    let bad = dir.path().join("bad");
-    let (ok, _, stderr) = guardian(
-        &[
-            "approve",
-            &hash,
-            "--yes",
-            "--keystore",
-            keystore.to_str().expect("p"),
-            "--password-file",
-            bad.to_str().expect("p"),
-            "--config",
-            cfg,
-        ],
-        &[],
-    );
+    let (ok, _, stderr) = approve_with_password_file(&dir.path().join("bad"));
     assert!(!ok && stderr.contains("cannot decrypt keystore"), "{stderr}");
 
     // Owner 1 approves on chain.

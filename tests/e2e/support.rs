@@ -39,6 +39,16 @@ pub(crate) async fn testbed_with(options: TestbedOptions) -> Testbed {
     Testbed::start(toolchain, contracts, &options).await.expect("testbed starts")
 }
 
+/// Every `Withdrawn` of the vault is a finding: each anomaly is one occurrence.
+pub(crate) const EVERY_WITHDRAWAL: &str = r#"
+[[rules]]
+name = "withdrawn"
+kind = "event"
+severity = "critical"
+contracts = ["vault"]
+event = "Withdrawn"
+"#;
+
 /// A loopback TCP forwarder that can be switched off and on, standing in for an RPC endpoint
 /// that dies and comes back with its chain intact.
 pub(crate) struct TcpSwitch {
