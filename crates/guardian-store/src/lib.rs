@@ -217,11 +217,45 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// How long a connection waits for another one holding the database.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn configure(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.busy_timeout(BUSY_WAIT)?;
+    // Switching a fresh file to WAL takes an exclusive lock, and SQLite answers "database is
+    // locked" at once, without its busy handler, while another connection is doing the same
+    // (several components, or a second daemon, opening a new database together). Wait as
+    // the busy handler would.
+    retry_while_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
+}
+
+fn retry_while_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    loop {
+        match op() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Record `value` under `key` in `meta` unless a value is there already, and return the value
+/// that is there now. One statement, so two connections claiming at once agree on the first.
+fn claim_meta(conn: &Connection, key: &str, value: &str) -> Result<String> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        [key, value],
+    )?;
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
 }
 
 /// The guardian database.
@@ -247,20 +281,11 @@ impl Store {
         configure(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
-            .optional()?;
-        match version {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )?;
-            }
-            Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) => bail!(
-                "database schema version {v} is not the one this guardian understands ({SCHEMA_VERSION})"
-            ),
+        let version = claim_meta(&conn, "schema_version", &SCHEMA_VERSION.to_string())?;
+        if version != SCHEMA_VERSION.to_string() {
+            bail!(
+                "database schema version {version} is not the one this guardian understands ({SCHEMA_VERSION})"
+            );
         }
         Ok(Self { conn })
     }
@@ -268,21 +293,11 @@ impl Store {
     /// The chain id this database belongs to, recording `chain_id` on first use. Refuses a
     /// database that was written for another chain.
     pub fn bind_chain(&self, chain_id: u64) -> Result<()> {
-        let stored: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'chain_id'", [], |r| r.get(0))
-            .optional()?;
-        match stored {
-            None => {
-                self.conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('chain_id', ?1)",
-                    [chain_id.to_string()],
-                )?;
-                Ok(())
-            }
-            Some(v) if v == chain_id.to_string() => Ok(()),
-            Some(v) => bail!("this database holds the state of chain {v}, not chain {chain_id}"),
+        let stored = claim_meta(&self.conn, "chain_id", &chain_id.to_string())?;
+        if stored != chain_id.to_string() {
+            bail!("this database holds the state of chain {stored}, not chain {chain_id}");
         }
+        Ok(())
     }
 
     /// The last block fully processed.
@@ -796,6 +811,34 @@ mod tests {
         store.notification_sent(due[0].id).expect("sent");
         assert!(store.due_notifications(1000, 10).expect("due").is_empty());
         assert_eq!(store.notification_error(due[0].id).expect("error"), None);
+    }
+
+    /// The daemon's components, the CLI and a second daemon may all open a fresh database at
+    /// the same moment: none of them may fail because another wrote the metadata first.
+    #[test]
+    fn a_fresh_database_opened_by_many_at_once_opens_for_all() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("guardian.sqlite");
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let openers: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            Store::open(&path)?.bind_chain(138)
+                        })
+                    })
+                    .collect();
+                for opener in openers {
+                    if let Err(e) = opener.join().expect("opener thread") {
+                        panic!("round {round}: {e:#}");
+                    }
+                }
+            });
+            let err = Store::open(&path).expect("reopen").bind_chain(1).expect_err("other chain");
+            assert!(err.to_string().contains("chain 138"), "{err}");
+        }
     }
 
     #[test]
