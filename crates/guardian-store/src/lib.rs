@@ -211,8 +211,12 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
         std::fs::create_dir_all(parent)
             .wrap_err_with(|| format!("creating the database folder {}", parent.display()))?;
     }
-    let conn = Connection::open(path)
+    let mut conn = Connection::open(path)
         .wrap_err_with(|| format!("opening the guardian database {}", path.display()))?;
+    // Every transaction here writes. Taking the write lock at BEGIN lets a transaction wait
+    // for another writer; a deferred one that reads first would instead fail at its first
+    // write ("database is locked", no busy wait) when another connection committed meanwhile.
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     configure(&conn).wrap_err_with(|| format!("configuring the database {}", path.display()))?;
     Ok(conn)
 }
