@@ -316,9 +316,10 @@ impl Stage {
     /// Wait until the daemon has committed a block past the current cursor (so its pause flow
     /// has started too), then open the rehearsal's views of the database.
     async fn await_daemon(&mut self) -> Result<()> {
-        let db = self.config.storage.path.clone();
-        let before =
-            Store::open(&db).ok().and_then(|s| s.cursor().ok().flatten()).map(|b| b.number);
+        // One connection for the whole wait: opening the database creates it when the daemon
+        // has not yet, and a connection outside a transaction sees each commit as it lands.
+        let store = Store::open(&self.config.storage.path)?;
+        let before = store.cursor()?.map(|b| b.number);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.daemon.as_mut().is_none_or(Daemon::is_finished) {
@@ -336,8 +337,7 @@ impl Stage {
                 };
                 return Err(error.wrap_err("the daemon stopped while starting"));
             }
-            if let Ok(store) = Store::open(&db)
-                && let Ok(Some(cursor)) = store.cursor()
+            if let Some(cursor) = store.cursor()?
                 && before.is_none_or(|b| cursor.number > b)
             {
                 if self.multisig.is_none() {
