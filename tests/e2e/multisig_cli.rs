@@ -404,22 +404,25 @@ async fn cli_lists_and_approves_over_the_http_api() {
     assert!(ok && stdout.contains(&format!("safeTxHash  {hash}")), "{stdout}\n{stderr}");
     assert!(!dir.path().join("guardian.sqlite").exists(), "--api reads no local database");
 
+    let approve_as = |owner: &PrivateKeySigner| {
+        guardian_async(
+            strings(&[
+                "approve",
+                &hash.to_string(),
+                "--api",
+                &url,
+                "--yes",
+                "--private-key-env",
+                "OWNER_KEY",
+                "--config",
+                &cfg,
+            ]),
+            vec![("OWNER_KEY", key_hex(owner))],
+        )
+    };
+
     // Owner 0 approves over HTTP with the operator's config.
-    let (ok, stdout, stderr) = guardian_async(
-        strings(&[
-            "approve",
-            &hash.to_string(),
-            "--api",
-            &url,
-            "--yes",
-            "--private-key-env",
-            "OWNER_KEY",
-            "--config",
-            &cfg,
-        ]),
-        vec![("OWNER_KEY", key_hex(&bed.owners[0]))],
-    )
-    .await;
+    let (ok, stdout, stderr) = approve_as(&bed.owners[0]).await;
     assert!(ok, "approve --api failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("You are about to approve"), "shows what is signed: {stdout}");
     assert!(stdout.contains("signature recorded; approvals: 1 of 2"), "{stdout}");
@@ -430,21 +433,7 @@ async fn cli_lists_and_approves_over_the_http_api() {
 
     // A non-owner's signature is refused by the daemon: its message and HTTP status are shown.
     let stranger = bed.devnet.signer(8).expect("key");
-    let (ok, stdout, stderr) = guardian_async(
-        strings(&[
-            "approve",
-            &hash.to_string(),
-            "--api",
-            &url,
-            "--yes",
-            "--private-key-env",
-            "OWNER_KEY",
-            "--config",
-            &cfg,
-        ]),
-        vec![("OWNER_KEY", key_hex(&stranger))],
-    )
-    .await;
+    let (ok, stdout, stderr) = approve_as(&stranger).await;
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("HTTP 422") && stderr.contains("not an owner"), "{stderr}");
 

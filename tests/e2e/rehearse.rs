@@ -35,6 +35,15 @@ fn rehearse_scenario(scenario: &str, report_dir: &Path, extra: &[&str]) -> (bool
     )
 }
 
+/// Rehearse `scenario` into `dir`, which must succeed with `passed: true`; returns the report.
+fn passing_report(scenario: &str, dir: &Path) -> serde_json::Value {
+    let (ok, stdout, stderr) = rehearse_scenario(scenario, dir, &[]);
+    assert!(ok, "rehearse failed:\n{stdout}\n{stderr}");
+    let report = report(dir);
+    assert_eq!(report["passed"], true, "{report:#}");
+    report
+}
+
 fn report(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json written");
     serde_json::from_str(&text).expect("report.json parses")
@@ -132,10 +141,7 @@ fn rehearse_with_an_unreachable_threshold_names_the_step_that_did_not_happen() {
 #[test]
 fn rehearse_revert_storm_records_a_critical_finding_and_proposes_a_pause() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, stdout, stderr) = rehearse_scenario("revert-storm", dir.path(), &[]);
-    assert!(ok, "rehearse failed:\n{stdout}\n{stderr}");
-    let report = report(dir.path());
-    assert_eq!(report["passed"], true, "{report:#}");
+    let report = passing_report("revert-storm", dir.path());
     let finding = check(&report, "Critical revert-rate finding recorded");
     assert!(finding["detail"].as_str().expect("detail").contains("vault-revert-rate"), "{finding}");
     assert_eq!(check(&report, "pause proposed through the Safe")["passed"], true);
@@ -144,10 +150,7 @@ fn rehearse_revert_storm_records_a_critical_finding_and_proposes_a_pause() {
 #[test]
 fn rehearse_upgrade_and_restart_pause_once_each() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, stdout, stderr) = rehearse_scenario("upgrade,restart", dir.path(), &[]);
-    assert!(ok, "rehearse failed:\n{stdout}\n{stderr}");
-    let report = report(dir.path());
-    assert_eq!(report["passed"], true, "{report:#}");
+    let report = passing_report("upgrade,restart", dir.path());
     assert_eq!(report["scenarios"][0]["scenario"], "upgrade");
     let finding = scenario_check(&report, 0, "Critical implementation-change finding recorded");
     assert!(
