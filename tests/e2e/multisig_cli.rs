@@ -377,6 +377,29 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `guardian approve HASH --api URL --yes` with `owner`'s key and the operator's `config`.
+fn approve_over_api(
+    hash: B256,
+    url: &str,
+    config: &str,
+    owner: &PrivateKeySigner,
+    extra: &[&str],
+) -> impl Future<Output = (bool, String, String)> + use<> {
+    let mut args = strings(&[
+        "approve",
+        &hash.to_string(),
+        "--api",
+        url,
+        "--yes",
+        "--private-key-env",
+        "OWNER_KEY",
+        "--config",
+        config,
+    ]);
+    args.extend(strings(extra));
+    guardian_async(args, vec![("OWNER_KEY", key_hex(owner))])
+}
+
 #[tokio::test]
 async fn cli_lists_and_approves_over_the_http_api() {
     let bed = testbed().await;
@@ -404,25 +427,8 @@ async fn cli_lists_and_approves_over_the_http_api() {
     assert!(ok && stdout.contains(&format!("safeTxHash  {hash}")), "{stdout}\n{stderr}");
     assert!(!dir.path().join("guardian.sqlite").exists(), "--api reads no local database");
 
-    let approve_as = |owner: &PrivateKeySigner| {
-        guardian_async(
-            strings(&[
-                "approve",
-                &hash.to_string(),
-                "--api",
-                &url,
-                "--yes",
-                "--private-key-env",
-                "OWNER_KEY",
-                "--config",
-                &cfg,
-            ]),
-            vec![("OWNER_KEY", key_hex(owner))],
-        )
-    };
-
     // Owner 0 approves over HTTP with the operator's config.
-    let (ok, stdout, stderr) = approve_as(&bed.owners[0]).await;
+    let (ok, stdout, stderr) = approve_over_api(hash, &url, &cfg, &bed.owners[0], &[]).await;
     assert!(ok, "approve --api failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("You are about to approve"), "shows what is signed: {stdout}");
     assert!(stdout.contains("signature recorded; approvals: 1 of 2"), "{stdout}");
@@ -433,7 +439,7 @@ async fn cli_lists_and_approves_over_the_http_api() {
 
     // A non-owner's signature is refused by the daemon: its message and HTTP status are shown.
     let stranger = bed.devnet.signer(8).expect("key");
-    let (ok, stdout, stderr) = approve_as(&stranger).await;
+    let (ok, stdout, stderr) = approve_over_api(hash, &url, &cfg, &stranger, &[]).await;
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("HTTP 422") && stderr.contains("not an owner"), "{stderr}");
 
@@ -496,21 +502,8 @@ async fn approve_over_the_api_refuses_what_does_not_hash_locally() {
     let cfg = config.to_str().expect("utf-8").to_owned();
     let (ms, url, _stop) = served_api(&bed, dir.path()).await;
     let hash = propose_pause(&ms).await;
-    let approve = |url: &str, extra: &[&str]| {
-        let mut args = strings(&[
-            "approve",
-            &hash.to_string(),
-            "--api",
-            url,
-            "--yes",
-            "--private-key-env",
-            "OWNER_KEY",
-            "--config",
-            &cfg,
-        ]);
-        args.extend(strings(extra));
-        guardian_async(args, vec![("OWNER_KEY", key_hex(&bed.owners[0]))])
-    };
+    let approve =
+        |url: &str, extra: &[&str]| approve_over_api(hash, url, &cfg, &bed.owners[0], extra);
 
     // The real daemon, but the operator signs for another Safe: the hash differs, nothing is sent.
     let other_safe = bed.targets.vault_v1.to_string();
