@@ -44,8 +44,7 @@ pub fn spawn(rpc: Arc<RpcPool>) -> watch::Receiver<u64> {
                     rpc.drop_connection(index).await;
                 }
                 Err(error) => {
-                    let error =
-                        crate::rpc::scrub(&format!("{error:#}"), &rpc.endpoints()[index].url);
+                    let error = rpc.endpoints()[index].describe(&error);
                     warn!(endpoint = %label, %error, retry_in = ?backoff, "cannot subscribe to new heads");
                 }
             }

@@ -78,6 +78,11 @@ impl Endpoint {
     pub fn is_ws(&self) -> bool {
         matches!(self.url.scheme(), "ws" | "wss")
     }
+
+    /// `error`, with its causes, as text safe for logs: this endpoint's URL [`scrub`]bed out.
+    pub fn describe(&self, error: &eyre::Report) -> String {
+        scrub(&format!("{error:#}"), &self.url)
+    }
 }
 
 /// `scheme://host:port` of a URL: enough to tell endpoints apart, nothing secret.
@@ -264,7 +269,7 @@ impl RpcPool {
                     if endpoint.is_ws() {
                         self.drop_connection(index).await;
                     }
-                    let error = scrub(&format!("{error:#}"), &endpoint.url);
+                    let error = endpoint.describe(&error);
                     debug!(endpoint = %endpoint.label(), %what, %error, "RPC request failed");
                     errors.push(format!("{}: {error}", endpoint.label()));
                 }
@@ -287,8 +292,7 @@ impl RpcPool {
                 }
                 Err(error) => {
                     let endpoint = &self.endpoints[index];
-                    let error = scrub(&format!("{error:#}"), &endpoint.url);
-                    unreachable.push(format!("{}: {error}", endpoint.label()))
+                    unreachable.push(format!("{}: {}", endpoint.label(), endpoint.describe(&error)))
                 }
             }
         }
