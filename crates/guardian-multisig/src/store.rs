@@ -367,32 +367,27 @@ impl ProposalStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT event, actor, detail, at FROM proposal_events
-                 WHERE safe_tx_hash = ?1 ORDER BY id DESC LIMIT 1",
+                &format!("{SELECT_EVENTS} ORDER BY id DESC LIMIT 1"),
                 [hash.to_string()],
-                |r| {
-                    Ok(AuditEvent {
-                        event: r.get(0)?,
-                        actor: r.get(1)?,
-                        detail: r.get(2)?,
-                        at: r.get(3)?,
-                    })
-                },
+                audit_row,
             )
             .optional()?)
     }
 
     /// A proposal's audit trail, oldest first.
     pub fn events(&self, hash: B256) -> Result<Vec<AuditEvent>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT event, actor, detail, at FROM proposal_events
-             WHERE safe_tx_hash = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([hash.to_string()], |r| {
-            Ok(AuditEvent { event: r.get(0)?, actor: r.get(1)?, detail: r.get(2)?, at: r.get(3)? })
-        })?;
+        let mut stmt = self.conn.prepare(&format!("{SELECT_EVENTS} ORDER BY id"))?;
+        let rows = stmt.query_map([hash.to_string()], audit_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A proposal's audit entries, read by [`audit_row`].
+const SELECT_EVENTS: &str =
+    "SELECT event, actor, detail, at FROM proposal_events WHERE safe_tx_hash = ?1";
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent { event: r.get(0)?, actor: r.get(1)?, detail: r.get(2)?, at: r.get(3)? })
 }
 
 fn audit(
