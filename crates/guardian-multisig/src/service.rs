@@ -577,8 +577,8 @@ impl Multisig {
                 // per second: the trail must stay readable during a long incident. "The same"
                 // ignores the figures (fees, gas, balances), which move from block to block.
                 let shape = |s: &str| s.replace(|c: char| c.is_ascii_digit(), "");
-                let last = self.db().proposals.last_event(hash)?;
-                let repeated = last.is_some_and(|e| {
+                let db = self.db();
+                let repeated = db.proposals.last_event(hash)?.is_some_and(|e| {
                     e.event == "execution_failed"
                         && e.actor.as_deref() == Some(self.replica.as_str())
                         && shape(&e.detail) == shape(&error)
@@ -586,7 +586,6 @@ impl Multisig {
                 if repeated {
                     debug!(%hash, %error, "execution failed again; will retry");
                 } else {
-                    let db = self.db();
                     db.proposals.audit(hash, "execution_failed", Some(&self.replica), &error)?;
                     warn!(%hash, %error, "execution failed; will retry");
                 }
