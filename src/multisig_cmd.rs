@@ -16,10 +16,10 @@ use eyre::{Result, WrapErr, bail, ensure, eyre};
 use guardian_chain::{
     Contracts, Toolchain,
     devnet::wallet_provider,
-    safe::{SafeClient, SafeSingletons, sign_safe_tx_hash},
+    safe::{SafeClient, SafeSingletons, owner_signature},
 };
 use guardian_config::Config;
-use guardian_core::{proposal::ProposalKind, safe::OwnerApproval};
+use guardian_core::proposal::ProposalKind;
 use guardian_multisig::{
     Multisig, Proposal, ProposalDetail, ProposalStore, ProposeRequest, Proposed, Submitted,
 };
@@ -451,7 +451,7 @@ async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
         );
         return Ok(());
     }
-    let signature = sign(&key, args.hash)?;
+    let signature = owner_signature(&key, args.hash)?;
     let submitted = client.post_signature(args.hash, key.address(), &signature).await?;
     print_submitted(&submitted);
     Ok(())
@@ -521,14 +521,6 @@ fn show_and_confirm(
         p.safe_tx_hash
     );
     Ok(yes || crate::prompt::confirm("Approve?")?)
-}
-
-/// The owner's EIP-712 signature of `hash` (65 bytes).
-fn sign(key: &PrivateKeySigner, hash: B256) -> Result<[u8; 65]> {
-    let OwnerApproval::Signature(signature) = sign_safe_tx_hash(key, hash)? else {
-        bail!("unexpected signature form");
-    };
-    Ok(signature.as_bytes())
 }
 
 fn print_submitted(submitted: &Submitted) {

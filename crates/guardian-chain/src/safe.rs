@@ -454,9 +454,23 @@ pub fn sign_safe_tx_hash(
     signer: &alloy::signers::local::PrivateKeySigner,
     safe_tx_hash: B256,
 ) -> Result<guardian_core::safe::OwnerApproval> {
+    Ok(guardian_core::safe::OwnerApproval::Signature(sign_hash(signer, safe_tx_hash)?))
+}
+
+/// [`sign_safe_tx_hash`] as the 65 bytes (r, s, v) that the Safe and guardian's API take.
+pub fn owner_signature(
+    signer: &alloy::signers::local::PrivateKeySigner,
+    safe_tx_hash: B256,
+) -> Result<[u8; 65]> {
+    Ok(sign_hash(signer, safe_tx_hash)?.as_bytes())
+}
+
+fn sign_hash(
+    signer: &alloy::signers::local::PrivateKeySigner,
+    safe_tx_hash: B256,
+) -> Result<alloy::signers::Signature> {
     use alloy::signers::SignerSync;
-    let signature = signer
+    signer
         .sign_hash_sync(&safe_tx_hash)
-        .wrap_err_with(|| format!("signing safeTxHash {safe_tx_hash}"))?;
-    Ok(guardian_core::safe::OwnerApproval::Signature(signature))
+        .wrap_err_with(|| format!("signing safeTxHash {safe_tx_hash}"))
 }

@@ -716,14 +716,8 @@ impl Multisig {
         owner: &PrivateKeySigner,
     ) -> Result<Submitted> {
         self.detail_to_approve(hash)?;
-        let OwnerApproval::Signature(signature) =
-            guardian_chain::safe::sign_safe_tx_hash(owner, hash)?
-        else {
-            eyre::bail!("unexpected signature form");
-        };
-        self.submit_signature(hash, owner.address(), &signature.as_bytes())
-            .await
-            .map_err(|e| eyre!("{e}"))
+        let signature = guardian_chain::safe::owner_signature(owner, hash)?;
+        self.submit_signature(hash, owner.address(), &signature).await.map_err(|e| eyre!("{e}"))
     }
 
     /// Approve `hash` on chain with the Safe's `approveHash`, sent as `owner` by `owner_wallet`
