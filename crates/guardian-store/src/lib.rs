@@ -281,8 +281,9 @@ impl Store {
         Self::init(Connection::open_in_memory()?)
     }
 
+    /// The schema on a connection [`open_connection`] configured (or a private in-memory one,
+    /// which needs neither WAL nor a busy wait).
     fn init(conn: Connection) -> Result<Self> {
-        configure(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         let version = claim_meta(&conn, "schema_version", &SCHEMA_VERSION.to_string())?;
