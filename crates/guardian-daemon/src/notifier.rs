@@ -361,6 +361,11 @@ mod tests {
         store.notification(id).expect("read the outbox").expect("the outbox item exists")
     }
 
+    /// The outbox item once it is done (delivered or given up on), waiting for `what`.
+    async fn done(store: &Store, id: i64, what: &str) -> NotificationState {
+        eventually(what, || Some(state(store, id)).filter(|s| s.done)).await
+    }
+
     #[test]
     fn default_backoff_doubles_from_two_seconds_up_to_five_minutes() {
         let backoff = Backoff::default();
@@ -388,10 +393,7 @@ mod tests {
         let finding_id = store.findings(None).expect("findings")[0].id;
         assert_eq!(received.body["finding_id"], finding_id);
 
-        let delivered = eventually("the delivery to be recorded", || {
-            Some(state(&store, id)).filter(|s| s.done)
-        })
-        .await;
+        let delivered = done(&store, id, "the delivery to be recorded").await;
         assert_eq!((delivered.attempts, delivered.last_error), (0, None));
         assert!(store.due_notifications(u64::MAX >> 1, 10).expect("due").is_empty());
         stop_notifier(stop, task).await;
@@ -425,10 +427,7 @@ mod tests {
             failed.next_try_at
         );
         assert_eq!(second.body, first.body, "the retry sends the same notification");
-        let delivered = eventually("the delivery to be recorded", || {
-            Some(state(&store, id)).filter(|s| s.done)
-        })
-        .await;
+        let delivered = done(&store, id, "the delivery to be recorded").await;
         assert_eq!((delivered.attempts, delivered.last_error), (1, None));
         stop_notifier(stop, task).await;
     }
@@ -445,9 +444,7 @@ mod tests {
         for n in 1..=3 {
             next_request(&mut requests, &format!("attempt {n}")).await;
         }
-        let given_up =
-            eventually("the notifier to give up", || Some(state(&store, id)).filter(|s| s.done))
-                .await;
+        let given_up = done(&store, id, "the notifier to give up").await;
         assert_eq!(given_up.attempts, 3);
         let error = store.notification_error(id).expect("read").expect("the last error is kept");
         assert!(error.contains("503"), "{error}");
@@ -464,10 +461,7 @@ mod tests {
         let (addr, mut requests) = webhook_server(vec![302]).await;
         let (stop, task) = spawn_notifier(&db, hook(&format!("http://{addr}/hooks/T0KEN"), 1, 0));
         next_request(&mut requests, "the POST").await;
-        let failed = eventually("the redirect to count as a failure", || {
-            Some(state(&store, id)).filter(|s| s.done)
-        })
-        .await;
+        let failed = done(&store, id, "the redirect to count as a failure").await;
         let error = failed.last_error.expect("the error is kept");
         assert!(error.contains("302"), "{error}");
         stop_notifier(stop, task).await;
@@ -484,10 +478,7 @@ mod tests {
         let url = format!("http://{refused}/hooks/SECRET123?token=SECRET456");
         let (stop, task) = spawn_notifier(&db, hook(&url, 1, 0));
 
-        let failed = eventually("the refused delivery to be recorded", || {
-            Some(state(&store, id)).filter(|s| s.done)
-        })
-        .await;
+        let failed = done(&store, id, "the refused delivery to be recorded").await;
         let error = failed.last_error.expect("the error is kept");
         assert!(!error.contains("SECRET"), "the webhook URL leaked into {error:?}");
         assert!(!error.contains("/hooks"), "the webhook URL leaked into {error:?}");
