@@ -418,6 +418,11 @@ pub enum VersionSelector {
     Label(String),
     /// The version at this address.
     Address(Address),
+    /// The version just older than the one at this address: the rollback that follows the
+    /// pause of the contract at that address. Idempotent: once every key points at that
+    /// version (or an older one), planning it again changes nothing, so a rollback interrupted
+    /// by a crash can simply be run again.
+    Before(Address),
 }
 
 impl VersionSelector {
@@ -438,6 +443,7 @@ impl fmt::Display for VersionSelector {
             Self::Previous => f.write_str("the previous version"),
             Self::Label(label) => write!(f, "version {label:?}"),
             Self::Address(address) => write!(f, "the version at {address}"),
+            Self::Before(address) => write!(f, "the version before the one at {address}"),
         }
     }
 }
@@ -590,6 +596,19 @@ pub fn plan_repoint(
         }
         VersionSelector::Label(label) => history.iter().find(|v| &v.label == label),
         VersionSelector::Address(address) => history.iter().find(|v| &v.address == address),
+        VersionSelector::Before(address) => {
+            match history.iter().position(|v| &v.address == address) {
+                // Already at that version or older: stay (the keys are not moved forward).
+                Some(paused) if current_index > paused => Some(current),
+                Some(paused) => {
+                    Some(history.get(paused + 1).ok_or_else(|| RepointError::NoOlderVersion {
+                        contract: contract.to_owned(),
+                        label: history[paused].label.clone(),
+                    })?)
+                }
+                None => None,
+            }
+        }
     }
     .ok_or_else(|| RepointError::UnknownVersion {
         contract: contract.to_owned(),
@@ -898,6 +917,44 @@ mod tests {
             .expect_err("unknown");
         assert!(matches!(err, RepointError::UnknownVersion { .. }));
         assert!(err.to_string().contains("v3 (0x3333"), "{err}");
+    }
+
+    /// The rollback after a pause names the paused version, so running it twice (a crash
+    /// between the write and its record) moves nothing the second time.
+    #[test]
+    fn the_rollback_after_a_pause_is_idempotent() {
+        let before_v3 = VersionSelector::Before(V3);
+        let at_v3 = [key("sa", "/vault", &V3.to_checksum(None))];
+        let plan = plan_repoint("vault", &history(), &at_v3, &before_v3).expect("plan");
+        assert_eq!((plan.from.label.as_str(), plan.to.label.as_str()), ("v3", "v2"));
+        assert_eq!(plan.changes.len(), 1);
+        // Run again once the keys point at v2: nothing changes (Previous would go to v1).
+        let at_v2 = [key("sa", "/vault", &V2.to_checksum(None))];
+        let again = plan_repoint("vault", &history(), &at_v2, &before_v3).expect("plan");
+        assert!(again.changes.is_empty(), "{again:?}");
+        assert_eq!(again.to.label, "v2");
+        // Keys already older than the target are not moved forward.
+        let at_v1 = [key("sa", "/vault", &V1.to_checksum(None))];
+        let older = plan_repoint("vault", &history(), &at_v1, &before_v3).expect("plan");
+        assert!(older.changes.is_empty());
+        assert_eq!(older.to.label, "v1");
+        // Half done by a crash between two keys: the other key is finished.
+        let half = [
+            key("sa", "/vault", &V2.to_checksum(None)),
+            key("mon", "/watch", &V3.to_checksum(None)),
+        ];
+        let rest = plan_repoint("vault", &history(), &half, &before_v3).expect("plan");
+        assert_eq!(rest.changes.len(), 1);
+        assert_eq!(rest.changes[0].key.config, "mon");
+        // The oldest version has nothing before it; an unrecorded address is no version.
+        assert!(matches!(
+            plan_repoint("vault", &history(), &at_v1, &VersionSelector::Before(V1)),
+            Err(RepointError::NoOlderVersion { .. })
+        ));
+        assert!(matches!(
+            plan_repoint("vault", &history(), &at_v3, &VersionSelector::Before(Address::ZERO)),
+            Err(RepointError::UnknownVersion { .. })
+        ));
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub struct Finding {
     pub summary: String,
     /// Where and why.
     pub evidence: Evidence,
+    /// What makes this anomaly itself, across reorgs.
+    #[serde(default)]
+    pub anomaly: Anomaly,
+    /// How strong this occurrence is, comparable between occurrences of one rule: a window's
+    /// total, a rate or a drop in parts per million. `None` for rules without a magnitude (a
+    /// log, a code change, an invariant).
+    #[serde(default)]
+    pub magnitude: Option<U256>,
 }
 
 impl Finding {
@@ -35,6 +43,34 @@ impl Finding {
     pub fn dedup_key(&self) -> (&str, Address) {
         (&self.rule, self.address)
     }
+
+    /// The anomaly's identity as text, stable across reorgs: `log:<tx>:<n>` for the n-th match
+    /// of the rule in a transaction (the same transaction mined again in another block is the
+    /// same anomaly), `block:<number>` for a condition that held at a height.
+    pub fn anomaly_key(&self) -> String {
+        match self.anomaly {
+            Anomaly::Log { tx, ordinal } => format!("log:{tx}:{ordinal}"),
+            Anomaly::Block => format!("block:{}", self.evidence.block_number),
+        }
+    }
+}
+
+/// What one occurrence of a finding is, for recognising it again when a reorg re-includes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anomaly {
+    /// One log: the `ordinal`-th log of transaction `tx` that matched the rule. A reorg that
+    /// mines the transaction again, in whatever block, re-includes the same anomaly.
+    Log {
+        /// The transaction.
+        tx: B256,
+        /// Its matches of the rule before this one.
+        ordinal: u32,
+    },
+    /// A condition that held at the block height of the evidence (a window above its
+    /// threshold, a balance drop, a code change, a broken invariant).
+    #[default]
+    Block,
 }
 
 /// Where a finding was seen and the values that made it fire.

@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod finding;
+pub mod incident;
 pub mod proposal;
 pub mod rules;
 pub mod safe;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloy_primitives::U256;
 
 use super::{BalanceAsset, BalanceDropSpec, Hit, Ratio, RuleError, RuleMeta, state_uint};
-use crate::finding::{BlockInput, Finding, StateQuery};
+use crate::finding::{Anomaly, BlockInput, Finding, StateQuery};
 
 #[derive(Debug, Clone)]
 pub(crate) struct BalanceDropRule {
@@ -132,6 +132,8 @@ impl BalanceDropRule {
                     tx_hash: None,
                     log_index: None,
                     values,
+                    anomaly: Anomaly::Block,
+                    magnitude: Some(super::ppm(lost, max)),
                 },
             ));
         }

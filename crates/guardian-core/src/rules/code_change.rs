@@ -8,7 +8,7 @@ use alloy_primitives::{Address, B256};
 use super::{
     CodeChangeSpec, CodeTarget, EIP1967_IMPLEMENTATION_SLOT, Hit, RuleError, RuleMeta, state_word,
 };
-use crate::finding::{BlockInput, Finding, StateQuery};
+use crate::finding::{Anomaly, BlockInput, Finding, StateQuery};
 
 #[derive(Debug, Clone)]
 pub(crate) struct CodeChangeRule {
@@ -100,6 +100,8 @@ impl CodeChangeRule {
                     tx_hash: None,
                     log_index: None,
                     values,
+                    anomaly: Anomaly::Block,
+                    magnitude: None,
                 },
             ));
         }

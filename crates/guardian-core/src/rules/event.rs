@@ -279,6 +279,9 @@ impl EventRule {
         block: &crate::finding::BlockInput,
         out: &mut Vec<crate::finding::Finding>,
     ) {
+        // Matches so far per (target, transaction): a log's identity across reorgs is its
+        // transaction and its rank among that transaction's matches, not its block position.
+        let mut seen: BTreeMap<(usize, B256), u32> = BTreeMap::new();
         for log in &block.logs {
             let Some(target) = meta.targets.iter().position(|t| t.address == log.address) else {
                 continue;
@@ -286,6 +289,9 @@ impl EventRule {
             let Some(decoded) = self.matcher.matches(log) else {
                 continue;
             };
+            let rank = seen.entry((target, log.tx_hash)).or_default();
+            let ordinal = *rank;
+            *rank += 1;
             let values = self.matcher.event.render(&decoded);
             let fields =
                 values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
@@ -301,6 +307,8 @@ impl EventRule {
                     tx_hash: Some(log.tx_hash),
                     log_index: Some(log.log_index),
                     values,
+                    anomaly: crate::finding::Anomaly::Log { tx: log.tx_hash, ordinal },
+                    magnitude: None,
                 },
             ));
         }

@@ -10,7 +10,7 @@ use alloy_primitives::Address;
 use super::{
     CallSpec, CmpOp, Hit, InvariantSpec, Names, Operand, RuleError, RuleMeta, state_bytes, value,
 };
-use crate::finding::{BlockInput, Finding, StateQuery};
+use crate::finding::{Anomaly, BlockInput, Finding, StateQuery};
 
 #[derive(Debug, Clone)]
 pub(crate) struct InvariantRule {
@@ -216,6 +216,8 @@ impl InvariantRule {
                     tx_hash: None,
                     log_index: None,
                     values,
+                    anomaly: Anomaly::Block,
+                    magnitude: None,
                 },
             ));
         }

@@ -318,6 +318,8 @@ pub(crate) struct Hit {
     pub(crate) tx_hash: Option<B256>,
     pub(crate) log_index: Option<u64>,
     pub(crate) values: BTreeMap<String, String>,
+    pub(crate) anomaly: crate::finding::Anomaly,
+    pub(crate) magnitude: Option<U256>,
 }
 
 impl RuleMeta {
@@ -338,6 +340,8 @@ impl RuleMeta {
                 values: hit.values,
                 threshold: self.threshold.clone(),
             },
+            anomaly: hit.anomaly,
+            magnitude: hit.magnitude,
         }
     }
 
@@ -656,4 +660,9 @@ pub(crate) fn state_bytes(block: &BlockInput, query: &StateQuery) -> Option<Byte
         StateValue::Uint(v) => Some(Bytes::copy_from_slice(&v.to_be_bytes::<32>())),
         StateValue::Failed(_) => None,
     }
+}
+
+/// `part / whole` in parts per million (a magnitude comparable across a rule's occurrences).
+pub(crate) fn ppm(part: U256, whole: U256) -> U256 {
+    part.saturating_mul(U256::from(1_000_000u64)) / whole.max(U256::from(1u64))
 }

@@ -7,7 +7,7 @@ use alloy_primitives::{B256, U256};
 
 use super::{Hit, Ratio, RevertRateSpec, RuleError, RuleMeta};
 use crate::{
-    finding::{BlockInput, Finding},
+    finding::{Anomaly, BlockInput, Finding},
     severity::CRITICAL_REVERT_RATE,
 };
 
@@ -107,6 +107,11 @@ impl RevertRateRule {
                     tx_hash: last_failed,
                     log_index: None,
                     values,
+                    anomaly: Anomaly::Block,
+                    magnitude: Some(super::ppm(
+                        U256::from(window.failed),
+                        U256::from(window.total),
+                    )),
                 },
             ));
         }

@@ -11,7 +11,7 @@ use super::{
     event::{EventMatcher, compile_matcher},
     value,
 };
-use crate::finding::{BlockInput, Finding};
+use crate::finding::{Anomaly, BlockInput, Finding};
 
 #[derive(Debug, Clone)]
 pub(crate) struct WindowRule {
@@ -162,6 +162,8 @@ impl WindowRule {
                         tx_hash: Some(last.last_tx),
                         log_index: Some(last.last_log_index),
                         values,
+                        anomaly: Anomaly::Block,
+                        magnitude: Some(window.total),
                     },
                 ));
             }
