@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
-use tracing_subscriber::EnvFilter;
 
 mod config_cmd;
+mod logging;
 mod multisig_cmd;
 mod prompt;
 mod rehearse_cmd;
@@ -25,6 +25,11 @@ struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides this.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+
+    /// Log lines on stderr as text (coloured only on a terminal, never with NO_COLOR set) or as
+    /// json: one object a line with the event's and the spans' fields, for a log collector.
+    #[arg(long, global = true, value_enum, env = "GUARDIAN_LOG_FORMAT", default_value_t)]
+    log_format: logging::LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -102,7 +107,7 @@ fn main() -> ExitCode {
 
 fn run() -> eyre::Result<ExitCode> {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
     match cli.command {
         // Pure: no runtime, no network.
         Command::Config(args) => Ok(config_cmd::run(args)),
@@ -124,18 +129,4 @@ fn block_on(command: impl Future<Output = eyre::Result<()>>) -> eyre::Result<Exi
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(command)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    // alloy's block poller logs each failed poll at ERROR with the endpoint's full URL (which may
-    // hold an API key) and nothing an operator can act on: guardian reports RPC failures itself,
-    // with the URL redacted. RUST_LOG overrides this.
-    let default = format!("{default},alloy_rpc_client::poller=off");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
