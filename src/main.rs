@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
 
+mod build_info;
 mod config_cmd;
 mod logging;
 mod multisig_cmd;
@@ -20,7 +21,12 @@ mod run_cmd;
 /// when a rule fires, and rolls deployment configs back to the previous contract versions.
 /// Start with `guardian rehearse` to see the whole flow on a local chain.
 #[derive(Debug, Parser)]
-#[command(name = "guardian", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "guardian",
+    version = build_info::VERSION_LINE.as_str(),
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides this.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
