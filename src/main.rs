@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
 
 mod build_info;
 mod config_cmd;
+mod docs_cmd;
 mod logging;
 mod multisig_cmd;
 mod prompt;
@@ -92,6 +93,13 @@ enum Command {
     Unpause(multisig_cmd::PauseArgs),
     /// Deploy a Safe 1.4.1 (`safe deploy`) or show the configured one (`safe info`).
     Safe(multisig_cmd::SafeArgs),
+
+    /// Print a shell completion script: `guardian completions bash >
+    /// /usr/share/bash-completion/completions/guardian`.
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the man page guardian(1) as roff (`guardian man | man -l -`), or write one page per
+    /// command with --out DIR.
+    Man(docs_cmd::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +135,10 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Pause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Pause)),
         Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),
         Command::Safe(args) => block_on(multisig_cmd::safe(args)),
+        Command::Completions(args) => {
+            docs_cmd::completions(args, Cli::command()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Man(args) => docs_cmd::man(args, Cli::command()).map(|()| ExitCode::SUCCESS),
     }
 }
 
