@@ -2,7 +2,8 @@
 # Installs guardian's pinned chain toolchain into toolchain/node_modules (git-ignored):
 # Anvil, forge and cast 1.7.1, solc (solcjs, used through the toolchain/solc shim), the Safe 1.4.1
 # sources and OpenZeppelin. Versions are fixed by toolchain/package-lock.json; nothing is
-# downloaded at run time. Idempotent: when the lock file has not changed it does nothing.
+# downloaded at run time. Also the Debian tools the packaging tests run (promtool, systemd-analyze).
+# Idempotent: when the lock file has not changed and the tools are there it does nothing.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +22,10 @@ need() {
 need node nodejs
 need npm npm
 need cargo cargo
+# For the packaging tests (tests/e2e/packaging.rs): promtool checks and unit-tests the alert rules
+# in contrib/prometheus, systemd-analyze verifies contrib/systemd/guardian.service.
+need promtool prometheus
+need systemd-analyze systemd
 
 lock_sum=$(sha256sum "$tools/package-lock.json" | cut -d' ' -f1)
 installed() {

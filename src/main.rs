@@ -3,11 +3,13 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
-use tracing_subscriber::EnvFilter;
 
+mod build_info;
 mod config_cmd;
+mod docs_cmd;
+mod logging;
 mod multisig_cmd;
 mod prompt;
 mod rehearse_cmd;
@@ -20,11 +22,21 @@ mod run_cmd;
 /// when a rule fires, and rolls deployment configs back to the previous contract versions.
 /// Start with `guardian rehearse` to see the whole flow on a local chain.
 #[derive(Debug, Parser)]
-#[command(name = "guardian", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "guardian",
+    version = build_info::VERSION_LINE.as_str(),
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides this.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+
+    /// Log lines on stderr as text (coloured only on a terminal, never with NO_COLOR set) or as
+    /// json: one object a line with the event's and the spans' fields, for a log collector.
+    #[arg(long, global = true, value_enum, env = "GUARDIAN_LOG_FORMAT", default_value_t)]
+    log_format: logging::LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -81,6 +93,13 @@ enum Command {
     Unpause(multisig_cmd::PauseArgs),
     /// Deploy a Safe 1.4.1 (`safe deploy`) or show the configured one (`safe info`).
     Safe(multisig_cmd::SafeArgs),
+
+    /// Print a shell completion script: `guardian completions bash >
+    /// /usr/share/bash-completion/completions/guardian`.
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the man page guardian(1) as roff (`guardian man | man -l -`), or write one page per
+    /// command with --out DIR.
+    Man(docs_cmd::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,7 +121,7 @@ fn main() -> ExitCode {
 
 fn run() -> eyre::Result<ExitCode> {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
     match cli.command {
         // Pure: no runtime, no network.
         Command::Config(args) => Ok(config_cmd::run(args)),
@@ -116,6 +135,10 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Pause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Pause)),
         Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),
         Command::Safe(args) => block_on(multisig_cmd::safe(args)),
+        Command::Completions(args) => {
+            docs_cmd::completions(args, Cli::command()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Man(args) => docs_cmd::man(args, Cli::command()).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -124,18 +147,4 @@ fn block_on(command: impl Future<Output = eyre::Result<()>>) -> eyre::Result<Exi
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(command)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    // alloy's block poller logs each failed poll at ERROR with the endpoint's full URL (which may
-    // hold an API key) and nothing an operator can act on: guardian reports RPC failures itself,
-    // with the URL redacted. RUST_LOG overrides this.
-    let default = format!("{default},alloy_rpc_client::poller=off");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

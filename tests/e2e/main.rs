@@ -9,6 +9,7 @@ mod follow;
 mod incident;
 mod multisig;
 mod multisig_cli;
+mod packaging;
 mod rehearse;
 mod rollback;
 mod rules_on_chain;
