@@ -9,6 +9,7 @@ mod follow;
 mod incident;
 mod multisig;
 mod multisig_cli;
+mod pause_module;
 mod rehearse;
 mod rollback;
 mod rules_on_chain;
