@@ -10,6 +10,7 @@ mod incident;
 mod multisig;
 mod multisig_cli;
 mod packaging;
+mod pause_module;
 mod rehearse;
 mod rollback;
 mod rules_on_chain;

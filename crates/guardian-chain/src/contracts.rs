@@ -1,8 +1,9 @@
 //! Compiling the project's Solidity (`contracts/`) with foundry-compilers.
 //!
-//! The Safe 1.4.1 and OpenZeppelin sources are imported from the toolchain's `node_modules` by
-//! remappings, so `contracts/src` holds only our own code. Artifacts and foundry's cache live in
-//! `contracts/out` and `contracts/cache`; an unchanged project compiles nothing the second time.
+//! The Safe 1.4.1, OpenZeppelin and Zodiac (module base) sources are imported from the
+//! toolchain's `node_modules` by remappings, so `contracts/src` holds only our own code. Artifacts
+//! and foundry's cache live in `contracts/out` and `contracts/cache`; an unchanged project
+//! compiles nothing the second time.
 
 use std::{collections::BTreeMap, fs::File, path::Path};
 
@@ -16,6 +17,10 @@ use foundry_compilers::{
 };
 
 use crate::Toolchain;
+
+/// The npm packages `contracts/` imports from, each remapped to `toolchain/node_modules/<package>/`.
+const LIBRARIES: [&str; 3] =
+    ["@openzeppelin/contracts", "@safe-global/safe-contracts", "@gnosis-guild/zodiac-core"];
 
 /// A compiled contract: what it takes to deploy it and to recognise its deployed code.
 #[derive(Debug, Clone)]
@@ -43,7 +48,7 @@ impl Contracts {
     pub fn compile(toolchain: &Toolchain) -> Result<Self> {
         let project_root = toolchain.contracts_dir();
         let node_modules = toolchain.node_modules();
-        for package in ["@openzeppelin/contracts", "@safe-global/safe-contracts"] {
+        for package in LIBRARIES {
             if !node_modules.join(package).is_dir() {
                 bail!(
                     "{package} is not installed under {}; run scripts/setup.sh",
@@ -134,10 +139,7 @@ fn build_project(
         .artifacts(project_root.join("out"))
         .cache(project_root.join("cache/solidity-files-cache.json"))
         .no_libs()
-        .remappings([
-            remapping("@openzeppelin/contracts"),
-            remapping("@safe-global/safe-contracts"),
-        ])
+        .remappings(LIBRARIES.map(remapping))
         .allowed_path(node_modules)
         .build()
         .wrap_err("configuring project paths")?;

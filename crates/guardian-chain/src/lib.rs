@@ -2,11 +2,13 @@
 //!
 //! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), compiling the
 //! project's Solidity with foundry-compilers ([`contracts`]), a local Anvil chain ([`devnet`]),
-//! and deploying and driving a Safe 1.4.1 ([`safe`]). Used by the tests, the rehearsal and real
-//! deployments alike, so the code path a drill exercises is the one production uses.
+//! deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module ([`pause_module`]).
+//! Used by the tests, the rehearsal and real deployments alike, so the code path a drill
+//! exercises is the one production uses.
 
 pub mod contracts;
 pub mod devnet;
+pub mod pause_module;
 pub mod safe;
 pub mod sender;
 pub mod testbed;
@@ -14,5 +16,6 @@ pub mod toolchain;
 
 pub use contracts::{CompiledContract, Contracts};
 pub use devnet::{Devnet, DevnetOptions};
+pub use pause_module::{PauseModule, PauseTarget};
 pub use testbed::{Testbed, TestbedOptions};
 pub use toolchain::Toolchain;
