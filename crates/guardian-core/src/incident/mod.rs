@@ -508,6 +508,56 @@ pub enum Event {
 }
 
 impl Event {
+    /// What happened, in words, for timelines, the audit log and notifications.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::FindingRecorded { finding, rule, severity, action } => {
+                format!("finding #{finding} of rule {rule} ({severity}, {action})")
+            }
+            Self::FindingRetracted { finding } => {
+                format!("finding #{finding} retracted: its block was orphaned by a reorg")
+            }
+            Self::PauseRequested { actor, reason, rollback } => format!(
+                "{actor} asked for a pause: {reason}{}",
+                if *rollback { " (configs roll back after it)" } else { "" }
+            ),
+            Self::ProposalMade { proposal, nonce, threshold, replaces } => format!(
+                "pause proposed through the Safe at nonce {nonce}: safeTxHash {proposal}, needs {threshold} approvals{}",
+                replaces.map(|h| format!(", replacing stale {h}")).unwrap_or_default()
+            ),
+            Self::ProposalFailed { cause } => format!("proposing the pause failed: {cause}"),
+            Self::ApprovalCounted { proposal, approvals, threshold } => {
+                format!("approvals {approvals} of {threshold} for {proposal}")
+            }
+            Self::NonceConsumed { proposal } => format!(
+                "the Safe nonce of {proposal} went to another transaction: the proposal is stale"
+            ),
+            Self::ExecutionSeen { tx, sender, block, by, .. } => {
+                format!("executed in transaction {tx} (block {block}) by {} {sender}", by.as_str())
+            }
+            Self::ExecutionFailed { proposal, cause } => {
+                format!("executing {proposal} failed: {cause}")
+            }
+            Self::PauseVerified { block } => format!("paused() is true at block {block}"),
+            Self::AlreadyPaused { block } => {
+                format!("the contract was already paused at block {block}")
+            }
+            Self::RollbackStarted => "config rollback started".to_owned(),
+            Self::RollbackFinished { undo, summary } => match undo {
+                Some(undo) => format!("configs rolled back ({summary}); undo with backup {undo}"),
+                None => format!("configs already pointed at the previous version ({summary})"),
+            },
+            Self::RollbackFailed { error } => format!("config rollback failed: {error}"),
+            Self::Unpaused { tx, block } => {
+                format!("unpaused in transaction {tx} (block {block})")
+            }
+            Self::OperatorResolve { actor, note } => format!("resolved by {actor}: {note}"),
+            Self::OperatorCancel { actor, reason } => format!("cancelled by {actor}: {reason}"),
+            Self::OperatorReopen { actor, note } => format!("reopened by {actor}: {note}"),
+            Self::TimerFired { timer, .. } => format!("{} timer fired", timer.as_str()),
+        }
+    }
+
     /// The event's name, as stored.
     pub const fn name(&self) -> &'static str {
         match self {
@@ -1338,7 +1388,8 @@ impl Incident {
 
             Event::RollbackFinished { undo, .. } => match &self.rollback {
                 RollbackStatus::Done { .. } => step.done(),
-                RollbackStatus::Owed | RollbackStatus::Running => {
+                // A failed rollback is retried; its success finishes it like a first run.
+                RollbackStatus::Owed | RollbackStatus::Running | RollbackStatus::Failed { .. } => {
                     step.next.rollback = RollbackStatus::Done { undo: undo.clone() };
                     if matches!(state, State::Contained | State::Recovering) {
                         step.next.state = State::Recovered;
