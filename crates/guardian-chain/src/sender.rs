@@ -128,6 +128,20 @@ async fn initial_fees(provider: &DynProvider, model: FeeModel) -> Result<Fees> {
     })
 }
 
+/// Test-only: when set, the process aborts right after a transaction was accepted by the node
+/// and before anything recorded it, as a `kill -9` at the worst moment would. Never set it in
+/// production.
+pub const CRASH_AFTER_SEND_ENV: &str = "GUARDIAN_TEST_CRASH_AFTER_SEND";
+
+fn crash_after_send() {
+    if std::env::var_os(CRASH_AFTER_SEND_ENV).is_some() {
+        tracing::error!(
+            "{CRASH_AFTER_SEND_ENV} is set: aborting after the send, before the record"
+        );
+        std::process::abort();
+    }
+}
+
 /// Sign `request` with `signer` and get it mined: chain-derived nonce, estimated gas with
 /// headroom, fees for the chain's model, replacement when stuck, look-up by hash after errors.
 ///
@@ -178,7 +192,10 @@ pub async fn send_reliably(
         let raw = envelope.encoded_2718();
         let mut in_flight = true;
         match provider.send_raw_transaction(&raw).await {
-            Ok(_) => info!(%hash, nonce, attempt, ?fees, "transaction sent"),
+            Ok(_) => {
+                info!(%hash, nonce, attempt, ?fees, "transaction sent");
+                crash_after_send();
+            }
             Err(error) => {
                 // The node may have accepted it before the error: look before resending.
                 warn!(%hash, error = %error, "sending failed; checking whether the node has it");

@@ -1,15 +1,17 @@
-//! The proposal life cycle against a live Safe: propose, collect approvals, execute once,
-//! verify, and notice when another replica (or another transaction) got there first.
+//! The Safe side of an incident: propose the pause, count approvals, execute once, find out
+//! who executed, verify `paused()`, and report each fact to the incident machine.
 //!
-//! Exactly-once does not rest on coordination between replicas: the Safe's nonce makes a second
-//! execution of the same `safeTxHash` impossible. What this module adds is that the replica that
-//! loses the race recognises the winner's `ExecutionSuccess`, records "executed by another
-//! replica" and moves on, and that a proposal whose nonce went to some other transaction is
-//! recognised as stale and proposed again at the new nonce.
+//! Nothing here decides what happens next: every observation becomes an
+//! [`Event`](guardian_core::incident::Event) applied to the incident
+//! ([`guardian_store::Store::apply`]), and the machine's effects (propose, execute) come back
+//! through the outbox. Exactly-once does not rest on coordination between replicas: the Safe's
+//! nonce makes a second execution of the same `safeTxHash` impossible, and who executed is read
+//! from the mined transaction's sender.
 
 use std::sync::{Mutex, MutexGuard};
 
 use alloy::{
+    network::TransactionResponse,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider},
     rpc::types::Filter,
@@ -22,15 +24,15 @@ use guardian_chain::{
     sender::SendOptions,
 };
 use guardian_core::{
+    incident::{Attribution, Event, ResponsePolicy, StepError},
     proposal::{ProposalKind, Rejection, check_signature, no_arg_calldata, proposal_tx},
     safe::{Approvals, OwnerApproval},
-    severity::Action,
 };
-use guardian_store::{FindingStatus, Store};
+use guardian_store::{Applied, IncidentError, Store, StoredIncident};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::store::{Proposal, ProposalStatus, ProposalStore};
+use crate::store::{Proposal, ProposalStatus};
 
 /// A contract the Safe may pause and unpause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct Target {
     pub pause: Bytes,
     /// Calldata of its unpause function.
     pub unpause: Bytes,
+    /// Roll the managed configs back after its pause (its `on_pause = "rollback"`).
+    pub rollback: bool,
 }
 
 impl Target {
@@ -52,7 +56,13 @@ impl Target {
         let pause = no_arg_calldata(pause_signature).map_err(|e| eyre!(e))?;
         let unpause =
             no_arg_calldata(&format!("un{}", pause_signature.trim())).map_err(|e| eyre!(e))?;
-        Ok(Self { name: name.to_owned(), address, pause, unpause })
+        Ok(Self { name: name.to_owned(), address, pause, unpause, rollback: false })
+    }
+
+    /// The same target, rolling its configs back after a pause when `rollback` is set.
+    pub fn with_rollback(mut self, rollback: bool) -> Self {
+        self.rollback = rollback;
+        self
     }
 
     fn calldata(&self, kind: ProposalKind) -> Bytes {
@@ -63,24 +73,7 @@ impl Target {
     }
 }
 
-/// What to propose.
-#[derive(Debug, Clone)]
-pub struct ProposeRequest {
-    /// Contract name (or address) among the targets.
-    pub contract: String,
-    /// Pause or unpause.
-    pub kind: ProposalKind,
-    /// Why, in words.
-    pub reason: String,
-    /// The finding it answers.
-    pub finding_id: Option<i64>,
-    /// Roll configs back after a verified pause.
-    pub then_rollback: bool,
-    /// Who asks (an operator, or this replica).
-    pub actor: String,
-}
-
-/// What `propose` did.
+/// What asking for a proposal did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Proposed {
@@ -95,37 +88,41 @@ pub enum Proposed {
         /// It.
         proposal: Proposal,
     },
-    /// The target is already in the requested state; recorded as skipped.
-    Skipped {
-        /// The skipped proposal.
-        proposal: Proposal,
+    /// The target is already in the requested state; nothing was proposed.
+    AlreadyInState {
+        /// The target's name.
+        contract: String,
+        /// `paused` or `not paused`.
+        state: &'static str,
     },
 }
 
 impl Proposed {
-    /// The proposal, whatever happened.
-    pub fn proposal(&self) -> &Proposal {
+    /// The proposal, if one stands.
+    pub fn proposal(&self) -> Option<&Proposal> {
         match self {
-            Self::New { proposal } | Self::Existing { proposal } | Self::Skipped { proposal } => {
-                proposal
-            }
+            Self::New { proposal } | Self::Existing { proposal } => Some(proposal),
+            Self::AlreadyInState { .. } => None,
         }
     }
 }
 
 /// Why a signature was not stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubmitError {
     /// No proposal with this hash.
     #[error("no proposal with safeTxHash {0}")]
     NotFound(B256),
     /// The proposal no longer collects approvals.
-    #[error("proposal {hash} is {status}{}", .replaced_by.map(|h| format!("; sign its replacement {h}")).unwrap_or_default())]
+    #[error("proposal {hash} is {status}{}", reason_text(.reason.as_deref(), .replaced_by))]
     NotPending {
         /// The proposal.
         hash: B256,
         /// Where it stands.
         status: &'static str,
+        /// Why it was withdrawn, when it was.
+        reason: Option<String>,
         /// Its replacement, when stale.
         replaced_by: Option<B256>,
     },
@@ -135,6 +132,14 @@ pub enum SubmitError {
     /// Database or chain failure.
     #[error(transparent)]
     Internal(#[from] eyre::Report),
+}
+
+fn reason_text(reason: Option<&str>, replaced_by: &Option<B256>) -> String {
+    match (reason, replaced_by) {
+        (Some(reason), _) => format!(": {reason}"),
+        (None, Some(hash)) => format!("; sign its replacement {hash}"),
+        (None, None) => String::new(),
+    }
 }
 
 /// A stored (or already present) approval.
@@ -148,42 +153,6 @@ pub struct Submitted {
     pub threshold: u64,
 }
 
-/// What advancing one pending proposal did.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Advanced {
-    /// Still short of the threshold (or no executor key on this replica).
-    Waiting {
-        /// The proposal.
-        hash: B256,
-        /// Approvals so far.
-        approvals: usize,
-        /// Needed.
-        threshold: u64,
-    },
-    /// Executed and the target's state verified.
-    Executed {
-        /// The proposal as now stored.
-        proposal: Box<Proposal>,
-        /// True when this replica's transaction did it.
-        by_this_replica: bool,
-    },
-    /// Its nonce was consumed by another transaction.
-    Stale {
-        /// The stale proposal.
-        hash: B256,
-        /// Its replacement at the new nonce, when still needed.
-        replaced_by: Option<B256>,
-    },
-    /// Execution was attempted and failed; it stays pending and is retried.
-    Failed {
-        /// The proposal.
-        hash: B256,
-        /// Why.
-        error: String,
-    },
-}
-
 /// A proposal with its approvals and audit trail, as `proposals show` and the API present it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProposalDetail {
@@ -192,13 +161,36 @@ pub struct ProposalDetail {
     pub proposal: Proposal,
     /// Verified off-chain signatures.
     pub signatures: Vec<crate::store::StoredSignature>,
-    /// Audit trail, oldest first.
+    /// Its trail, oldest first.
     pub events: Vec<crate::store::AuditEvent>,
 }
 
-struct Db {
-    proposals: ProposalStore,
-    findings: Store,
+/// What one look at a pending proposal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// Nothing new.
+    Unchanged,
+    /// Approvals counted (the incident was told if the count changed).
+    Approvals {
+        /// How many.
+        approvals: usize,
+        /// Of.
+        threshold: u64,
+    },
+    /// Executed (here, by another replica or by an outside sender) and settled.
+    Executed {
+        /// The transaction.
+        tx: B256,
+        /// Its sender.
+        sender: Address,
+    },
+    /// Its nonce went to another transaction.
+    Stale,
+    /// An unpause was executed by this replica at its threshold.
+    UnpauseExecuted {
+        /// The transaction.
+        tx: B256,
+    },
 }
 
 /// One replica's view of the operators' Safe and its proposals.
@@ -209,7 +201,7 @@ pub struct Multisig {
     executor: Option<PrivateKeySigner>,
     send: SendOptions,
     replica: String,
-    db: Mutex<Db>,
+    db: Mutex<Store>,
 }
 
 impl std::fmt::Debug for Multisig {
@@ -225,7 +217,7 @@ impl std::fmt::Debug for Multisig {
 }
 
 impl Multisig {
-    /// Connect to the Safe at `safe` and open the proposal tables in the database at `db`.
+    /// Connect to the Safe at `safe` and open the guardian database at `db` with `policy`.
     ///
     /// Refuses when the node serves another chain than `chain_id`: every signature is bound to
     /// the chain id of the Safe's EIP-712 domain, and that must be the configured one.
@@ -236,6 +228,7 @@ impl Multisig {
         db: &std::path::Path,
         targets: Vec<Target>,
         executor: Option<PrivateKeySigner>,
+        policy: ResponsePolicy,
     ) -> Result<Self> {
         let safe = SafeClient::connect(provider.clone(), safe).await?;
         eyre::ensure!(
@@ -243,9 +236,9 @@ impl Multisig {
             "the node serves chain {}, guardian is configured for chain {chain_id}: refusing to propose or sign",
             safe.chain_id()
         );
-        let findings = Store::open(db)?;
-        findings.bind_chain(chain_id)?;
-        let proposals = ProposalStore::open(db)?;
+        let mut store = Store::open(db)?;
+        store.bind_chain(chain_id)?;
+        store.set_policy(policy);
         let replica = match &executor {
             Some(key) => format!("replica {}", key.address()),
             None => "replica (no executor key)".to_owned(),
@@ -257,7 +250,7 @@ impl Multisig {
             executor,
             send: SendOptions::default(),
             replica,
-            db: Mutex::new(Db { proposals, findings }),
+            db: Mutex::new(store),
         })
     }
 
@@ -272,17 +265,34 @@ impl Multisig {
         &self.safe
     }
 
+    /// The provider every request goes through.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
     /// The configured targets.
     pub fn targets(&self) -> &[Target] {
         &self.targets
     }
 
-    fn db(&self) -> MutexGuard<'_, Db> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+    /// The address this replica executes from, if it has a key.
+    pub fn executor(&self) -> Option<Address> {
+        self.executor.as_ref().map(PrivateKeySigner::address)
+    }
+
+    /// Who this replica is, in the audit trail.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// The database, locked. A panic while holding the lock leaves SQLite consistent
+    /// (transactions roll back).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
         self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn target(&self, contract: &str) -> Result<&Target> {
+    /// The configured target named `contract` (or at that address).
+    pub fn target(&self, contract: &str) -> Result<&Target> {
         self.targets
             .iter()
             .find(|t| t.name == contract || t.address.to_string().eq_ignore_ascii_case(contract))
@@ -292,68 +302,163 @@ impl Multisig {
             })
     }
 
-    /// Propose pausing or unpausing a target at the Safe's current nonce.
-    ///
-    /// The inner call is simulated as the Safe (`eth_call` with `from = safe`) first; a call
-    /// that would revert is refused. A target already in the requested state is recorded as
-    /// skipped. A pending proposal for the same target and direction is returned as is.
-    pub async fn propose(&self, request: &ProposeRequest) -> Result<Proposed> {
-        let target = self.target(&request.contract)?.clone();
-        if let Some(existing) =
-            self.db().proposals.pending_for(self.safe.address(), target.address, request.kind)?
-        {
+    fn target_at(&self, address: Address) -> Result<&Target> {
+        self.targets
+            .iter()
+            .find(|t| t.address == address)
+            .ok_or_else(|| eyre!("contract {address} is not among the Safe's configured targets"))
+    }
+
+    /// Apply `event` to incident `id`, logging a refusal (a stale answer after the incident
+    /// moved on) instead of failing the caller.
+    fn tell(&self, id: i64, event: &Event) -> Result<Option<Applied>> {
+        match self.store().apply(id, event) {
+            Ok(applied) => Ok(Some(applied)),
+            Err(IncidentError::Refused(refused)) => {
+                debug!(incident = id, event = event.name(), %refused, "the incident did not take the event");
+                Ok(None)
+            }
+            Err(e) => Err(eyre!(e)),
+        }
+    }
+
+    /// Carry out an incident's `ProposePause` effect: propose `pause()` of its contract at the
+    /// Safe's current nonce, simulated as the Safe first, and tell the incident what came of
+    /// it. A target already paused is reported as such; a pending pause of the same target is
+    /// adopted instead of a competing one. Returns an error (to be retried) when proposing
+    /// failed; the incident has been told the cause.
+    pub async fn propose_pause(&self, incident: &StoredIncident) -> Result<Proposed> {
+        let id = incident.id;
+        let target = self.target_at(incident.incident.address)?.clone();
+        let existing = self.store().pending_proposal_for(
+            self.safe.address(),
+            target.address,
+            ProposalKind::Pause,
+        )?;
+        if let Some(existing) = existing {
+            let threshold = self.safe.threshold().await?;
+            self.store()
+                .record_proposal(id, &existing, threshold, &self.replica, "adopted by the incident")
+                .map_err(|e| eyre!(e))?;
             return Ok(Proposed::Existing { proposal: existing });
         }
+        if is_paused(&self.provider, target.address).await? {
+            let block = self.provider.get_block_number().await.wrap_err("eth_blockNumber")?;
+            self.tell(id, &Event::AlreadyPaused { block })?;
+            info!(incident = id, contract = %target.name, "already paused; nothing to propose");
+            return Ok(Proposed::AlreadyInState { contract: target.name, state: "paused" });
+        }
+        if let Err(error) = self.simulate_as_safe(&target, ProposalKind::Pause).await {
+            let cause = format!("{error:#}");
+            self.tell(id, &Event::ProposalFailed { cause: cause.clone() })?;
+            return Err(error.wrap_err(format!("refusing to propose the pause of {}", target.name)));
+        }
+        let replaces = incident
+            .incident
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.state == guardian_core::incident::ProposalState::Stale)
+            .max_by_key(|(_, p)| p.nonce)
+            .map(|(hash, _)| *hash);
         let nonce = self.safe.nonce().await?;
-        let mut proposal = self.build(&target, request, nonce, None).await?;
-        let paused = is_paused(&self.provider, target.address).await?;
-        let already = paused == (request.kind == ProposalKind::Pause);
-        if already {
-            proposal.status = ProposalStatus::Skipped;
-            proposal.simulation =
-                format!("not simulated: {} is already in that state", target.name);
-            let detail = format!("{} is already {}", target.name, state_word(paused));
-            self.db().proposals.insert(&proposal, &request.actor, &detail)?;
-            info!(hash = %proposal.safe_tx_hash, contract = %target.name, "already in the requested state; skipped");
-            return Ok(Proposed::Skipped { proposal });
+        let reason = match &incident.incident.pause_request {
+            Some(request) => format!("{}: {}", request.actor, request.reason),
+            None => format!("incident #{id} ({})", incident.incident.key),
+        };
+        let mut proposal =
+            self.build(&target, ProposalKind::Pause, &reason, nonce, replaces).await?;
+        proposal.finding_id = incident.incident.findings.keys().next().copied();
+        proposal.then_rollback = incident.incident.wants_rollback();
+        let threshold = self.safe.threshold().await?;
+        let detail = format!("pause {} at Safe nonce {nonce}: {reason}", target.name);
+        let applied = self
+            .store()
+            .record_proposal(id, &proposal, threshold, &self.replica, &detail)
+            .map_err(|e| eyre!(e))?;
+        if applied.changed() {
+            info!(incident = id, hash = %proposal.safe_tx_hash, contract = %target.name, %nonce, "pause proposed");
         }
-        self.simulate_as_safe(&target, request.kind).await.wrap_err_with(|| {
-            format!("refusing to propose {} of {}", request.kind.as_str(), target.name)
+        let stored = self.store().proposal(proposal.safe_tx_hash)?.unwrap_or(proposal);
+        Ok(Proposed::New { proposal: stored })
+    }
+
+    /// Carry out an outbox row of kind `propose` or `execute` for its incident. Returns what it
+    /// gave, for the row's outcome; an error means "try again later" (the incident has been
+    /// told the cause where it has one).
+    pub async fn run_effect(&self, row: &guardian_store::OutboxEffect) -> Result<String> {
+        let incident = self.store().incident(row.incident_id)?.ok_or_else(|| {
+            eyre!("outbox row {} names missing incident #{}", row.id, row.incident_id)
         })?;
-        let detail = format!(
-            "{} {} at Safe nonce {nonce}: {}",
-            request.kind.as_str(),
-            target.name,
-            request.reason
-        );
-        let new = self.db().proposals.insert(&proposal, &request.actor, &detail)?;
-        if !new {
-            // Another process sharing this database (the daemon, a CLI) got there first, with
-            // this hash or, at another nonce, the same target and direction.
-            let db = self.db();
-            let existing = match db.proposals.get(proposal.safe_tx_hash)? {
-                Some(p) => Some(p),
-                None => {
-                    db.proposals.pending_for(self.safe.address(), target.address, request.kind)?
+        match &row.effect {
+            guardian_core::incident::Effect::ProposePause => {
+                if !incident.incident.pause_requested || incident.incident.state.is_closed() {
+                    return Ok(format!("dropped: incident #{} no longer asks for it", incident.id));
                 }
-            };
-            let existing = existing
-                .ok_or_else(|| eyre!("proposal {} was not stored", proposal.safe_tx_hash))?;
+                Ok(match self.propose_pause(&incident).await? {
+                    Proposed::New { proposal } => format!("proposed {}", proposal.safe_tx_hash),
+                    Proposed::Existing { proposal } => {
+                        format!("adopted pending {}", proposal.safe_tx_hash)
+                    }
+                    Proposed::AlreadyInState { contract, state } => {
+                        format!("{contract} is {state}")
+                    }
+                })
+            }
+            guardian_core::incident::Effect::Execute { proposal } => {
+                Ok(match self.execute(*proposal).await? {
+                    Observed::Executed { tx, sender } => format!("executed in {tx} by {sender}"),
+                    Observed::Stale => "nonce consumed by another transaction".to_owned(),
+                    other => format!("{other:?}"),
+                })
+            }
+            other => Err(eyre!("not an effect of the Safe: {other:?}")),
+        }
+    }
+
+    /// Propose unpausing `contract` for an operator (never automatically). It needs the full
+    /// threshold like any Safe transaction; a stale unpause is not proposed again by itself.
+    pub async fn propose_unpause(
+        &self,
+        contract: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Result<Proposed> {
+        let target = self.target(contract)?.clone();
+        if let Some(existing) = self.store().pending_proposal_for(
+            self.safe.address(),
+            target.address,
+            ProposalKind::Unpause,
+        )? {
             return Ok(Proposed::Existing { proposal: existing });
         }
-        info!(hash = %proposal.safe_tx_hash, contract = %target.name, kind = request.kind.as_str(), %nonce, "proposed");
-        let stored = self.db().proposals.get(proposal.safe_tx_hash)?.unwrap_or(proposal);
-        Ok(Proposed::New { proposal: stored })
+        if !is_paused(&self.provider, target.address).await? {
+            return Ok(Proposed::AlreadyInState { contract: target.name, state: "not paused" });
+        }
+        self.simulate_as_safe(&target, ProposalKind::Unpause)
+            .await
+            .wrap_err_with(|| format!("refusing to propose the unpause of {}", target.name))?;
+        let nonce = self.safe.nonce().await?;
+        let proposal = self.build(&target, ProposalKind::Unpause, reason, nonce, None).await?;
+        let detail = format!("unpause {} at Safe nonce {nonce}: {reason}", target.name);
+        let new = self.store().insert_proposal(&proposal, actor, &detail)?;
+        let stored = self.store().proposal(proposal.safe_tx_hash)?.unwrap_or(proposal);
+        if new {
+            info!(hash = %stored.safe_tx_hash, contract = %target.name, %nonce, "unpause proposed");
+            Ok(Proposed::New { proposal: stored })
+        } else {
+            Ok(Proposed::Existing { proposal: stored })
+        }
     }
 
     async fn build(
         &self,
         target: &Target,
-        request: &ProposeRequest,
+        kind: ProposalKind,
+        reason: &str,
         nonce: U256,
         replaces: Option<B256>,
     ) -> Result<Proposal> {
-        let calldata = target.calldata(request.kind);
+        let calldata = target.calldata(kind);
         let tx = proposal_tx(target.address, calldata.clone(), nonce);
         let hash = self.safe.tx_hash(&tx);
         // Bind to the deployed contract's own view of the domain: a mismatch means we would
@@ -368,25 +473,24 @@ impl Multisig {
             safe_tx_hash: hash,
             chain_id: self.safe.chain_id(),
             safe: self.safe.address(),
-            kind: request.kind,
+            kind,
             contract: target.name.clone(),
             target: target.address,
             calldata,
             nonce,
-            finding_id: request.finding_id,
-            then_rollback: request.then_rollback,
-            reason: request.reason.clone(),
+            finding_id: None,
+            then_rollback: false,
+            reason: reason.to_owned(),
             status: ProposalStatus::Pending,
-            simulation: format!(
-                "ok: eth_call of {}() from the Safe succeeds",
-                request.kind.as_str()
-            ),
+            simulation: format!("ok: eth_call of {}() from the Safe succeeds", kind.as_str()),
             created_block,
             replaces,
             replaced_by: None,
             executed_tx: None,
             executed_by: None,
             created_at: String::new(),
+            incident_id: None,
+            withdrawn_reason: None,
         })
     }
 
@@ -403,81 +507,32 @@ impl Multisig {
         })
     }
 
-    /// Propose a pause for every open finding whose action is `propose_pause` and that has no
-    /// proposal yet. Returns what was proposed.
-    pub async fn propose_for_findings(&self) -> Result<Vec<Proposed>> {
-        let findings = self.db().findings.findings(Some(FindingStatus::Open))?;
-        let mut out = Vec::new();
-        for stored in findings {
-            let Action::ProposePause { then_rollback } = stored.finding.action else { continue };
-            if self.db().proposals.has_proposal_for_finding(stored.id)? {
-                continue;
-            }
-            let contract = if self.target(&stored.finding.contract).is_ok() {
-                stored.finding.contract.clone()
-            } else {
-                stored.finding.address.to_string()
-            };
-            let request = ProposeRequest {
-                contract,
-                kind: ProposalKind::Pause,
-                reason: format!("finding #{}: {}", stored.id, stored.finding.summary),
-                finding_id: Some(stored.id),
-                then_rollback,
-                actor: self.replica.clone(),
-            };
-            match self.propose(&request).await {
-                Ok(Proposed::Existing { proposal }) => {
-                    // Another finding's proposal pauses the same target: this finding joins it.
-                    self.db().proposals.audit(
-                        proposal.safe_tx_hash,
-                        "joined",
-                        Some(&self.replica),
-                        &format!("finding #{} is answered by this proposal too", stored.id),
-                    )?;
-                    out.push(Proposed::Existing { proposal });
-                }
-                Ok(proposed) => out.push(proposed),
-                Err(error) => {
-                    warn!(finding = stored.id, error = %format!("{error:#}"), "could not propose a pause")
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Verify an owner's signature for proposal `hash` and store it.
     ///
     /// Checked against the Safe's current owners and the configured chain's EIP-712 domain;
-    /// every rejection is recorded in the audit trail with its own message. Sending the same
-    /// owner's signature again is accepted and changes nothing.
+    /// every rejection is recorded in the proposal's trail with its own message. A withdrawn
+    /// proposal is refused with the reason (a reorg retracted its finding, the incident was
+    /// cancelled). Sending the same owner's signature again is accepted and changes nothing.
     pub async fn submit_signature(
         &self,
         hash: B256,
         signer: Address,
         signature: &[u8],
     ) -> Result<Submitted, SubmitError> {
-        let proposal = self.db().proposals.get(hash)?.ok_or(SubmitError::NotFound(hash))?;
-        if proposal.status != ProposalStatus::Pending {
-            return Err(SubmitError::NotPending {
-                hash,
-                status: proposal.status.as_str(),
-                replaced_by: proposal.replaced_by,
-            });
-        }
+        let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
+        not_pending(&proposal)?;
         let owners = self.safe.owners().await?;
         let tx = proposal.safe_tx();
         match check_signature(&tx, proposal.chain_id, proposal.safe, signer, signature, &owners) {
             Ok(_) => {
-                let added = self.db().proposals.add_signature(hash, signer, signature)?;
-                let approvals = self.approvals(&proposal).await?.len();
-                let threshold = self.safe.threshold().await?;
-                info!(%hash, %signer, added, approvals, threshold, "owner signature verified");
-                Ok(Submitted { added, approvals, threshold })
+                let added = self.store().add_signature(hash, signer, signature)?;
+                let approvals = self.count(&proposal).await?;
+                info!(%hash, %signer, added, approvals = approvals.0, threshold = approvals.1, "owner signature verified");
+                Ok(Submitted { added, approvals: approvals.0, threshold: approvals.1 })
             }
             Err(rejection) => {
                 let message = rejection.to_string();
-                self.db().proposals.audit(
+                self.store().proposal_audit(
                     hash,
                     "rejection",
                     Some(&signer.to_string()),
@@ -489,15 +544,33 @@ impl Multisig {
         }
     }
 
+    /// Count `proposal`'s approvals and tell its incident when the count changed (which asks
+    /// for the execution once the threshold is met). Returns (approvals, threshold).
+    async fn count(&self, proposal: &Proposal) -> Result<(usize, u64)> {
+        let approvals = self.approvals(proposal).await?.len();
+        let threshold = self.safe.threshold().await?;
+        if let Some(id) = proposal.incident_id {
+            self.tell(
+                id,
+                &Event::ApprovalCounted {
+                    proposal: proposal.safe_tx_hash,
+                    approvals: approvals as u64,
+                    threshold,
+                },
+            )?;
+        }
+        Ok((approvals, threshold))
+    }
+
     /// The approvals the Safe would accept right now: stored signatures of current owners, and
-    /// on-chain `approveHash` calls read from the Safe (recorded in the audit trail when first
-    /// seen).
+    /// on-chain `approveHash` calls read from the Safe (recorded in the trail when first seen).
     pub async fn approvals(&self, proposal: &Proposal) -> Result<Approvals> {
         let owners = self.safe.owners().await?;
         let tx = proposal.safe_tx();
         let hash = proposal.safe_tx_hash;
         let mut approvals = Approvals::new();
-        for stored in self.db().proposals.signatures(hash)? {
+        let stored = self.store().proposal_signatures(hash)?;
+        for stored in stored {
             // Re-checked: an owner removed since signing no longer counts.
             if let Ok(approval) = check_signature(
                 &tx,
@@ -516,10 +589,10 @@ impl Multisig {
             }
             if self.safe.is_hash_approved(owner, hash).await? {
                 approvals.insert(owner, OwnerApproval::ApprovedHash);
-                let db = self.db();
+                let db = self.store();
                 let actor = owner.to_string();
-                if !db.proposals.has_event(hash, "onchain_approval", &actor)? {
-                    db.proposals.audit(
+                if !db.proposal_has_event(hash, "onchain_approval", &actor)? {
+                    db.proposal_audit(
                         hash,
                         "onchain_approval",
                         Some(&actor),
@@ -531,38 +604,74 @@ impl Multisig {
         Ok(approvals)
     }
 
-    /// Advance every pending proposal once (see [`Multisig::advance`]).
-    pub async fn tick(&self) -> Result<Vec<Advanced>> {
-        let pending = self.db().proposals.list(Some(ProposalStatus::Pending))?;
-        let mut out = Vec::new();
+    /// Look at every pending proposal once; each is independent, so one failing never holds
+    /// up another. Writes nothing when nothing changed.
+    pub async fn observe_all(&self) -> Vec<(B256, Result<Observed>)> {
+        let pending = match self.store().proposals(Some(ProposalStatus::Pending)) {
+            Ok(pending) => pending,
+            Err(error) => return vec![(B256::ZERO, Err(error))],
+        };
+        let mut out = Vec::with_capacity(pending.len());
         for proposal in pending {
-            out.push(self.advance(&proposal).await?);
+            let outcome = self.observe(&proposal).await;
+            out.push((proposal.safe_tx_hash, outcome));
         }
-        Ok(out)
+        out
     }
 
-    /// Advance one pending proposal: settle it if its nonce was consumed, otherwise execute it
-    /// when the threshold is met and this replica holds an executor key.
-    pub async fn advance(&self, proposal: &Proposal) -> Result<Advanced> {
-        let hash = proposal.safe_tx_hash;
+    /// Look at one pending proposal: settle it if its nonce was consumed, else count its
+    /// approvals. An unpause (which has no incident) is executed here at its threshold.
+    pub async fn observe(&self, proposal: &Proposal) -> Result<Observed> {
         if self.safe.nonce().await? > proposal.nonce {
             return self.settle_consumed(proposal).await;
         }
-        let approvals = self.approvals(proposal).await?;
-        let threshold = self.safe.threshold().await?;
-        let waiting = Advanced::Waiting { hash, approvals: approvals.len(), threshold };
-        if (approvals.len() as u64) < threshold {
-            return Ok(waiting);
+        let (approvals, threshold) = self.count(proposal).await?;
+        if proposal.kind == ProposalKind::Unpause
+            && proposal.incident_id.is_none()
+            && approvals as u64 >= threshold
+            && self.executor.is_some()
+        {
+            return self.execute_unpause(proposal).await;
         }
-        let Some(executor) = &self.executor else { return Ok(waiting) };
+        Ok(Observed::Approvals { approvals, threshold })
+    }
+
+    /// Carry out an incident's `Execute` effect: the proposal has its approvals. Simulated
+    /// first; nothing is sent for a proposal that is no longer pending (withdrawn by a reorg,
+    /// or settled). A failure is told to the incident with its cause and returned (retried).
+    pub async fn execute(&self, hash: B256) -> Result<Observed> {
+        let proposal = self
+            .store()
+            .proposal(hash)?
+            .ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))?;
+        if let Err(e) = not_pending(&proposal) {
+            info!(%hash, reason = %e, "not executing");
+            return Ok(Observed::Unchanged);
+        }
+        let Some(executor) = &self.executor else {
+            return Err(eyre!(
+                "this replica has no executor key ([safe] executor_key_env): another replica, or an owner, must execute {hash}"
+            ));
+        };
+        if self.safe.nonce().await? > proposal.nonce {
+            return self.settle_consumed(&proposal).await;
+        }
+        let approvals = self.approvals(&proposal).await?;
         let tx = proposal.safe_tx();
-        match self.safe.execute(executor, &tx, &approvals, &self.send).await {
+        let outcome = self.safe.execute(executor, &tx, &approvals, &self.send).await;
+        match outcome {
             Ok(execution) if execution.success => {
-                let tx_hash = execution.receipt.transaction_hash;
-                self.finish(proposal, tx_hash, true).await
+                let receipt = &execution.receipt;
+                self.settle_executed(
+                    &proposal,
+                    receipt.transaction_hash,
+                    executor.address(),
+                    receipt.block_number.unwrap_or_default(),
+                )
+                .await
             }
             outcome => {
-                let error = match outcome {
+                let cause = match outcome {
                     Ok(execution) => format!(
                         "execTransaction {} mined without ExecutionSuccess",
                         execution.receipt.transaction_hash
@@ -571,32 +680,43 @@ impl Multisig {
                 };
                 // Lost a race? The nonce tells: if it moved, someone executed or replaced it.
                 if self.safe.nonce().await? > proposal.nonce {
-                    return self.settle_consumed(proposal).await;
+                    return self.settle_consumed(&proposal).await;
                 }
-                // The same failure on every poll is one audit entry (and one warning), not one
-                // per second: the trail must stay readable during a long incident. "The same"
-                // ignores the figures (fees, gas, balances), which move from block to block.
-                let shape = |s: &str| s.replace(|c: char| c.is_ascii_digit(), "");
-                let db = self.db();
-                let repeated = db.proposals.last_event(hash)?.is_some_and(|e| {
-                    e.event == "execution_failed"
-                        && e.actor.as_deref() == Some(self.replica.as_str())
-                        && shape(&e.detail) == shape(&error)
-                });
-                if repeated {
-                    debug!(%hash, %error, "execution failed again; will retry");
-                } else {
-                    db.proposals.audit(hash, "execution_failed", Some(&self.replica), &error)?;
-                    warn!(%hash, %error, "execution failed; will retry");
+                if let Some(id) = proposal.incident_id {
+                    self.tell(
+                        id,
+                        &Event::ExecutionFailed { proposal: hash, cause: cause.clone() },
+                    )?;
                 }
-                Ok(Advanced::Failed { hash, error })
+                Err(eyre!(cause))
             }
         }
     }
 
-    /// The proposal's nonce is used: find out whether by this proposal (another replica
-    /// executed it) or by some other transaction (stale: propose again at the new nonce).
-    async fn settle_consumed(&self, proposal: &Proposal) -> Result<Advanced> {
+    async fn execute_unpause(&self, proposal: &Proposal) -> Result<Observed> {
+        let Some(executor) = &self.executor else { return Ok(Observed::Unchanged) };
+        let approvals = self.approvals(proposal).await?;
+        let execution =
+            self.safe.execute(executor, &proposal.safe_tx(), &approvals, &self.send).await?;
+        eyre::ensure!(
+            execution.success,
+            "execTransaction {} mined without ExecutionSuccess",
+            execution.receipt.transaction_hash
+        );
+        let tx = execution.receipt.transaction_hash;
+        self.settle_executed(
+            proposal,
+            tx,
+            executor.address(),
+            execution.receipt.block_number.unwrap_or_default(),
+        )
+        .await?;
+        Ok(Observed::UnpauseExecuted { tx })
+    }
+
+    /// The proposal's nonce is used: by this proposal (the Safe's `ExecutionSuccess` names it,
+    /// whoever sent it) or by some other transaction.
+    async fn settle_consumed(&self, proposal: &Proposal) -> Result<Observed> {
         let hash = proposal.safe_tx_hash;
         let filter = Filter::new()
             .address(self.safe.address())
@@ -606,97 +726,132 @@ impl Multisig {
         let logs =
             self.provider.get_logs(&filter).await.wrap_err("looking for ExecutionSuccess")?;
         if let Some(log) = logs.first() {
-            let tx_hash = log.transaction_hash.unwrap_or_default();
-            return self.finish(proposal, tx_hash, false).await;
+            let tx_hash =
+                log.transaction_hash.ok_or_else(|| eyre!("ExecutionSuccess without a tx hash"))?;
+            // Attribution by the mined transaction's sender, never by what this replica
+            // remembers: after a crash between send and record, the sender is still ours.
+            let sent = self
+                .provider
+                .get_transaction_by_hash(tx_hash)
+                .await
+                .wrap_err_with(|| format!("reading transaction {tx_hash}"))?
+                .ok_or_else(|| eyre!("the node does not know transaction {tx_hash}"))?;
+            let block = log.block_number.unwrap_or_default();
+            return self.settle_executed(proposal, tx_hash, sent.from(), block).await;
         }
-        let target = self.target(&proposal.contract)?.clone();
+        let target = self.target_at(proposal.target)?.clone();
         let paused = is_paused(&self.provider, target.address).await?;
-        let done = paused == (proposal.kind == ProposalKind::Pause);
         let detail = format!(
             "Safe nonce {} was consumed by another transaction; {} is {}",
             proposal.nonce,
             target.name,
-            state_word(paused)
+            if paused { "paused" } else { "not paused" }
         );
-        if done {
-            self.db().proposals.mark_stale(hash, &format!("{detail}: nothing left to do"))?;
-            if let Some(id) = proposal.finding_id {
-                self.resolve(id);
+        match (proposal.kind, proposal.incident_id) {
+            (ProposalKind::Pause, Some(id)) => {
+                if paused {
+                    // Paused some other way: the incident is contained; it withdraws this one.
+                    let block = self.provider.get_block_number().await?;
+                    self.tell(id, &Event::PauseVerified { block })?;
+                } else {
+                    self.store().mark_proposal_stale(hash, &detail)?;
+                    self.tell(id, &Event::NonceConsumed { proposal: hash })?;
+                    info!(%hash, "pause proposal stale; the incident proposes again at the new nonce");
+                }
             }
-            return Ok(Advanced::Stale { hash, replaced_by: None });
+            _ => {
+                // An unpause (or a pause outside any incident) is not proposed again by
+                // itself: the operator decides.
+                let suffix = if paused == (proposal.kind == ProposalKind::Pause) {
+                    ": nothing left to do"
+                } else {
+                    ": not proposed again automatically"
+                };
+                self.store().mark_proposal_stale(hash, &format!("{detail}{suffix}"))?;
+            }
         }
-        let request = ProposeRequest {
-            contract: target.name.clone(),
-            kind: proposal.kind,
-            reason: proposal.reason.clone(),
-            finding_id: proposal.finding_id,
-            then_rollback: proposal.then_rollback,
-            actor: self.replica.clone(),
-        };
-        self.simulate_as_safe(&target, proposal.kind).await?;
-        let nonce = self.safe.nonce().await?;
-        let new = self.build(&target, &request, nonce, Some(hash)).await?;
-        self.db().proposals.replace_stale(hash, &new, &detail)?;
-        info!(stale = %hash, new = %new.safe_tx_hash, %nonce, "stale proposal re-proposed");
-        Ok(Advanced::Stale { hash, replaced_by: Some(new.safe_tx_hash) })
+        Ok(Observed::Stale)
     }
 
-    async fn finish(&self, proposal: &Proposal, tx_hash: B256, ours: bool) -> Result<Advanced> {
-        let hash = proposal.safe_tx_hash;
+    /// Record a mined execution of `proposal` by `sender` and tell the incident: who executed
+    /// it, then whether the target is in the requested state.
+    async fn settle_executed(
+        &self,
+        proposal: &Proposal,
+        tx: B256,
+        sender: Address,
+        block: u64,
+    ) -> Result<Observed> {
+        let by = if Some(sender) == self.executor() {
+            Attribution::ThisReplica
+        } else {
+            Attribution::Outside
+        };
         let paused = is_paused(&self.provider, proposal.target).await?;
         let verified = paused == (proposal.kind == ProposalKind::Pause);
-        let (by, event) = if ours {
-            (self.replica.clone(), "executed")
-        } else {
-            ("another replica".to_owned(), "executed_elsewhere")
+        let who = match by {
+            Attribution::ThisReplica => format!("{} ({sender})", self.replica),
+            _ => format!("{} {sender}", by.as_str()),
         };
         let detail = format!(
-            "ExecutionSuccess in tx {tx_hash}; {}.paused() == {paused}{}",
+            "ExecutionSuccess in tx {tx} (block {block}) sent by {who}; {}.paused() == {paused}{}",
             proposal.contract,
             if verified { " (verified)" } else { " — NOT the requested state" }
         );
-        self.db().proposals.mark_executed(hash, tx_hash, &by, event, &detail)?;
+        let event =
+            Event::ExecutionSeen { proposal: Some(proposal.safe_tx_hash), tx, sender, block, by };
+        let linked = match (proposal.kind, proposal.incident_id) {
+            (ProposalKind::Pause, Some(id)) => Some((id, &event)),
+            _ => None,
+        };
+        self.store().record_execution(proposal.safe_tx_hash, tx, &who, &detail, linked).or_else(
+            |e| match e {
+                IncidentError::Refused(refused) => {
+                    debug!(%refused, "the incident did not take the execution");
+                    Ok(None)
+                }
+                other => Err(eyre!(other)),
+            },
+        )?;
+        info!(hash = %proposal.safe_tx_hash, %tx, %sender, by = by.as_str(), paused, "proposal executed");
         if !verified {
-            self.db().proposals.audit(hash, "verification_failed", Some(&by), &detail)?;
-            return Err(eyre!("proposal {hash} executed but {detail}"));
+            warn!(hash = %proposal.safe_tx_hash, %detail, "executed, but the target is not in the requested state");
+            return Ok(Observed::Executed { tx, sender });
         }
-        if let Some(id) = proposal.finding_id {
-            self.resolve(id);
+        match (proposal.kind, proposal.incident_id) {
+            (ProposalKind::Pause, Some(id)) => {
+                self.tell(id, &Event::PauseVerified { block })?;
+            }
+            (ProposalKind::Unpause, _) => {
+                let open = self.store().open_incident(proposal.target)?;
+                if let Some(open) = open {
+                    self.tell(open.id, &Event::Unpaused { tx, block })?;
+                }
+            }
+            _ => {}
         }
-        info!(%hash, tx = %tx_hash, by_this_replica = ours, "proposal executed and verified");
-        let proposal = self.db().proposals.get(hash)?.ok_or_else(|| eyre!("proposal vanished"))?;
-        Ok(Advanced::Executed { proposal: Box::new(proposal), by_this_replica: ours })
-    }
-
-    fn resolve(&self, finding: i64) {
-        // Already resolved (by another proposal or an operator) is fine.
-        if let Err(error) = self.db().findings.resolve_finding(finding) {
-            tracing::debug!(finding, %error, "finding not resolved");
-        }
-    }
-
-    /// Record an audit entry (e.g. the rollback that followed a pause).
-    pub fn audit(&self, hash: B256, event: &str, detail: &str) -> Result<()> {
-        self.db().proposals.audit(hash, event, Some(&self.replica), detail)
+        Ok(Observed::Executed { tx, sender })
     }
 
     /// Proposals, newest first.
     pub fn list(&self, status: Option<ProposalStatus>) -> Result<Vec<Proposal>> {
-        self.db().proposals.list(status)
+        self.store().proposals(status)
     }
 
-    /// One proposal with its signatures and audit trail.
+    /// One proposal with its signatures and trail.
     pub fn detail(&self, hash: B256) -> Result<Option<ProposalDetail>> {
-        detail(&self.db().proposals, hash)
+        detail(&self.store(), hash)
     }
 
-    /// The proposal `hash` as an approver must see it: looked up, then its hash recomputed from
-    /// the stored fields for this chain and Safe. Never sign a hash taken on trust from the
-    /// database; `guardian approve` and the rehearsal both go through here.
+    /// The proposal `hash` as an approver must see it: looked up, refused if it no longer
+    /// collects approvals, then its hash recomputed from the stored fields for this chain and
+    /// Safe. Never sign a hash taken on trust from the database; `guardian approve` and the
+    /// rehearsal both go through here.
     pub fn detail_to_approve(&self, hash: B256) -> Result<ProposalDetail> {
         let detail =
             self.detail(hash)?.ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))?;
         let p = &detail.proposal;
+        not_pending(p).map_err(|e| eyre!("refusing to approve: {e}"))?;
         let recomputed = self.safe.tx_hash(&p.safe_tx());
         eyre::ensure!(
             recomputed == hash
@@ -731,21 +886,35 @@ impl Multisig {
     ) -> Result<(alloy::rpc::types::TransactionReceipt, usize)> {
         let detail = self.detail_to_approve(hash)?;
         let receipt = self.safe.approve_hash_onchain(owner_wallet, owner, hash).await?;
-        let approvals = self.approvals(&detail.proposal).await?.len();
+        let (approvals, _) = self.count(&detail.proposal).await?;
         Ok((receipt, approvals))
     }
 }
 
-/// One proposal with its signatures and audit trail, read from `store`.
-pub fn detail(store: &ProposalStore, hash: B256) -> Result<Option<ProposalDetail>> {
-    let Some(proposal) = store.get(hash)? else { return Ok(None) };
+/// Refuse a proposal that no longer collects approvals, saying why.
+fn not_pending(proposal: &Proposal) -> Result<(), SubmitError> {
+    if proposal.status == ProposalStatus::Pending {
+        return Ok(());
+    }
+    Err(SubmitError::NotPending {
+        hash: proposal.safe_tx_hash,
+        status: proposal.status.as_str(),
+        reason: proposal.withdrawn_reason.clone(),
+        replaced_by: proposal.replaced_by,
+    })
+}
+
+/// One proposal with its signatures and trail, read from `store`.
+pub fn detail(store: &Store, hash: B256) -> Result<Option<ProposalDetail>> {
+    let Some(proposal) = store.proposal(hash)? else { return Ok(None) };
     Ok(Some(ProposalDetail {
         proposal,
-        signatures: store.signatures(hash)?,
-        events: store.events(hash)?,
+        signatures: store.proposal_signatures(hash)?,
+        events: store.proposal_events(hash)?,
     }))
 }
 
-fn state_word(paused: bool) -> &'static str {
-    if paused { "paused" } else { "not paused" }
+/// Whether a refusal of the incident machine means "already paused".
+pub fn already_contained(error: &IncidentError) -> bool {
+    matches!(error, IncidentError::Refused(StepError::AlreadyContained { .. }))
 }

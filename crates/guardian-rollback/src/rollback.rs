@@ -86,7 +86,8 @@ impl RollbackPlan {
         self.files.iter().map(|f| f.diff.as_str()).collect()
     }
 
-    fn summary(&self) -> String {
+    /// One line: the contract, from which version to which, how many keys and files.
+    pub fn summary(&self) -> String {
         let r = &self.repoint;
         format!(
             "{}: {} ({}) -> {} ({}), {} key(s) in {} file(s)",
