@@ -9,6 +9,7 @@ use guardian_core::proposal::ProposalKind;
 mod build_info;
 mod config_cmd;
 mod docs_cmd;
+mod incidents_cmd;
 mod logging;
 mod multisig_cmd;
 mod prompt;
@@ -83,6 +84,11 @@ enum Command {
     /// each with a sha256sum sidecar.
     Backup(rollback_cmd::BackupArgs),
     /// Pause proposals through the Safe: `proposals list`, `proposals show <hash>`.
+    /// Incidents: one per watched contract at a time, from the first finding (or an operator's
+    /// pause) to resolution: `incidents list|show|resolve|cancel|reopen`.
+    Incidents(incidents_cmd::IncidentsArgs),
+    /// Findings, with their incident and occurrences: `findings list [--open] [--contract X]`.
+    Findings(incidents_cmd::FindingsArgs),
     Proposals(multisig_cmd::ProposalsArgs),
     /// Approve a proposal as a Safe owner: shows what is signed, asks, then signs (EIP-712) or
     /// calls approveHash on chain (--onchain); with --api, through the daemon's HTTP API.
@@ -130,6 +136,8 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Versions(args) => block_on(rollback_cmd::versions(args)),
         Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),
+        Command::Incidents(args) => block_on(incidents_cmd::incidents(args)),
+        Command::Findings(args) => block_on(incidents_cmd::findings(args)),
         Command::Proposals(args) => block_on(multisig_cmd::proposals(args)),
         Command::Approve(args) => block_on(multisig_cmd::approve(args)),
         Command::Pause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Pause)),

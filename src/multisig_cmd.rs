@@ -20,9 +20,8 @@ use guardian_chain::{
 };
 use guardian_config::Config;
 use guardian_core::proposal::ProposalKind;
-use guardian_multisig::{
-    Multisig, Proposal, ProposalDetail, ProposalStore, ProposeRequest, Proposed, Submitted,
-};
+use guardian_multisig::{Multisig, Proposal, ProposalDetail, Proposed, Submitted};
+use guardian_operator::{Desk, ProposalView};
 
 /// Where the config is.
 #[derive(Debug, Args)]
@@ -33,13 +32,13 @@ pub(crate) struct ConfigArg {
 }
 
 impl ConfigArg {
-    fn load(&self) -> Result<Config> {
+    pub(crate) fn load(&self) -> Result<Config> {
         Config::load(&self.config)
     }
 }
 
 async fn connect(config: &Config) -> Result<Multisig> {
-    guardian_daemon::pauser::connect(config, reader(config)?, None).await
+    guardian_operator::connect(config, reader(config)?, None).await
 }
 
 /// How often the CLI polls for a transaction it sent.
@@ -100,29 +99,28 @@ enum Source {
     /// The daemon's HTTP API.
     Api(ApiClient),
     /// The local database (on the validator host).
-    Local(ProposalStore),
+    Local(Box<Desk>),
 }
 
 impl Source {
     fn open(api: Option<Url>, config: &ConfigArg) -> Result<Self> {
         match api {
             Some(url) => Ok(Self::Api(ApiClient::new(url)?)),
-            None => Ok(Self::Local(ProposalStore::open(&config.load()?.storage.path)?)),
+            None => Ok(Self::Local(Box::new(Desk::local(&config.load()?)?))),
         }
     }
 
-    async fn list(&self) -> Result<Vec<Proposal>> {
+    async fn list(&self) -> Result<Vec<ProposalView>> {
         match self {
             Self::Api(api) => api.list().await,
-            Self::Local(store) => store.list(None),
+            Self::Local(desk) => desk.proposals(),
         }
     }
 
     async fn detail(&self, hash: B256) -> Result<ProposalDetail> {
         match self {
             Self::Api(api) => api.detail(hash).await,
-            Self::Local(store) => guardian_multisig::service::detail(store, hash)?
-                .ok_or_else(|| eyre!("no proposal with safeTxHash {hash}")),
+            Self::Local(desk) => desk.proposal(hash),
         }
     }
 }
@@ -139,15 +137,21 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
             if list.is_empty() {
                 println!("no proposals");
             }
-            for p in list {
+            for view in list {
+                let p = &view.proposal;
+                let approvals = match (view.approvals, view.threshold) {
+                    (Some(a), Some(t)) => format!("{a}/{t}"),
+                    _ => "-".to_owned(),
+                };
                 println!(
-                    "{}  {:<8} {:<7} {:<16} nonce {:<4} {}",
+                    "{}  {:<9} {:<7} {:<16} nonce {:<4} approvals {:<5} {}",
                     p.safe_tx_hash,
                     p.status.as_str(),
                     p.kind.as_str(),
                     p.contract,
                     p.nonce,
-                    p.reason
+                    approvals,
+                    p.withdrawn_reason.as_deref().unwrap_or(&p.reason)
                 );
             }
         }
@@ -166,9 +170,9 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
 // ----------------------------------------------------------------------------------------------
 // the daemon's HTTP API
 
-/// A client of the daemon's HTTP API (`guardian_multisig::api`). What it returns is only ever
+/// A client of the daemon's HTTP API (`guardian_operator::api`). What it returns is only ever
 /// displayed or checked: `approve` recomputes the hash it signs from the proposal's fields.
-struct ApiClient {
+pub(crate) struct ApiClient {
     base: String,
     http: reqwest::Client,
 }
@@ -180,7 +184,7 @@ struct ApiError {
 }
 
 impl ApiClient {
-    fn new(base: Url) -> Result<Self> {
+    pub(crate) fn new(base: Url) -> Result<Self> {
         ensure!(
             matches!(base.scheme(), "http" | "https"),
             "--api {base}: expected an http:// or https:// URL"
@@ -215,7 +219,7 @@ impl ApiClient {
             .wrap_err_with(|| format!("{what}: the daemon's answer is not what guardian expects"))
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = self.url(path);
         let what = format!("GET {url}");
         let response =
@@ -223,7 +227,7 @@ impl ApiClient {
         self.answer(&what, response).await
     }
 
-    async fn list(&self) -> Result<Vec<Proposal>> {
+    async fn list(&self) -> Result<Vec<ProposalView>> {
         self.get("/proposals").await
     }
 
@@ -262,11 +266,14 @@ fn print_detail(d: &ProposalDetail) {
     println!("safe        {} on chain {}, nonce {}", p.safe, p.chain_id, p.nonce);
     println!("calldata    {}", p.calldata);
     println!("reason      {}", p.reason);
-    if let Some(id) = p.finding_id {
+    if let Some(id) = p.incident_id {
         println!(
-            "finding     #{id}{}",
-            if p.then_rollback { " (rollback after pause)" } else { "" }
+            "incident    #{id}{}",
+            if p.then_rollback { " (configs roll back after the pause)" } else { "" }
         );
+    }
+    if let Some(reason) = &p.withdrawn_reason {
+        println!("WITHDRAWN   {reason}");
     }
     println!("simulation  {}", p.simulation);
     if let Some(h) = p.replaces {
@@ -471,7 +478,7 @@ fn check_hash(p: &Proposal, hash: B256, chain_id: u64, safe: Address) -> Result<
 /// the operator's config: the name belongs to the target address and the calldata is that
 /// contract's configured pause or unpause call.
 fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
-    let targets = guardian_daemon::pauser::targets(config)?;
+    let targets = guardian_operator::targets(config)?;
     let target = targets.iter().find(|t| t.address == p.target).ok_or_else(|| {
         eyre!(
             "proposal {} calls {}, which {} does not declare under [[contracts]]: refusing to sign",
@@ -552,38 +559,52 @@ pub(crate) struct PauseArgs {
 pub(crate) async fn propose(args: PauseArgs, kind: ProposalKind) -> Result<()> {
     ensure!(!args.reason.trim().is_empty(), "--reason must say why");
     let config = args.config.load()?;
-    let multisig = connect(&config).await?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    let proposed = multisig
-        .propose(&ProposeRequest {
-            contract: args.contract,
-            kind,
-            reason: args.reason,
-            finding_id: None,
-            then_rollback: false,
-            actor: format!("{user} (CLI)"),
-        })
-        .await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&proposed)?);
-        return Ok(());
-    }
-    let p = proposed.proposal();
-    match &proposed {
-        Proposed::New { .. } => println!("proposed {}() on {}", kind.as_str(), p.contract),
-        Proposed::Existing { .. } => {
-            println!("already proposed {}() on {}", kind.as_str(), p.contract)
-        }
-        Proposed::Skipped { .. } => {
+    let desk = Desk::over(std::sync::Arc::new(connect(&config).await?));
+    let actor = crate::incidents_cmd::actor();
+    let proposal = match kind {
+        ProposalKind::Pause => {
+            let outcome = desk.pause(&args.contract, &actor, &args.reason).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                return Ok(());
+            }
             println!(
-                "nothing to do: {} is already in that state (recorded as skipped)",
-                p.contract
+                "incident #{}{}",
+                outcome.incident,
+                if outcome.opened {
+                    " opened"
+                } else {
+                    " (already open): the pause request joins it"
+                }
             );
-            return Ok(());
+            if let Some(note) = &outcome.note {
+                println!("{note}");
+            }
+            outcome.proposal.map(|v| v.proposal)
         }
+        ProposalKind::Unpause => {
+            let proposed = desk.unpause(&args.contract, &actor, &args.reason).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&proposed)?);
+                return Ok(());
+            }
+            match &proposed {
+                Proposed::New { .. } => println!("proposed unpause() on {}", args.contract),
+                Proposed::Existing { .. } => {
+                    println!("already proposed unpause() on {}", args.contract)
+                }
+                Proposed::AlreadyInState { contract, state } => {
+                    println!("nothing to do: {contract} is {state}");
+                }
+            }
+            proposed.proposal().cloned()
+        }
+    };
+    if let Some(p) = proposal {
+        println!("{}() on {} at Safe nonce {}", p.kind.as_str(), p.contract, p.nonce);
+        println!("safeTxHash {}", p.safe_tx_hash);
+        println!("owners approve with: guardian approve {}", p.safe_tx_hash);
     }
-    println!("safeTxHash {}", p.safe_tx_hash);
-    println!("owners approve with: guardian approve {}", p.safe_tx_hash);
     Ok(())
 }
 

@@ -1,0 +1,252 @@
+//! The local HTTP API: owners post signatures, operators ask for a pause or an unpause and
+//! read incidents, findings and proposals. Every route goes through the [`Desk`], as the CLI
+//! does.
+//!
+//! Bound to `[api] bind` (loopback by default). Nothing here signs or sends: a signature is
+//! verified and stored, a pause request is recorded on its incident and proposed (simulated
+//! first); execution happens in the daemon's loop, which [`ApiState::wake`] nudges.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /health` | chain id, Safe, status |
+//! | `GET /incidents` | every incident, newest first (`?open=true`: only those not closed) |
+//! | `GET /incidents/{id}` | one incident: findings, proposals with approvals, timeline, notifications |
+//! | `GET /findings` | findings (`?open=true`, `?contract=NAME`) |
+//! | `GET /proposals` | every proposal with its approvals, newest first |
+//! | `GET /proposals/{hash}` | one proposal with its signatures and trail |
+//! | `POST /proposals/{hash}/signatures` | `{signer, signature}`: verified, then stored |
+//! | `POST /proposals` | `{contract, action: "pause"\|"unpause", reason}` |
+
+use std::{net::SocketAddr, sync::Arc};
+
+use alloy::primitives::{Address, B256, Bytes};
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use guardian_core::proposal::ProposalKind;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+use crate::desk::{Desk, DeskError};
+use guardian_multisig::SubmitError;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The desk, connected to the Safe.
+    pub desk: Arc<Desk>,
+    /// Woken after a signature or a proposal arrives, so execution does not wait for the next
+    /// poll.
+    pub wake: Arc<Notify>,
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/incidents", get(incidents))
+        .route("/incidents/{id}", get(incident))
+        .route("/findings", get(findings))
+        .route("/proposals", get(list).post(create))
+        .route("/proposals/{hash}", get(show))
+        .route("/proposals/{hash}/signatures", post(sign))
+        .with_state(state)
+}
+
+/// Bind the API's listener on `bind`: done before the daemon starts following, so a port that
+/// is taken stops the start instead of leaving owners' `--api` calls to reach another process.
+pub async fn bind(bind: SocketAddr) -> eyre::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+        eyre::eyre!(
+            "binding the HTTP API to {bind} ([api] bind): {e}; is another guardian running?"
+        )
+    })?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(%local, "the HTTP API listens beyond loopback: put TLS and access control in front of it");
+    }
+    info!(%local, "HTTP API listening");
+    Ok(listener)
+}
+
+/// Serve the API on `listener` until `shutdown` flips.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    mut shutdown: watch::Receiver<bool>,
+) -> eyre::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await?;
+    Ok(())
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e)
+}
+
+fn parse_hash(hash: &str) -> Result<B256, Box<Response>> {
+    hash.parse().map_err(|_| {
+        Box::new(error(StatusCode::BAD_REQUEST, format!("{hash:?} is not a 32-byte hex hash")))
+    })
+}
+
+async fn health(State(state): State<ApiState>) -> Response {
+    match state.desk.multisig() {
+        Some(m) => Json(json!({
+            "status": "ok",
+            "chain_id": m.safe().chain_id(),
+            "safe": m.safe().address(),
+        }))
+        .into_response(),
+        None => Json(json!({ "status": "ok" })).into_response(),
+    }
+}
+
+/// `?open=true`, `?contract=NAME`.
+#[derive(Debug, Default, Deserialize)]
+struct Filter {
+    #[serde(default)]
+    open: bool,
+    contract: Option<String>,
+}
+
+async fn incidents(State(state): State<ApiState>, Query(filter): Query<Filter>) -> Response {
+    match state.desk.incidents(filter.open) {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(format!("{e:#}")),
+    }
+}
+
+async fn incident(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not an incident number"));
+    };
+    match state.desk.incident(id) {
+        Ok(view) => Json(view).into_response(),
+        Err(e @ DeskError::NoIncident(_)) => error(StatusCode::NOT_FOUND, e),
+        Err(e) => internal(format!("{e:#}")),
+    }
+}
+
+async fn findings(State(state): State<ApiState>, Query(filter): Query<Filter>) -> Response {
+    match state.desk.findings(filter.open, filter.contract.as_deref()) {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(format!("{e:#}")),
+    }
+}
+
+async fn list(State(state): State<ApiState>) -> Response {
+    match state.desk.proposals() {
+        Ok(proposals) => Json(proposals).into_response(),
+        Err(e) => internal(format!("{e:#}")),
+    }
+}
+
+async fn show(State(state): State<ApiState>, Path(hash): Path<String>) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    match state.desk.proposal(hash) {
+        Ok(detail) => Json(detail).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, format!("{e:#}")),
+    }
+}
+
+/// Body of `POST /proposals/{hash}/signatures`.
+#[derive(Debug, Deserialize)]
+struct SignatureBody {
+    signer: String,
+    signature: String,
+}
+
+async fn sign(
+    State(state): State<ApiState>,
+    Path(hash): Path<String>,
+    body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON body {\"signer\": \"0x…\", \"signature\": \"0x…\"}",
+        );
+    };
+    let Ok(signer) = body.signer.parse::<Address>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("signer {:?} is not an address", body.signer),
+        );
+    };
+    // Bad hex is a malformed signature like any other: verified path, recorded rejection.
+    let signature: Bytes = body.signature.parse().unwrap_or_default();
+    match state.desk.submit_signature(hash, signer, &signature).await {
+        Ok(submitted) => {
+            state.wake.notify_one();
+            Json(submitted).into_response()
+        }
+        Err(e @ SubmitError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
+        Err(e @ SubmitError::NotPending { .. }) => error(StatusCode::CONFLICT, e),
+        Err(e @ SubmitError::Rejected(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+/// Body of `POST /proposals`.
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    contract: String,
+    action: ProposalKind,
+    reason: String,
+}
+
+async fn create(
+    State(state): State<ApiState>,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON body {\"contract\": NAME, \"action\": \"pause\"|\"unpause\", \"reason\": TEXT}",
+        );
+    };
+    if body.reason.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "a reason is required");
+    }
+    let actor = "operator (HTTP API)";
+    let outcome = match body.action {
+        ProposalKind::Pause => state
+            .desk
+            .pause(&body.contract, actor, &body.reason)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        ProposalKind::Unpause => state
+            .desk
+            .unpause(&body.contract, actor, &body.reason)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+    };
+    match outcome {
+        Ok(value) => {
+            state.wake.notify_one();
+            (StatusCode::CREATED, Json(value)).into_response()
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
+    }
+}

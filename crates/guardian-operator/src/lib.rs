@@ -1,0 +1,13 @@
+//! The operators' side of guardian: one desk ([`desk::Desk`]) that lists and shows incidents,
+//! findings and proposals, takes pause and unpause requests, signatures, resolutions and
+//! cancellations, and the HTTP API ([`api`]) that serves the same desk. The CLI and the API
+//! call the desk and only parse and print; the desk calls the incident machine (through the
+//! store) and the Safe service, and decides nothing of its own.
+
+pub mod api;
+pub mod desk;
+
+pub use desk::{
+    Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,
+    ProposalView, TimelineEntry, connect, executor_key, targets, utc,
+};

@@ -1,0 +1,337 @@
+//! `guardian incidents` and `guardian findings`: the operators' view of what happened and what
+//! guardian did about it. Everything goes through `guardian_operator::Desk`; this file parses
+//! and prints.
+
+#![allow(clippy::print_stdout, reason = "commands report to the operator's terminal")]
+
+use alloy::transports::http::reqwest::Url;
+use clap::{Args, Subcommand};
+use eyre::{Result, bail, ensure};
+use guardian_operator::{Desk, FindingView, IncidentSummary, IncidentView};
+
+use crate::multisig_cmd::{ApiClient, ConfigArg};
+
+/// Who is acting, for the audit trail: the OS user, and that it was the CLI.
+pub(crate) fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "operator".into());
+    format!("{user} (CLI)")
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IncidentsArgs {
+    #[command(subcommand)]
+    command: IncidentsCommand,
+    /// Read from the daemon's HTTP API (e.g. http://127.0.0.1:8787) instead of the local
+    /// database (list and show only).
+    #[arg(long, global = true, env = "GUARDIAN_API")]
+    api: Option<Url>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentsCommand {
+    /// Incidents, newest first: state, severity, deadline, pending approvals.
+    List {
+        /// Only those not resolved, withdrawn or cancelled.
+        #[arg(long)]
+        open: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One incident: timeline, findings, proposals with approvals x/y, rollback,
+    /// notifications.
+    Show {
+        /// The incident number.
+        id: i64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close a contained incident (after the post-mortem).
+    Resolve {
+        /// The incident number.
+        id: i64,
+        /// What was done, for the audit trail.
+        #[arg(long)]
+        note: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call an incident off: its pending pause proposals are withdrawn (approvals refused,
+    /// never executed).
+    Cancel {
+        /// The incident number.
+        id: i64,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reopen a resolved, withdrawn or cancelled incident.
+    Reopen {
+        /// The incident number.
+        id: i64,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        note: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
+    if let Some(api) = args.api {
+        let client = ApiClient::new(api)?;
+        return match args.command {
+            IncidentsCommand::List { open, json } => {
+                let path = if open { "/incidents?open=true" } else { "/incidents" };
+                let list: Vec<IncidentSummary> = client.get(path).await?;
+                print_list(&list, json)
+            }
+            IncidentsCommand::Show { id, json } => {
+                let view: IncidentView = client.get(&format!("/incidents/{id}")).await?;
+                print_view(&view, json)
+            }
+            _ => bail!("resolve, cancel and reopen run on the validator host, without --api"),
+        };
+    }
+    let config = args.config.load()?;
+    let desk = Desk::local(&config)?;
+    match args.command {
+        IncidentsCommand::List { open, json } => print_list(&desk.incidents(open)?, json),
+        IncidentsCommand::Show { id, json } => print_view(&desk.incident(id)?, json),
+        IncidentsCommand::Resolve { id, note, json } => {
+            ensure!(!note.trim().is_empty(), "--note must say what was done");
+            let applied = desk.resolve(id, &actor(), &note)?;
+            report(&desk, id, json, if applied.changed() { "resolved" } else { "already resolved" })
+        }
+        IncidentsCommand::Cancel { id, reason, json } => {
+            ensure!(!reason.trim().is_empty(), "--reason must say why");
+            let applied = desk.cancel(id, &actor(), &reason)?;
+            let withdrawn = applied
+                .effects
+                .iter()
+                .filter(|e| matches!(e, guardian_core::incident::Effect::Withdraw { .. }))
+                .count();
+            let what = if applied.changed() {
+                format!("cancelled; {withdrawn} pending proposal(s) withdrawn")
+            } else {
+                "already cancelled".to_owned()
+            };
+            report(&desk, id, json, &what)
+        }
+        IncidentsCommand::Reopen { id, note, json } => {
+            ensure!(!note.trim().is_empty(), "--note must say why");
+            desk.reopen(id, &actor(), &note)?;
+            report(&desk, id, json, "reopened")
+        }
+    }
+}
+
+fn report(desk: &Desk, id: i64, json: bool, what: &str) -> Result<()> {
+    let view = desk.incident(id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        println!("incident #{id} {what}: now {}", view.summary.state);
+    }
+    Ok(())
+}
+
+fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no incidents");
+    }
+    for i in list {
+        let pending = match i.pending {
+            Some((hash, approvals, threshold)) => {
+                format!("  approvals {approvals}/{threshold}: guardian approve {hash}")
+            }
+            None => String::new(),
+        };
+        println!(
+            "#{:<4} {:<10} {:<8} {:<16} opened {}{}  findings {}{}",
+            i.id,
+            i.state.as_str(),
+            i.severity.as_str(),
+            i.contract,
+            i.opened,
+            if i.overdue { "  OVERDUE" } else { "" },
+            i.findings,
+            pending
+        );
+    }
+    Ok(())
+}
+
+fn print_view(view: &IncidentView, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(view)?);
+        return Ok(());
+    }
+    let s = &view.summary;
+    println!("incident    #{} ({})", s.id, s.key);
+    println!("contract    {} ({})", s.contract, s.address);
+    println!("state       {}", s.state);
+    println!("severity    {}", s.severity);
+    println!("opened      {}", s.opened);
+    if let Some(deadline) = &s.deadline {
+        println!("deadline    {deadline}{}", if s.overdue { "  (OVERDUE)" } else { "" });
+    }
+    println!("rollback    {}", s.rollback);
+    if let Some(execution) = &view.incident.execution {
+        println!(
+            "executed    tx {} (block {}) by {} {}",
+            execution.tx,
+            execution.block,
+            execution.by.as_str(),
+            execution.sender
+        );
+    }
+    if let Some(note) = &view.incident.note {
+        println!("note        {note}");
+    }
+    println!("findings");
+    for f in &view.findings {
+        println!(
+            "  #{:<4} {:<8} {:<10} {} occurrence(s): {}",
+            f.finding.id,
+            f.finding.finding.severity.as_str(),
+            f.finding.status.as_str(),
+            f.finding.occurrences,
+            f.text
+        );
+    }
+    println!("proposals");
+    if view.proposals.is_empty() {
+        println!("  none");
+    }
+    for p in &view.proposals {
+        let approvals = match (p.approvals, p.threshold) {
+            (Some(a), Some(t)) => format!("approvals {a}/{t}"),
+            _ => String::new(),
+        };
+        println!(
+            "  {} {:<9} nonce {} {approvals}{}",
+            p.proposal.safe_tx_hash,
+            p.proposal.status.as_str(),
+            p.proposal.nonce,
+            p.proposal.withdrawn_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        if let Some(command) = &p.approve_command {
+            println!("      owners approve with: {command}");
+        }
+    }
+    println!("timeline");
+    for e in &view.timeline {
+        let block = e.block.map(|b| format!("block {b}")).unwrap_or_default();
+        println!("  {} {:<11} {:<18} {:<11} {}", e.at, block, e.kind, e.state.as_str(), e.detail);
+    }
+    println!("notifications");
+    if view.notifications.is_empty() {
+        println!("  none");
+    }
+    for n in &view.notifications {
+        println!(
+            "  {:<8} {}{}",
+            n.status,
+            n.key,
+            n.last_error
+                .as_deref()
+                .map(|e| format!("  ({} failed attempts; last: {e})", n.attempts))
+                .unwrap_or_default()
+        );
+    }
+    if !view.jobs.is_empty() {
+        println!("jobs");
+        for j in &view.jobs {
+            println!(
+                "  {:<8} {:<8} {}{}",
+                j.status,
+                j.kind,
+                j.outcome.as_deref().or(j.last_error.as_deref()).unwrap_or_default(),
+                if j.attempts > 0 {
+                    format!(" ({} failed attempts)", j.attempts)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FindingsArgs {
+    #[command(subcommand)]
+    command: FindingsCommand,
+    /// Read from the daemon's HTTP API instead of the local database.
+    #[arg(long, global = true, env = "GUARDIAN_API")]
+    api: Option<Url>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum FindingsCommand {
+    /// Findings, newest first, with their incident and occurrences.
+    List {
+        /// Only open ones (their incident is not closed).
+        #[arg(long)]
+        open: bool,
+        /// Only this contract's (a configured name or an address).
+        #[arg(long)]
+        contract: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
+    let FindingsCommand::List { open, contract, json } = args.command;
+    let list: Vec<FindingView> = match args.api {
+        Some(api) => {
+            let mut path = format!("/findings?open={open}");
+            if let Some(contract) = &contract {
+                path.push_str(&format!("&contract={contract}"));
+            }
+            ApiClient::new(api)?.get(&path).await?
+        }
+        None => Desk::local(&args.config.load()?)?.findings(open, contract.as_deref())?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no findings");
+    }
+    for f in list {
+        let s = &f.finding;
+        println!(
+            "#{:<4} {:<9} {:<8} {:<16} {:<20} incident {:<5} {} occurrence(s): {}",
+            s.id,
+            s.status.as_str(),
+            s.finding.severity.as_str(),
+            s.finding.contract,
+            s.finding.rule,
+            s.incident_id.map(|i| format!("#{i}")).unwrap_or_else(|| "-".into()),
+            s.occurrences,
+            f.text
+        );
+    }
+    Ok(())
+}
