@@ -23,6 +23,7 @@ use std::{
 use alloy_json_abi::{Event, Function, JsonAbi};
 use alloy_primitives::{Address, Bytes};
 use guardian_core::{
+    incident::ResponsePolicy,
     rules::{
         BalanceAsset, BalanceDropSpec, CallSpec, CmpOp, CodeChangeSpec, CodeTarget, ContractPolicy,
         EngineError, EventSpec, InvariantSpec, Operand, Ratio, RevertRateSpec, RuleEngine,
@@ -64,6 +65,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// Severity → action.
     pub policy: SeverityPolicy,
+    /// Severity → how long an incident may stay uncontained before it is escalated.
+    pub response: ResponsePolicy,
     /// Watched contracts.
     pub contracts: Vec<ContractConfig>,
     /// Rules, in evaluation order.
@@ -139,10 +142,11 @@ pub struct WebhookConfig {
     pub url: Secret,
     /// The variable it came from, for messages.
     pub url_env: String,
-    /// Attempts after the first failure.
-    pub retries: u32,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// The longest wait between two attempts: a failed delivery is retried with doubling
+    /// waits up to this, and never dropped.
+    pub max_backoff: Duration,
 }
 
 /// One `[[contracts]]` entry.
@@ -225,7 +229,12 @@ impl Config {
         }
         match &self.webhook {
             Some(w) => {
-                let _ = writeln!(out, "webhook *** (from ${}), {} retries", w.url_env, w.retries);
+                let _ = writeln!(
+                    out,
+                    "webhook *** (from ${}), retried until delivered, at most {} s apart",
+                    w.url_env,
+                    w.max_backoff.as_secs()
+                );
             }
             None => {
                 let _ = writeln!(out, "webhook none (findings are only logged and stored)");
@@ -344,6 +353,7 @@ impl Loader<'_> {
             Some(w) => Some(self.webhook(w)?),
         };
         let policy = self.policy(raw.policy.as_ref(), SeverityPolicy::default())?;
+        let response = self.response(raw.response.as_ref())?;
         let contracts = self.contracts(&raw.contracts)?;
         let mut rules = Vec::with_capacity(raw.rules.len());
         let mut rule_spans = Vec::with_capacity(raw.rules.len());
@@ -361,6 +371,7 @@ impl Loader<'_> {
             safe,
             webhook,
             policy,
+            response,
             contracts,
             rules,
             rollback: raw.rollback,
@@ -459,12 +470,59 @@ impl Loader<'_> {
                 format!("the URL in ${} must start with https:// or http://", var.get_ref()),
             ));
         }
+        if let Some(retries) = &w.retries {
+            return Err(self.err(
+                span(retries),
+                "`retries` is gone: a failed notification is retried until it is delivered; \
+                 `max_backoff_ms` sets the longest wait between attempts (default 300000)",
+            ));
+        }
+        let positive = |key: &Option<S<u64>>, name: &str, default: u64| match key {
+            Some(v) if *v.get_ref() == 0 => {
+                Err(self.err(span(v), format!("{name} must be above 0")))
+            }
+            Some(v) => Ok(Duration::from_millis(*v.get_ref())),
+            None => Ok(Duration::from_millis(default)),
+        };
         Ok(WebhookConfig {
             url,
             url_env: var.get_ref().clone(),
-            retries: w.retries.as_ref().map_or(3, |r| *r.get_ref()),
-            timeout: Duration::from_millis(w.timeout_ms.as_ref().map_or(5_000, |t| *t.get_ref())),
+            timeout: positive(&w.timeout_ms, "timeout_ms", 5_000)?,
+            max_backoff: positive(&w.max_backoff_ms, "max_backoff_ms", 300_000)?,
         })
+    }
+
+    fn response(&self, raw: Option<&raw::RawResponse>) -> Result<ResponsePolicy, ConfigError> {
+        let mut policy = ResponsePolicy::default();
+        let Some(raw) = raw else { return Ok(policy) };
+        let duration = |key: &S<String>, name: &str| -> Result<u64, ConfigError> {
+            let parsed = key.get_ref().trim().parse::<jiff::SignedDuration>().map_err(|_| {
+                self.err(
+                    span(key),
+                    format!("{name}: expected a duration such as \"0s\", \"15m\", \"1h\" or \"24h\", got {:?}", key.get_ref()),
+                )
+            })?;
+            if parsed.is_negative() {
+                return Err(self.err(span(key), format!("{name} cannot be negative")));
+            }
+            u64::try_from(parsed.as_millis())
+                .map_err(|_| self.err(span(key), format!("{name} is too long")))
+        };
+        for (key, slot, name) in [
+            (&raw.critical, &mut policy.critical, "critical"),
+            (&raw.high, &mut policy.high, "high"),
+            (&raw.medium, &mut policy.medium, "medium"),
+            (&raw.low, &mut policy.low, "low"),
+            (&raw.escalate_every, &mut policy.escalate_every, "escalate_every"),
+        ] {
+            if let Some(key) = key {
+                *slot = duration(key, name)?;
+            }
+        }
+        if let Some(key) = raw.escalate_every.as_ref().filter(|_| policy.escalate_every == 0) {
+            return Err(self.err(span(key), "escalate_every must be above 0"));
+        }
+        Ok(policy)
     }
 
     fn address(&self, text: &S<String>) -> Result<Address, ConfigError> {

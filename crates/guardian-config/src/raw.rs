@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub(crate) webhook: Option<S<RawWebhook>>,
     #[serde(default)]
     pub(crate) policy: Option<RawPolicy>,
+    #[serde(default)]
+    pub(crate) response: Option<RawResponse>,
     pub(crate) contracts: S<Vec<S<RawContract>>>,
     #[serde(default)]
     pub(crate) rules: Vec<S<RawRule>>,
@@ -72,8 +74,21 @@ pub(crate) struct RawWebhook {
     pub(crate) url_env: Option<S<String>>,
     /// Refused with a message: webhook URLs carry tokens and belong in the environment.
     pub(crate) url: Option<S<toml::Value>>,
-    pub(crate) retries: Option<S<u32>>,
+    /// Refused with a message: deliveries are retried until they succeed.
+    pub(crate) retries: Option<S<toml::Value>>,
     pub(crate) timeout_ms: Option<S<u64>>,
+    pub(crate) max_backoff_ms: Option<S<u64>>,
+}
+
+/// `[response]`: the operators' matrix as deadlines.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResponse {
+    pub(crate) critical: Option<S<String>>,
+    pub(crate) high: Option<S<String>>,
+    pub(crate) medium: Option<S<String>>,
+    pub(crate) low: Option<S<String>>,
+    pub(crate) escalate_every: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -68,6 +68,7 @@ fn the_template_says_what_the_operators_matrix_says() {
     let config =
         Config::parse(&std::fs::read_to_string(&path).expect("read"), &path, &env).expect("valid");
     assert_eq!(config.policy, SeverityPolicy::default());
+    assert_eq!(config.response, guardian_core::incident::ResponsePolicy::default());
     assert_eq!(config.chain.confirmations, 0);
     assert_eq!(config.rpc[0].transport, Transport::Ws);
     assert_eq!(config.api.bind.to_string(), "127.0.0.1:8787");
@@ -311,4 +312,35 @@ fn abi_files_declare_events() {
     };
     assert!(message.contains("cannot read ABI file"), "{message}");
     assert_eq!(at, 8, "the abi key");
+}
+
+#[test]
+fn response_deadlines_are_durations_with_the_matrix_as_default() {
+    let config = parse(&format!("{BASE}\n[response]\nhigh = \"5s\"\nescalate_every = \"2s\"\n"))
+        .expect("valid");
+    let default = guardian_core::incident::ResponsePolicy::default();
+    assert_eq!((config.response.high, config.response.escalate_every), (5_000, 2_000));
+    assert_eq!((config.response.critical, config.response.low), (default.critical, default.low));
+    assert_eq!(parse(BASE).expect("valid").response, default);
+
+    let (message, pointed) = error(&format!("{BASE}\n[response]\nmedium = \"soon\"\n"));
+    assert!(message.contains("medium: expected a duration"), "{message}");
+    assert!(pointed.starts_with("\"soon\""), "{pointed}");
+    let (message, _) = error(&format!("{BASE}\n[response]\nescalate_every = \"0s\"\n"));
+    assert!(message.contains("escalate_every must be above 0"), "{message}");
+    let (message, _) = error(&format!("{BASE}\n[response]\nhigh = \"-5m\"\n"));
+    assert!(message.contains("cannot be negative"), "{message}");
+}
+
+#[test]
+fn webhook_retries_are_unlimited_and_the_old_key_says_so() {
+    let hook = "\n[webhook]\nurl_env = \"GUARDIAN_WEBHOOK_URL\"\n";
+    let config = parse(&format!("{BASE}{hook}max_backoff_ms = 5000\n")).expect("valid");
+    let webhook = config.webhook.expect("webhook");
+    assert_eq!(webhook.max_backoff, std::time::Duration::from_secs(5));
+    let (message, pointed) = error(&format!("{BASE}{hook}retries = 5\n"));
+    assert!(message.contains("retried until it is delivered"), "{message}");
+    assert!(pointed.starts_with('5'), "{pointed}");
+    let (message, _) = error(&format!("{BASE}{hook}max_backoff_ms = 0\n"));
+    assert!(message.contains("max_backoff_ms must be above 0"), "{message}");
 }

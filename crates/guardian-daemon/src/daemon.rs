@@ -6,11 +6,11 @@ use alloy::signers::local::PrivateKeySigner;
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_config::Config;
 use guardian_store::Store;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::{
-    Engine, Follower, FollowerOptions, RpcPool, heads, notifier, pauser,
+    Engine, Follower, FollowerOptions, RpcPool, heads, lifecycle, notifier, pauser,
     rpc::{EndpointSpec, redact},
 };
 
@@ -93,10 +93,11 @@ pub async fn run_with(
         }
     }
 
-    let store = Store::open(&config.storage.path)?;
+    let mut store = Store::open(&config.storage.path)?;
     store.bind_chain(config.chain.id).wrap_err_with(|| {
         format!("refusing to start: database {}", config.storage.path.display())
     })?;
+    store.set_policy(config.response);
     let engine = Engine::new(config.rule_engine().map_err(|e| eyre!("{place}: {e}"))?);
     let options = FollowerOptions {
         confirmations: config.chain.confirmations,
@@ -104,7 +105,32 @@ pub async fn run_with(
         max_range: config.chain.max_log_range,
         ..FollowerOptions::default()
     };
-    let mut follower = Follower::new(rpc.clone(), store, engine, options);
+    // Who to wake when an incident moves: the notifier (its notifications) and the responder
+    // (its proposals, executions and rollbacks).
+    let notify_wake = Arc::new(Notify::new());
+    let respond_wake = Arc::new(Notify::new());
+    let mut follower = Follower::new(rpc.clone(), store, engine, options)
+        .wake_on_commit(notify_wake.clone())
+        .wake_on_commit(respond_wake.clone());
+
+    // The pause flow and the HTTP API, when a Safe is configured. The API's port is bound
+    // now: a port that is taken stops the start, instead of owners' `--api` calls reaching
+    // another process.
+    let pauser = match &config.safe {
+        Some(_) => {
+            let listener = guardian_operator::api::bind(config.api.bind)
+                .await
+                .wrap_err_with(|| format!("refusing to start: [api] bind of {place}"))?;
+            // Every request of the pause flow fails over like the follower's: a dead endpoint
+            // must not leave a pause unexecuted.
+            let provider = rpc.failover_provider(config.chain.poll_interval);
+            let pauser = pauser::Pauser::start(config, provider, executor, respond_wake.clone())
+                .await
+                .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?;
+            Some((pauser, listener))
+        }
+        None => None,
+    };
 
     let notifier = match &config.webhook {
         Some(webhook) => {
@@ -114,35 +140,36 @@ pub async fn run_with(
                 })?;
             let hook = notifier::Webhook {
                 url,
-                max_attempts: webhook.retries.saturating_add(1),
                 timeout: webhook.timeout,
-                backoff: notifier::Backoff::default(),
+                backoff: notifier::Backoff {
+                    cap: webhook.max_backoff,
+                    ..notifier::Backoff::default()
+                },
             };
             let db = config.storage.path.clone();
             let stop = shutdown.clone();
-            Some(tokio::spawn(async move { notifier::run(db, hook, stop).await }))
+            let wake = notify_wake.clone();
+            Some(tokio::spawn(async move { notifier::run(db, hook, wake, stop).await }))
         }
-        None => None,
+        None => {
+            warn!("no [webhook]: incidents are recorded and logged, but nobody is notified");
+            None
+        }
     };
 
-    // The pause flow and the HTTP API, when a Safe is configured. Run beside the follower in
-    // this task (not spawned): the rollback it may trigger holds a non-Sync ledger.
-    let pauser = match &config.safe {
-        Some(_) => {
-            // Every request of the pause flow fails over like the follower's: a dead endpoint
-            // must not leave a pause unexecuted.
-            let provider = rpc.failover_provider(config.chain.poll_interval);
-            Some(
-                pauser::Pauser::start(config, provider, executor)
-                    .await
-                    .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?,
-            )
-        }
-        None => None,
+    // Escalation timers run whatever else is configured: an alert-only incident escalates too.
+    let timers = {
+        let db = config.storage.path.clone();
+        let (policy, chain_id, stop) = (config.response, config.chain.id, shutdown.clone());
+        let wake = notify_wake.clone();
+        tokio::spawn(async move { lifecycle::run_timers(db, chain_id, policy, wake, stop).await })
     };
+
     let pause_flow = async {
         match pauser {
-            Some(pauser) => pauser.run(config, shutdown.clone()).await,
+            Some((pauser, listener)) => {
+                pauser.run(config, listener, shutdown.clone(), notify_wake.clone()).await
+            }
             None => Ok(()),
         }
     };
@@ -157,13 +184,14 @@ pub async fn run_with(
     if let Err(error) = paused {
         warn!(error = %format!("{error:#}"), "pause flow stopped with an error");
     }
-    if let Some(task) = notifier {
+    for (name, task) in [("notifier", notifier), ("timers", Some(timers))] {
+        let Some(task) = task else { continue };
         match task.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                warn!(error = %format!("{error:#}"), "notifier stopped with an error")
+                warn!(error = %format!("{error:#}"), "{name} stopped with an error")
             }
-            Err(error) => bail!("notifier task failed: {error}"),
+            Err(error) => bail!("{name} task failed: {error}"),
         }
     }
     followed

@@ -92,12 +92,17 @@ pub enum Step {
         /// What happened to each finding.
         recorded: Vec<Recorded>,
     },
-    /// A reorg was found; the cursor went back to `ancestor`.
+    /// A reorg was found: the cursor went back to `ancestor` and the new branch's blocks up
+    /// to `to` were processed, in one transaction.
     Reorg {
         /// The common ancestor.
         ancestor: u64,
-        /// Findings retracted because their blocks were orphaned.
+        /// The last block of the new branch processed (the new cursor).
+        to: u64,
+        /// Findings retracted because the new branch does not hold their anomalies.
         retracted: Vec<i64>,
+        /// What happened to each finding of the new branch.
+        recorded: Vec<Recorded>,
     },
 }
 
@@ -115,7 +120,13 @@ pub struct Follower<E> {
     progress: Progress,
     /// The highest head seen on the current endpoint, and when it last moved.
     last_head: (u64, Instant),
+    /// Woken after a commit that moved an incident (so its notifications and effects go out
+    /// at once).
+    wake: Vec<Arc<tokio::sync::Notify>>,
 }
+
+/// How many blocks of a reorg's new branch are processed in the rewind's own transaction.
+const REORG_REPLAY: usize = 64;
 
 impl<E: Evaluator> Follower<E> {
     /// A follower reading through `rpc`, committing to `store`.
@@ -134,6 +145,21 @@ impl<E: Evaluator> Follower<E> {
             range,
             progress: Progress::new(),
             last_head: (0, Instant::now()),
+            wake: Vec::new(),
+        }
+    }
+
+    /// Wake `notify` after every commit that changed an incident.
+    pub fn wake_on_commit(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.wake.push(notify);
+        self
+    }
+
+    fn committed(&self, committed: &guardian_store::Committed) {
+        if committed.transitions.iter().any(guardian_store::Applied::changed) {
+            for notify in &self.wake {
+                notify.notify_one();
+            }
         }
     }
 
@@ -334,8 +360,9 @@ impl<E: Evaluator> Follower<E> {
         }
         let input = self.block_input(header).await?;
         let findings = self.engine.evaluate(&input);
-        let recorded = self.store.commit_blocks(&[(header.block, findings)])?;
-        Ok(Step::Processed { from: number, to: number, recorded })
+        let committed = self.store.commit_blocks(&[(header.block, findings)])?;
+        self.committed(&committed);
+        Ok(Step::Processed { from: number, to: number, recorded: committed.recorded })
     }
 
     async fn backfill(&mut self, cursor: BlockRef, limit: u64) -> Result<Step> {
@@ -416,9 +443,10 @@ impl<E: Evaluator> Follower<E> {
                 blocks.push((block, findings));
             }
         }
-        let recorded =
+        let committed =
             self.store.commit_blocks(&blocks).wrap_err("committing a backfilled range")?;
-        Ok(Step::Processed { from, to, recorded })
+        self.committed(&committed);
+        Ok(Step::Processed { from, to, recorded: committed.recorded })
     }
 
     async fn handle_reorg(&mut self, from: u64) -> Result<Step> {
@@ -444,15 +472,39 @@ impl<E: Evaluator> Follower<E> {
                 break header.block;
             }
         };
-        let retracted = self.store.rewind(ancestor)?;
         self.engine.rewind(ancestor.number);
+        // The new branch, in the rewind's own transaction: an anomaly the new branch mines
+        // again keeps its finding, and no incident sees a withdrawal that is undone a moment
+        // later.
+        let target = self.rpc.head().await?.saturating_sub(self.options.confirmations);
+        let mut blocks = Vec::new();
+        let mut parent = ancestor;
+        while parent.number < target && blocks.len() < REORG_REPLAY {
+            let Some(header) = source::header(&self.rpc, parent.number + 1).await? else { break };
+            if header.block.parent_hash != parent.hash {
+                break; // still moving: the next step sees it
+            }
+            let block = header.block;
+            let input = self.block_input(header).await?;
+            let findings = self.engine.evaluate(&input);
+            blocks.push((block, findings));
+            parent = block;
+        }
+        let committed = self.store.reorg(ancestor, &blocks)?;
+        self.committed(&committed);
         warn!(
             ancestor = ancestor.number,
             orphaned_from = ancestor.number + 1,
-            retracted = retracted.len(),
-            "reorg: rewound to the common ancestor; orphaned findings retracted"
+            replayed_to = parent.number,
+            retracted = committed.retracted.len(),
+            "reorg: rewound to the common ancestor and followed the new branch"
         );
-        Ok(Step::Reorg { ancestor: ancestor.number, retracted })
+        Ok(Step::Reorg {
+            ancestor: ancestor.number,
+            to: parent.number,
+            retracted: committed.retracted,
+            recorded: committed.recorded,
+        })
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`source`]: what the engine needs, read from the chain.
 //! - [`heads`]: WebSocket new-head wake-ups.
 //! - [`follower`]: the reorg-safe follower and backfill.
-//! - [`notifier`]: webhook delivery from the durable outbox.
-//! - [`pauser`]: the pause flow (Safe proposals, execution, rollback) and the HTTP API.
+//! - [`notifier`]: webhook delivery of incident notifications from the durable outbox.
+//! - [`pauser`]: the incident responder (the outbox's proposals, executions and rollbacks,
+//!   pending proposals watched) and the HTTP API.
+//! - [`lifecycle`]: the incident machine's timers (escalations).
 //! - [`engine`]: the rule engine behind the follower's [`Evaluator`] trait.
 //! - [`daemon`]: `guardian run`, all of the above wired from a config.
 
@@ -13,6 +15,7 @@ pub mod daemon;
 pub mod engine;
 pub mod follower;
 pub mod heads;
+pub mod lifecycle;
 pub mod notifier;
 pub mod pauser;
 pub mod rpc;

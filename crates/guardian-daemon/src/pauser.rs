@@ -1,75 +1,68 @@
-//! The pause flow inside `guardian run`: findings that call for a pause become Safe proposals,
-//! approved proposals are executed and verified, and a verified pause of a contract with
-//! `on_pause = "rollback"` repoints its configs to the previous version. The HTTP API runs
-//! beside it.
+//! The incident responder inside `guardian run`: it carries out the effects the incident
+//! machine wrote to the outbox (propose the pause, execute it, roll the configs back), looks at
+//! pending proposals (approvals, nonce consumed, executed by whom), and serves the HTTP API.
+//!
+//! Each outbox row is done on its own: one failing (an unfunded executor, a revert, a dead
+//! endpoint) is retried with backoff and never holds up another. A row is marked done only
+//! after its result was told to the incident, so a crash anywhere resumes it; every effect is
+//! idempotent (the same safeTxHash, a rollback to the version before the paused one).
 
-use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
-use alloy::{providers::DynProvider, signers::local::PrivateKeySigner};
-use eyre::{Result, WrapErr, eyre};
+use alloy::providers::DynProvider;
+use eyre::{Result, eyre};
 use guardian_config::Config;
-use guardian_core::{backup::VersionSelector, proposal::ProposalKind};
-use guardian_multisig::{Advanced, Multisig, Proposal, Target, api};
+use guardian_core::{
+    backup::VersionSelector,
+    incident::{Effect, Event, RollbackStatus, same_cause},
+};
+use guardian_multisig::Multisig;
+use guardian_operator::{Desk, api};
 use guardian_rollback::{Rollback, RollbackSettings, SqliteLedger};
+use guardian_store::{EffectKind, IncidentError, OutboxEffect, now_ms};
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-/// The Safe's targets as the config declares them.
-pub fn targets(config: &Config) -> Result<Vec<Target>> {
-    config.contracts.iter().map(|c| Target::new(&c.name, c.address, &c.pause)).collect()
+/// Longest wait before retrying a failed proposal or execution: the pause is urgent.
+const SAFE_RETRY_CAP: Duration = Duration::from_secs(30);
+/// Longest wait before retrying a failed rollback.
+const ROLLBACK_RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// When to retry after `attempts` failures: 1, 2, 4, … seconds up to `cap`.
+pub fn retry_delay(attempts: u32, cap: Duration) -> Duration {
+    Duration::from_secs(1u64.checked_shl(attempts.min(16)).unwrap_or(u64::MAX)).min(cap)
 }
 
-/// Read the executor key from the variable `[safe] executor_key_env` names. The key is never
-/// printed: errors name the variable only.
-pub fn executor_key(config: &Config) -> Result<Option<PrivateKeySigner>> {
-    let Some(var) = config.safe.as_ref().and_then(|s| s.executor_key_env.as_deref()) else {
-        return Ok(None);
-    };
-    let value = std::env::var(var).map_err(|_| {
-        eyre!("[safe] executor_key_env names ${var}, which is not set: this replica cannot execute")
-    })?;
-    PrivateKeySigner::from_str(value.trim())
-        .map(Some)
-        .map_err(|_| eyre!("${var} does not hold a 32-byte hex private key"))
-}
-
-/// Connect the multisig service described by `config` over `provider`.
-pub async fn connect(
-    config: &Config,
-    provider: DynProvider,
-    executor: Option<PrivateKeySigner>,
-) -> Result<Multisig> {
-    let safe = config.safe.as_ref().ok_or_else(|| {
-        eyre!("{}: no [safe] table: guardian has no Safe to propose to", config.source.display())
-    })?;
-    Multisig::connect(
-        provider,
-        config.chain.id,
-        safe.address,
-        &config.storage.path,
-        targets(config)?,
-        executor,
-    )
-    .await
-}
-
-/// The pause flow of one replica, connected and ready to run.
+/// The responder of one replica, connected and ready to run.
 #[derive(Debug)]
 pub struct Pauser {
     multisig: Arc<Multisig>,
     provider: DynProvider,
+    guardian_toml: PathBuf,
+    wake: Arc<Notify>,
+    /// The last failure logged per outbox row or proposal, so a failure repeated on every
+    /// poll is logged once.
+    logged: BTreeMap<String, String>,
 }
 
 impl Pauser {
-    /// Read the executor key and connect to the Safe; refuses on a wrong chain, a missing key
-    /// variable or a Safe that is not 1.4.1, so `guardian run` fails at start, not mid-incident.
+    /// A responder over `multisig`, rolling back the configs `guardian_toml`'s `[rollback]`
+    /// manages; `wake` nudges it (a signature or a proposal arrived).
+    pub fn new(multisig: Arc<Multisig>, guardian_toml: PathBuf, wake: Arc<Notify>) -> Self {
+        let provider = multisig.provider().clone();
+        Self { multisig, provider, guardian_toml, wake, logged: BTreeMap::new() }
+    }
+
+    /// Connect to the Safe; refuses on a wrong chain, a missing key variable or a Safe that is
+    /// not 1.4.1, so `guardian run` fails at start, not mid-incident.
     pub async fn start(
         config: &Config,
         provider: DynProvider,
         executor: crate::daemon::Executor,
+        wake: Arc<Notify>,
     ) -> Result<Self> {
         let executor = match executor {
-            crate::daemon::Executor::FromConfig => executor_key(config)?,
+            crate::daemon::Executor::FromConfig => guardian_operator::executor_key(config)?,
             crate::daemon::Executor::Key(key) => Some(key),
         };
         if executor.is_none() {
@@ -77,25 +70,39 @@ impl Pauser {
                 "no [safe] executor_key_env: proposals are made and approvals collected, but this replica does not execute"
             );
         }
-        let multisig = Arc::new(connect(config, provider.clone(), executor).await?);
-        Ok(Self { multisig, provider })
+        let multisig = Arc::new(guardian_operator::connect(config, provider, executor).await?);
+        Ok(Self::new(multisig, config.source.clone(), wake))
     }
 
-    /// Run the pause loop and the HTTP API until `shutdown` flips.
-    pub async fn run(self, config: &Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let Self { multisig, provider } = self;
-        let wake = Arc::new(Notify::new());
-        let state = api::ApiState { multisig: multisig.clone(), wake: wake.clone() };
-        let api_task = tokio::spawn(api::serve(config.api.bind, state, shutdown.clone(), None));
-        let interval = config.chain.poll_interval.max(Duration::from_millis(500));
-        info!(safe = %multisig.safe().address(), "pause flow running");
+    /// The Safe service.
+    pub fn multisig(&self) -> &Arc<Multisig> {
+        &self.multisig
+    }
+
+    /// Run the responder and the HTTP API (on `listener`) until `shutdown` flips.
+    pub async fn run(
+        mut self,
+        config: &Config,
+        listener: tokio::net::TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+        notify_wake: Arc<Notify>,
+    ) -> Result<()> {
+        let desk = Arc::new(Desk::over(self.multisig.clone()));
+        let state = api::ApiState { desk, wake: self.wake.clone() };
+        let api_task = tokio::spawn(api::serve(listener, state, shutdown.clone()));
+        let interval = config.chain.poll_interval.max(Duration::from_millis(250));
+        info!(safe = %self.multisig.safe().address(), "pause flow running");
         while !*shutdown.borrow() {
-            if let Err(error) = step(config, &multisig, &provider).await {
-                warn!(error = %format!("{error:#}"), "pause flow step failed; retrying");
+            if self.step().await {
+                notify_wake.notify_one();
+            }
+            // A pass may have queued work (the approvals reached the threshold: execute now).
+            if self.due_now() {
+                continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = wake.notified() => {}
+                _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -104,52 +111,164 @@ impl Pauser {
             Err(error) => Err(eyre!("HTTP API task failed: {error}")),
         }
     }
-}
 
-/// One pass: propose for new findings, advance pending proposals, roll back after pauses this
-/// replica executed.
-pub async fn step(config: &Config, multisig: &Multisig, provider: &DynProvider) -> Result<()> {
-    multisig.propose_for_findings().await?;
-    for outcome in multisig.tick().await? {
-        if let Advanced::Executed { proposal, by_this_replica: true } = outcome {
-            // Only the replica whose transaction paused rolls back: a second rollback would move
-            // the configs one more version back.
-            if proposal.kind == ProposalKind::Pause && proposal.then_rollback {
-                rollback_after_pause(&config.source, multisig, provider, &proposal).await;
+    /// Whether an outbox row of the responder is due right now.
+    fn due_now(&self) -> bool {
+        let store = self.multisig.store();
+        let now = now_ms();
+        [EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback]
+            .into_iter()
+            .any(|kind| store.next_effect_at(kind).ok().flatten().is_some_and(|at| at <= now))
+    }
+
+    /// One pass: the due outbox rows, then a look at every pending proposal. Returns whether
+    /// anything was done (so the notifier is woken).
+    pub async fn step(&mut self) -> bool {
+        let mut did = false;
+        for kind in [EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback] {
+            let due = self.multisig.store().due_effects(kind, now_ms(), 32);
+            let due = match due {
+                Ok(due) => due,
+                Err(error) => {
+                    self.log_once("outbox".into(), format!("{error:#}"), "reading the outbox");
+                    continue;
+                }
+            };
+            for row in due {
+                did = true;
+                self.carry_out(&row).await;
+            }
+        }
+        for (hash, outcome) in self.multisig.observe_all().await {
+            match outcome {
+                Ok(guardian_multisig::Observed::Executed { .. })
+                | Ok(guardian_multisig::Observed::Stale)
+                | Ok(guardian_multisig::Observed::UnpauseExecuted { .. }) => {
+                    did = true;
+                    self.logged.remove(&hash.to_string());
+                }
+                Ok(_) => {
+                    self.logged.remove(&hash.to_string());
+                }
+                Err(error) => self.log_once(
+                    hash.to_string(),
+                    format!("{error:#}"),
+                    "checking a pending proposal failed; will retry",
+                ),
+            }
+        }
+        did
+    }
+
+    async fn carry_out(&mut self, row: &OutboxEffect) {
+        let (outcome, cap) = match &row.effect {
+            Effect::ProposePause | Effect::Execute { .. } => {
+                (self.multisig.run_effect(row).await, SAFE_RETRY_CAP)
+            }
+            Effect::RunRollback { from } => (self.rollback(row, *from).await, ROLLBACK_RETRY_CAP),
+            other => (Err(eyre!("not a responder effect: {other:?}")), SAFE_RETRY_CAP),
+        };
+        let key = format!("effect {}", row.id);
+        let store = self.multisig.store();
+        let recorded = match outcome {
+            Ok(outcome) => {
+                info!(incident = row.incident_id, effect = %row.key, %outcome, "done");
+                drop(store);
+                self.logged.remove(&key);
+                self.multisig.store().effect_done(row.id, &outcome)
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                let retry = retry_delay(row.attempts, cap);
+                let result = store.effect_failed(
+                    row.id,
+                    &message,
+                    now_ms().saturating_add(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX)),
+                );
+                drop(store);
+                self.log_once(key, message, "will retry");
+                result
+            }
+        };
+        if let Err(error) = recorded {
+            warn!(effect = %row.key, error = %format!("{error:#}"), "could not record the outcome");
+        }
+    }
+
+    /// Log `message` under `key` at WARN unless it is the same failure as last time (figures
+    /// aside): a failure repeated on every poll is one line, not one a second.
+    fn log_once(&mut self, key: String, message: String, what: &str) {
+        let repeated = self.logged.get(&key).is_some_and(|last| same_cause(last, &message));
+        if repeated {
+            debug!(%key, error = %message, "{what}");
+        } else {
+            warn!(%key, error = %message, "{what}");
+            self.logged.insert(key, message);
+        }
+    }
+
+    /// Carry out a `RunRollback`: repoint the configs to the version before the paused one, on
+    /// this host, whoever sent the pause. Idempotent under the write lock, so a rollback
+    /// interrupted by a crash simply runs again.
+    async fn rollback(
+        &self,
+        row: &OutboxEffect,
+        from: alloy::primitives::Address,
+    ) -> Result<String> {
+        let id = row.incident_id;
+        let incident = self
+            .multisig
+            .store()
+            .incident(id)?
+            .ok_or_else(|| eyre!("outbox row {} names missing incident #{id}", row.id))?;
+        match incident.incident.rollback {
+            RollbackStatus::Owed => self.tell(id, &Event::RollbackStarted)?,
+            RollbackStatus::Running | RollbackStatus::Failed { .. } => {}
+            RollbackStatus::NotOwed | RollbackStatus::Done { .. } => {
+                return Ok(format!(
+                    "dropped: incident #{id} owes no rollback ({})",
+                    incident.incident.rollback.as_str()
+                ));
+            }
+        }
+        let contract = incident.incident.contract.clone();
+        let result = async {
+            let settings = RollbackSettings::load(&self.guardian_toml)?;
+            let ledger = SqliteLedger::open(&settings.ledger_path)?;
+            Rollback::new(&settings, &ledger)
+                .run(&self.provider, &contract, &VersionSelector::Before(from))
+                .await
+                .map_err(|e| e.wrap_err(format!("rolling back the configs of {contract}")))
+        }
+        .await;
+        match result {
+            Ok(outcome) => {
+                let undo = outcome.backup.as_ref().map(|b| b.stamp.to_string());
+                let summary = outcome.plan.summary();
+                self.tell(
+                    id,
+                    &Event::RollbackFinished { undo: undo.clone(), summary: summary.clone() },
+                )?;
+                Ok(match undo {
+                    Some(undo) => format!("{summary}; undo with backup {undo}"),
+                    None => format!("{summary}; nothing to write"),
+                })
+            }
+            Err(error) => {
+                self.tell(id, &Event::RollbackFailed { error: format!("{error:#}") })?;
+                Err(error)
             }
         }
     }
-    Ok(())
-}
 
-async fn rollback_after_pause(
-    guardian_toml: &Path,
-    multisig: &Multisig,
-    provider: &DynProvider,
-    proposal: &Proposal,
-) {
-    let hash = proposal.safe_tx_hash;
-    let result = async {
-        let settings = RollbackSettings::load(guardian_toml)?;
-        let ledger = SqliteLedger::open(&settings.ledger_path)?;
-        Rollback::new(&settings, &ledger)
-            .run(provider, &proposal.contract, &VersionSelector::Previous)
-            .await
-            .wrap_err_with(|| format!("rolling back the configs of {}", proposal.contract))
-    }
-    .await;
-    let (event, detail) = match result {
-        Ok(outcome) => (
-            "rollback",
-            match &outcome.backup {
-                Some(backup) => format!("configs rolled back; undo with backup {}", backup.stamp),
-                None => "configs already point at the previous version".to_owned(),
-            },
-        ),
-        Err(error) => ("rollback_failed", format!("{error:#}")),
-    };
-    info!(%hash, event, %detail, "after pause");
-    if let Err(error) = multisig.audit(hash, event, &detail) {
-        warn!(%hash, error = %format!("{error:#}"), "could not record the rollback");
+    fn tell(&self, id: i64, event: &Event) -> Result<()> {
+        match self.multisig.store().apply(id, event) {
+            Ok(_) => Ok(()),
+            Err(IncidentError::Refused(refused)) => {
+                debug!(incident = id, event = event.name(), %refused, "the incident did not take the event");
+                Ok(())
+            }
+            Err(e) => Err(eyre!(e)),
+        }
     }
 }
