@@ -117,7 +117,7 @@ async fn reorg_orphaning_the_anomaly_retracts_its_finding() {
     let mut saw_reorg = false;
     for _ in 0..100 {
         match follower.step().await.expect("step") {
-            Step::Reorg { ancestor, retracted } => {
+            Step::Reorg { ancestor, retracted, .. } => {
                 assert!(ancestor < anomaly_block);
                 assert_eq!(retracted, vec![found[0].id]);
                 saw_reorg = true;

@@ -137,7 +137,13 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     let detail: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let text = detail.to_string();
     assert!(text.contains("\"executed\""), "{stdout}");
-    assert!(text.contains("\"rollback\""), "the rollback is in the audit trail: {stdout}");
+    let (ok, stdout, stderr) =
+        guardian(&["incidents", "show", "1", "--json", "--config", cfg], &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("\"rollback_done\""),
+        "the rollback is in the incident's timeline: {stdout}"
+    );
     // A backup of the pre-rollback config exists, so the rollback can be undone.
     let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
         .expect("backups")

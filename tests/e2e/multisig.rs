@@ -1,8 +1,9 @@
-//! Pause proposals through the real Safe 1.4.1 (2-of-3): from an anomaly to a verified pause,
-//! owner approvals off and on chain, rejections, two replicas racing, manual pause/unpause and
-//! stale proposals.
+//! Pause proposals through the real Safe 1.4.1 (2-of-3), driven as the daemon drives them: an
+//! incident asks, the responder proposes, owners approve, the responder executes, the chain
+//! says who sent it. Rejections, two replicas racing, executions from outside guardian, manual
+//! pause and unpause, stale proposals, retractions and an unfunded executor.
 
-use std::{collections::BTreeSet, path::Path, sync::Arc};
+use std::{collections::BTreeSet, path::Path};
 
 use alloy::{
     primitives::{Address, B256, U256},
@@ -17,37 +18,20 @@ use guardian_chain::{
     sender::SendOptions,
 };
 use guardian_core::{
-    finding::{Evidence, Finding},
-    proposal::{ProposalKind, proposal_tx},
+    finding::{Anomaly, Evidence, Finding},
+    incident::{Attribution, RollbackStatus, State},
+    proposal::proposal_tx,
     safe::Approvals,
     severity::{Action, Severity},
 };
-use guardian_multisig::{
-    Advanced, Multisig, ProposalStatus, ProposeRequest, Proposed, SubmitError, Target,
-};
+use guardian_multisig::{ProposalStatus, SubmitError};
 use guardian_store::{BlockRef, FindingStatus, Store};
 
-use crate::support::testbed;
+use crate::support::{Replica, testbed};
 
-fn targets(bed: &Testbed) -> Vec<Target> {
-    [
-        ("vault", bed.targets.vault_v2),
-        ("vault_v1", bed.targets.vault_v1),
-        ("factory", bed.targets.factory),
-    ]
-    .into_iter()
-    .map(|(name, address)| Target::new(name, address, "pause()").expect("target"))
-    .collect()
-}
-
-async fn replica(bed: &Testbed, db: &Path, executor: Option<PrivateKeySigner>) -> Multisig {
-    Multisig::connect(bed.devnet.reader(), 138, bed.safe.address(), db, targets(bed), executor)
-        .await
-        .expect("multisig connects")
-}
-
-/// Record an open Critical finding against the vault, as the follower would.
-fn record_finding(bed: &Testbed, db: &Path) -> i64 {
+/// Record an open Critical finding against the vault at block 1, as the follower would.
+/// Returns (finding, incident).
+fn record_finding(bed: &Testbed, db: &Path, rollback: bool) -> (i64, i64) {
     let mut store = Store::open(db).expect("store");
     store.bind_chain(138).expect("chain");
     let block = BlockRef { number: 1, hash: B256::repeat_byte(1), parent_hash: B256::ZERO };
@@ -56,26 +40,18 @@ fn record_finding(bed: &Testbed, db: &Path) -> i64 {
         contract: "vault".into(),
         address: bed.targets.vault_v2,
         severity: Severity::Critical,
-        action: Action::ProposePause { then_rollback: false },
+        action: Action::ProposePause { then_rollback: rollback },
         summary: "withdrawals above 5 ether in 10 blocks".into(),
         evidence: Evidence { block_number: 1, block_hash: block.hash, ..Evidence::default() },
+        anomaly: Anomaly::Block,
+        magnitude: None,
     };
-    store.commit_blocks(&[(block, vec![finding])]).expect("commit")[0].finding_id()
+    let committed = store.commit_blocks(&[(block, vec![finding])]).expect("commit");
+    (committed.recorded[0].finding_id(), committed.transitions[0].incident_id)
 }
 
 fn signature(owner: &PrivateKeySigner, hash: B256) -> Vec<u8> {
     owner.sign_hash_sync(&hash).expect("sign").as_bytes().to_vec()
-}
-
-fn manual(contract: &str, kind: ProposalKind) -> ProposeRequest {
-    ProposeRequest {
-        contract: contract.into(),
-        kind,
-        reason: "operator drill".into(),
-        finding_id: None,
-        then_rollback: false,
-        actor: "test operator".into(),
-    }
 }
 
 async fn execution_successes(bed: &Testbed, hash: B256) -> usize {
@@ -87,38 +63,67 @@ async fn execution_successes(bed: &Testbed, hash: B256) -> usize {
     bed.devnet.reader().get_logs(&filter).await.expect("logs").len()
 }
 
+/// The incident's pending pause proposal.
+fn pending(replica: &Replica, incident: i64) -> B256 {
+    replica.incident(incident).pending_proposal().map(|(hash, _)| hash).expect("a pending pause")
+}
+
+async fn sign(replica: &Replica, owners: &[PrivateKeySigner], hash: B256) {
+    for owner in owners {
+        replica
+            .ms
+            .submit_signature(hash, owner.address(), &signature(owner, hash))
+            .await
+            .expect("accepted");
+    }
+}
+
+/// Execute `hash` through the Safe directly, as an owner with cast (or a crashed guardian
+/// whose transaction was never recorded) would: two owner signatures, sent by `sender`.
+async fn execute_outside(bed: &Testbed, replica: &Replica, hash: B256, sender: &PrivateKeySigner) {
+    let p = replica.ms.store().proposal(hash).expect("read").expect("exists");
+    let approvals: Approvals = bed.owners[..2]
+        .iter()
+        .map(|o| (o.address(), sign_safe_tx_hash(o, hash).expect("sign")))
+        .collect();
+    let exec = bed.safe.execute(sender, &p.safe_tx(), &approvals, &SendOptions::default()).await;
+    assert!(exec.expect("executes").success);
+}
+
 #[tokio::test]
 async fn anomaly_to_verified_pause_with_offchain_and_onchain_approvals() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("guardian.sqlite");
-    let finding = record_finding(&bed, &db);
-    let ms = replica(&bed, &db, Some(bed.deployer.clone())).await;
+    let (finding, incident) = record_finding(&bed, &db, false);
+    let mut replica = Replica::new(&bed, &db, Some(bed.deployer.clone())).await;
     let reader = bed.devnet.reader();
     let nonce = bed.safe.nonce().await.expect("nonce");
 
-    let proposed = ms.propose_for_findings().await.expect("propose");
-    let [Proposed::New { proposal }] = &proposed[..] else {
-        panic!("one new proposal: {proposed:?}")
-    };
-    assert_eq!(proposal.finding_id, Some(finding));
-    assert_eq!(proposal.nonce, nonce);
+    replica.settle().await;
+    let hash = pending(&replica, incident);
+    let proposal = replica.ms.store().proposal(hash).expect("read").expect("stored");
+    assert_eq!((proposal.incident_id, proposal.nonce), (Some(incident), nonce));
     assert!(proposal.simulation.starts_with("ok"), "{}", proposal.simulation);
-    let hash = proposal.safe_tx_hash;
     assert_eq!(hash, bed.safe.onchain_tx_hash(&proposal.safe_tx()).await.expect("on-chain hash"));
-    // A second pass proposes nothing new.
-    assert!(ms.propose_for_findings().await.expect("again").is_empty());
+    assert_eq!(replica.incident(incident).state, State::Responding);
+    // Another pass proposes nothing new and writes nothing.
+    let before = replica.audit(incident);
+    replica.settle().await;
+    assert_eq!(replica.audit(incident), before, "a quiet pass writes nothing");
 
     // One off-chain approval alone: nothing is executed.
-    let sig = signature(&bed.owners[0], hash);
-    let first = ms.submit_signature(hash, bed.owners[0].address(), &sig).await.expect("accepted");
+    let first = replica
+        .ms
+        .submit_signature(hash, bed.owners[0].address(), &signature(&bed.owners[0], hash))
+        .await
+        .expect("accepted");
     assert_eq!((first.added, first.approvals, first.threshold), (true, 1, 2));
-    let ticked = ms.tick().await.expect("tick");
-    assert!(matches!(ticked[..], [Advanced::Waiting { approvals: 1, threshold: 2, .. }]));
+    replica.settle().await;
     assert!(!is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
     assert_eq!(bed.safe.nonce().await.expect("nonce"), nonce, "nothing executed");
 
-    // The second owner approves on chain with approveHash.
+    // The second owner approves on chain with approveHash; the responder counts it, executes.
     bed.safe
         .approve_hash_onchain(
             &bed.devnet.provider_for(bed.owners[1].clone()),
@@ -127,24 +132,38 @@ async fn anomaly_to_verified_pause_with_offchain_and_onchain_approvals() {
         )
         .await
         .expect("approveHash");
-    let ticked = ms.tick().await.expect("tick");
-    let [Advanced::Executed { proposal, by_this_replica: true }] = &ticked[..] else {
-        panic!("executed: {ticked:?}")
-    };
-    assert_eq!(proposal.status, ProposalStatus::Executed);
+    replica.settle().await;
     assert!(is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
     assert_eq!(execution_successes(&bed, hash).await, 1);
-    let store = Store::open(&db).expect("store");
+    let incident_now = replica.incident(incident);
+    assert_eq!(incident_now.state, State::Contained);
+    let execution = incident_now.execution.expect("recorded");
     assert_eq!(
-        store.finding(finding).expect("finding").expect("exists").status,
-        FindingStatus::Resolved
+        (execution.by, execution.sender),
+        (Attribution::ThisReplica, bed.deployer.address())
     );
+    assert_eq!(
+        replica.audit(incident),
+        [
+            "opened",
+            "proposal_made",
+            "approval_counted",
+            "approval_counted",
+            "executed",
+            "contained"
+        ]
+    );
+    let stored = replica.ms.store().finding(finding).expect("finding").expect("exists");
+    assert_eq!(stored.status, FindingStatus::Resolved, "answered by the verified pause");
 
-    let detail = ms.detail(hash).expect("detail").expect("exists");
+    let detail = replica.ms.detail(hash).expect("detail").expect("exists");
     let events: Vec<&str> = detail.events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(events, ["proposed", "approval", "onchain_approval", "executed"]);
-    // Nothing pending is left.
-    assert!(ms.tick().await.expect("tick").is_empty());
+    assert_eq!(detail.proposal.status, ProposalStatus::Executed);
+
+    // Resolving closes the incident: the next anomaly opens a new one.
+    replica.desk.resolve(incident, "test", "post-mortem done").expect("resolved");
+    assert_eq!(replica.incident(incident).state, State::Resolved);
 }
 
 #[tokio::test]
@@ -152,9 +171,9 @@ async fn bad_signatures_are_rejected_each_with_its_own_message() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("guardian.sqlite");
-    let ms = replica(&bed, &db, None).await;
-    let proposed = ms.propose(&manual("factory", ProposalKind::Pause)).await.expect("propose");
-    let proposal = proposed.proposal().clone();
+    let replica = Replica::new(&bed, &db, None).await;
+    let outcome = replica.desk.pause("factory", "test operator", "drill").await.expect("pause");
+    let proposal = outcome.proposal.expect("proposed at once").proposal;
     let hash = proposal.safe_tx_hash;
     let owner = &bed.owners[0];
     let stranger = bed.devnet.signer(7).expect("dev key");
@@ -171,7 +190,7 @@ async fn bad_signatures_are_rejected_each_with_its_own_message() {
     ];
     let mut messages = BTreeSet::new();
     for (what, signer, sig) in cases {
-        match ms.submit_signature(hash, signer, &sig).await {
+        match replica.ms.submit_signature(hash, signer, &sig).await {
             Err(SubmitError::Rejected(rejection)) => {
                 let message = rejection.to_string();
                 match what {
@@ -186,7 +205,7 @@ async fn bad_signatures_are_rejected_each_with_its_own_message() {
         }
     }
     assert_eq!(messages.len(), 4, "each rejection has its own message");
-    let detail = ms.detail(hash).expect("detail").expect("exists");
+    let detail = replica.ms.detail(hash).expect("detail").expect("exists");
     assert!(detail.signatures.is_empty(), "nothing stored");
     let rejections: BTreeSet<String> =
         detail.events.iter().filter(|e| e.event == "rejection").map(|e| e.detail.clone()).collect();
@@ -194,107 +213,126 @@ async fn bad_signatures_are_rejected_each_with_its_own_message() {
 
     // The same good signature twice: stored once, the second is a no-op.
     let good = signature(owner, hash);
-    assert!(ms.submit_signature(hash, owner.address(), &good).await.expect("ok").added);
-    let again = ms.submit_signature(hash, owner.address(), &good).await.expect("ok");
+    assert!(replica.ms.submit_signature(hash, owner.address(), &good).await.expect("ok").added);
+    let again = replica.ms.submit_signature(hash, owner.address(), &good).await.expect("ok");
     assert_eq!((again.added, again.approvals), (false, 1));
 }
 
+/// Two replicas, their own databases and executor keys, no coordinator: one execution, and
+/// each replica names the sender; both are contained and both owe their own rollback.
 #[tokio::test]
 async fn two_replicas_on_one_safe_execute_exactly_once() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (db_a, db_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
-    record_finding(&bed, &db_a);
-    record_finding(&bed, &db_b);
-    let a = Arc::new(replica(&bed, &db_a, Some(bed.devnet.signer(4).expect("key"))).await);
-    let b = Arc::new(replica(&bed, &db_b, Some(bed.devnet.signer(5).expect("key"))).await);
+    let (_, ia) = record_finding(&bed, &db_a, true);
+    let (_, ib) = record_finding(&bed, &db_b, true);
+    let (key_a, key_b) = (bed.devnet.signer(4).expect("key"), bed.devnet.signer(5).expect("key"));
+    let mut a = Replica::new(&bed, &db_a, Some(key_a.clone())).await;
+    let mut b = Replica::new(&bed, &db_b, Some(key_b.clone())).await;
+    a.settle().await;
+    b.settle().await;
+    let hash = pending(&a, ia);
+    assert_eq!(hash, pending(&b, ib), "both replicas derive the same proposal");
+    sign(&a, &bed.owners[..2], hash).await;
+    sign(&b, &bed.owners[..2], hash).await;
 
-    let pa = a.propose_for_findings().await.expect("a proposes");
-    let pb = b.propose_for_findings().await.expect("b proposes");
-    let hash = pa[0].proposal().safe_tx_hash;
-    assert_eq!(hash, pb[0].proposal().safe_tx_hash, "both replicas derive the same proposal");
-    for owner in &bed.owners[..2] {
-        for ms in [&a, &b] {
-            ms.submit_signature(hash, owner.address(), &signature(owner, hash)).await.expect("ok");
-        }
-    }
-
-    let (ra, rb) = tokio::join!(
-        {
-            let a = a.clone();
-            async move { a.tick().await }
-        },
-        {
-            let b = b.clone();
-            async move { b.tick().await }
-        },
-    );
-    let mut ours = 0;
-    for outcome in [ra.expect("a ticks"), rb.expect("b ticks")] {
-        match &outcome[..] {
-            [Advanced::Executed { proposal, by_this_replica }] => {
-                assert_eq!(proposal.status, ProposalStatus::Executed);
-                ours += usize::from(*by_this_replica);
-            }
-            other => panic!("each replica ends with the proposal executed: {other:?}"),
-        }
-    }
-    assert_eq!(ours, 1, "exactly one replica's execTransaction succeeded");
+    tokio::join!(a.settle(), b.settle());
     assert_eq!(execution_successes(&bed, hash).await, 1);
     assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
-    let loser = if a.detail(hash).expect("d").expect("e").proposal.executed_by.as_deref()
-        == Some("another replica")
-    {
-        a.clone()
-    } else {
-        b.clone()
-    };
-    let events = loser.detail(hash).expect("detail").expect("exists").events;
-    assert!(events.iter().any(|e| e.event == "executed_elsewhere"), "{events:?}");
+    let (ea, eb) = (
+        a.incident(ia).execution.expect("a recorded it"),
+        b.incident(ib).execution.expect("b recorded it"),
+    );
+    assert_eq!(ea.tx, eb.tx, "the same transaction");
+    assert_eq!(ea.sender, eb.sender, "both name the same sender");
+    let by = [ea.by, eb.by];
+    assert!(by.contains(&Attribution::ThisReplica) && by.contains(&Attribution::Outside), "{by:?}");
+    assert!([key_a.address(), key_b.address()].contains(&ea.sender));
+    for (replica, id) in [(&a, ia), (&b, ib)] {
+        let incident = replica.incident(id);
+        assert!(incident.state.is_contained(), "{:?}", incident.state);
+        assert_ne!(
+            incident.rollback,
+            RollbackStatus::NotOwed,
+            "each host rolls its own configs back"
+        );
+    }
+}
+
+/// After a crash between send and record, the transaction is on chain and the database does
+/// not know it: the sender decides, so it is this replica's. An owner's execution (cast) is
+/// an outside sender's; the rollback follows either way.
+#[tokio::test]
+async fn executions_guardian_did_not_record_are_attributed_by_their_sender() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, sender, by) in [
+        ("own", bed.deployer.clone(), Attribution::ThisReplica),
+        ("owner", bed.owners[2].clone(), Attribution::Outside),
+    ] {
+        let db = dir.path().join(format!("{name}.sqlite"));
+        let (_, incident) = record_finding(&bed, &db, true);
+        let mut replica = Replica::new(&bed, &db, Some(bed.deployer.clone())).await;
+        replica.settle().await;
+        let hash = pending(&replica, incident);
+        execute_outside(&bed, &replica, hash, &sender).await;
+        replica.settle().await;
+        let now = replica.incident(incident);
+        let execution = now.execution.expect("seen");
+        assert_eq!((execution.by, execution.sender), (by, sender.address()), "{name}");
+        assert!(now.state.is_contained(), "{name}: {:?}", now.state);
+        assert_ne!(now.rollback, RollbackStatus::NotOwed, "{name}: the rollback follows the pause");
+        // Unpause for the next round (the owners' business, at the full threshold).
+        let unpause = replica.desk.unpause("vault", "test", "next round").await.expect("unpause");
+        let unpause = unpause.proposal().expect("proposed").safe_tx_hash;
+        sign(&replica, &bed.owners[..2], unpause).await;
+        replica.settle().await;
+        assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
+        assert_eq!(replica.incident(incident).state, State::Resolved, "the unpause closes it");
+    }
 }
 
 #[tokio::test]
 async fn manual_pause_then_unpause_needs_the_threshold() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ms = replica(&bed, &dir.path().join("g.sqlite"), Some(bed.deployer.clone())).await;
+    let mut replica =
+        Replica::new(&bed, &dir.path().join("g.sqlite"), Some(bed.deployer.clone())).await;
     let reader = bed.devnet.reader();
     let target = bed.targets.vault_v1;
 
-    let pause = ms.propose(&manual("vault_v1", ProposalKind::Pause)).await.expect("pause");
-    let Proposed::New { proposal } = pause else { panic!("new: {pause:?}") };
-    for owner in &bed.owners[1..] {
-        let sig = signature(owner, proposal.safe_tx_hash);
-        ms.submit_signature(proposal.safe_tx_hash, owner.address(), &sig).await.expect("ok");
-    }
-    assert!(matches!(ms.tick().await.expect("tick")[..], [Advanced::Executed { .. }]));
+    let outcome = replica.desk.pause("vault_v1", "alice (CLI)", "drill").await.expect("pause");
+    assert!(outcome.opened, "an operator's pause opens an incident");
+    let hash = outcome.proposal.expect("proposed").proposal.safe_tx_hash;
+    sign(&replica, &bed.owners[1..], hash).await;
+    replica.settle().await;
     assert!(is_paused(&reader, target).await.expect("paused()"));
-    // Pausing again: nothing to do, recorded as skipped.
-    let again = ms.propose(&manual("vault_v1", ProposalKind::Pause)).await.expect("pause");
-    assert!(matches!(again, Proposed::Skipped { .. }), "{again:?}");
+    assert_eq!(replica.incident(outcome.incident).state, State::Contained);
+    // Pausing again: nothing to do, and said so.
+    let again = replica.desk.pause("vault_v1", "alice (CLI)", "again").await.expect("pause");
+    assert!(again.proposal.is_none());
+    assert!(again.note.as_deref().is_some_and(|n| n.contains("already paused")), "{again:?}");
 
-    let unpause = ms.propose(&manual("vault_v1", ProposalKind::Unpause)).await.expect("unpause");
-    let hash = unpause.proposal().safe_tx_hash;
-    let owner = &bed.owners[0];
-    ms.submit_signature(hash, owner.address(), &signature(owner, hash)).await.expect("ok");
-    assert!(matches!(ms.tick().await.expect("tick")[..], [Advanced::Waiting { approvals: 1, .. }]));
+    let unpause = replica.desk.unpause("vault_v1", "bob", "fixed").await.expect("unpause");
+    let hash = unpause.proposal().expect("proposed").safe_tx_hash;
+    sign(&replica, &bed.owners[..1], hash).await;
+    replica.settle().await;
     assert!(is_paused(&reader, target).await.expect("paused()"), "one approval unpauses nothing");
-    let owner = &bed.owners[2];
-    ms.submit_signature(hash, owner.address(), &signature(owner, hash)).await.expect("ok");
-    assert!(matches!(ms.tick().await.expect("tick")[..], [Advanced::Executed { .. }]));
+    sign(&replica, &bed.owners[2..], hash).await;
+    replica.settle().await;
     assert!(!is_paused(&reader, target).await.expect("paused()"));
 }
 
 #[tokio::test]
-async fn proposal_whose_nonce_was_consumed_is_reproposed() {
+async fn a_pause_whose_nonce_was_consumed_is_proposed_again_and_an_unpause_is_not() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ms = replica(&bed, &dir.path().join("g.sqlite"), Some(bed.deployer.clone())).await;
-    let proposed = ms.propose(&manual("vault", ProposalKind::Pause)).await.expect("propose");
-    let old = proposed.proposal().clone();
-    let owner = &bed.owners[0];
-    let sig = signature(owner, old.safe_tx_hash);
-    ms.submit_signature(old.safe_tx_hash, owner.address(), &sig).await.expect("ok");
+    let mut replica =
+        Replica::new(&bed, &dir.path().join("g.sqlite"), Some(bed.deployer.clone())).await;
+    let outcome = replica.desk.pause("vault", "alice", "odd").await.expect("pause");
+    let old = outcome.proposal.expect("proposed").proposal;
+    sign(&replica, &bed.owners[..1], old.safe_tx_hash).await;
 
     // Meanwhile the owners use the same Safe nonce for something else: pausing the factory.
     let other = proposal_tx(bed.targets.factory, old.calldata.clone(), old.nonce);
@@ -306,32 +344,92 @@ async fn proposal_whose_nonce_was_consumed_is_reproposed() {
     let exec = bed.safe.execute(&bed.deployer, &other, &approvals, &SendOptions::default()).await;
     assert!(exec.expect("executes").success);
 
-    let ticked = ms.tick().await.expect("tick");
-    let [Advanced::Stale { hash, replaced_by: Some(new) }] = ticked[..] else {
-        panic!("stale and re-proposed: {ticked:?}")
-    };
-    assert_eq!(hash, old.safe_tx_hash);
-    let stale = ms.detail(old.safe_tx_hash).expect("detail").expect("exists");
+    replica.settle().await;
+    let stale = replica.ms.detail(old.safe_tx_hash).expect("detail").expect("exists");
     assert_eq!(stale.proposal.status, ProposalStatus::Stale);
-    assert_eq!(stale.proposal.replaced_by, Some(new));
-    let fresh = ms.detail(new).expect("detail").expect("exists").proposal;
+    let new = pending(&replica, outcome.incident);
+    let fresh = replica.ms.detail(new).expect("detail").expect("exists").proposal;
     assert_eq!((fresh.status, fresh.nonce), (ProposalStatus::Pending, old.nonce + U256::from(1)));
     assert_eq!(fresh.replaces, Some(old.safe_tx_hash));
+    assert_eq!(stale.proposal.replaced_by, Some(new));
 
     // Signing the stale one is refused and points at the replacement.
     let sig = signature(&bed.owners[1], old.safe_tx_hash);
-    match ms.submit_signature(old.safe_tx_hash, bed.owners[1].address(), &sig).await {
+    match replica.ms.submit_signature(old.safe_tx_hash, bed.owners[1].address(), &sig).await {
         Err(e @ SubmitError::NotPending { .. }) => {
             assert!(e.to_string().contains(&new.to_string()), "{e}")
         }
         other => panic!("expected NotPending, got {other:?}"),
     }
     // The replacement executes normally.
-    for owner in &bed.owners[..2] {
-        ms.submit_signature(new, owner.address(), &signature(owner, new)).await.expect("ok");
-    }
-    assert!(matches!(ms.tick().await.expect("tick")[..], [Advanced::Executed { .. }]));
+    sign(&replica, &bed.owners[..2], new).await;
+    replica.settle().await;
     assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
+
+    // An unpause whose nonce is consumed is left stale: not proposed again by itself.
+    let unpause = replica.desk.unpause("vault", "bob", "fixed").await.expect("unpause");
+    let unpause = unpause.proposal().expect("proposed").clone();
+    let other = proposal_tx(
+        bed.targets.factory,
+        guardian_core::proposal::no_arg_calldata("unpause()").expect("cd"),
+        unpause.nonce,
+    );
+    let other_hash = bed.safe.tx_hash(&other);
+    let approvals: Approvals = bed.owners[..2]
+        .iter()
+        .map(|o| (o.address(), sign_safe_tx_hash(o, other_hash).expect("sign")))
+        .collect();
+    bed.safe.execute(&bed.deployer, &other, &approvals, &SendOptions::default()).await.expect("ok");
+    replica.settle().await;
+    let stale = replica.ms.detail(unpause.safe_tx_hash).expect("d").expect("e").proposal;
+    assert_eq!(stale.status, ProposalStatus::Stale);
+    assert!(replica.ms.list(Some(ProposalStatus::Pending)).expect("list").is_empty());
+}
+
+/// A reorg retracted the finding after both owners approved: the proposal is withdrawn, a
+/// late approval is refused naming why, and nothing is ever sent.
+#[tokio::test]
+async fn a_retracted_incident_never_executes_its_proposal() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("guardian.sqlite");
+    let (_, incident) = record_finding(&bed, &db, true);
+    let mut replica = Replica::new(&bed, &db, Some(bed.deployer.clone())).await;
+    replica.settle().await;
+    let hash = pending(&replica, incident);
+    sign(&replica, &bed.owners[..1], hash).await;
+    // The finding's block is orphaned (the follower's rewind).
+    let mut store = Store::open(&db).expect("store");
+    let genesis = BlockRef { number: 0, hash: B256::repeat_byte(0), parent_hash: B256::ZERO };
+    assert_eq!(store.rewind(genesis).expect("rewind").len(), 1);
+    assert_eq!(replica.incident(incident).state, State::Withdrawn);
+
+    match replica
+        .ms
+        .submit_signature(hash, bed.owners[1].address(), &signature(&bed.owners[1], hash))
+        .await
+    {
+        Err(e @ SubmitError::NotPending { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("withdrawn") && text.contains("retracted"), "{text}");
+        }
+        other => panic!("expected a refusal naming the retraction, got {other:?}"),
+    }
+    let refused = replica.ms.detail_to_approve(hash).expect_err("approve refuses before signing");
+    assert!(format!("{refused:#}").contains("retracted"), "{refused:#}");
+    // Even with the threshold met on chain, the responder sends nothing.
+    bed.safe
+        .approve_hash_onchain(
+            &bed.devnet.provider_for(bed.owners[2].clone()),
+            bed.owners[2].address(),
+            hash,
+        )
+        .await
+        .expect("approveHash");
+    replica.settle().await;
+    assert_eq!(execution_successes(&bed, hash).await, 0);
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::ZERO, "no execTransaction");
+    assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 }
 
 #[tokio::test]
@@ -341,36 +439,44 @@ async fn an_unfunded_executor_is_refused_at_once_and_audited_once() {
     let db = dir.path().join("guardian.sqlite");
     // An executor with no ether: every attempt fails the same way.
     let broke = PrivateKeySigner::random();
-    let ms = replica(&bed, &db, Some(broke)).await;
-    let Proposed::New { proposal } =
-        ms.propose(&manual("vault", ProposalKind::Pause)).await.expect("propose")
-    else {
-        panic!("a new proposal");
-    };
-    let hash = proposal.safe_tx_hash;
-    for owner in &bed.owners[..2] {
-        ms.submit_signature(hash, owner.address(), &signature(owner, hash)).await.expect("ok");
-    }
+    let (_, incident) = record_finding(&bed, &db, false);
+    let mut replica = Replica::new(&bed, &db, Some(broke)).await;
+    replica.settle().await;
+    let hash = pending(&replica, incident);
+    sign(&replica, &bed.owners[..2], hash).await;
     for _ in 0..3 {
-        let advanced = ms.tick().await.expect("tick");
-        let error = advanced
-            .iter()
-            .find_map(|a| match a {
-                Advanced::Failed { hash: h, error } if *h == hash => Some(error.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("a failed execution: {advanced:?}"));
-        // Refused before signing, with the figures, instead of minutes of retries.
-        assert!(error.contains("holds 0 wei") && error.contains("fund the executor"), "{error}");
+        replica.settle().await;
+        // The retry waits its backoff; make it due again, as time passing would.
+        let store = replica.ms.store();
+        for row in store.incident_effects(incident).expect("effects") {
+            if row.done_at.is_none() && row.attempts > 0 {
+                store
+                    .effect_failed(row.id, row.last_error.as_deref().unwrap_or(""), 0)
+                    .expect("due");
+            }
+        }
     }
-    let failures: Vec<_> = ms
-        .detail(hash)
-        .expect("detail")
-        .expect("proposal")
-        .events
+    let failures: Vec<_> = replica
+        .ms
+        .store()
+        .incident_events(incident)
+        .expect("events")
         .into_iter()
-        .filter(|e| e.event == "execution_failed")
+        .filter(|e| e.kind.as_str() == "execution_failed")
         .collect();
     assert_eq!(failures.len(), 1, "{failures:?}");
+    let cause = failures[0].event.describe();
+    // Refused before signing, with the figures, instead of minutes of retries.
+    assert!(cause.contains("holds 0 wei") && cause.contains("fund the executor"), "{cause}");
+    let notices: Vec<String> = replica
+        .ms
+        .store()
+        .incident_effects(incident)
+        .expect("effects")
+        .into_iter()
+        .map(|e| e.key)
+        .filter(|k| k.contains("execution-failed"))
+        .collect();
+    assert_eq!(notices.len(), 1, "one notification: {notices:?}");
     assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 }

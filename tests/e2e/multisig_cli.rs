@@ -14,13 +14,11 @@ use guardian_chain::{
     sender::SendOptions,
     testbed::deploy_targets,
 };
-use guardian_core::{
-    proposal::{ProposalKind, proposal_tx},
-    safe::Approvals,
-};
-use guardian_multisig::{Advanced, Multisig, ProposeRequest, Target, api};
+use guardian_core::{incident::ResponsePolicy, proposal::proposal_tx, safe::Approvals};
+use guardian_multisig::Multisig;
+use guardian_operator::{Desk, api};
 
-use crate::support::{contracts, guardian, key_hex, testbed};
+use crate::support::{Replica, contracts, guardian, key_hex, testbed};
 
 #[tokio::test]
 async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
@@ -180,23 +178,10 @@ async fn cli_pause_approve_with_keystore_and_onchain_then_executed() {
     assert!(ok, "approve --onchain failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("approvals: 2 of 2"), "{stdout}");
 
-    // The daemon's step executes it.
+    // The daemon's responder executes it.
     let db = dir.path().join("guardian.sqlite");
-    let targets = vec![Target::new("vault", bed.targets.vault_v2, "pause()").expect("target")];
-    let ms = Multisig::connect(
-        bed.devnet.reader(),
-        138,
-        bed.safe.address(),
-        &db,
-        targets,
-        Some(bed.deployer.clone()),
-    )
-    .await
-    .expect("connect");
-    assert!(matches!(
-        ms.tick().await.expect("tick")[..],
-        [Advanced::Executed { by_this_replica: true, .. }]
-    ));
+    let mut replica = Replica::new(&bed, &db, Some(bed.deployer.clone())).await;
+    replica.settle().await;
     assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 
     let (ok, stdout, stderr) =
@@ -219,24 +204,7 @@ async fn cli_pause_approve_with_keystore_and_onchain_then_executed() {
 async fn http_api_verifies_signatures_before_storing_them() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let targets = vec![Target::new("vault", bed.targets.vault_v2, "pause()").expect("target")];
-    let ms = Arc::new(
-        Multisig::connect(
-            bed.devnet.reader(),
-            138,
-            bed.safe.address(),
-            &dir.path().join("g.sqlite"),
-            targets,
-            Some(bed.deployer.clone()),
-        )
-        .await
-        .expect("connect"),
-    );
-    let state = api::ApiState { multisig: ms.clone(), wake: Arc::new(tokio::sync::Notify::new()) };
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(api::serve("127.0.0.1:0".parse().expect("addr"), state, shutdown, Some(tx)));
-    let base = format!("http://{}", rx.await.expect("bound"));
+    let (ms, base, _stop) = served_api(&bed, dir.path()).await;
     let http = reqwest::Client::new();
 
     let health: serde_json::Value =
@@ -317,6 +285,42 @@ async fn http_api_verifies_signatures_before_storing_them() {
         .await
         .expect("json");
     assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!((list[0]["approvals"].as_u64(), list[0]["threshold"].as_u64()), (Some(1), Some(2)));
+
+    // The pause opened an incident; the API shows it with its proposal and approvals.
+    let id = created["incident"].as_i64().expect("incident id");
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            http.get(path)
+                .send()
+                .await
+                .expect("get")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let incidents = get(format!("{base}/incidents?open=true")).await;
+    assert_eq!(incidents[0]["id"], id);
+    assert_eq!(incidents[0]["state"], "responding");
+    assert_eq!(incidents[0]["pending"][0], hash.to_string());
+    let view = get(format!("{base}/incidents/{id}")).await;
+    assert_eq!(view["proposals"][0]["approvals"], 1);
+    assert_eq!(view["proposals"][0]["approve_command"], format!("guardian approve {hash}"));
+    let kinds: Vec<&str> = view["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["opened", "proposal_made", "approval_counted"]);
+    assert_eq!(
+        ms.store().incident(id).expect("read").expect("exists").incident.state.as_str(),
+        "responding"
+    );
+    let missing = http.get(format!("{base}/incidents/999")).send().await.expect("get");
+    assert_eq!(missing.status(), 404);
 }
 
 /// A `Multisig` for `bed` on a fresh database, with its HTTP API served on 127.0.0.1:0 until
@@ -325,39 +329,33 @@ async fn served_api(
     bed: &Testbed,
     dir: &Path,
 ) -> (Arc<Multisig>, String, tokio::sync::watch::Sender<bool>) {
-    let targets = vec![Target::new("vault", bed.targets.vault_v2, "pause()").expect("target")];
     let ms = Arc::new(
         Multisig::connect(
             bed.devnet.reader(),
             138,
             bed.safe.address(),
             &dir.join("daemon.sqlite"),
-            targets,
+            crate::support::targets(bed, false),
             None,
+            ResponsePolicy::default(),
         )
         .await
         .expect("connect"),
     );
-    let state = api::ApiState { multisig: ms.clone(), wake: Arc::new(tokio::sync::Notify::new()) };
+    let state = api::ApiState {
+        desk: Arc::new(Desk::over(ms.clone())),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(api::serve("127.0.0.1:0".parse().expect("addr"), state, shutdown, Some(tx)));
-    (ms, format!("http://{}", rx.await.expect("bound")), stop)
+    let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(api::serve(listener, state, shutdown));
+    (ms, url, stop)
 }
 
-async fn propose_pause(ms: &Multisig) -> B256 {
-    let proposed = ms
-        .propose(&ProposeRequest {
-            contract: "vault".into(),
-            kind: ProposalKind::Pause,
-            reason: "api drill".into(),
-            finding_id: None,
-            then_rollback: false,
-            actor: "test".into(),
-        })
-        .await
-        .expect("propose");
-    proposed.proposal().safe_tx_hash
+async fn propose_pause(ms: &Arc<Multisig>) -> B256 {
+    let outcome = Desk::over(ms.clone()).pause("vault", "test", "api drill").await.expect("pause");
+    outcome.proposal.expect("proposed").proposal.safe_tx_hash
 }
 
 /// The CLI runs as a child process while this runtime serves the API: run it off the runtime.

@@ -296,3 +296,95 @@ pub(crate) fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, 
 pub(crate) fn key_hex(key: &alloy::signers::local::PrivateKeySigner) -> String {
     alloy::primitives::B256::from(key.to_bytes()).to_string()
 }
+
+/// The testbed's contracts as Safe targets: VaultV2 (`vault`, rolled back after its pause
+/// when `rollback`), VaultV1 and the factory.
+pub(crate) fn targets(bed: &Testbed, rollback: bool) -> Vec<guardian_multisig::Target> {
+    [
+        ("vault", bed.targets.vault_v2, rollback),
+        ("vault_v1", bed.targets.vault_v1, false),
+        ("factory", bed.targets.factory, false),
+    ]
+    .into_iter()
+    .map(|(name, address, rollback)| {
+        guardian_multisig::Target::new(name, address, "pause()")
+            .expect("target")
+            .with_rollback(rollback)
+    })
+    .collect()
+}
+
+/// One guardian replica in-process: its Safe service over its own database, the responder
+/// the daemon runs (outbox effects, pending proposals), and the operators' desk.
+pub(crate) struct Replica {
+    pub(crate) ms: Arc<guardian_multisig::Multisig>,
+    pub(crate) desk: guardian_operator::Desk,
+    responder: guardian_daemon::pauser::Pauser,
+}
+
+impl Replica {
+    /// A replica on `db` executing with `executor` (none: it proposes and counts only).
+    pub(crate) async fn new(
+        bed: &Testbed,
+        db: &Path,
+        executor: Option<alloy::signers::local::PrivateKeySigner>,
+    ) -> Self {
+        let ms = Arc::new(
+            guardian_multisig::Multisig::connect(
+                bed.devnet.reader(),
+                138,
+                bed.safe.address(),
+                db,
+                targets(bed, false),
+                executor,
+                guardian_core::incident::ResponsePolicy::default(),
+            )
+            .await
+            .expect("multisig connects"),
+        );
+        let responder = guardian_daemon::pauser::Pauser::new(
+            ms.clone(),
+            db.with_file_name("guardian.toml"),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        Self { desk: guardian_operator::Desk::over(ms.clone()), ms, responder }
+    }
+
+    /// Run the responder until a pass finds nothing to do (as the daemon's loop would).
+    pub(crate) async fn settle(&mut self) {
+        for _ in 0..20 {
+            let did = self.responder.step().await;
+            let now = guardian_store::now_ms();
+            let due = {
+                let store = self.ms.store();
+                [
+                    guardian_store::EffectKind::Propose,
+                    guardian_store::EffectKind::Execute,
+                    guardian_store::EffectKind::Rollback,
+                ]
+                .into_iter()
+                .any(|k| store.next_effect_at(k).expect("outbox").is_some_and(|at| at <= now))
+            };
+            if !did && !due {
+                return;
+            }
+        }
+        panic!("the responder never settled");
+    }
+
+    /// One incident, as stored.
+    pub(crate) fn incident(&self, id: i64) -> guardian_core::incident::Incident {
+        self.ms.store().incident(id).expect("read").expect("incident exists").incident
+    }
+
+    /// The incident's audit kinds, in order.
+    pub(crate) fn audit(&self, id: i64) -> Vec<String> {
+        self.ms
+            .store()
+            .incident_events(id)
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind.as_str().to_owned())
+            .collect()
+    }
+}

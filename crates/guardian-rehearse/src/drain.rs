@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use alloy::{
     network::Ethereum,
-    primitives::{B256, U256, utils::format_ether, utils::parse_ether},
+    primitives::{U256, utils::format_ether, utils::parse_ether},
     providers::{PendingTransactionBuilder, Provider},
 };
 use eyre::{Result, WrapErr, ensure, eyre};
 use guardian_chain::testbed::IVault;
-use guardian_core::severity::Severity;
+use guardian_core::{incident::RollbackStatus, severity::Severity};
 use guardian_rollback::{Backups, RollbackSettings, SqliteLedger, WriteLock};
 
 use crate::{
@@ -35,7 +35,7 @@ pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
     let mut drill = Drill::new([ANOMALY, FINDING]);
     steps(stage, options, &mut drill).await;
     drill.list.plan([ROLLBACK, BACKUP, RESTORE]);
-    drill.report("drain")
+    drill.report(stage, "drain")
 }
 
 async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
@@ -61,7 +61,11 @@ async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
     };
 
     // The daemon rolls the deployment config back to V1.
-    let outcome = wait_rollback(stage, options, proposal.safe_tx_hash, &before).await;
+    let Some(incident) = proposal.incident_id else {
+        drill.list.fail(ROLLBACK, "the pause proposal belongs to no incident");
+        return;
+    };
+    let outcome = wait_rollback(stage, options, incident, &before).await;
     let Some(stamp) = drill.list.step(ROLLBACK, outcome) else { return };
     drill.mark(&clock, "rollback done", stage.head().await.unwrap_or(clock.block));
 
@@ -155,22 +159,27 @@ pub(crate) async fn ensure_empty(stage: &Stage) -> Result<()> {
 async fn wait_rollback(
     stage: &Stage,
     options: &Options,
-    hash: B256,
+    incident: i64,
     before: &str,
 ) -> Result<(String, String)> {
-    let event = poll(options.step_timeout, || async {
-        Ok(stage.multisig()?.detail(hash)?.and_then(|d| {
-            d.events.into_iter().find(|e| e.event == "rollback" || e.event == "rollback_failed")
-        }))
+    // The rollback follows the verified pause as a job of the incident: wait for its outcome.
+    let outcome = poll(options.step_timeout, || async {
+        let rollback = stage.incident(incident)?.rollback;
+        Ok(match rollback {
+            RollbackStatus::Done { .. } | RollbackStatus::Failed { .. } => Some(rollback),
+            _ => None,
+        })
     })
     .await?
     .ok_or_else(|| eyre!("no rollback recorded within {:?} of the pause", options.step_timeout))?;
-    ensure!(event.event == "rollback", "the rollback failed: {}", event.detail);
-    let stamp = event
-        .detail
-        .split_once("undo with backup ")
-        .map(|(_, stamp)| stamp.trim().to_owned())
-        .ok_or_else(|| eyre!("the rollback took no backup: {}", event.detail))?;
+    let stamp = match outcome {
+        RollbackStatus::Done { undo: Some(stamp) } => stamp,
+        RollbackStatus::Done { undo: None } => {
+            return Err(eyre!("the rollback took no backup: the configs already pointed at V1"));
+        }
+        RollbackStatus::Failed { error } => return Err(eyre!("the rollback failed: {error}")),
+        other => return Err(eyre!("unexpected rollback state {}", other.as_str())),
+    };
     let (v1, v2) =
         (stage.world.targets.vault_v1.to_string(), stage.world.targets.vault_v2.to_string());
     let now = std::fs::read_to_string(stage.managed_config()).wrap_err("reading the config")?;
@@ -178,7 +187,13 @@ async fn wait_rollback(
         now == before.replace(&v2, &v1),
         "{MANAGED}.json does not point at VaultV1 {v1} with every other byte unchanged:\n{now}"
     );
-    Ok((stamp.clone(), format!("{MANAGED}.json now points at VaultV1 {v1}; undo backup {stamp}")))
+    let state = stage.incident(incident)?.state;
+    Ok((
+        stamp.clone(),
+        format!(
+            "{MANAGED}.json now points at VaultV1 {v1}; undo backup {stamp}; incident #{incident} {state}"
+        ),
+    ))
 }
 
 fn backup_listed(stage: &Stage, stamp: &str, before: &str) -> Result<String> {

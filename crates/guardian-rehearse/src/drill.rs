@@ -91,6 +91,8 @@ pub(crate) struct Drill {
     pub(crate) list: Checklist,
     pub(crate) timeline: Vec<Event>,
     pub(crate) latencies: Latencies,
+    /// The incident the daemon opened for the anomaly, and the scenario's clock.
+    pub(crate) incident: Option<(i64, Clock)>,
 }
 
 impl Drill {
@@ -108,8 +110,27 @@ impl Drill {
         self.timeline.push(Event { label: label.into(), block: clock.block, ms: 0 });
     }
 
-    pub(crate) fn report(self, scenario: &str) -> ScenarioReport {
-        ScenarioReport::new(scenario, self.list.into_checks(), self.timeline, self.latencies)
+    /// The report: the check list, the drill's timeline and, when the daemon opened an
+    /// incident, every event of that incident's lifecycle placed on the same clock.
+    pub(crate) fn report(mut self, stage: &Stage, scenario: &str) -> ScenarioReport {
+        let mut incident_id = None;
+        if let Some((id, clock)) = self.incident {
+            incident_id = Some(id);
+            // The incident's events carry wall-clock times; the anomaly happened clock.ms() ago.
+            let t0 = guardian_store::now_ms().saturating_sub(clock.ms());
+            match stage.incident_events(id) {
+                Ok(events) => self.timeline.extend(events.into_iter().map(|e| Event {
+                    label: format!("incident #{id}: {} ({})", e.kind.as_str(), e.to.as_str()),
+                    block: e.block.unwrap_or(clock.block),
+                    ms: e.at.saturating_sub(t0),
+                })),
+                Err(error) => self.list.record("incident timeline read", Err(error)),
+            }
+        }
+        let mut report =
+            ScenarioReport::new(scenario, self.list.into_checks(), self.timeline, self.latencies);
+        report.incident = incident_id;
+        report
     }
 
     /// Wait for a finding of `rule` with `severity`; marks "finding recorded" and the detection
@@ -125,6 +146,9 @@ impl Drill {
     ) -> Option<StoredFinding> {
         let outcome = wait_finding(stage, options, rule, severity).await;
         let finding = self.list.step(step, outcome)?;
+        if let Some(id) = finding.incident_id {
+            self.incident = Some((id, *clock));
+        }
         let head = stage.head().await.unwrap_or(clock.block);
         self.mark(clock, "finding recorded", head);
         self.latencies.detection_ms = Some(clock.ms());
@@ -338,11 +362,16 @@ async fn wait_paused(
     let Some(detail) = executed else {
         let approvals = multisig.approvals(proposal).await?.len();
         let threshold = multisig.safe().threshold().await?;
-        let last_failure = multisig
-            .detail(hash)?
-            .and_then(|d| d.events.into_iter().rev().find(|e| e.event == "execution_failed"))
-            .map(|e| format!("; last attempt: {}", e.detail))
-            .unwrap_or_default();
+        let last_failure = match proposal.incident_id {
+            Some(id) => stage
+                .incident_events(id)?
+                .into_iter()
+                .rev()
+                .find(|e| e.kind.as_str() == "execution_failed")
+                .map(|e| format!("; last attempt: {}", e.event.describe()))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         bail!(
             "the Safe did not execute (approvals {approvals} of {threshold}) within {:?}{last_failure}",
             options.step_timeout

@@ -25,7 +25,7 @@ pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
     if levers.is_empty() {
         drill.list.fail("contracts to check", "no [[contracts]] to check");
     }
-    drill.report("levers")
+    drill.report(stage, "levers")
 }
 
 async fn check(stage: &Stage, lever: &Lever) -> Result<String> {

@@ -24,7 +24,7 @@ const RUNNING: &str = "vaults still running";
 pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
     let mut drill = Drill::new([TRAFFIC, FOLLOWED, NO_FINDING, NO_PROPOSAL, RUNNING]);
     steps(stage, options, &mut drill).await;
-    drill.report("quiet")
+    drill.report(stage, "quiet")
 }
 
 async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {

@@ -65,6 +65,9 @@ pub struct ScenarioReport {
     pub timeline: Vec<Event>,
     /// Speed figures.
     pub latencies: Latencies,
+    /// The incident the daemon opened (its lifecycle events are in the timeline).
+    #[serde(default)]
+    pub incident: Option<i64>,
 }
 
 impl ScenarioReport {
@@ -77,7 +80,7 @@ impl ScenarioReport {
     ) -> Self {
         timeline.sort_by_key(|e| (e.ms, e.block));
         let passed = !checks.is_empty() && checks.iter().all(|c| c.passed);
-        Self { scenario: scenario.to_owned(), passed, checks, timeline, latencies }
+        Self { scenario: scenario.to_owned(), passed, checks, timeline, latencies, incident: None }
     }
 }
 
@@ -120,6 +123,12 @@ impl Report {
                 s.scenario,
                 if s.passed { "passed" } else { "FAILED" }
             );
+            if let Some(id) = s.incident {
+                let _ = writeln!(
+                    md,
+                    "Incident #{id} (`guardian incidents show {id}`); its lifecycle events are on the timeline.\n"
+                );
+            }
             let _ = writeln!(md, "| check | result | detail |\n| --- | --- | --- |");
             for c in &s.checks {
                 let mark = if c.passed { "ok" } else { "**FAILED**" };

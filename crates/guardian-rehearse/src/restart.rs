@@ -29,7 +29,7 @@ pub(crate) async fn run(stage: &mut Stage, options: &Options) -> ScenarioReport 
     let mut drill = Drill::new([PROCESS, KILLED, DOWN, RESTARTED, FINDING]);
     steps(stage, options, &mut drill).await;
     drill.list.plan([ONCE]);
-    drill.report("restart")
+    drill.report(stage, "restart")
 }
 
 async fn steps(stage: &mut Stage, options: &Options, drill: &mut Drill) {

@@ -26,7 +26,7 @@ const FINDING: &str = "Critical revert-rate finding recorded";
 pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
     let mut drill = Drill::new([STORM, FINDING, PROPOSAL]);
     steps(stage, options, &mut drill).await;
-    drill.report("revert-storm")
+    drill.report(stage, "revert-storm")
 }
 
 async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {

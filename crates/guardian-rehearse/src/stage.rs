@@ -342,8 +342,7 @@ impl Stage {
             {
                 if self.multisig.is_none() {
                     self.multisig = Some(
-                        guardian_daemon::pauser::connect(&self.config, self.world.reader(), None)
-                            .await?,
+                        guardian_operator::connect(&self.config, self.world.reader(), None).await?,
                     );
                 }
                 self.findings = Some(store);
@@ -394,6 +393,20 @@ impl Stage {
     /// Findings recorded so far.
     pub(crate) fn findings(&self) -> Result<Vec<StoredFinding>> {
         self.store()?.findings(None)
+    }
+
+    /// One incident as the daemon stored it.
+    pub(crate) fn incident(&self, id: i64) -> Result<guardian_core::incident::Incident> {
+        Ok(self
+            .store()?
+            .incident(id)?
+            .ok_or_else(|| eyre!("the daemon has no incident #{id}"))?
+            .incident)
+    }
+
+    /// An incident's lifecycle events, oldest first.
+    pub(crate) fn incident_events(&self, id: i64) -> Result<Vec<guardian_store::IncidentEvent>> {
+        self.store()?.incident_events(id)
     }
 
     /// Stop the daemon (on request in-process, SIGKILL for a child process) and wait for it.

@@ -30,7 +30,7 @@ pub(crate) async fn run(stage: &Stage, options: &Options, contracts: &Contracts)
     let mut drill = Drill::new([ANOMALY, FINDING]);
     steps(stage, options, contracts, &mut drill).await;
     drill.list.plan([HELD]);
-    drill.report("upgrade")
+    drill.report(stage, "upgrade")
 }
 
 async fn steps(stage: &Stage, options: &Options, contracts: &Contracts, drill: &mut Drill) {
