@@ -11,6 +11,7 @@ mod multisig;
 mod multisig_cli;
 mod rehearse;
 mod rollback;
+mod rollback_files;
 mod rules_on_chain;
 mod safe_flow;
 mod sender;

@@ -65,12 +65,13 @@ pub(crate) fn test_crash_before_rename(target: &Path, temp: &Path) {
     }
 }
 
-/// Honour [`CRASH_BETWEEN_RENAMES_ENV`] once `renamed` files of an operation were renamed.
-pub(crate) fn test_crash_between_renames(renamed: usize) {
+/// Honour [`CRASH_BETWEEN_RENAMES_ENV`] once `renamed` of the `total` files of an operation
+/// were renamed.
+pub(crate) fn test_crash_between_renames(renamed: usize, total: usize) {
     let crash = std::env::var(CRASH_BETWEEN_RENAMES_ENV)
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n == renamed);
+        .is_some_and(|n| n.min(total) == renamed);
     if crash {
         tracing::error!(renamed, "{CRASH_BETWEEN_RENAMES_ENV}: aborting between renames");
         std::process::abort();

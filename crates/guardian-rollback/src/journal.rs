@@ -196,7 +196,8 @@ impl Operation {
             return Err(err).wrap_err("writing the operation journal; nothing was changed");
         }
 
-        test_crash_between_renames(0);
+        let total = journal.files.len();
+        test_crash_between_renames(0, total);
         for (done, entry) in journal.files.iter().enumerate() {
             if stop_after == Some(done) {
                 return Ok(());
@@ -204,7 +205,7 @@ impl Operation {
             if let Err(err) = apply_entry(entry) {
                 return Err(undo_after_error(&journal, settings, ledger, err));
             }
-            test_crash_between_renames(done + 1);
+            test_crash_between_renames(done + 1, total);
         }
         if stop_after.is_some() {
             return Ok(());

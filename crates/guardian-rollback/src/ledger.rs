@@ -324,7 +324,46 @@ pub struct OpenIncident {
     pub opened_at: Timestamp,
 }
 
+/// One row of `rollback_operations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedOperation {
+    /// The journal id.
+    pub id: String,
+    /// `backup`, `restore`, `rollback`, `versions add` or `prune`.
+    pub kind: String,
+    /// `completed`, `finished_by_recovery`, `undone_by_recovery` or `undone_after_error`.
+    pub outcome: String,
+    /// One line for humans.
+    pub summary: String,
+}
+
 impl SqliteLedger {
+    /// Every recorded multi-file operation, oldest first: the audit trail of what recovery did.
+    pub fn recorded_operations(&self) -> Result<Vec<RecordedOperation>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, kind, outcome, summary FROM rollback_operations ORDER BY rowid",
+            )?;
+            stmt.query_map([], |row| {
+                Ok(RecordedOperation {
+                    id: row.get(0)?,
+                    kind: row.get(1)?,
+                    outcome: row.get(2)?,
+                    summary: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// The kinds of the recorded rollbacks and restores, oldest first.
+    pub fn recorded_change_kinds(&self) -> Result<Vec<String>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT kind FROM rollback_changes ORDER BY id")?;
+            stmt.query_map([], |row| row.get(0))?.collect()
+        })
+    }
+
     /// The incidents not closed yet, with their ids and reasons.
     pub fn list_open_incidents(&self) -> Result<Vec<OpenIncident>> {
         let rows: Vec<(i64, String, i64)> = self.with(|conn| {
