@@ -1102,7 +1102,8 @@ mod interrupted_write_and_prune_set_tests {
         let open =
             [IncidentWindow { opened: "2026-01-05T00:00:00Z".parse().expect("t"), closed: None }];
         let undo = [stamp("20260101T000000Z"), stamp("20260105T000000Z")];
-        let cases: Vec<(&str, &[IncidentWindow], &[BackupStamp], Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, &'a [IncidentWindow], &'a [BackupStamp], Vec<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "no guards",
                 &[],
