@@ -279,6 +279,53 @@ async fn a_restore_killed_after_its_last_rename_is_recorded_by_the_next_command(
 }
 
 #[tokio::test]
+async fn a_restore_killed_before_a_later_file_is_renamed_changes_no_file() {
+    let stage = Stage::new().await;
+    let created = run(&mut stage.guardian(&["backup", "create"]));
+    let stamp = stamp_of(&out(&created).0);
+    let versions = stage.root().join("contract-versions.json");
+    let edited = [
+        (versions.clone(), "{\"contracts\": {}}\n".to_owned()),
+        (stage.monitoring(), "{\"edited\": 2}".to_owned()),
+        (stage.accounts(), "{\"edited\": 3}".to_owned()),
+    ];
+    for (path, text) in &edited {
+        fs::write(path, text).expect("edit");
+    }
+    // The set restores in name order: contract-versions, monitoring, smart-accounts. Killed
+    // while writing the second: the first must not have been replaced alone.
+    let output = stage
+        .guardian(&["backup", "restore", &stamp, "--yes"])
+        .env(CRASH_BEFORE_RENAME_ENV, "monitoring-config.json")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success(), "aborted");
+    for (path, text) in &edited {
+        assert_eq!(&stage.read(path), text, "{} is consistently old", path.display());
+    }
+    // The next write (read-only commands leave them) removes the dead process's temp files.
+    let output = run(&mut stage.guardian(&["backup", "prune", "--keep", "99"]));
+    assert!(out(&output).0.contains("stale temp file(s) of dead writers"), "{}", out(&output).0);
+    assert!(temp_files(stage.root()).is_empty(), "{:?}", temp_files(stage.root()));
+    for (path, text) in &edited {
+        assert_eq!(&stage.read(path), text, "{}", path.display());
+    }
+}
+
+#[tokio::test]
+async fn prune_keep_0_asks_before_deleting_every_backup() {
+    let stage = Stage::new().await;
+    run(&mut stage.guardian(&["backup", "create"]));
+    let output = answered(&stage, &["backup", "prune", "--keep", "0"], "no\n");
+    let (stdout, stderr) = out(&output);
+    assert!(stdout.contains("Type 'yes'"), "{stdout}");
+    assert!(!output.status.success() && stderr.contains("not pruned"), "{stderr}");
+    assert_eq!(stage.backup_files().len(), 3, "nothing deleted");
+    run(&mut stage.guardian(&["backup", "prune", "--keep", "0", "--yes"]));
+    assert!(stage.backup_files().is_empty());
+}
+
+#[tokio::test]
 async fn a_failed_or_killed_backup_create_leaves_no_partial_set() {
     let stage = Stage::new().await;
     // The second of three files cannot be read: no backup of the first may stay.
@@ -358,12 +405,14 @@ async fn a_db_that_does_not_exist_is_an_error_not_an_empty_ledger() {
     let stage = Stage::new().await;
     run(&mut stage.guardian(&["backup", "create"]));
     let typo = stage.root().join("guardain.sqlite");
+    let typo_arg = typo.display().to_string();
     for args in [
-        &["backup", "verify"][..],
-        &["backup", "restore", "20260126T101500Z", "--yes"],
-        &["rollback", "vault", "--dry-run"],
+        // `backup --db X verify` is how the previous CLI took it too.
+        &["backup", "--db", &typo_arg, "verify"][..],
+        &["backup", "restore", "20260126T101500Z", "--yes", "--db", &typo_arg],
+        &["rollback", "vault", "--dry-run", "--db", &typo_arg],
     ] {
-        let output = stage.guardian(args).arg("--db").arg(&typo).output().expect("run");
+        let output = stage.guardian(args).output().expect("run");
         let (_, stderr) = out(&output);
         assert!(!output.status.success(), "{args:?}");
         assert!(
