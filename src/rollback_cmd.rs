@@ -3,57 +3,105 @@
 
 #![allow(clippy::print_stdout, reason = "these commands report to the operator's terminal")]
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use alloy::{
     primitives::{Address, B256, keccak256},
-    providers::{DynProvider, Provider, ProviderBuilder},
+    providers::{DynProvider, Provider},
 };
 use clap::{ArgGroup, Args, Subcommand};
 use eyre::{Result, WrapErr, bail, ensure};
 use guardian_core::backup::{ContractVersion, Deployed, KeepReason, VersionSelector};
 use guardian_rollback::{
-    Backups, Rollback, RollbackSettings, SqliteLedger, WriteLock,
+    Backups, RecoveryReport, Rollback, RollbackSettings, SqliteLedger, WriteLock,
     backup::default_backup_files,
+    journal_pending, recover_interrupted,
     version::{describe, record_deployment},
 };
 use serde::Serialize;
 
-/// Where guardian's config and database are.
+/// Where guardian's config and database are. Global, so they may follow the subcommand
+/// (`guardian backup restore STAMP --config FILE`).
 #[derive(Debug, Args)]
 pub(crate) struct Files {
-    /// guardian's config file; its [rollback] table names the managed configs.
-    #[arg(long, env = "GUARDIAN_CONFIG", default_value = "config/guardian.toml")]
-    config_file: PathBuf,
-    /// The guardian database holding the backup ledger (default: [rollback] ledger).
-    #[arg(long, env = "GUARDIAN_DB")]
+    /// guardian's config file; its [rollback] table names the managed configs (and, for
+    /// rollback and versions add, its [[rpc]] endpoints are used).
+    #[arg(
+        long,
+        global = true,
+        alias = "config-file",
+        env = "GUARDIAN_CONFIG",
+        default_value = "config/guardian.toml"
+    )]
+    config: PathBuf,
+    /// The guardian database holding the backup ledger (default: [rollback] ledger). It must
+    /// exist: `guardian run` creates it.
+    #[arg(long, global = true, env = "GUARDIAN_DB")]
     db: Option<PathBuf>,
 }
 
 impl Files {
+    /// The settings and the ledger, which must exist (a mistyped --db would otherwise be an
+    /// empty ledger that knows no backup).
     fn open(&self) -> Result<(RollbackSettings, SqliteLedger)> {
-        let mut settings = RollbackSettings::load(&self.config_file)?;
-        if let Some(db) = &self.db {
-            settings.ledger_path.clone_from(db);
-        }
-        let ledger = SqliteLedger::open(&settings.ledger_path)?;
+        self.open_with(false)
+    }
+
+    fn open_with(&self, create_ledger: bool) -> Result<(RollbackSettings, SqliteLedger)> {
+        let mut settings = RollbackSettings::load(&self.config)?;
+        let from = match &self.db {
+            Some(db) => {
+                settings.ledger_path.clone_from(db);
+                "--db / GUARDIAN_DB".to_owned()
+            }
+            None => format!("[rollback] ledger in {}", self.config.display()),
+        };
+        let ledger = if create_ledger {
+            SqliteLedger::open(&settings.ledger_path)?
+        } else {
+            SqliteLedger::open_existing(&settings.ledger_path)
+                .wrap_err_with(|| format!("the ledger named by {from}"))?
+        };
         Ok((settings, ledger))
     }
 }
 
-/// The chain to verify rollback targets against.
-#[derive(Debug, Args)]
-pub(crate) struct Chain {
-    /// JSON-RPC endpoint of chain 138 (any node of it).
-    #[arg(long, env = "GUARDIAN_RPC_URL")]
-    rpc_url: String,
+/// How often providers over the endpoint pool poll.
+const POLL: Duration = Duration::from_secs(1);
+
+/// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
+/// like the daemon and refusing an endpoint whose chain id is not `[chain] id`.
+fn chain(files: &Files) -> Result<DynProvider> {
+    let config = guardian_config::Config::load(&files.config)?;
+    Ok(guardian_daemon::daemon::rpc_pool(&config)?.failover_provider(POLL))
 }
 
-impl Chain {
-    fn provider(&self) -> Result<DynProvider> {
-        let url =
-            self.rpc_url.parse().wrap_err_with(|| format!("bad --rpc-url {:?}", self.rpc_url))?;
-        Ok(ProviderBuilder::new().connect_http(url).erased())
+/// Finish or undo what a killed guardian left half-done, and say so. Commands that write take
+/// the lock for it; read-only ones only when a journal is waiting.
+fn recover_first(settings: &RollbackSettings, ledger: &SqliteLedger, writes: bool) -> Result<()> {
+    if !writes && !journal_pending(settings) {
+        return Ok(());
+    }
+    let lock = WriteLock::acquire(&settings.lock_path())?;
+    print_recovery(recover_interrupted(&lock, settings, ledger)?.as_ref());
+    Ok(())
+}
+
+/// Under a lock the caller holds: recover and say so.
+fn recover_locked(
+    lock: &WriteLock,
+    settings: &RollbackSettings,
+    ledger: &SqliteLedger,
+) -> Result<()> {
+    print_recovery(recover_interrupted(lock, settings, ledger)?.as_ref());
+    Ok(())
+}
+
+fn print_recovery(report: Option<&RecoveryReport>) {
+    if let Some(report) = report {
+        for line in report.to_string().lines() {
+            println!("{line}");
+        }
     }
 }
 
@@ -77,8 +125,8 @@ enum VersionsCommand {
     /// Record a new deployment as the contract's newest version.
     ///
     /// Backs up the version history file first, then rewrites it atomically. Without
-    /// --code-hash, the runtime code hash is read from the chain (--rpc-url), which also proves
-    /// there is code at the address.
+    /// --code-hash, the runtime code hash is read from the chain through the config's [[rpc]]
+    /// endpoints (chain id checked), which also proves there is code at the address.
     #[command(group(ArgGroup::new("deployed").required(true).args(["block", "date"])))]
     Add(AddArgs),
 }
@@ -99,14 +147,9 @@ struct AddArgs {
     /// The day it was deployed (YYYY-MM-DD, UTC).
     #[arg(long)]
     date: Option<jiff::civil::Date>,
-    /// keccak256 of its runtime code (default: read from --rpc-url).
+    /// keccak256 of its runtime code (default: read from the chain, over [[rpc]]).
     #[arg(long)]
     code_hash: Option<B256>,
-    /// JSON-RPC endpoint to read the code hash from.
-    #[arg(long, env = "GUARDIAN_RPC_URL")]
-    rpc_url: Option<String>,
-    #[command(flatten)]
-    files: Files,
 }
 
 /// `guardian rollback`.
@@ -128,8 +171,6 @@ pub(crate) struct RollbackArgs {
     #[arg(long)]
     yes: bool,
     #[command(flatten)]
-    chain: Chain,
-    #[command(flatten)]
     files: Files,
 }
 
@@ -147,17 +188,21 @@ enum BackupCommand {
     /// Back up the managed configs (and the version history) under one new timestamp.
     Create {
         /// Only this managed config (repeatable).
-        #[arg(long = "config", value_name = "NAME")]
-        configs: Vec<String>,
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
         /// Why, for the ledger.
         #[arg(long, default_value = "manual")]
         reason: String,
+        /// Create the ledger database if it does not exist yet (a fresh host, before `guardian
+        /// run` has created it).
+        #[arg(long)]
+        new_ledger: bool,
     },
     /// List backups, oldest first.
     List {
         /// Only backups of this managed config.
         #[arg(long, value_name = "NAME")]
-        config: Option<String>,
+        only: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -168,11 +213,12 @@ enum BackupCommand {
         timestamp: String,
         /// Only this managed config.
         #[arg(long, value_name = "NAME")]
-        config: Option<String>,
+        only: Option<String>,
     },
     /// Check every backup (or those of one timestamp) against its sha256 sidecar and the ledger.
     ///
-    /// Exits non-zero if any backup is corrupted or cannot be verified.
+    /// Reports every bad one (corrupted, unverifiable, unreadable, a symbolic link, or without
+    /// a ledger row) and exits non-zero at the end if there was any.
     Verify {
         /// Only this timestamp.
         timestamp: Option<String>,
@@ -180,8 +226,11 @@ enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete all but the newest N backups of each config; never one taken during an open
-    /// incident.
+    /// Delete whole backup sets beyond the newest N of each config.
+    ///
+    /// A set (every file sharing a timestamp) is deleted entirely or not at all. Never deleted:
+    /// a set any of whose files is among the newest N of its config, a set taken during an open
+    /// incident (`backup incidents`), an undo backup younger than [rollback] keep_undo_for.
     Prune {
         /// How many of each config's newest backups to keep.
         #[arg(long)]
@@ -189,24 +238,38 @@ enum BackupCommand {
         /// Only say what would be deleted.
         #[arg(long)]
         dry_run: bool,
+        /// With --keep 0, delete without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// Restore the configs backed up at a timestamp.
     ///
-    /// Verifies the checksums first (a corrupted or edited backup is refused), backs up the
-    /// current files under a new timestamp (printed: restore it to undo), then replaces each file
-    /// atomically. A timestamp that does not exist lists the nearest ones.
+    /// Verifies the checksums first (a corrupted or edited backup, a symbolic link, or one the
+    /// ledger has no record of is refused), backs up the current files under a new timestamp
+    /// (printed: restore it to undo), then replaces every file, all of them or none. A timestamp
+    /// that does not exist lists the nearest ones.
     Restore {
         /// The timestamp, exactly as in the file name (20260126T101500Z or 20260126T101500Z-1).
         timestamp: String,
         /// Only this managed config (default: every config backed up at that timestamp).
         #[arg(long, value_name = "NAME")]
-        config: Option<String>,
+        only: Option<String>,
         /// Show what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
         /// Write without asking (scripts). Without it the diff is shown and `yes` is asked for.
         #[arg(long)]
         yes: bool,
+        /// Restore a backup the ledger has no record of (its sidecar must still match).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the open incidents (opened by each rollback) whose backups prune keeps, or close
+    /// one.
+    Incidents {
+        /// Close the incident with this id: prune may delete its backups again.
+        #[arg(long, value_name = "ID")]
+        close: Option<i64>,
     },
 }
 
@@ -217,14 +280,15 @@ fn print_json(value: &impl Serialize) -> Result<()> {
 
 pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
     if let Some(VersionsCommand::Add(add)) = args.command {
-        return versions_add(add).await;
+        return versions_add(add, &args.files).await;
     }
     let Some(contract) = args.contract else {
         bail!(
             "name a contract: guardian versions <CONTRACT>, or record one with guardian versions add"
         );
     };
-    let (settings, _ledger) = args.files.open()?;
+    let (settings, ledger) = args.files.open()?;
+    recover_first(&settings, &ledger, false)?;
     let report = describe(&settings, &contract)?;
     if args.json {
         return print_json(&report);
@@ -249,25 +313,31 @@ pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
     Ok(())
 }
 
-async fn versions_add(args: AddArgs) -> Result<()> {
-    let (settings, ledger) = args.files.open()?;
+async fn versions_add(args: AddArgs, files: &Files) -> Result<()> {
+    let (settings, ledger) = files.open()?;
     let deployed = match (args.block, args.date) {
         (Some(block), _) => Deployed::Block(block),
         (None, Some(date)) => Deployed::Date(date),
         (None, None) => bail!("give --block or --date"),
     };
-    let code_hash = match (args.code_hash, &args.rpc_url) {
-        (Some(hash), _) => hash,
-        (None, Some(url)) => {
-            let provider = Chain { rpc_url: url.clone() }.provider()?;
-            let code = provider.get_code_at(args.address).await?;
-            ensure!(!code.is_empty(), "there is no code at {} on {url}", args.address);
+    let code_hash = match args.code_hash {
+        Some(hash) => hash,
+        None => {
+            let provider = chain(files)?;
+            let code = provider.get_code_at(args.address).await.wrap_err_with(|| {
+                format!("reading the code at {} over the [[rpc]] endpoints", args.address)
+            })?;
+            ensure!(
+                !code.is_empty(),
+                "there is no code at {} on the configured chain",
+                args.address
+            );
             keccak256(&code)
         }
-        (None, None) => bail!("give --code-hash, or --rpc-url to read it from the chain"),
     };
     let version = ContractVersion { label: args.label, address: args.address, deployed, code_hash };
     let lock = WriteLock::acquire(&settings.lock_path())?;
+    recover_locked(&lock, &settings, &ledger)?;
     let backup = record_deployment(&settings, &ledger, &lock, &args.contract, version.clone())?;
     println!(
         "recorded {} {} at {} (code {})",
@@ -281,7 +351,8 @@ async fn versions_add(args: AddArgs) -> Result<()> {
 
 pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     let (settings, ledger) = args.files.open()?;
-    let provider = args.chain.provider()?;
+    let provider = chain(&args.files)?;
+    recover_first(&settings, &ledger, !args.dry_run)?;
     let to = VersionSelector::from_arg(args.to.as_deref());
     let rollback = Rollback::new(&settings, &ledger);
     if args.json && !args.dry_run && !args.yes {
@@ -348,7 +419,9 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     match rollback.apply(&lock, &plan)?.backup {
         None => println!("nothing to change"),
         Some(backup) => println!(
-            "rolled back; previous configs saved as {} (undo: guardian backup restore {})",
+            "rolled back; previous configs saved as {} (undo: guardian backup restore {}); \
+             an incident is open, so prune keeps every backup from now on (guardian backup \
+             incidents)",
             backup.stamp, backup.stamp
         ),
     }
@@ -356,21 +429,36 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
 }
 
 pub(crate) fn backup(args: BackupArgs) -> Result<()> {
-    let (settings, ledger) = args.files.open()?;
+    let new_ledger = matches!(args.command, BackupCommand::Create { new_ledger: true, .. });
+    let (settings, ledger) = args.files.open_with(new_ledger)?;
+    let writes = matches!(
+        args.command,
+        BackupCommand::Create { .. }
+            | BackupCommand::Restore { dry_run: false, .. }
+            | BackupCommand::Prune { dry_run: false, .. }
+    );
+    recover_first(&settings, &ledger, writes)?;
     let backups = Backups::new(&settings, &ledger);
     match args.command {
-        BackupCommand::Create { configs, reason } => {
-            let files = if configs.is_empty() {
+        BackupCommand::Create { only, reason, .. } => {
+            let files = if only.is_empty() {
                 default_backup_files(&settings)
             } else {
-                configs
-                    .iter()
+                only.iter()
                     .map(|name| {
-                        settings
-                            .backed_up_files()
-                            .into_iter()
-                            .find(|c| &c.name == name)
-                            .ok_or_else(|| eyre::eyre!("no managed config named {name:?}"))
+                        settings.backed_up_files().into_iter().find(|c| &c.name == name).ok_or_else(
+                            || {
+                                let known: Vec<String> = settings
+                                    .backed_up_files()
+                                    .into_iter()
+                                    .map(|c| c.name)
+                                    .collect();
+                                eyre::eyre!(
+                                    "no managed config named {name:?} (known: {})",
+                                    known.join(", ")
+                                )
+                            },
+                        )
                     })
                     .collect::<Result<_>>()?
             };
@@ -381,11 +469,11 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             }
             println!("backup {} taken ({} file(s))", set.stamp, set.files.len());
         }
-        BackupCommand::List { config, json } => {
+        BackupCommand::List { only, json } => {
             let list: Vec<_> = backups
                 .list()?
                 .into_iter()
-                .filter(|e| config.as_ref().is_none_or(|c| &e.name.config == c))
+                .filter(|e| only.as_ref().is_none_or(|c| &e.name.config == c))
                 .collect();
             if json {
                 return print_json(&list);
@@ -400,13 +488,13 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 println!("no backups in {}", settings.backup_dir.display());
             }
         }
-        BackupCommand::Show { timestamp, config } => {
-            for entry in backups.at_stamp(&timestamp, config.as_deref())? {
+        BackupCommand::Show { timestamp, only } => {
+            for entry in backups.at_stamp(&timestamp, only.as_deref())? {
                 let check = backups.verify(&entry)?;
                 println!("{}  ({} B)", entry.path.display(), entry.bytes);
                 println!("  checksum: {}", verdict_line(&check.verdict));
             }
-            match backups.preview_restore(&timestamp, config.as_deref()) {
+            match backups.preview_restore(&timestamp, only.as_deref()) {
                 Ok(outcome) => {
                     for file in outcome.files {
                         if file.diff.is_empty() {
@@ -425,6 +513,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 Some(stamp) => backups.at_stamp(stamp, None)?,
                 None => backups.list()?,
             };
+            // Every entry is checked, a bad one does not stop the rest; exit 1 at the end.
             let reports = entries.iter().map(|e| backups.verify(e)).collect::<Result<Vec<_>>>()?;
             let bad = reports.iter().filter(|r| !r.is_intact()).count();
             if json {
@@ -437,7 +526,17 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             }
             ensure!(bad == 0, "{bad} backup(s) failed verification");
         }
-        BackupCommand::Prune { keep, dry_run } => {
+        BackupCommand::Prune { keep, dry_run, yes } => {
+            if keep == 0 && !dry_run && !yes {
+                println!(
+                    "--keep 0 deletes every backup set not protected by an open incident or \
+                     keep_undo_for ({}).",
+                    settings.keep_undo_for
+                );
+                if !crate::prompt::confirm("Delete them?")? {
+                    bail!("not pruned: nothing deleted");
+                }
+            }
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let plan = backups.prune(&lock, keep, dry_run)?;
             let verb = if dry_run { "would delete" } else { "deleted" };
@@ -445,13 +544,16 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 println!("{verb} {}", name.file_name());
             }
             for (name, why) in &plan.keep {
-                if *why == KeepReason::OpenIncident {
-                    println!("kept {} (taken during an open incident)", name.file_name());
-                }
+                let why = match why {
+                    KeepReason::OpenIncident => "taken during an open incident",
+                    KeepReason::UndoBackup => "undo backup younger than keep_undo_for",
+                    _ => continue,
+                };
+                println!("kept {} ({why})", name.file_name());
             }
             println!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
         }
-        BackupCommand::Restore { timestamp, config, dry_run, yes } => {
+        BackupCommand::Restore { timestamp, only, dry_run, yes, force } => {
             let show = |outcome: &guardian_rollback::RestoreOutcome| {
                 for file in &outcome.files {
                     println!("{} <- {}", file.path.display(), file.from.display());
@@ -459,7 +561,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 }
             };
             if dry_run || !yes {
-                let preview = backups.preview_restore(&timestamp, config.as_deref())?;
+                let preview = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 show(&preview);
                 if dry_run {
                     println!("dry run: nothing written");
@@ -471,20 +573,33 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                     bail!("not restored: nothing written");
                 }
                 let lock = WriteLock::acquire(&settings.lock_path())?;
-                let again = backups.preview_restore(&timestamp, config.as_deref())?;
+                recover_locked(&lock, &settings, &ledger)?;
+                let again = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 ensure!(
                     again.files.iter().map(|f| &f.diff).eq(preview.files.iter().map(|f| &f.diff)),
                     "the configs changed while the diff was shown; nothing written: run the \
                      restore again to see the new diff"
                 );
-                let outcome = backups.restore(&lock, &timestamp, config.as_deref())?;
+                let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
                 print_restored(&outcome);
             } else {
                 let lock = WriteLock::acquire(&settings.lock_path())?;
-                let outcome = backups.restore(&lock, &timestamp, config.as_deref())?;
+                let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
                 show(&outcome);
                 print_restored(&outcome);
             }
+        }
+        BackupCommand::Incidents { close } => {
+            if let Some(id) = close {
+                use guardian_rollback::BackupLedger as _;
+                ledger.close_incident(id, jiff::Timestamp::now())?;
+                println!("closed incident {id}: prune may delete its backups again");
+            }
+            let open = ledger.list_open_incidents()?;
+            for incident in &open {
+                println!("{:>4}  since {}  {}", incident.id, incident.opened_at, incident.reason);
+            }
+            println!("{} open incident(s)", open.len());
         }
     }
     Ok(())
@@ -506,5 +621,10 @@ fn verdict_line(verdict: &guardian_rollback::Verdict) -> String {
             format!("CORRUPTED: {recorded_in} records {expected}, file hashes to {actual}")
         }
         guardian_rollback::Verdict::Unverifiable { reason } => format!("UNVERIFIABLE: {reason}"),
+        guardian_rollback::Verdict::Unrecorded { sha256 } => format!(
+            "UNRECORDED: the sidecar matches (sha256 {sha256}) but the ledger has no row for \
+             it: not taken by guardian with this ledger (restore needs --force)"
+        ),
+        other => format!("{other:?}"),
     }
 }

@@ -13,6 +13,7 @@ mod packaging;
 mod pause_module;
 mod rehearse;
 mod rollback;
+mod rollback_files;
 mod rules_on_chain;
 mod safe_flow;
 mod sender;

@@ -16,7 +16,7 @@ use guardian_chain::Testbed;
 use guardian_core::backup::{BackupName, VersionSelector};
 use guardian_rollback::{
     Backups, Rollback, RollbackSettings, SqliteLedger,
-    atomic_file::{CRASH_BEFORE_RENAME_ENV, PAUSE_BEFORE_WRITE_ENV},
+    atomic_file::{CRASH_BEFORE_RENAME_ENV, CRASH_BETWEEN_RENAMES_ENV, PAUSE_BEFORE_WRITE_ENV},
 };
 
 use crate::support::testbed;
@@ -36,22 +36,48 @@ const ACCOUNTS: &str = r#"{
 const MONITORING: &str = "{\"watch\": [{\"name\": \"vault\", \"address\": \"{VAULT_LC}\"}]}";
 
 /// A guardian config folder wired to a testbed.
-struct Stage {
-    dir: tempfile::TempDir,
-    bed: Testbed,
+pub(crate) struct Stage {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) bed: Testbed,
+}
+
+/// The parts of guardian.toml besides `[rollback]`: chain 138 over the testbed's endpoint (the
+/// rollback's on-chain checks go through the same endpoint pool as every command).
+pub(crate) fn chain_toml(rpc: &[String]) -> String {
+    let rpc: String = rpc.iter().map(|url| format!("[[rpc]]\nurl = \"{url}\"\n\n")).collect();
+    format!(
+        "[chain]\nid = 138\n\n{rpc}[storage]\npath = \"guardian.sqlite\"\n\n[[contracts]]\n\
+         name = \"vault\"\naddress = \"0x1000000000000000000000000000000000000001\"\n"
+    )
 }
 
 impl Stage {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
+        Self::with_extra("").await
+    }
+
+    /// A stage whose guardian.toml has `extra` appended (more `[[rollback.configs]]`).
+    pub(crate) async fn with_extra(extra: &str) -> Self {
         let bed = testbed().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        fs::write(
-            root.join("guardian.toml"),
-            r#"
-[chain]
-rpc_url = "ignored by the rollback loader"
+        let stage = Self { dir, bed };
+        stage.write_toml(&[stage.bed.devnet.http_url().to_string()], extra);
+        // The ledger exists, as `guardian run` leaves it: the commands refuse a missing one.
+        SqliteLedger::open(&stage.root().join("guardian.sqlite")).expect("ledger");
+        let v1 = stage.bed.targets.vault_v1;
+        stage.record_v1(v1, stage.code_hash(v1).await).await;
+        fs::write(stage.accounts(), stage.accounts_text(stage.bed.targets.vault_v2)).expect("w");
+        fs::write(stage.monitoring(), stage.monitoring_text(stage.bed.targets.vault_v2))
+            .expect("w");
+        stage
+    }
 
+    /// (Re)write guardian.toml with these `[[rpc]]` endpoints.
+    pub(crate) fn write_toml(&self, rpc: &[String], extra: &str) {
+        fs::write(
+            self.root().join("guardian.toml"),
+            chain_toml(rpc)
+                + r#"
 [rollback]
 backup_dir = "backups"
 ledger = "guardian.sqlite"
@@ -71,24 +97,17 @@ keys = [
   { config = "smart-accounts-config", pointer = "/paymaster/vault" },
   { config = "monitoring-config", pointer = "/watch/0/address" },
 ]
-"#,
+"# + extra,
         )
         .expect("guardian.toml");
-        let stage = Self { dir, bed };
-        let v1 = stage.bed.targets.vault_v1;
-        stage.record_v1(v1, stage.code_hash(v1).await).await;
-        fs::write(stage.accounts(), stage.accounts_text(stage.bed.targets.vault_v2)).expect("w");
-        fs::write(stage.monitoring(), stage.monitoring_text(stage.bed.targets.vault_v2))
-            .expect("w");
-        stage
     }
 
-    async fn code_hash(&self, address: Address) -> B256 {
+    pub(crate) async fn code_hash(&self, address: Address) -> B256 {
         keccak256(self.bed.devnet.reader().get_code_at(address).await.expect("code"))
     }
 
     /// Write the version history: V2 as recorded on chain, and `v1` as the previous version.
-    async fn record_v1(&self, v1: Address, v1_code_hash: B256) {
+    pub(crate) async fn record_v1(&self, v1: Address, v1_code_hash: B256) {
         let v2 = self.bed.targets.vault_v2;
         let v2_hash = self.code_hash(v2).await;
         let versions = serde_json::json!({
@@ -102,38 +121,38 @@ keys = [
             .expect("versions");
     }
 
-    fn accounts_text(&self, vault: Address) -> String {
+    pub(crate) fn accounts_text(&self, vault: Address) -> String {
         ACCOUNTS
             .replace("{VAULT}", &vault.to_checksum(None))
             .replace("{FACTORY}", &self.bed.targets.factory.to_checksum(None))
             .replace("{OTHER}", &self.bed.targets.vault_v2.to_checksum(None))
     }
 
-    fn monitoring_text(&self, vault: Address) -> String {
+    pub(crate) fn monitoring_text(&self, vault: Address) -> String {
         MONITORING.replace("{VAULT_LC}", &vault.to_checksum(None).to_lowercase())
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    fn accounts(&self) -> PathBuf {
+    pub(crate) fn accounts(&self) -> PathBuf {
         self.root().join("smart-accounts-config.json")
     }
 
-    fn monitoring(&self) -> PathBuf {
+    pub(crate) fn monitoring(&self) -> PathBuf {
         self.root().join("monitoring-config.json")
     }
 
-    fn settings(&self) -> RollbackSettings {
+    pub(crate) fn settings(&self) -> RollbackSettings {
         RollbackSettings::load(&self.root().join("guardian.toml")).expect("settings")
     }
 
-    fn read(&self, path: &Path) -> String {
+    pub(crate) fn read(&self, path: &Path) -> String {
         fs::read_to_string(path).expect("read")
     }
 
-    fn backup_files(&self) -> Vec<String> {
+    pub(crate) fn backup_files(&self) -> Vec<String> {
         match fs::read_dir(self.root().join("backups")) {
             Err(_) => Vec::new(),
             Ok(dir) => {
@@ -148,7 +167,7 @@ keys = [
     }
 
     /// Backups of one config, oldest first.
-    fn backups_of(&self, config: &str) -> Vec<PathBuf> {
+    pub(crate) fn backups_of(&self, config: &str) -> Vec<PathBuf> {
         let mut names: Vec<BackupName> = self
             .backup_files()
             .iter()
@@ -160,18 +179,20 @@ keys = [
     }
 
     /// The `guardian` binary with this stage's config and chain.
-    fn guardian(&self, args: &[&str]) -> Command {
+    pub(crate) fn guardian(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_guardian"));
         cmd.args(args)
             .env("GUARDIAN_CONFIG", self.root().join("guardian.toml"))
-            .env("GUARDIAN_RPC_URL", self.bed.devnet.http_url().as_str())
+            .env_remove("GUARDIAN_DB")
+            .env_remove("GUARDIAN_RPC_URL")
             .env_remove(CRASH_BEFORE_RENAME_ENV)
+            .env_remove(CRASH_BETWEEN_RENAMES_ENV)
             .env_remove(PAUSE_BEFORE_WRITE_ENV);
         cmd
     }
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let output = cmd.output().expect("guardian runs");
     assert!(
         output.status.success(),
@@ -299,9 +320,19 @@ async fn a_crash_before_the_rename_leaves_the_old_config() {
         .collect();
     assert_eq!(stray.len(), 1, "the crash left its fully written temp file: {stray:?}");
 
-    // The stray temp file does not get in the way of the next attempt.
-    run(&mut stage.guardian(&["rollback", "vault", "--yes"]));
+    // The stray temp file does not get in the way of the next attempt, which removes it (its
+    // process is gone) and says so, with the undo backup's temp files staged before it.
+    let output = run(&mut stage.guardian(&["rollback", "vault", "--yes"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("stale temp file(s) of dead writers"), "{stdout}");
+    assert!(stdout.contains(&stray[0]), "{stdout}");
     assert_eq!(stage.read(&stage.accounts()), stage.accounts_text(stage.bed.targets.vault_v1));
+    let left: Vec<_> = fs::read_dir(stage.root())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "no temp file left: {left:?}");
 }
 
 #[tokio::test]
@@ -311,7 +342,7 @@ async fn concurrent_rollback_and_restore_run_one_after_the_other() {
     // A backup of a different, still-valid state R (an extra field), then back to C.
     let restored_text = stage.accounts_text(v2).replacen('{', "{\n  \"restored\": true,", 1);
     fs::write(stage.accounts(), &restored_text).expect("R");
-    run(&mut stage.guardian(&["backup", "create", "--config", "smart-accounts-config"]));
+    run(&mut stage.guardian(&["backup", "create", "--only", "smart-accounts-config"]));
     let stamp = stage.backup_files()[0]
         .trim_start_matches("smart-accounts-config_")
         .trim_end_matches(".json")
@@ -329,7 +360,7 @@ async fn concurrent_rollback_and_restore_run_one_after_the_other() {
         "backup",
         "restore",
         &stamp,
-        "--config",
+        "--only",
         "smart-accounts-config",
         "--yes",
     ]));
@@ -412,7 +443,7 @@ async fn backup_cli_verifies_restores_and_suggests() {
         "backup",
         "restore",
         &stamp,
-        "--config",
+        "--only",
         "monitoring-config",
         "--yes",
     ]));
@@ -467,7 +498,7 @@ async fn versions_add_records_a_deployment_after_a_backup() {
 }
 
 /// `guardian <args>` with `answer` typed at its prompt.
-fn answered(stage: &Stage, args: &[&str], answer: &str) -> std::process::Output {
+pub(crate) fn answered(stage: &Stage, args: &[&str], answer: &str) -> std::process::Output {
     use std::io::Write as _;
     let mut child = stage
         .guardian(args)
@@ -513,7 +544,7 @@ async fn rollback_and_restore_ask_before_writing() {
         .to_owned();
 
     // Restoring the undo backup asks the same way.
-    let only = ["backup", "restore", &stamp, "--config", "smart-accounts-config"];
+    let only = ["backup", "restore", &stamp, "--only", "smart-accounts-config"];
     let output = answered(&stage, &only, "no\n");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

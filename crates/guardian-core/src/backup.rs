@@ -257,11 +257,16 @@ impl IncidentWindow {
 /// Why prune keeps a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum KeepReason {
     /// Among the newest N of its config.
     Newest,
     /// Taken during an open incident.
     OpenIncident,
+    /// The undo backup of a rollback or restore, younger than `[rollback] keep_undo_for`.
+    UndoBackup,
+    /// Another file of its set (same stamp) is kept, and prune never splits a set.
+    SameSet,
 }
 
 /// What `prune --keep N` does.
@@ -650,6 +655,505 @@ fn spell_like(address: Address, like: &str) -> String {
     let lower_case = hex_part.bytes().any(|b| b.is_ascii_lowercase())
         && !hex_part.bytes().any(|b| b.is_ascii_uppercase());
     if lower_case { checksummed.to_lowercase() } else { checksummed }
+}
+
+// =============================================================================================
+// Interrupted writes, retention and whole-set prune (the `files` hardening). Kept apart from
+// the functions above so the two can change independently.
+// =============================================================================================
+
+/// How long a temporary file of a process that may still be alive is kept before a later write
+/// removes it anyway (a write takes milliseconds; this only matters when a PID was reused).
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The temporary file written next to `target` before it is renamed over it:
+/// `.TARGET.tmp-PID-NONCE`, NONCE 16 hex digits chosen at random, so the name cannot be
+/// guessed and planted in advance.
+pub fn temp_file_name(target: &str, pid: u32, nonce: u64) -> String {
+    format!(".{target}.tmp-{pid}-{nonce:016x}")
+}
+
+/// A temporary file name guardian wrote (this version's `.TARGET.tmp-PID-NONCE`, or an older
+/// version's `.TARGET.tmp-PID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempFileName {
+    /// The file it was going to replace (a name in the same folder).
+    pub target: String,
+    /// The process that wrote it.
+    pub pid: u32,
+}
+
+impl TempFileName {
+    /// Recognise a temporary file name; anything else is `None`.
+    pub fn parse(file_name: &str) -> Option<Self> {
+        let (target, tail) = file_name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+        let pid = match tail.split_once('-') {
+            Some((pid, nonce)) => {
+                let hex = nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hex {
+                    return None;
+                }
+                pid
+            }
+            None => tail,
+        };
+        if target.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self { target: target.to_owned(), pid: pid.parse().ok()? })
+    }
+}
+
+/// Whether a temporary file found while holding the write lock is left over from a dead writer:
+/// its process is gone, or it is older than [`STALE_TEMP_AGE`] (a reused PID). Every write
+/// happens under the lock, so a temp file seen under it is never one being written.
+pub fn temp_is_stale(owner_alive: bool, age: std::time::Duration) -> bool {
+    !owner_alive || age >= STALE_TEMP_AGE
+}
+
+/// Where one file of an interrupted multi-file operation stands, judged by its sha256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// As it was before the operation (absent, for a file the operation creates).
+    Before,
+    /// As the operation leaves it (absent, for a file the operation deletes).
+    After,
+    /// Neither: changed by something else since the operation was journaled.
+    Neither,
+}
+
+/// One journaled file, as recovery finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournaledFile {
+    /// The file itself.
+    pub state: FileState,
+    /// Its temp file is present and hashes to the new content (always true for a deletion).
+    pub temp_intact: bool,
+    /// Its old content can be put back: it was absent, or a copy with the old sha256 exists.
+    pub restorable: bool,
+}
+
+/// What to do with an operation a crash interrupted after its journal was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecoveryDecision {
+    /// Roll forward: rename the remaining temp files (every one is there and intact), then
+    /// record the operation as done.
+    Finish,
+    /// Roll back: a file that was not renamed yet lost its temp file, so the operation cannot
+    /// be finished; put the renamed files' old content back and remove the temp files.
+    Undo,
+    /// Neither is safe; a person must look. `files` index the journal's file list.
+    Stuck {
+        /// The files in the way.
+        files: Vec<usize>,
+        /// Why they are in the way.
+        reason: StuckReason,
+    },
+}
+
+/// Why an interrupted operation can be neither finished nor undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StuckReason {
+    /// The files were changed by something else since the operation was journaled.
+    ChangedSince,
+    /// It must be undone, but these renamed files' old content is gone.
+    OldContentLost,
+}
+
+/// Decide how to recover an interrupted operation from the state of its files (in journal
+/// order). Finishing is preferred: the journal is written only after every temp file is on
+/// disk, so it is what the operator asked for. Undoing is for temp files lost since then. A file
+/// changed by something else is never overwritten.
+pub fn decide_recovery(files: &[JournaledFile]) -> RecoveryDecision {
+    let changed: Vec<usize> =
+        (0..files.len()).filter(|&i| files[i].state == FileState::Neither).collect();
+    if !changed.is_empty() {
+        return RecoveryDecision::Stuck { files: changed, reason: StuckReason::ChangedSince };
+    }
+    if files.iter().all(|f| f.state == FileState::After || f.temp_intact) {
+        return RecoveryDecision::Finish;
+    }
+    let lost: Vec<usize> = (0..files.len())
+        .filter(|&i| files[i].state == FileState::After && !files[i].restorable)
+        .collect();
+    if !lost.is_empty() {
+        return RecoveryDecision::Stuck { files: lost, reason: StuckReason::OldContentLost };
+    }
+    RecoveryDecision::Undo
+}
+
+/// A length of time written as a number and a unit: `45s`, `30m`, `12h`, `7d`, `2w` (`0` turns
+/// the protection off). Used by `[rollback] keep_undo_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetentionPeriod {
+    seconds: i64,
+}
+
+/// Why a string is not a retention period.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{input:?} is not a period: write a whole number and one unit, s, m, h, d or w (e.g. \"7d\", \"12h\")"
+)]
+pub struct BadPeriod {
+    input: String,
+}
+
+impl RetentionPeriod {
+    /// `seconds` long (negative counts as zero).
+    pub const fn from_seconds(seconds: i64) -> Self {
+        Self { seconds: if seconds < 0 { 0 } else { seconds } }
+    }
+
+    /// Its length in seconds.
+    pub const fn as_seconds(&self) -> i64 {
+        self.seconds
+    }
+
+    /// Whether something stamped `stamp` is younger than this period at `now`.
+    pub fn covers(&self, stamp: &BackupStamp, now: Timestamp) -> bool {
+        now.as_second().saturating_sub(stamp.second) < self.seconds
+    }
+}
+
+impl FromStr for RetentionPeriod {
+    type Err = BadPeriod;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadPeriod { input: s.to_owned() };
+        if s == "0" {
+            return Ok(Self { seconds: 0 });
+        }
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = s.split_at(split);
+        let unit_seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 604_800,
+            _ => return Err(bad()),
+        };
+        let number: i64 = number.parse().map_err(|_| bad())?;
+        let seconds = number.checked_mul(unit_seconds).ok_or_else(bad)?;
+        Ok(Self { seconds })
+    }
+}
+
+impl fmt::Display for RetentionPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(604_800, "w"), (86_400, "d"), (3_600, "h"), (60, "m")];
+        match units.iter().find(|(n, _)| self.seconds != 0 && self.seconds % n == 0) {
+            Some((n, unit)) => write!(f, "{}{unit}", self.seconds / n),
+            None => write!(f, "{}s", self.seconds),
+        }
+    }
+}
+
+impl Serialize for RetentionPeriod {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RetentionPeriod {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What protects a backup set from prune besides being among the newest.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneGuards<'a> {
+    /// Open incidents (from the ledger): every set stamped inside one is kept.
+    pub incidents: &'a [IncidentWindow],
+    /// Stamps of undo backups: the ledger's record of the backup taken before each rollback
+    /// or restore.
+    pub undo_stamps: &'a [BackupStamp],
+    /// How long an undo backup is kept whatever `--keep` says.
+    pub keep_undo_for: RetentionPeriod,
+    /// The time prune runs at.
+    pub now: Timestamp,
+}
+
+/// Decide what `prune --keep keep_newest` deletes, a whole set (every file sharing one stamp)
+/// at a time: a set is kept entirely when any of its files is among the newest `keep_newest`
+/// of its config, when it was taken during an open incident, or when it is an undo backup
+/// younger than `keep_undo_for`; otherwise every file of it is deleted.
+pub fn select_prune_sets(
+    backups: &[BackupName],
+    keep_newest: usize,
+    guards: &PruneGuards<'_>,
+) -> PrunePlan {
+    let mut unique: Vec<&BackupName> = backups.iter().collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut newest: std::collections::BTreeSet<&BackupName> = std::collections::BTreeSet::new();
+    let mut by_config: BTreeMap<&str, Vec<&BackupName>> = BTreeMap::new();
+    for backup in &unique {
+        by_config.entry(&backup.config).or_default().push(backup);
+    }
+    for mut list in by_config.into_values() {
+        list.sort_unstable_by(|a, b| b.cmp(a));
+        newest.extend(list.into_iter().take(keep_newest));
+    }
+    let mut sets: BTreeMap<BackupStamp, Vec<&BackupName>> = BTreeMap::new();
+    for backup in &unique {
+        sets.entry(backup.stamp).or_default().push(backup);
+    }
+    let mut plan = PrunePlan::default();
+    for (stamp, members) in sets {
+        let set_reason = if guards.incidents.iter().any(|w| w.contains(&stamp)) {
+            Some(KeepReason::OpenIncident)
+        } else if guards.undo_stamps.contains(&stamp)
+            && guards.keep_undo_for.covers(&stamp, guards.now)
+        {
+            Some(KeepReason::UndoBackup)
+        } else if members.iter().any(|m| newest.contains(m)) {
+            Some(KeepReason::SameSet)
+        } else {
+            None
+        };
+        for member in members {
+            match set_reason {
+                None => plan.delete.push(member.clone()),
+                Some(_) if newest.contains(member) => {
+                    plan.keep.push((member.clone(), KeepReason::Newest));
+                }
+                Some(reason) => plan.keep.push((member.clone(), reason)),
+            }
+        }
+    }
+    plan.keep.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    plan.delete.sort_unstable();
+    plan
+}
+
+#[cfg(test)]
+mod interrupted_write_and_prune_set_tests {
+    use super::*;
+
+    fn stamp(s: &str) -> BackupStamp {
+        s.parse().expect("stamp")
+    }
+
+    fn backup(config: &str, s: &str) -> BackupName {
+        BackupName { config: config.into(), stamp: stamp(s) }
+    }
+
+    #[test]
+    fn temp_file_names_round_trip_and_ignore_other_files() {
+        let name = temp_file_name("smart-accounts-config.json", 3307, 0xdead_beef);
+        assert_eq!(name, ".smart-accounts-config.json.tmp-3307-00000000deadbeef");
+        let parsed = TempFileName::parse(&name).expect("parses");
+        assert_eq!(parsed, TempFileName { target: "smart-accounts-config.json".into(), pid: 3307 });
+        // The names older versions wrote are recognised too, so their leftovers are cleaned.
+        assert_eq!(
+            TempFileName::parse(".x_20260126T101500Z.json.sha256.tmp-42"),
+            Some(TempFileName { target: "x_20260126T101500Z.json.sha256".into(), pid: 42 })
+        );
+        for other in [
+            "smart-accounts-config.json",
+            ".guardian.lock",
+            ".x.json.tmp-",
+            ".x.json.tmp-abc",
+            ".x.json.tmp-12-xyz",
+            ".x.json.tmp-12-00000000deadbee",
+            "x.json.tmp-12",
+            "..tmp-12",
+        ] {
+            assert_eq!(TempFileName::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_temp_files_are_those_of_dead_or_old_writers() {
+        let minute = std::time::Duration::from_secs(60);
+        for (alive, age, stale) in [
+            (false, std::time::Duration::ZERO, true),
+            (false, 60 * minute, true),
+            (true, minute, false),
+            (true, STALE_TEMP_AGE - minute, false),
+            (true, STALE_TEMP_AGE, true),
+        ] {
+            assert_eq!(temp_is_stale(alive, age), stale, "alive {alive}, age {age:?}");
+        }
+    }
+
+    fn file(state: FileState, temp_intact: bool, restorable: bool) -> JournaledFile {
+        JournaledFile { state, temp_intact, restorable }
+    }
+
+    #[test]
+    fn recovery_finishes_when_it_can_undoes_when_it_must() {
+        use FileState::{After, Before, Neither};
+        let stuck = |files: Vec<usize>, reason| RecoveryDecision::Stuck { files, reason };
+        let cases: Vec<(&str, Vec<JournaledFile>, RecoveryDecision)> = vec![
+            (
+                "crash before the first rename: every temp is there",
+                vec![file(Before, true, true), file(Before, true, true)],
+                RecoveryDecision::Finish,
+            ),
+            (
+                "crash between renames",
+                vec![file(After, false, true), file(Before, true, true)],
+                RecoveryDecision::Finish,
+            ),
+            (
+                "crash after the last rename, before the record",
+                vec![file(After, false, true), file(After, false, false)],
+                RecoveryDecision::Finish,
+            ),
+            (
+                "a temp file lost before its rename: undo the renamed one",
+                vec![file(After, false, true), file(Before, false, true)],
+                RecoveryDecision::Undo,
+            ),
+            (
+                "a temp lost and nothing renamed yet",
+                vec![file(Before, true, true), file(Before, false, true)],
+                RecoveryDecision::Undo,
+            ),
+            (
+                "a file edited by hand since: never overwritten",
+                vec![file(After, false, true), file(Neither, true, true)],
+                stuck(vec![1], StuckReason::ChangedSince),
+            ),
+            (
+                "undo needed but the old content is gone",
+                vec![file(After, false, false), file(Before, false, true)],
+                stuck(vec![0], StuckReason::OldContentLost),
+            ),
+            ("nothing journaled", vec![], RecoveryDecision::Finish),
+        ];
+        for (what, files, expected) in cases {
+            assert_eq!(decide_recovery(&files), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn retention_periods_parse_and_print() {
+        for (text, seconds, shown) in [
+            ("7d", 604_800, "1w"),
+            ("2w", 1_209_600, "2w"),
+            ("12h", 43_200, "12h"),
+            ("90m", 5_400, "90m"),
+            ("45s", 45, "45s"),
+            ("0", 0, "0s"),
+            ("3d", 259_200, "3d"),
+        ] {
+            let period: RetentionPeriod = text.parse().expect(text);
+            assert_eq!(period.as_seconds(), seconds, "{text}");
+            assert_eq!(period.to_string(), shown, "{text}");
+        }
+        for bad in ["", "7", "d", "7 d", "7days", "-1d", "1.5h", "99999999999999999999w"] {
+            let err = bad.parse::<RetentionPeriod>().expect_err(bad);
+            assert!(err.to_string().contains("e.g. \"7d\""), "{err}");
+        }
+        let week: RetentionPeriod = "7d".parse().expect("7d");
+        let now: Timestamp = "2026-01-27T00:00:00Z".parse().expect("now");
+        assert!(week.covers(&stamp("20260126T000000Z"), now));
+        assert!(!week.covers(&stamp("20260120T000000Z"), now));
+        assert!(!RetentionPeriod::from_seconds(0).covers(&stamp("20260127T000000Z"), now));
+    }
+
+    fn guards<'a>(
+        incidents: &'a [IncidentWindow],
+        undo_stamps: &'a [BackupStamp],
+    ) -> PruneGuards<'a> {
+        PruneGuards {
+            incidents,
+            undo_stamps,
+            keep_undo_for: "7d".parse().expect("7d"),
+            now: "2026-01-10T00:00:00Z".parse().expect("now"),
+        }
+    }
+
+    #[test]
+    fn prune_deletes_whole_sets_only() {
+        // Set 1 has both configs; set 2 only `a` (a `backup create --only a`); set 3 both.
+        let backups = [
+            backup("a", "20260101T000000Z"),
+            backup("b", "20260101T000000Z"),
+            backup("a", "20260102T000000Z"),
+            backup("a", "20260103T000000Z"),
+            backup("b", "20260103T000000Z"),
+        ];
+        let cases: Vec<(usize, Vec<&str>)> = vec![
+            // keep 1: a's newest is set 3, b's newest is set 3: sets 1 and 2 go.
+            (1, vec!["20260101T000000Z", "20260102T000000Z"]),
+            // keep 2: a keeps sets 3 and 2, b keeps 3 and 1, so set 1 stays whole for b.
+            (2, vec![]),
+            (0, vec!["20260101T000000Z", "20260102T000000Z", "20260103T000000Z"]),
+        ];
+        for (keep, deleted_stamps) in cases {
+            let plan = select_prune_sets(&backups, keep, &guards(&[], &[]));
+            let mut deleted: Vec<String> =
+                plan.delete.iter().map(|n| n.stamp.to_string()).collect();
+            deleted.dedup();
+            assert_eq!(deleted, deleted_stamps, "--keep {keep}");
+            for name in &plan.delete {
+                assert!(
+                    !plan.keep.iter().any(|(k, _)| k.stamp == name.stamp),
+                    "--keep {keep} splits set {}",
+                    name.stamp
+                );
+            }
+        }
+        let plan = select_prune_sets(&backups, 2, &guards(&[], &[]));
+        assert!(plan.keep.contains(&(backup("a", "20260101T000000Z"), KeepReason::SameSet)));
+        assert!(plan.keep.contains(&(backup("b", "20260101T000000Z"), KeepReason::Newest)));
+    }
+
+    #[test]
+    fn prune_keeps_open_incident_sets_and_young_undo_backups() {
+        let backups = [
+            backup("a", "20260101T000000Z"),
+            backup("a", "20260102T000000Z"),
+            backup("a", "20260105T000000Z"),
+            backup("a", "20260109T000000Z"),
+        ];
+        let open =
+            [IncidentWindow { opened: "2026-01-05T00:00:00Z".parse().expect("t"), closed: None }];
+        let undo = [stamp("20260101T000000Z"), stamp("20260105T000000Z")];
+        type Case<'a> = (&'a str, &'a [IncidentWindow], &'a [BackupStamp], Vec<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "no guards",
+                &[],
+                &[],
+                vec!["20260101T000000Z", "20260102T000000Z", "20260105T000000Z"],
+            ),
+            (
+                "an open incident keeps what was taken since it opened",
+                &open,
+                &[],
+                vec!["20260101T000000Z", "20260102T000000Z"],
+            ),
+            (
+                // 01-05 is 5 days old at 01-10: kept; 01-01 is 9 days old: deleted.
+                "undo backups younger than 7d",
+                &[],
+                &undo,
+                vec!["20260101T000000Z", "20260102T000000Z"],
+            ),
+        ];
+        for (what, incidents, undo_stamps, deleted) in cases {
+            let plan = select_prune_sets(&backups, 1, &guards(incidents, undo_stamps));
+            let got: Vec<String> = plan.delete.iter().map(|n| n.stamp.to_string()).collect();
+            assert_eq!(got, deleted, "{what}");
+        }
+        let plan = select_prune_sets(&backups, 1, &guards(&open, &undo));
+        assert!(plan.keep.contains(&(backup("a", "20260105T000000Z"), KeepReason::OpenIncident)));
+        assert!(plan.keep.contains(&(backup("a", "20260109T000000Z"), KeepReason::Newest)));
+        let plan = select_prune_sets(&backups, 1, &guards(&[], &undo));
+        assert!(plan.keep.contains(&(backup("a", "20260105T000000Z"), KeepReason::UndoBackup)));
+    }
 }
 
 #[cfg(test)]

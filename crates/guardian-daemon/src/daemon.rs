@@ -98,6 +98,14 @@ pub async fn run_with(
         format!("refusing to start: database {}", config.storage.path.display())
     })?;
     store.set_policy(config.response);
+    // guardian-rollback: finish or undo a config write a killed guardian left half-done (its
+    // journal), before the pause flow can write configs again. Logged, not fatal: watching the
+    // chain matters more, and every later config write retries the recovery and stops on it.
+    if config.rollback.is_some()
+        && let Err(error) = guardian_rollback::recover_at_start(&config.source)
+    {
+        warn!(error = %format!("{error:#}"), "interrupted config write not recovered");
+    }
     let engine = Engine::new(config.rule_engine().map_err(|e| eyre!("{place}: {e}"))?);
     let options = FollowerOptions {
         confirmations: config.chain.confirmations,

@@ -10,6 +10,7 @@
 //! backup_dir = "../backups"            # default "backups"
 //! versions = "contract-versions.json"  # default; guardian-managed version history
 //! ledger = "../guardian.sqlite"        # default "guardian.sqlite"
+//! keep_undo_for = "7d"                 # default; prune keeps undo backups this long
 //!
 //! [[rollback.configs]]
 //! name = "smart-accounts-config"
@@ -26,7 +27,7 @@ use std::{
 };
 
 use eyre::{Result, WrapErr, bail, ensure};
-use guardian_core::backup::{AddressKey, validate_config_name};
+use guardian_core::backup::{AddressKey, RetentionPeriod, validate_config_name};
 use serde::Deserialize;
 
 /// The backup name under which the version history file is backed up.
@@ -45,6 +46,10 @@ pub struct RollbackConfig {
     /// The SQLite database holding the backup and rollback ledger.
     #[serde(default = "default_ledger")]
     pub ledger: PathBuf,
+    /// How long `backup prune` keeps the backup taken before each rollback or restore, whatever
+    /// `--keep` says (`7d`, `12h`, ...; `0` turns it off).
+    #[serde(default = "default_keep_undo_for")]
+    pub keep_undo_for: RetentionPeriod,
     /// The JSON configs guardian manages.
     #[serde(default)]
     pub configs: Vec<ManagedConfigEntry>,
@@ -65,11 +70,18 @@ fn default_ledger() -> PathBuf {
     "guardian.sqlite".into()
 }
 
+/// A week: long enough to notice a bad rollback or restore after a weekend.
+pub const DEFAULT_KEEP_UNDO_FOR: RetentionPeriod = RetentionPeriod::from_seconds(7 * 86_400);
+
+fn default_keep_undo_for() -> RetentionPeriod {
+    DEFAULT_KEEP_UNDO_FOR
+}
+
 /// One `[[rollback.configs]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedConfigEntry {
-    /// Name used in backup file names and in `--config NAME`.
+    /// Name used in backup file names and in `--only NAME`.
     pub name: String,
     /// The JSON file, relative to guardian.toml's folder.
     pub path: PathBuf,
@@ -106,6 +118,8 @@ pub struct RollbackSettings {
     pub versions_path: PathBuf,
     /// The ledger database.
     pub ledger_path: PathBuf,
+    /// How long prune keeps undo backups.
+    pub keep_undo_for: RetentionPeriod,
     /// The managed JSON configs.
     pub configs: Vec<ManagedConfig>,
     /// Per watched contract: where its address lives.
@@ -159,6 +173,7 @@ impl RollbackConfig {
             backup_dir: base_dir.join(self.backup_dir),
             versions_path: base_dir.join(self.versions),
             ledger_path: base_dir.join(self.ledger),
+            keep_undo_for: self.keep_undo_for,
             configs: self
                 .configs
                 .into_iter()
@@ -270,6 +285,7 @@ keys = [
         assert_eq!(settings.backup_dir, dir.path().join("../backups"));
         assert_eq!(settings.versions_path, dir.path().join("contract-versions.json"));
         assert_eq!(settings.ledger_path, dir.path().join("guardian.sqlite"));
+        assert_eq!(settings.keep_undo_for, DEFAULT_KEEP_UNDO_FOR);
         assert_eq!(
             settings.config("monitoring-config").expect("known").path,
             dir.path().join("monitoring-config.json")
@@ -289,6 +305,18 @@ keys = [
         assert!(err.contains("guardian.toml"), "{err}");
         assert!(err.contains("backup_folder"), "{err}");
         assert!(err.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn keep_undo_for_is_a_period_checked_with_file_and_line() {
+        let (_dir, path) =
+            write(&EXAMPLE.replace("backup_dir = \"../backups\"", "keep_undo_for = \"36h\""));
+        let settings = RollbackSettings::load(&path).expect("loads");
+        assert_eq!(settings.keep_undo_for.as_seconds(), 36 * 3_600);
+        let (_dir, path) =
+            write(&EXAMPLE.replace("backup_dir = \"../backups\"", "keep_undo_for = \"a week\""));
+        let err = format!("{:#}", RollbackSettings::load(&path).expect_err("bad period"));
+        assert!(err.contains("line 6") && err.contains("e.g. \"7d\""), "{err}");
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! - [`backup`]: backups with `sha256sum` sidecars, verify, restore, prune ([`Backups`]).
 //! - [`rollback`]: plan (with on-chain verification) and apply ([`Rollback`]).
 //! - [`ledger`]: the record of backups, changes and open incidents ([`BackupLedger`], SQLite).
-//! - [`lock`] and [`atomic_file`]: the write lock and atomic replacement every write goes through.
+//! - [`lock`] and [`atomic_file`]: the write lock and atomic replacement every write goes through;
+//!   managed files are never read or written through a symbolic link.
+//! - [`journal`]: operations over several files happen all together or not at all; a crash in
+//!   the middle is finished or undone by [`recover_interrupted`], which every writing entry point
+//!   runs first under the lock, and `guardian run` at start ([`recover_at_start`]).
 //!
 //! The daemon's entry point after a verified pause:
 //!
@@ -33,6 +37,7 @@
 pub mod atomic_file;
 pub mod backup;
 pub mod config;
+pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod managed_config;
@@ -41,7 +46,11 @@ pub mod version;
 
 pub use backup::{BackupEntry, Backups, RestoreOutcome, Verdict, Verification};
 pub use config::{ManagedConfig, RollbackConfig, RollbackSettings};
-pub use ledger::{BackupLedger, SqliteLedger};
+pub use journal::{
+    RecoveryError, RecoveryReport, journal_pending, recover_at_start, recover_interrupted,
+    recover_interrupted_writes,
+};
+pub use ledger::{BackupLedger, LedgerMissing, SqliteLedger};
 pub use lock::WriteLock;
 pub use rollback::{Rollback, RollbackOutcome, RollbackPlan};
 pub use version::{VersionBook, VersionReport};

@@ -4,9 +4,11 @@
 //! records, whichever process (daemon or CLI) makes them. Functions that write take a
 //! [`WriteLock`] by reference, so holding the lock is checked by the compiler, not by habit. The
 //! lock is advisory (`flock` on Unix): it orders guardian processes, not an operator's editor.
+//! The lock file is opened with `O_NOFOLLOW`: a symbolic link there is refused, naming the path.
 
 use std::{
     fs::{self, File, OpenOptions, TryLockError},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -30,7 +32,9 @@ impl WriteLock {
             .truncate(false)
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
+            .map_err(|err| crate::atomic_file::symlink_error(err, path))
             .wrap_err_with(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}
@@ -102,5 +106,21 @@ mod tests {
         drop(first);
         waiter.join().expect("waiter");
         assert_eq!(*order.lock().expect("order"), ["first released", "second"]);
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("victim");
+        let path = dir.path().join(".guardian.lock");
+        std::os::unix::fs::symlink(&victim, &path).expect("link");
+        let err = WriteLock::acquire(&path).expect_err("refused");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("symbolic link") && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious");
     }
 }

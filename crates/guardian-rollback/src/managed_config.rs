@@ -145,9 +145,11 @@ fn verify_rewrite(
 }
 
 /// Read a managed config as UTF-8 text.
+/// A symbolic link is refused rather than followed (see [`crate::atomic_file`]).
 pub fn read_config(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .wrap_err_with(|| format!("reading managed config {}", path.display()))
+    let bytes = crate::atomic_file::read_no_follow(path)
+        .wrap_err_with(|| format!("reading managed config {}", path.display()))?;
+    String::from_utf8(bytes).wrap_err_with(|| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// A unified diff of two versions of a file, for humans.

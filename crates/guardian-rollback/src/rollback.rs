@@ -8,7 +8,8 @@
 //!    their diff. It writes nothing.
 //! 2. [`Rollback::apply`] takes the plan under the [`WriteLock`], refuses if any config changed
 //!    since it was planned, backs the configs up under one stamp, rewrites each atomically and
-//!    records the change.
+//!    records the change, all of it or none of it ([`crate::journal`]). It also opens an
+//!    incident in the ledger, so prune keeps every backup from then on until it is closed.
 //!
 //! [`Rollback::run`] does both under one lock; it is what the daemon calls after a verified
 //! pause when the contract's policy is rollback, and what `guardian rollback` uses.
@@ -27,10 +28,13 @@ use guardian_core::backup::{
 use serde::Serialize;
 
 use crate::{
-    atomic_file::{test_pause_before_write, write_atomically},
+    atomic_file::test_pause_before_write,
     backup::{BackupSet, Backups, sha256, sha256_hex},
     config::{ManagedConfig, RollbackSettings},
-    ledger::{BackupLedger, ChangeRecord},
+    journal::{Operation, recover_interrupted},
+    ledger::{
+        BackupLedger, ChangeKind, ChangeRecord, IncidentRecord, OperationKind, PendingRecords,
+    },
     lock::WriteLock,
     managed_config::{locate_string, read_config, rewrite_strings, unified_diff},
     version::VersionBook,
@@ -184,8 +188,9 @@ impl<'a> Rollback<'a> {
     }
 
     /// Apply a plan: refuse if a config changed since planning, back the configs up, rewrite
-    /// them atomically, record the rollback.
+    /// them, record the rollback and open an incident, all together or not at all.
     pub fn apply(&self, lock: &WriteLock, plan: &RollbackPlan) -> Result<RollbackOutcome> {
+        recover_interrupted(lock, self.settings, self.ledger)?;
         if plan.is_noop() {
             tracing::info!(contract = %plan.repoint.contract, to = %plan.repoint.to.label,
                 "every configured key already points at the target; nothing to write");
@@ -205,24 +210,45 @@ impl<'a> Rollback<'a> {
             .iter()
             .map(|f| ManagedConfig { name: f.config.clone(), path: f.path.clone() })
             .collect();
-        let backup = Backups::new(self.settings, self.ledger).create(
-            lock,
-            &configs,
-            &format!("before rollback of {}", plan.repoint.contract),
-        )?;
+        let contract = &plan.repoint.contract;
+        let mut op = Operation::new(OperationKind::Rollback, plan.summary());
+        let backups = Backups::new(self.settings, self.ledger);
+        let undo =
+            backups.stage_backup(&mut op, &configs, &format!("before rollback of {contract}"))?;
         test_pause_before_write();
         for file in &plan.files {
-            write_atomically(&file.path, file.after.as_bytes())?;
+            let copy = undo.copy_of(&file.config);
+            op.write(
+                file.path.clone(),
+                file.after.clone().into_bytes(),
+                copy.as_ref().map(|(_, sha)| *sha),
+                copy.map(|(path, _)| path),
+            );
         }
-        tracing::info!(summary = %plan.summary(), undo = %backup.stamp, "rollback applied");
-        let outcome = RollbackOutcome { plan: plan.clone(), backup: Some(backup) };
-        self.ledger.record_change(&ChangeRecord {
-            kind: "rollback",
+        let stamp = undo.set.stamp;
+        let change = ChangeRecord {
+            kind: ChangeKind::Rollback,
             summary: plan.summary(),
-            undo_stamp: outcome.backup.as_ref().map(|b| b.stamp.to_string()).unwrap_or_default(),
+            undo_stamp: stamp.to_string(),
             detail: serde_json::to_value(plan)?,
-        })?;
-        Ok(outcome)
+        };
+        // Keyed on what the ledger records: the incident starts at the undo backup's stamp.
+        let incident = IncidentRecord {
+            reason: format!("rollback of {}", plan.summary()),
+            opened_at: stamp.time(),
+        };
+        op.commit(
+            lock,
+            self.settings,
+            self.ledger,
+            PendingRecords {
+                backups: undo.records,
+                change: Some(change),
+                incident: Some(incident),
+            },
+        )?;
+        tracing::info!(summary = %plan.summary(), undo = %stamp, "rollback applied");
+        Ok(RollbackOutcome { plan: plan.clone(), backup: Some(undo.set) })
     }
 
     /// Take the write lock, plan and apply: the daemon's entry point after a verified pause.

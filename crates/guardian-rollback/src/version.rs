@@ -19,10 +19,11 @@ use guardian_core::backup::{AddressKey, ContractVersion, record_version, validat
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    atomic_file::write_atomically,
+    atomic_file::read_no_follow,
     backup::{BackupSet, Backups},
     config::{ManagedConfig, RollbackSettings, VERSIONS_CONFIG_NAME},
-    ledger::BackupLedger,
+    journal::{Operation, recover_interrupted},
+    ledger::{BackupLedger, OperationKind, PendingRecords},
     lock::WriteLock,
     managed_config::{locate_string, read_config},
 };
@@ -39,12 +40,12 @@ pub struct VersionBook {
 impl VersionBook {
     /// Read and check the file; a missing file is an empty book.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        let bytes = match read_no_follow(path) {
+            Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(err) => return Err(err).wrap_err_with(|| format!("reading {}", path.display())),
         };
-        let book: Self = serde_json::from_str(&text)
+        let book: Self = serde_json::from_slice(&bytes)
             .wrap_err_with(|| format!("{} is not a valid version history", path.display()))?;
         for (contract, history) in &book.contracts {
             validate_history(contract, history)
@@ -70,7 +71,7 @@ impl VersionBook {
 }
 
 /// Record `version` as the newest deployment of `contract`: back up the history file (when it
-/// exists), then rewrite it atomically. Returns the backup taken.
+/// exists) and rewrite it, both or neither. Returns the backup taken.
 pub fn record_deployment(
     settings: &RollbackSettings,
     ledger: &dyn BackupLedger,
@@ -78,15 +79,19 @@ pub fn record_deployment(
     contract: &str,
     version: ContractVersion,
 ) -> Result<Option<BackupSet>> {
+    recover_interrupted(lock, settings, ledger)?;
     settings.contract(contract)?;
     let path = &settings.versions_path;
     let mut book = VersionBook::load(path)?;
     let history = book.contracts.get(contract).map(Vec::as_slice).unwrap_or_default();
     let updated = record_version(contract, history, version)?;
-    let backup = if path.exists() {
+    let label = updated.first().map(|v| v.label.clone()).unwrap_or_default();
+    let mut op =
+        Operation::new(OperationKind::VersionsAdd, format!("versions add {contract} {label}"));
+    let backup = if std::fs::symlink_metadata(path).is_ok() {
         let file = ManagedConfig { name: VERSIONS_CONFIG_NAME.to_owned(), path: path.clone() };
-        Some(Backups::new(settings, ledger).create(
-            lock,
+        Some(Backups::new(settings, ledger).stage_backup(
+            &mut op,
             &[file],
             &format!("before versions add {contract}"),
         )?)
@@ -94,9 +99,25 @@ pub fn record_deployment(
         None
     };
     book.contracts.insert(contract.to_owned(), updated);
-    write_atomically(path, book.to_json()?.as_bytes())?;
+    let copy = backup.as_ref().and_then(|b| b.copy_of(VERSIONS_CONFIG_NAME));
+    op.write(
+        path.clone(),
+        book.to_json()?.into_bytes(),
+        copy.as_ref().map(|(_, sha)| *sha),
+        copy.map(|(path, _)| path),
+    );
+    let (set, records) = match backup {
+        Some(staged) => (Some(staged.set), staged.records),
+        None => (None, Vec::new()),
+    };
+    op.commit(
+        lock,
+        settings,
+        ledger,
+        PendingRecords { backups: records, ..PendingRecords::default() },
+    )?;
     tracing::info!(%contract, file = %path.display(), "version recorded");
-    Ok(backup)
+    Ok(set)
 }
 
 /// One version and the configured keys that point at it now.
