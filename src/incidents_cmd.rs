@@ -103,7 +103,8 @@ pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
             _ => bail!("resolve, cancel and reopen run on the validator host, without --api"),
         };
     }
-    let config = args.config.load()?;
+    // The database alone: no secret of the config is needed.
+    let config = args.config.load_offline()?;
     let desk = Desk::local(&config)?;
     match args.command {
         IncidentsCommand::List { open, json } => print_list(&desk.incidents(open)?, json),
@@ -310,7 +311,7 @@ pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
             }
             ApiClient::new(api)?.get(&path).await?
         }
-        None => Desk::local(&args.config.load()?)?.findings(open, contract.as_deref())?,
+        None => Desk::local(&args.config.load_offline()?)?.findings(open, contract.as_deref())?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);

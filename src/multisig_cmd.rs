@@ -32,8 +32,16 @@ pub(crate) struct ConfigArg {
 }
 
 impl ConfigArg {
+    /// For commands that talk to the chain: the RPC secrets must be set, the webhook's need
+    /// not be (only the daemon notifies).
     pub(crate) fn load(&self) -> Result<Config> {
-        Config::load(&self.config)
+        Config::load_needing(&self.config, guardian_config::Secrets::Rpc)
+    }
+
+    /// For commands that read the local database only and send nothing: secrets they never
+    /// use need not be set (see [`Config::load_without_secrets`]).
+    pub(crate) fn load_offline(&self) -> Result<Config> {
+        Config::load_without_secrets(&self.config)
     }
 }
 
@@ -106,7 +114,7 @@ impl Source {
     fn open(api: Option<Url>, config: &ConfigArg) -> Result<Self> {
         match api {
             Some(url) => Ok(Self::Api(ApiClient::new(url)?)),
-            None => Ok(Self::Local(Box::new(Desk::local(&config.load()?)?))),
+            None => Ok(Self::Local(Box::new(Desk::local(&config.load_offline()?)?))),
         }
     }
 

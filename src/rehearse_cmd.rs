@@ -137,15 +137,7 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
 /// URL, bearer tokens, …) are never used by a drill, so one that is not set in this shell gets
 /// a placeholder instead of stopping the drill.
 fn production_config(path: &std::path::Path) -> Result<guardian_config::Config> {
-    let text = std::fs::read_to_string(path)
-        .wrap_err_with(|| format!("cannot read config file {}", path.display()))?;
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .or_else(|| Some("http://unset.invalid/placeholder-for-a-drill".to_owned()))
-    };
-    Ok(guardian_config::Config::parse(&text, path, &env)?)
+    guardian_config::Config::load_without_secrets(path)
 }
 
 /// The Safe to rehearse with on a fork: `--safe`, else `--config`'s `[safe]`.

@@ -1,23 +1,49 @@
-//! The whole incident through `guardian run`: a drain of VaultV2 → Critical finding → pause
-//! proposal → one off-chain approval from the CLI and one on-chain `approveHash` → the daemon
-//! executes, verifies `paused()`, and rolls the deployment config back to VaultV1.
+//! The whole incident through `guardian run` as a process, against a real Anvil and Safe: a
+//! drain of VaultV2 → Critical finding → incident → pause proposal → approvals from the CLI
+//! and on chain → the daemon executes, verifies `paused()`, rolls the deployment config back.
+//! Then what broke after the first finding: two rules on one contract, a manual pause before
+//! the findings, reorgs that orphan or re-include the drain, kill -9 after the send and during
+//! the rollback, an owner executing with cast, a receiver that is down, escalations.
 
 use std::{path::Path, time::Duration};
 
 use alloy::{
-    primitives::{U256, utils::parse_ether},
-    providers::Provider,
+    primitives::{Address, B256, Bytes, U256, utils::parse_ether},
+    providers::{Provider, ext::AnvilApi},
+    rpc::types::anvil::{ReorgOptions, TransactionData},
+    signers::local::PrivateKeySigner,
 };
-use guardian_chain::{Testbed, safe::is_paused, testbed::IVault};
+use guardian_chain::{
+    Testbed, TestbedOptions,
+    devnet::DevnetOptions,
+    safe::{is_paused, sign_safe_tx_hash},
+    sender::SendOptions,
+    testbed::IVault,
+};
+use guardian_core::safe::Approvals;
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 
-use crate::support::{Daemon, TcpSwitch, eventually, guardian, key_hex, testbed};
+use crate::support::{
+    Daemon, Receiver, TcpSwitch, eventually, guardian, key_hex, testbed, testbed_with,
+};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-/// guardian.toml, the managed deployment config and the version history, in `dir`. Without
-/// `rollback` the contract is only paused (no `[rollback]` table, `on_pause` left at pause).
-async fn write_files(bed: &Testbed, dir: &Path, rollback: bool) {
+/// How a test's guardian is laid out.
+#[derive(Debug, Clone, Default)]
+struct Setup {
+    /// `on_pause = "rollback"` and the `[rollback]` tables for the vault.
+    rollback: bool,
+    /// No `executor_key_env`: this replica proposes and counts, never executes.
+    no_executor: bool,
+    /// More TOML (rules, `[webhook]`, `[response]`).
+    extra: String,
+    /// The drain rule's severity.
+    severity: Option<&'static str>,
+}
+
+/// guardian.toml, the managed deployment config and the version history, in `dir`.
+async fn write_files(bed: &Testbed, dir: &Path, setup: &Setup) {
     let reader = bed.devnet.reader();
     write_vault_deployment(&reader, &bed.targets, 138, dir).await.expect("deployment files");
     let v2 = bed.targets.vault_v2;
@@ -36,7 +62,7 @@ bind = "127.0.0.1:0"
 
 [safe]
 address = "{safe}"
-executor_key_env = "TEST_EXECUTOR_KEY"
+{executor}
 
 [[contracts]]
 name = "vault"
@@ -47,29 +73,30 @@ on_pause = "{on_pause}"
 [[rules]]
 name = "vault-drain"
 kind = "event"
-severity = "critical"
+severity = "{severity}"
 contracts = ["vault"]
 event = "Withdrawn"
 where = ["amount > 1 ether"]
 "#,
         url = bed.devnet.http_url(),
         safe = bed.safe.address(),
-        on_pause = if rollback { "rollback" } else { "pause" },
+        executor = if setup.no_executor { "" } else { "executor_key_env = \"TEST_EXECUTOR_KEY\"" },
+        on_pause = if setup.rollback { "rollback" } else { "pause" },
+        severity = setup.severity.unwrap_or("critical"),
     );
-    if rollback {
+    toml.push('\n');
+    toml.push_str(&setup.extra);
+    if setup.rollback {
         toml.push('\n');
         toml.push_str(VAULT_ROLLBACK_TOML);
     }
     std::fs::write(dir.join("guardian.toml"), toml).expect("guardian.toml");
 }
 
-/// `guardian run` on the config in `dir`, sending with `executor`, once it follows the chain.
-async fn start_daemon(dir: &Path, executor: &alloy::signers::local::PrivateKeySigner) -> Daemon {
-    let mut daemon = Daemon::start_with_env(
-        &dir.join("guardian.toml"),
-        &dir.join("guardian.log"),
-        &[("TEST_EXECUTOR_KEY", key_hex(executor))],
-    );
+/// `guardian run` on the config in `dir` with `env`, once it follows the chain.
+async fn start_daemon_with(dir: &Path, env: &[(&str, String)]) -> Daemon {
+    let mut daemon =
+        Daemon::start_with_env(&dir.join("guardian.toml"), &dir.join("guardian.log"), env);
     eventually("the daemon to follow the chain", DEADLINE, || {
         assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
         daemon.log().contains("guardian is following the chain").then_some(())
@@ -78,22 +105,95 @@ async fn start_daemon(dir: &Path, executor: &alloy::signers::local::PrivateKeySi
     daemon
 }
 
-/// The incident: a deposit, then VaultV2's buggy sponsoredWithdraw drains 2 ether.
-async fn drain_vault(bed: &Testbed) {
+/// `guardian run` on the config in `dir`, sending with `executor`, once it follows the chain.
+async fn start_daemon(dir: &Path, executor: &PrivateKeySigner) -> Daemon {
+    start_daemon_with(dir, &[("TEST_EXECUTOR_KEY", key_hex(executor))]).await
+}
+
+/// The incident: a deposit, then VaultV2's buggy sponsoredWithdraw drains 2 ether. Returns
+/// the drain's transaction hash and block.
+async fn drain_vault(bed: &Testbed) -> (B256, u64) {
     let user = bed.devnet.provider_for(bed.devnet.signer(7).expect("key"));
     let vault = IVault::new(bed.targets.vault_v2, &user);
     let deposit = vault.deposit().value(parse_ether("3").expect("ether"));
     deposit.send().await.expect("sent").get_receipt().await.expect("mined");
     let attacker = bed.devnet.signer(8).expect("key").address();
     let drain = vault.sponsoredWithdraw(attacker, parse_ether("2").expect("ether"));
-    drain.send().await.expect("sent").get_receipt().await.expect("mined");
+    let receipt = drain.send().await.expect("sent").get_receipt().await.expect("mined");
+    (receipt.transaction_hash, receipt.block_number.expect("mined"))
+}
+
+fn json(args: &[&str]) -> Option<serde_json::Value> {
+    let (ok, stdout, _) = guardian(args, &[]);
+    serde_json::from_str(&stdout).ok().filter(|_| ok)
+}
+
+/// `guardian approve` of `hash` by `owner` against the daemon behind `cfg`: an off-chain
+/// signature, or `approveHash` on chain. Returns (success, stdout, stderr).
+fn try_approve(
+    cfg: &str,
+    hash: &str,
+    owner: &PrivateKeySigner,
+    onchain: bool,
+) -> (bool, String, String) {
+    let mut args =
+        vec!["approve", hash, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg];
+    if onchain {
+        args.push("--onchain");
+    }
+    guardian(&args, &[("OWNER_KEY", key_hex(owner))])
+}
+
+fn approve(cfg: &str, hash: &str, owner: &PrivateKeySigner, onchain: bool) {
+    let (ok, stdout, stderr) = try_approve(cfg, hash, owner, onchain);
+    assert!(ok, "approve (onchain: {onchain}) failed:\n{stdout}\n{stderr}");
+}
+
+/// The pending pause proposal's safeTxHash, as the daemon behind `cfg` lists it.
+fn pending_pause(cfg: &str) -> Option<String> {
+    let list = json(&["proposals", "list", "--json", "--config", cfg])?;
+    list.as_array()?
+        .iter()
+        .find(|p| p["kind"] == "pause" && p["status"] == "pending")
+        .and_then(|p| p["safe_tx_hash"].as_str().map(str::to_owned))
+}
+
+fn status(cfg: &str, hash: &str) -> Option<String> {
+    let detail = json(&["proposals", "show", hash, "--json", "--config", cfg])?;
+    detail["status"].as_str().map(str::to_owned)
+}
+
+/// `guardian incidents show ID --json`.
+fn incident(cfg: &str, id: i64) -> Option<serde_json::Value> {
+    json(&["incidents", "show", &id.to_string(), "--json", "--config", cfg])
+}
+
+fn findings(cfg: &str) -> Vec<serde_json::Value> {
+    json(&["findings", "list", "--json", "--config", cfg])
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Wait for the managed config to point at VaultV1.
+async fn rolled_back(bed: &Testbed, dir: &Path, daemon: &mut Daemon) {
+    let managed = dir.join("smart-accounts-config.json");
+    eventually("the rollback to VaultV1", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        let now = std::fs::read_to_string(&managed).ok()?;
+        now.contains(&bed.targets.vault_v1.to_string()).then_some(())
+    })
+    .await;
+}
+
+fn rolled_back_config(bed: &Testbed, before: &str) -> String {
+    before.replace(&bed.targets.vault_v2.to_string(), &bed.targets.vault_v1.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    write_files(&bed, dir.path(), true).await;
+    write_files(&bed, dir.path(), &Setup { rollback: true, ..Setup::default() }).await;
     let config = dir.path().join("guardian.toml");
     let cfg = config.to_str().expect("utf-8");
     let managed = dir.path().join("smart-accounts-config.json");
@@ -115,34 +215,37 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     approve(cfg, &hash, &bed.owners[1], true);
 
     // The daemon executes, verifies the pause and rolls the config back to V1.
+    rolled_back(&bed, dir.path(), &mut daemon).await;
     let reader = bed.devnet.reader();
-    eventually("the rollback to VaultV1", DEADLINE, || {
-        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
-        let now = std::fs::read_to_string(&managed).ok()?;
-        now.contains(&bed.targets.vault_v1.to_string()).then_some(())
-    })
-    .await;
     assert!(is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"), "VaultV2 paused");
     let after = std::fs::read_to_string(&managed).expect("read");
-    assert_eq!(
-        after,
-        before.replace(&bed.targets.vault_v2.to_string(), &bed.targets.vault_v1.to_string()),
-        "only the vault address changed"
-    );
+    assert_eq!(after, rolled_back_config(&bed, &before), "only the vault address changed");
     assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(1), "one execution");
 
-    let (ok, stdout, stderr) =
-        guardian(&["proposals", "show", &hash, "--json", "--config", cfg], &[]);
-    assert!(ok, "{stderr}");
-    let detail: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    let text = detail.to_string();
-    assert!(text.contains("\"executed\""), "{stdout}");
-    let (ok, stdout, stderr) =
-        guardian(&["incidents", "show", "1", "--json", "--config", cfg], &[]);
-    assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("\"rollback_done\""),
-        "the rollback is in the incident's timeline: {stdout}"
+    let detail = json(&["proposals", "show", &hash, "--json", "--config", cfg]).expect("show");
+    assert!(detail.to_string().contains("\"executed\""), "{detail}");
+    let view = eventually("the incident to be recovered", DEADLINE, || {
+        incident(cfg, 1).filter(|v| v["state"] == "recovered")
+    })
+    .await;
+    let kinds: Vec<&str> = view["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "proposal_made",
+            "approval_counted",
+            "approval_counted",
+            "executed",
+            "contained",
+            "rollback_started",
+            "rollback_done"
+        ]
     );
     // A backup of the pre-rollback config exists, so the rollback can be undone.
     let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
@@ -153,40 +256,485 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     assert_eq!(backups.len(), 1, "{backups:?}");
 }
 
-/// `guardian approve` of `hash` by `owner` against the daemon behind `cfg`: an off-chain
-/// signature, or `approveHash` on chain.
-fn approve(cfg: &str, hash: &str, owner: &alloy::signers::local::PrivateKeySigner, onchain: bool) {
-    let mut args =
-        vec!["approve", hash, "--yes", "--private-key-env", "OWNER_KEY", "--config", cfg];
-    if onchain {
-        args.push("--onchain");
-    }
-    let (ok, stdout, stderr) = guardian(&args, &[("OWNER_KEY", key_hex(owner))]);
-    assert!(ok, "approve (onchain: {onchain}) failed:\n{stdout}\n{stderr}");
+/// Lines of `log` after its first line containing `mark`, without their timestamps.
+fn lines_after(log: &str, mark: &str) -> Vec<String> {
+    log.lines()
+        .skip_while(|l| !l.contains(mark))
+        .skip(1)
+        .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest).trim().to_owned())
+        .collect()
 }
 
-/// The pending pause proposal's safeTxHash, as the daemon behind `cfg` lists it.
-fn pending_pause(cfg: &str) -> Option<String> {
-    let (ok, stdout, _) = guardian(&["proposals", "list", "--json", "--config", cfg], &[]);
-    let list: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
-    list.as_array()?
+/// Two rules fire on one contract in the same drain (the event rule and a window): one
+/// incident, one proposal, both findings linked and both answered by the pause; no repeated
+/// audit row, and for 30 s of blocks after the pause the log repeats nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rules_on_one_contract_make_one_incident_and_a_quiet_log() {
+    let bed = testbed_with(TestbedOptions {
+        devnet: DevnetOptions { block_time: Some(1), ..DevnetOptions::default() },
+        ..TestbedOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let window = r#"
+[[rules]]
+name = "drain-window"
+kind = "window"
+severity = "critical"
+contracts = ["vault"]
+event = "Withdrawn"
+sum = "amount"
+threshold = "1 ether"
+blocks = 5
+"#;
+    write_files(&bed, dir.path(), &Setup { extra: window.into(), ..Setup::default() }).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let mut daemon = start_daemon(dir.path(), &bed.deployer).await;
+    drain_vault(&bed).await;
+
+    let hash = eventually("a pause proposal", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        pending_pause(cfg)
+    })
+    .await;
+    let linked = eventually("both findings", DEADLINE, || {
+        let list = findings(cfg);
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    assert!(linked.iter().all(|f| f["incident_id"] == 1), "one incident holds both: {linked:?}");
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    eventually("the pause to be executed", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        (status(cfg, &hash).as_deref() == Some("executed")).then_some(())
+    })
+    .await;
+    let mark = "proposal executed";
+    eventually("the execution in the log", DEADLINE, || daemon.log().contains(mark).then_some(()))
+        .await;
+
+    // Thirty blocks of the window still holding, then letting go, while the vault is paused.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+    let after = lines_after(&daemon.log(), mark);
+    let mut seen = std::collections::BTreeSet::new();
+    let repeated: Vec<&String> = after.iter().filter(|l| !seen.insert(l.as_str())).collect();
+    assert!(repeated.is_empty(), "repeated log lines after the pause: {repeated:#?}\n{after:#?}");
+
+    let list = findings(cfg);
+    assert_eq!(list.len(), 2, "no new finding for the window that caused it: {list:?}");
+    assert!(list.iter().all(|f| f["status"] == "resolved"), "both answered by the pause: {list:?}");
+    let incidents = json(&["incidents", "list", "--json", "--config", cfg]).expect("list");
+    assert_eq!(incidents.as_array().map(Vec::len), Some(1));
+    let proposals = json(&["proposals", "list", "--json", "--config", cfg]).expect("list");
+    assert_eq!(proposals.as_array().map(Vec::len), Some(1), "one proposal: {proposals}");
+    let view = incident(cfg, 1).expect("show");
+    let rows: Vec<String> = view["timeline"]
+        .as_array()
+        .expect("timeline")
         .iter()
-        .find(|p| p["kind"] == "pause" && p["status"] == "pending")
-        .and_then(|p| p["safe_tx_hash"].as_str().map(str::to_owned))
+        .map(|e| format!("{} {}", e["kind"], e["detail"]))
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = rows.iter().collect();
+    assert_eq!(unique.len(), rows.len(), "no repeated audit row: {rows:#?}");
+    let detail = json(&["proposals", "show", &hash, "--json", "--config", cfg]).expect("show");
+    let trail: Vec<String> =
+        detail["events"].as_array().expect("events").iter().map(|e| e.to_string()).collect();
+    let unique: std::collections::BTreeSet<&String> = trail.iter().collect();
+    assert_eq!(unique.len(), trail.len(), "no repeated proposal row: {trail:#?}");
 }
 
-fn status(cfg: &str, hash: &str) -> Option<String> {
-    let (ok, stdout, _) = guardian(&["proposals", "show", hash, "--json", "--config", cfg], &[]);
-    let detail: serde_json::Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
-    detail["status"].as_str().map(str::to_owned)
+/// An operator pauses by hand before the findings: the findings join that incident, and the
+/// contract's rollback policy still applies after the execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_pause_then_a_drain_still_rolls_back() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path(), &Setup { rollback: true, ..Setup::default() }).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let mut daemon = start_daemon(dir.path(), &bed.deployer).await;
+
+    let (ok, stdout, stderr) =
+        guardian(&["pause", "vault", "--reason", "looks wrong", "--config", cfg], &[]);
+    assert!(ok, "pause failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("incident #1 opened"), "{stdout}");
+    let hash = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("safeTxHash "))
+        .expect("hash line")
+        .trim()
+        .to_owned();
+    drain_vault(&bed).await;
+    eventually("the finding to join the incident", DEADLINE, || {
+        let list = findings(cfg);
+        (list.len() == 1 && list[0]["incident_id"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(pending_pause(cfg).as_deref(), Some(hash.as_str()), "still one proposal");
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], true);
+    rolled_back(&bed, dir.path(), &mut daemon).await;
+    let view = eventually("the incident to be recovered", DEADLINE, || {
+        incident(cfg, 1).filter(|v| v["state"] == "recovered")
+    })
+    .await;
+    assert_eq!(view["findings"].as_array().map(Vec::len), Some(1));
+}
+
+/// A reorg orphans the drain while its proposal waits: the proposal is withdrawn, a later
+/// approval is refused with the reason, and the daemon sends nothing even once the owners'
+/// approvals are on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_that_orphans_the_drain_withdraws_its_proposal_and_nothing_executes() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path(), &Setup::default()).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let mut daemon = start_daemon(dir.path(), &bed.deployer).await;
+    let (_, drain_block) = drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+
+    let reader = bed.devnet.reader();
+    let head = reader.get_block_number().await.expect("head");
+    let depth = head - drain_block + 1;
+    reader.anvil_reorg(ReorgOptions { depth, tx_block_pairs: vec![] }).await.expect("anvil_reorg");
+    let detail = eventually("the proposal to be withdrawn", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        json(&["proposals", "show", &hash, "--json", "--config", cfg])
+            .filter(|d| d["status"] == "withdrawn")
+    })
+    .await;
+    assert!(
+        detail["withdrawn_reason"].as_str().is_some_and(|r| r.contains("retracted")),
+        "{detail}"
+    );
+    assert_eq!(incident(cfg, 1).expect("show")["state"], "withdrawn");
+
+    let (ok, stdout, stderr) = try_approve(cfg, &hash, &bed.owners[1], false);
+    assert!(!ok, "an approval of a withdrawn proposal is refused:\n{stdout}");
+    assert!(stderr.contains("withdrawn") && stderr.contains("retracted"), "{stderr}");
+    // The owners approve on chain anyway: the threshold is met, yet nothing is sent.
+    let hash_b256: B256 = hash.parse().expect("hash");
+    for owner in &bed.owners[..2] {
+        bed.safe
+            .approve_hash_onchain(
+                &bed.devnet.provider_for(owner.clone()),
+                owner.address(),
+                hash_b256,
+            )
+            .await
+            .expect("approveHash");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::ZERO, "no execTransaction");
+    assert!(!is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
+    assert!(!daemon.log().contains("transaction sent"), "{}", daemon.log());
+}
+
+/// A reorg mines the same drain transaction again in another block: one finding, one
+/// occurrence, one "opened" alert, and nothing withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_that_mines_the_drain_again_keeps_one_finding_and_one_alert() {
+    let bed = testbed().await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = "[webhook]\nurl_env = \"TEST_WEBHOOK_URL\"\nmax_backoff_ms = 1000\n";
+    write_files(&bed, dir.path(), &Setup { extra: hook.into(), ..Setup::default() }).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let mut daemon = start_daemon_with(
+        dir.path(),
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
+    )
+    .await;
+    let (drain_tx, drain_block) = drain_vault(&bed).await;
+    eventually("the pause proposed alert", DEADLINE, || {
+        receiver.kinds().contains(&"pause_proposed".to_owned()).then_some(())
+    })
+    .await;
+    let before = findings(cfg);
+    assert_eq!(before.len(), 1);
+
+    let reader = bed.devnet.reader();
+    let raw: Bytes = reader
+        .client()
+        .request("eth_getRawTransactionByHash", (drain_tx,))
+        .await
+        .expect("raw drain transaction");
+    let old_hash = reader
+        .get_transaction_receipt(drain_tx)
+        .await
+        .expect("receipt")
+        .and_then(|r| r.block_hash)
+        .expect("mined");
+    let head = reader.get_block_number().await.expect("head");
+    assert_eq!(head, drain_block, "the drain is the last block (automine)");
+    // Replace the drain's block with another one holding the same transaction.
+    reader
+        .anvil_reorg(ReorgOptions {
+            depth: 1,
+            tx_block_pairs: vec![(TransactionData::Raw(raw), 0)],
+        })
+        .await
+        .expect("anvil_reorg");
+    let moved =
+        reader.get_transaction_receipt(drain_tx).await.expect("receipt").expect("re-included");
+    assert!(moved.status(), "the drain succeeds again on the new branch");
+    assert_ne!(moved.block_hash, Some(old_hash), "mined again in another block");
+    let new_head = reader.get_block_number().await.expect("head");
+    eventually("the daemon to follow the new branch", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        (crate::support::cursor(&dir.path().join("guardian.sqlite"))? >= new_head).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = findings(cfg);
+    assert_eq!(after.len(), 1, "one finding: {after:?}");
+    assert_eq!(after[0]["id"], before[0]["id"], "the same finding");
+    assert_eq!(after[0]["occurrences"], 1, "one occurrence: {after:?}");
+    assert_eq!(after[0]["status"], "open");
+    let kinds = receiver.kinds();
+    assert_eq!(kinds.iter().filter(|k| *k == "opened").count(), 1, "{kinds:?}");
+    assert!(!kinds.contains(&"withdrawn".to_owned()), "{kinds:?}");
+    assert!(pending_pause(cfg).is_some(), "the proposal stands");
+}
+
+/// SIGKILL right after `execTransaction` is sent, before anything recorded it: the restarted
+/// daemon finds the execution, attributes it to its own key (the sender), and rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_sending_the_pause_the_restart_records_it_as_its_own_and_rolls_back() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path(), &Setup { rollback: true, ..Setup::default() }).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let before = std::fs::read_to_string(dir.path().join("smart-accounts-config.json")).expect("r");
+    let key = [("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))];
+    let crash = [key[0].clone(), ("GUARDIAN_TEST_CRASH_AFTER_SEND", "1".to_owned())];
+    let mut daemon = start_daemon_with(dir.path(), &crash).await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    let exited =
+        eventually("the daemon to abort after the send", DEADLINE, || daemon.exited()).await;
+    assert!(!exited.success(), "aborted: {exited:?}");
+    assert!(daemon.log().contains("aborting after the send"), "{}", daemon.log());
+    let reader = bed.devnet.reader();
+    // Anvil mines the sent transaction at once (automine): it is on chain, unrecorded.
+    assert!(is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
+    assert_eq!(status(cfg, &hash).as_deref(), Some("pending"), "nothing recorded it");
+
+    let mut daemon = start_daemon_with(dir.path(), &key).await;
+    rolled_back(&bed, dir.path(), &mut daemon).await;
+    let after = std::fs::read_to_string(dir.path().join("smart-accounts-config.json")).expect("r");
+    assert_eq!(after, rolled_back_config(&bed, &before));
+    let view = eventually("the incident to be recovered", DEADLINE, || {
+        incident(cfg, 1).filter(|v| v["state"] == "recovered")
+    })
+    .await;
+    let execution = &view["incident"]["execution"];
+    assert_eq!(execution["by"], "this_replica", "{view}");
+    assert_eq!(execution["sender"], bed.deployer.address().to_string().to_lowercase(), "{view}");
+    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(1), "one execution");
+}
+
+/// SIGKILL in the middle of the rollback (between writing the new config and renaming it into
+/// place): the restarted daemon owes the rollback and completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_midway_resumes_on_restart() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path(), &Setup { rollback: true, ..Setup::default() }).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let managed = dir.path().join("smart-accounts-config.json");
+    let before = std::fs::read_to_string(&managed).expect("read");
+    let key = [("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))];
+    let crash = [
+        key[0].clone(),
+        (
+            guardian_rollback::atomic_file::CRASH_BEFORE_RENAME_ENV,
+            "smart-accounts-config.json".to_owned(),
+        ),
+    ];
+    let mut daemon = start_daemon_with(dir.path(), &crash).await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    eventually("the daemon to die in the rollback", DEADLINE, || daemon.exited()).await;
+    assert_eq!(std::fs::read_to_string(&managed).expect("read"), before, "not written yet");
+    let owed = incident(cfg, 1).expect("show");
+    assert_eq!(owed["incident"]["rollback"]["status"], "running", "{owed}");
+
+    let mut daemon = start_daemon_with(dir.path(), &key).await;
+    rolled_back(&bed, dir.path(), &mut daemon).await;
+    assert_eq!(std::fs::read_to_string(&managed).expect("read"), rolled_back_config(&bed, &before));
+    eventually("the incident to be recovered", DEADLINE, || {
+        incident(cfg, 1).filter(|v| v["state"] == "recovered")
+    })
+    .await;
+}
+
+/// The daemon holds no executor key; an owner executes the approved pause with its own tools
+/// (cast): the daemon sees the execution, names the outside sender, and rolls back anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_executing_with_cast_leads_to_the_rollback() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup { rollback: true, no_executor: true, ..Setup::default() };
+    write_files(&bed, dir.path(), &setup).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let mut daemon = start_daemon_with(dir.path(), &[]).await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    // The owner builds execTransaction from the stored proposal and sends it.
+    let detail = json(&["proposals", "show", &hash, "--json", "--config", cfg]).expect("show");
+    let proposal: guardian_multisig::Proposal = serde_json::from_value(detail).expect("proposal");
+    let approvals: Approvals = bed.owners[..2]
+        .iter()
+        .map(|o| (o.address(), sign_safe_tx_hash(o, proposal.safe_tx_hash).expect("sign")))
+        .collect();
+    let owner = &bed.owners[2];
+    let tx = proposal.safe_tx();
+    let exec = bed.safe.execute(owner, &tx, &approvals, &SendOptions::default()).await;
+    assert!(exec.expect("executes").success);
+
+    rolled_back(&bed, dir.path(), &mut daemon).await;
+    let view = eventually("the incident to be recovered", DEADLINE, || {
+        incident(cfg, 1).filter(|v| v["state"] == "recovered")
+    })
+    .await;
+    let execution = &view["incident"]["execution"];
+    assert_eq!(execution["by"], "outside", "{view}");
+    assert_eq!(execution["sender"], owner.address().to_string().to_lowercase(), "{view}");
+}
+
+/// The drain's notifications, each once by idempotency key and in order, although the receiver
+/// was down for two minutes while they happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_notifies_every_step_once_in_order_even_after_the_receiver_was_down() {
+    let started = std::time::Instant::now();
+    let bed = testbed().await;
+    let receiver = Receiver::start().await;
+    let switch = TcpSwitch::start(receiver.port).await;
+    switch.set_up(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = "[webhook]\nurl_env = \"TEST_WEBHOOK_URL\"\nmax_backoff_ms = 2000\n";
+    let setup = Setup { rollback: true, extra: hook.into(), ..Setup::default() };
+    write_files(&bed, dir.path(), &setup).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let url = format!("http://127.0.0.1:{}/hook", switch.port());
+    let mut daemon = start_daemon_with(
+        dir.path(),
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
+    )
+    .await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], true);
+    rolled_back(&bed, dir.path(), &mut daemon).await;
+    let failing = incident(cfg, 1).expect("show");
+    assert!(
+        failing["notifications"].as_array().expect("list").iter().any(|n| n["status"] == "failing"),
+        "pending failures show in incidents show: {failing}"
+    );
+    assert!(daemon.log().contains("webhook delivery failed"), "the log says so");
+    assert!(receiver.deliveries().is_empty(), "nothing got through while down");
+    // Down for two minutes from the start, then back.
+    tokio::time::sleep(Duration::from_secs(120).saturating_sub(started.elapsed())).await;
+    switch.set_up(true);
+    eventually("every notification", DEADLINE, || {
+        receiver.kinds().contains(&"rollback_done".to_owned()).then_some(())
+    })
+    .await;
+    let unique = receiver.unique();
+    let kinds: Vec<&str> = unique.iter().map(|d| d.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["opened", "pause_proposed", "approval", "approval", "executed", "rollback_done"],
+        "{unique:#?}"
+    );
+    assert!(unique[1].text().contains(&format!("guardian approve {hash}")), "{}", unique[1].text());
+    assert!(unique[2].text().contains("approval 1/2"), "{}", unique[2].text());
+    assert!(unique[3].text().contains("approval 2/2"), "{}", unique[3].text());
+    assert!(unique[0].body["finding"]["values"]["amount"]["ether"] == "2", "{:?}", unique[0].body);
+    for d in receiver.deliveries() {
+        assert_eq!(d.header_key.as_deref(), Some(d.key()), "the header carries the body's key");
+        assert_eq!(d.body["incident"]["id"], 1);
+    }
+    let done = incident(cfg, 1).expect("show");
+    assert!(
+        done["notifications"].as_array().expect("list").iter().all(|n| n["status"] == "done"),
+        "{done}"
+    );
+}
+
+/// A High incident with a deadline of 5 s escalates, repeatedly, until the pause is executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_incident_escalates_until_it_is_paused() {
+    let bed = testbed().await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "[webhook]\nurl_env = \"TEST_WEBHOOK_URL\"\nmax_backoff_ms = 1000\n\n\
+                 [response]\nhigh = \"5s\"\nescalate_every = \"2s\"\n";
+    let setup = Setup { extra: extra.into(), severity: Some("high"), ..Setup::default() };
+    write_files(&bed, dir.path(), &setup).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let mut daemon = start_daemon_with(
+        dir.path(),
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
+    )
+    .await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        pending_pause(cfg)
+    })
+    .await;
+    eventually("two escalations", DEADLINE, || {
+        (receiver.kinds().iter().filter(|k| *k == "escalation").count() >= 2).then_some(())
+    })
+    .await;
+    let escalation = receiver.unique().into_iter().find(|d| d.kind() == "escalation").expect("one");
+    assert!(escalation.text().contains("ESCALATION"), "{}", escalation.text());
+    assert!(
+        escalation.text().contains(&format!("guardian approve {hash}")),
+        "{}",
+        escalation.text()
+    );
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    eventually("the executed notification", DEADLINE, || {
+        receiver.kinds().contains(&"executed".to_owned()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let kinds = receiver.kinds();
+    let executed = kinds.iter().position(|k| k == "executed").expect("executed");
+    assert!(!kinds[executed..].contains(&"escalation".to_owned()), "escalations stop: {kinds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_one_safe_execute_the_pause_exactly_once() {
     let bed = testbed().await;
     let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    write_files(&bed, a.path(), false).await;
-    write_files(&bed, b.path(), false).await;
+    write_files(&bed, a.path(), &Setup::default()).await;
+    write_files(&bed, b.path(), &Setup::default()).await;
     let (cfg_a, cfg_b) = (a.path().join("guardian.toml"), b.path().join("guardian.toml"));
     let (cfg_a, cfg_b) = (cfg_a.to_str().expect("utf-8"), cfg_b.to_str().expect("utf-8"));
     // Two replicas, each with its own database and its own executor key, no coordinator.
@@ -239,6 +787,13 @@ async fn two_daemons_on_one_safe_execute_the_pause_exactly_once() {
         .expect("logs");
     assert_eq!(successes.len(), 1, "exactly one execTransaction succeeded");
     assert_eq!(successes[0].topics()[1].to_string(), hash_a);
+    // Both name the winner by its address.
+    let senders: Vec<String> = [cfg_a, cfg_b]
+        .iter()
+        .map(|cfg| incident(cfg, 1).expect("show")["incident"]["execution"]["sender"].to_string())
+        .collect();
+    assert_eq!(senders[0], senders[1], "{senders:?}");
+    let _: Address = serde_json::from_str(&senders[0]).expect("an address");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +801,7 @@ async fn the_pause_goes_through_the_second_endpoint_when_the_first_dies() {
     let bed = testbed().await;
     let switch = TcpSwitch::start(bed.devnet.http_url().port().expect("port")).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    write_files(&bed, dir.path(), false).await;
+    write_files(&bed, dir.path(), &Setup::default()).await;
     // Two endpoints: Anvil behind a switch first (the one everything starts on), then Anvil.
     let config = dir.path().join("guardian.toml");
     let anvil = format!("[[rpc]]\nurl = \"{}\"\n", bed.devnet.http_url());

@@ -388,3 +388,115 @@ impl Replica {
             .collect()
     }
 }
+
+/// One notification a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// The `Idempotency-Key` header.
+    pub(crate) header_key: Option<String>,
+    /// The JSON body.
+    pub(crate) body: serde_json::Value,
+}
+
+impl Delivery {
+    pub(crate) fn kind(&self) -> &str {
+        self.body["kind"].as_str().unwrap_or_default()
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        self.body["idempotency_key"].as_str().unwrap_or_default()
+    }
+
+    pub(crate) fn text(&self) -> &str {
+        self.body["text"].as_str().unwrap_or_default()
+    }
+}
+
+/// A local webhook receiver: answers every POST with 200 and keeps what it got.
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
+    seen: Arc<std::sync::Mutex<Vec<Delivery>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub(crate) async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head_end, length) = loop {
+                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let header_key = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("idempotency-key")
+                            .then(|| value.trim().to_owned())
+                    });
+                    let body = serde_json::from_slice(&buf[head_end..head_end + length])
+                        .unwrap_or(serde_json::Value::Null);
+                    log.lock().expect("lock").push(Delivery { header_key, body });
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { port, seen, task }
+    }
+
+    /// Everything received, in order of arrival (repeats included).
+    pub(crate) fn deliveries(&self) -> Vec<Delivery> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// What a receiver keeps after dropping repeats by idempotency key: each notification once,
+    /// in order of first arrival.
+    pub(crate) fn unique(&self) -> Vec<Delivery> {
+        let mut keys = std::collections::BTreeSet::new();
+        self.deliveries().into_iter().filter(|d| keys.insert(d.key().to_owned())).collect()
+    }
+
+    /// The kinds of [`Receiver::unique`].
+    pub(crate) fn kinds(&self) -> Vec<String> {
+        self.unique().iter().map(|d| d.kind().to_owned()).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

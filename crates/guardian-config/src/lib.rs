@@ -175,6 +175,29 @@ impl Config {
         Ok(Self::parse(&text, path, &|name| std::env::var(name).ok())?)
     }
 
+    /// Read `path` for a command that needs only some of its secrets: every value is checked
+    /// as [`Config::load`] checks it, but a secret the command does not use that is not set in
+    /// this shell gets a placeholder URL under the reserved `.invalid` domain instead of
+    /// refusing. The daemon needs all of them ([`Config::load`]); an operator's command that
+    /// talks to the chain needs the RPC ones ([`Secrets::Rpc`]); a view of the local database
+    /// or a drill needs none ([`Secrets::None`]).
+    pub fn load_needing(path: impl AsRef<Path>, needs: Secrets) -> eyre::Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| eyre::eyre!("cannot read config file {}: {e}", path.display()))?;
+        let at = Locator { path, text: &text };
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| at.error(e.span(), e.message().trim()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let env = |name: &str| std::env::var(name).ok();
+        Ok(Loader { at, env: &env, base, needs }.load(raw)?)
+    }
+
+    /// [`Config::load_needing`] with [`Secrets::None`].
+    pub fn load_without_secrets(path: impl AsRef<Path>) -> eyre::Result<Self> {
+        Self::load_needing(path, Secrets::None)
+    }
+
     /// Parse and validate `text` (read from `path`, used in messages and to resolve relative
     /// paths), resolving secrets with `env`.
     pub fn parse(
@@ -186,7 +209,7 @@ impl Config {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| at.error(e.span(), e.message().trim()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Loader { at, env, base }.load(raw)
+        Loader { at, env, base, needs: Secrets::All }.load(raw)
     }
 
     /// The watched contracts as the rule engine sees them.
@@ -270,10 +293,32 @@ impl Config {
     }
 }
 
+/// Which secrets a command needs set (see [`Config::load_needing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every one (`guardian run`, `config check`).
+    All,
+    /// The RPC endpoints' URLs and bearer tokens, not the webhook's URL.
+    Rpc,
+    /// None.
+    None,
+}
+
+impl Secrets {
+    fn covers(self, place: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Rpc => place.starts_with("rpc."),
+            Self::None => false,
+        }
+    }
+}
+
 struct Loader<'a> {
     at: Locator<'a>,
     env: &'a dyn Fn(&str) -> Option<String>,
     base: &'a Path,
+    needs: Secrets,
 }
 
 fn span<T>(s: &S<T>) -> Option<Range<usize>> {
@@ -420,6 +465,10 @@ impl Loader<'_> {
         let var = self.env_name(name)?;
         match (self.env)(var) {
             Some(value) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
+            // Not used by this command: a placeholder that can reach nothing.
+            _ if !self.needs.covers(place) => {
+                Ok(Secret::new(format!("http://{}.unset.invalid/", var.to_lowercase())))
+            }
             _ => Err(self.err(
                 span(name),
                 format!("environment variable {var} (named by {place}) is not set or empty"),

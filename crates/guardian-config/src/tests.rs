@@ -344,3 +344,20 @@ fn webhook_retries_are_unlimited_and_the_old_key_says_so() {
     let (message, _) = error(&format!("{BASE}{hook}max_backoff_ms = 0\n"));
     assert!(message.contains("max_backoff_ms must be above 0"), "{message}");
 }
+
+#[test]
+fn commands_need_only_the_secrets_they_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    let text = "[[rpc]]\nurl_env = \"GUARDIAN_TEST_UNSET_RPC\"\n\n[[contracts]]\nname = \"vault\"\n\
+                address = \"0x1000000000000000000000000000000000000001\"\n\n\
+                [webhook]\nurl_env = \"GUARDIAN_TEST_UNSET_HOOK\"\n";
+    std::fs::write(&path, text).expect("write");
+    let err = Config::load(&path).expect_err("the daemon needs every secret");
+    assert!(err.to_string().contains("GUARDIAN_TEST_UNSET_RPC"), "{err}");
+    let err = Config::load_needing(&path, Secrets::Rpc).expect_err("the chain needs its URL");
+    assert!(err.to_string().contains("GUARDIAN_TEST_UNSET_RPC"), "{err}");
+    let offline = Config::load_needing(&path, Secrets::None).expect("a database view needs none");
+    let placeholder = offline.webhook.expect("webhook").url.expose().to_owned();
+    assert!(placeholder.ends_with(".unset.invalid/"), "{placeholder}");
+}

@@ -186,31 +186,39 @@ pub fn payload(store: &Store, row: &OutboxEffect) -> Result<Value> {
                 text.push_str("; a pause through the Safe is being proposed");
             }
         }
+        // What the event said when it happened, not what the incident says now: a notice
+        // delivered late (a receiver that was down) still tells its own step.
         NoticeKind::PauseProposed | NoticeKind::Approval | NoticeKind::ExecutionFailed => {
-            if let Some((hash, link)) = incident
-                .proposals
-                .iter()
-                .rev()
-                .find(|(hash, _)| row.key.contains(&hash.to_string()))
-            {
+            let facts = match event.as_ref().map(|e| &e.event) {
+                Some(Event::ProposalMade { proposal, nonce, threshold, .. }) => {
+                    Some((*proposal, *nonce, 0, *threshold))
+                }
+                Some(Event::ApprovalCounted { proposal, approvals, threshold }) => {
+                    let nonce = incident.proposals.get(proposal).map(|p| p.nonce);
+                    Some((*proposal, nonce.unwrap_or_default(), *approvals, *threshold))
+                }
+                Some(Event::ExecutionFailed { proposal, .. }) => incident
+                    .proposals
+                    .get(proposal)
+                    .map(|p| (*proposal, p.nonce, p.approvals, p.threshold)),
+                _ => None,
+            };
+            if let Some((hash, nonce, approvals, threshold)) = facts {
                 let command = format!("guardian approve {hash}");
                 body["proposal"] = json!({
                     "safe_tx_hash": hash,
-                    "nonce": link.nonce,
-                    "approvals": link.approvals,
-                    "threshold": link.threshold,
+                    "nonce": nonce,
+                    "approvals": approvals,
+                    "threshold": threshold,
                     "approve_command": command,
                 });
                 text = match notice.kind {
                     NoticeKind::PauseProposed => format!(
-                        "{head}: pause proposed through the Safe at nonce {} — approvals {}/{} — owners approve with: {command}",
-                        link.nonce, link.approvals, link.threshold
+                        "{head}: pause proposed through the Safe at nonce {nonce} — approvals {approvals}/{threshold} — owners approve with: {command}"
                     ),
                     NoticeKind::Approval => format!(
-                        "{head}: approval {}/{} for {hash}{}",
-                        link.approvals,
-                        link.threshold,
-                        if link.approvals >= link.threshold { " — executing" } else { "" }
+                        "{head}: approval {approvals}/{threshold} for {hash}{}",
+                        if approvals >= threshold { " — executing" } else { "" }
                     ),
                     _ => format!("{head}: execution failed — {detail}"),
                 };
@@ -235,13 +243,26 @@ pub fn payload(store: &Store, row: &OutboxEffect) -> Result<Value> {
             }
         }
         NoticeKind::RollbackDone | NoticeKind::RollbackFailed => {
-            body["rollback"] = serde_json::to_value(&incident.rollback)?;
+            body["rollback"] = match event.as_ref().map(|e| &e.event) {
+                Some(Event::RollbackFinished { undo, summary }) => {
+                    json!({ "status": "done", "undo": undo, "summary": summary })
+                }
+                Some(Event::RollbackFailed { error }) => {
+                    json!({ "status": "failed", "error": error })
+                }
+                _ => serde_json::to_value(&incident.rollback)?,
+            };
         }
         NoticeKind::Escalation => {
-            body["escalation"] = json!({ "count": incident.escalations });
+            let count = notice
+                .key
+                .strip_prefix("escalation:")
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(incident.escalations);
+            body["escalation"] = json!({ "count": count });
             text = format!(
-                "{head}: ESCALATION {} — still {} and not contained past its response deadline",
-                incident.escalations, incident.state
+                "{head}: ESCALATION {count} — not contained past its response deadline (now {})",
+                incident.state
             );
             if let Some((hash, link)) = incident.pending_proposal() {
                 text.push_str(&format!(
