@@ -390,7 +390,10 @@ impl BackupLedger for SqliteLedger {
         );
         let files = serde_json::to_string(&operation.files)?;
         let mut conn = self.conn.lock().map_err(|_| eyre!("ledger connection poisoned"))?;
-        let tx = conn.transaction()?;
+        // IMMEDIATE: this transaction reads before it writes. A deferred one would fail at once
+        // with "database is locked" (no busy wait) when the daemon's store committed in between,
+        // which it does all the time during an incident.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let known: Option<String> = tx
             .query_row("SELECT id FROM rollback_operations WHERE id = ?1", [&operation.id], |row| {
                 row.get(0)
@@ -597,6 +600,43 @@ mod tests {
         assert_eq!(ledger.undo_stamps().expect("undo").len(), 1, "an undone change adds nothing");
         assert_eq!(ledger.open_incidents().expect("incidents").len(), 1);
         assert_eq!(ledger.list_open_incidents().expect("list")[0].reason, "rollback of vault");
+    }
+
+    /// The daemon's store writes to the same database all through an incident: a record that
+    /// starts while another connection holds the write lock must wait for it and succeed. (A
+    /// deferred transaction read first, then found its snapshot stale once the writer had
+    /// committed, and failed at once with "database is locked".)
+    #[test]
+    fn recording_while_another_connection_writes_waits_instead_of_failing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("guardian.sqlite");
+        let ledger = SqliteLedger::open(&path).expect("open");
+        let (locked, ready) = std::sync::mpsc::channel();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let conn = Connection::open(&path).expect("writer");
+                conn.execute_batch("CREATE TABLE noise (n INTEGER)").expect("table");
+                conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO noise (n) VALUES (1);")
+                    .expect("write lock");
+                locked.send(()).expect("signal");
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                conn.execute_batch("COMMIT").expect("commit");
+            })
+        };
+        ready.recv().expect("the writer holds the lock");
+        let operation = OperationRecord {
+            id: "op-1".into(),
+            kind: OperationKind::Backup,
+            outcome: OperationOutcome::FinishedByRecovery,
+            summary: "backup".into(),
+            started_at: "2026-01-26T10:15:00Z".parse().expect("ts"),
+            files: vec![],
+            records: PendingRecords::default(),
+        };
+        let recorded = ledger.record_operation(&operation);
+        writer.join().expect("writer thread");
+        assert!(recorded.as_ref().is_ok_and(|new| *new), "{recorded:?}");
     }
 
     #[test]
