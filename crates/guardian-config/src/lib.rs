@@ -71,6 +71,9 @@ pub struct Config {
     pub contracts: Vec<ContractConfig>,
     /// Rules, in evaluation order.
     pub rules: Vec<RuleSpec>,
+    /// Names of the rules marked `preempt = true`: their findings predicted from a pending
+    /// transaction act before it is mined (only with `pause_now`).
+    pub preempt: std::collections::BTreeSet<String>,
     /// The `[rollback]` table: managed deployment configs, backups, address keys per contract.
     pub rollback: Option<guardian_rollback::RollbackConfig>,
 }
@@ -131,8 +134,21 @@ pub struct SafeConfig {
     /// The Safe's address.
     pub address: Address,
     /// Name of the environment variable holding the executor's private key. Read only by the
-    /// component that executes (issue 4), so `config check` does not need the key.
+    /// component that executes, so `config check` does not need the key.
     pub executor_key_env: Option<String>,
+    /// The pause-only Safe module, when one is configured (`[safe.module]`).
+    pub module: Option<ModuleConfig>,
+}
+
+/// `[safe.module]`: the pause-only Safe module that lets Critical findings pause at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleConfig {
+    /// The module's address (deployed by `guardian module deploy`).
+    pub address: Address,
+    /// Name of the environment variable holding the pauser's private key (a hot key the module
+    /// lists; it can pause the targets and nothing else). Without it this replica cannot pause
+    /// at once and falls back to Safe proposals.
+    pub pauser_key_env: Option<String>,
 }
 
 /// `[webhook]`.
@@ -249,6 +265,15 @@ impl Config {
         let _ = writeln!(out, "api {}", self.api.bind);
         if let Some(safe) = &self.safe {
             let _ = writeln!(out, "safe {}", safe.address);
+            if let Some(module) = &safe.module {
+                let pauser = module
+                    .pauser_key_env
+                    .as_deref()
+                    .map_or("no pauser key: proposals only".to_owned(), |v| {
+                        format!("pauser key from ${v}")
+                    });
+                let _ = writeln!(out, "pause module {} ({pauser})", module.address);
+            }
         }
         match &self.webhook {
             Some(w) => {
@@ -276,10 +301,11 @@ impl Config {
                         rule.targets.iter().map(|(c, a)| format!("{c} → {a}")).collect();
                     let _ = writeln!(
                         out,
-                        "  {} [{}, {}] {}; {}",
+                        "  {} [{}, {}{}] {}; {}",
                         rule.name,
                         rule.kind,
                         rule.severity,
+                        if self.preempt.contains(rule.name) { ", preempt" } else { "" },
                         rule.threshold,
                         targets.join(", ")
                     );
@@ -391,6 +417,10 @@ impl Loader<'_> {
                     None => None,
                     Some(name) => Some(self.env_name(name)?.to_owned()),
                 },
+                module: match &s.module {
+                    None => None,
+                    Some(m) => Some(self.module(m)?),
+                },
             }),
         };
         let webhook = match &raw.webhook {
@@ -402,8 +432,12 @@ impl Loader<'_> {
         let contracts = self.contracts(&raw.contracts)?;
         let mut rules = Vec::with_capacity(raw.rules.len());
         let mut rule_spans = Vec::with_capacity(raw.rules.len());
+        let mut preempt = std::collections::BTreeSet::new();
         for r in &raw.rules {
             let (spec, spans) = self.rule(r, &contracts)?;
+            if r.get_ref().preempt.as_ref().is_some_and(|p| *p.get_ref()) {
+                preempt.insert(spec.name.clone());
+            }
             rules.push(spec);
             rule_spans.push(spans);
         }
@@ -419,8 +453,30 @@ impl Loader<'_> {
             response,
             contracts,
             rules,
+            preempt,
             rollback: raw.rollback,
         };
+        // Pre-emption acts only through the module: a rule marked `preempt` must pause now.
+        if let Ok(engine) = config.rule_engine() {
+            for rule in engine.rules().filter(|r| config.preempt.contains(r.name)) {
+                if let Some((contract, action)) =
+                    rule.targets.iter().find(|(_, action)| !action.pauses_now())
+                {
+                    let place = raw.rules.iter().find_map(|r| {
+                        (r.get_ref().name.get_ref() == rule.name)
+                            .then(|| r.get_ref().preempt.as_ref().map(S::span))
+                            .flatten()
+                    });
+                    return Err(self.err(
+                        place,
+                        format!(
+                            "rule {:?} has `preempt = true`, but its findings on {contract} ask for {action}: a predicted finding can only act with pause_now (set the severity's policy to pause_now, or drop preempt)",
+                            rule.name
+                        ),
+                    ));
+                }
+            }
+        }
         // Compile the rules exactly as the daemon will, and point at the key at fault.
         if let Err(e) = config.rule_engine() {
             return Err(match e {
@@ -572,6 +628,21 @@ impl Loader<'_> {
             return Err(self.err(span(key), "escalate_every must be above 0"));
         }
         Ok(policy)
+    }
+
+    fn module(&self, raw: &S<raw::RawModule>) -> Result<ModuleConfig, ConfigError> {
+        let m = raw.get_ref();
+        let address = self.address(&m.address)?;
+        if address == Address::ZERO {
+            return Err(self.err(span(&m.address), "the pause module's address cannot be zero"));
+        }
+        Ok(ModuleConfig {
+            address,
+            pauser_key_env: match &m.pauser_key_env {
+                None => None,
+                Some(name) => Some(self.env_name(name)?.to_owned()),
+            },
+        })
     }
 
     fn address(&self, text: &S<String>) -> Result<Address, ConfigError> {

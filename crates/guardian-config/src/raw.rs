@@ -66,6 +66,15 @@ pub(crate) struct RawApi {
 pub(crate) struct RawSafe {
     pub(crate) address: S<String>,
     pub(crate) executor_key_env: Option<S<String>>,
+    pub(crate) module: Option<S<RawModule>>,
+}
+
+/// `[safe.module]`: the pause-only Safe module.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModule {
+    pub(crate) address: S<String>,
+    pub(crate) pauser_key_env: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +130,8 @@ pub(crate) struct RawRule {
     pub(crate) kind: S<String>,
     pub(crate) severity: Option<S<String>>,
     pub(crate) contracts: S<Vec<S<String>>>,
+    /// Act on this rule's findings predicted from pending transactions.
+    pub(crate) preempt: Option<S<bool>>,
     // event, window
     pub(crate) event: Option<S<String>>,
     #[serde(rename = "where")]

@@ -82,8 +82,8 @@ fn the_template_says_what_the_operators_matrix_says() {
     let engine = config.rule_engine().expect("engine");
     let revert = engine.rules().find(|r| r.kind == "revert_rate").expect("revert rule");
     assert_eq!(revert.severity, Severity::Critical);
-    // The vault pauses then rolls back; the factory's high findings only alert.
-    assert_eq!(revert.targets, [("vault", Action::ProposePause { then_rollback: true })]);
+    // Critical pauses the vault at once then rolls back; the factory's high findings only alert.
+    assert_eq!(revert.targets, [("vault", Action::PauseNow { then_rollback: true })]);
     let stranger = engine.rules().find(|r| r.name == "paused-by-stranger").expect("rule");
     assert_eq!(
         stranger.targets,

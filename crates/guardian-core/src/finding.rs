@@ -88,6 +88,10 @@ pub struct Evidence {
     pub values: BTreeMap<String, String>,
     /// The rule's threshold, rendered as text (e.g. "> 10%" or "> 5 ether in 20 blocks").
     pub threshold: String,
+    /// Predicted, not seen: the finding comes from simulating this pending transaction on the
+    /// latest state (pre-emption), before any block holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_from: Option<B256>,
 }
 
 /// A log emitted by a watched contract.

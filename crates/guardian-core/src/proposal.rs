@@ -11,12 +11,16 @@ use crate::safe::{OwnerApproval, SafeTx, SignatureError, recover_approval};
 
 /// What a proposal asks the Safe to do to a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ProposalKind {
     /// Stop the target (after a finding, or an operator's `guardian pause`).
     Pause,
     /// Resume the target. Only ever proposed by an operator, never automatically.
     Unpause,
+    /// Enable the pause-only module on the Safe (`guardian module deploy`).
+    EnableModule,
+    /// Disable the pause-only module on the Safe (`guardian module disable`).
+    DisableModule,
 }
 
 impl ProposalKind {
@@ -25,6 +29,8 @@ impl ProposalKind {
         match self {
             Self::Pause => "pause",
             Self::Unpause => "unpause",
+            Self::EnableModule => "enable_module",
+            Self::DisableModule => "disable_module",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The operators' decision matrix: how bad a finding is and what guardian does about it.
 //!
-//! Critical ⇒ act immediately; High ⇒ pause, with on-call approval; Medium ⇒ evaluate (alert a
+//! Critical ⇒ act immediately (pause through the module, no approval); High ⇒ pause, with
+//! on-call approval; Medium ⇒ evaluate (alert a
 //! human); Low ⇒ monitor (log). The policy is configurable, the defaults are the matrix.
 
 use std::{fmt, str::FromStr};
@@ -66,6 +67,14 @@ pub enum Action {
         /// Roll configs back after the pause is verified.
         then_rollback: bool,
     },
+    /// Record it, notify, and pause at once through the pause-only Safe module from the
+    /// pauser key, without waiting for owners (the matrix: Critical acts now). When the module
+    /// cannot (absent, disabled, the target not listed, the simulation fails), fall back at
+    /// once to a Safe proposal and say why.
+    PauseNow {
+        /// Roll configs back after the pause is verified.
+        then_rollback: bool,
+    },
 }
 
 impl Action {
@@ -74,9 +83,35 @@ impl Action {
         !matches!(self, Self::Log)
     }
 
-    /// Whether a pause proposal follows.
+    /// Whether a pause follows (proposed, or at once through the module).
     pub const fn proposes_pause(self) -> bool {
-        matches!(self, Self::ProposePause { .. })
+        matches!(self, Self::ProposePause { .. } | Self::PauseNow { .. })
+    }
+
+    /// Whether the pause is sent at once through the module.
+    pub const fn pauses_now(self) -> bool {
+        matches!(self, Self::PauseNow { .. })
+    }
+
+    /// Whether the configs are rolled back after the pause.
+    pub const fn rolls_back(self) -> bool {
+        matches!(
+            self,
+            Self::ProposePause { then_rollback: true } | Self::PauseNow { then_rollback: true }
+        )
+    }
+
+    /// The same action, rolling the configs back after the pause when `rollback` is set.
+    pub const fn with_rollback(self, rollback: bool) -> Self {
+        match self {
+            Self::ProposePause { then_rollback } => {
+                Self::ProposePause { then_rollback: then_rollback || rollback }
+            }
+            Self::PauseNow { then_rollback } => {
+                Self::PauseNow { then_rollback: then_rollback || rollback }
+            }
+            other => other,
+        }
     }
 
     /// Short name for logs and the database.
@@ -86,6 +121,8 @@ impl Action {
             Self::Alert => "alert",
             Self::ProposePause { then_rollback: false } => "propose_pause",
             Self::ProposePause { then_rollback: true } => "propose_pause+rollback",
+            Self::PauseNow { then_rollback: false } => "pause_now",
+            Self::PauseNow { then_rollback: true } => "pause_now+rollback",
         }
     }
 }
@@ -100,19 +137,21 @@ impl FromStr for Action {
     type Err = String;
 
     /// The names [`Action::as_str`] prints: `log`, `alert`, `propose_pause`,
-    /// `propose_pause+rollback`.
+    /// `propose_pause+rollback`, `pause_now`, `pause_now+rollback`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
             Self::Log,
             Self::Alert,
             Self::ProposePause { then_rollback: false },
             Self::ProposePause { then_rollback: true },
+            Self::PauseNow { then_rollback: false },
+            Self::PauseNow { then_rollback: true },
         ]
         .into_iter()
         .find(|action| action.as_str() == s.trim())
         .ok_or_else(|| {
             format!(
-                "unknown action {s:?} (expected log, alert, propose_pause or propose_pause+rollback)"
+                "unknown action {s:?} (expected log, alert, propose_pause, propose_pause+rollback, pause_now or pause_now+rollback)"
             )
         })
     }
@@ -132,10 +171,11 @@ pub struct SeverityPolicy {
 }
 
 impl Default for SeverityPolicy {
-    /// The operators' matrix: Critical and High propose a pause, Medium alerts, Low logs.
+    /// The operators' matrix: Critical pauses at once (no approval; post-mortem after), High
+    /// proposes a pause for the on-call owners, Medium alerts, Low logs.
     fn default() -> Self {
         Self {
-            critical: Action::ProposePause { then_rollback: false },
+            critical: Action::PauseNow { then_rollback: false },
             high: Action::ProposePause { then_rollback: false },
             medium: Action::Alert,
             low: Action::Log,
@@ -165,7 +205,9 @@ mod tests {
     #[test]
     fn default_policy_is_the_operators_matrix() {
         let policy = SeverityPolicy::default();
+        assert!(policy.action(Severity::Critical).pauses_now());
         assert!(policy.action(Severity::Critical).proposes_pause());
+        assert!(!policy.action(Severity::High).pauses_now());
         assert!(policy.action(Severity::High).proposes_pause());
         assert_eq!(policy.action(Severity::Medium), Action::Alert);
         assert_eq!(policy.action(Severity::Low), Action::Log);

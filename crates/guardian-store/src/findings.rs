@@ -224,6 +224,40 @@ pub(crate) fn record_finding(tx: &Connection, finding: &Finding) -> Result<Recor
         return Ok(Recorded::Duplicate(id));
     }
 
+    // An anomaly predicted from a pending transaction (recorded at the zero block hash), now
+    // mined after all: the prediction is confirmed in place, one occurrence, no new event.
+    if ev.block_hash != B256::ZERO {
+        let predicted: Option<(i64, i64, String)> = tx
+            .query_row(
+                "SELECT id, finding_id, evidence FROM occurrences
+                 WHERE rule = ?1 AND address = ?2 AND anomaly_key = ?3 AND block_hash = ?4
+                   AND retracted = 0
+                 ORDER BY id LIMIT 1",
+                params![finding.rule, address, anomaly_key, B256::ZERO.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((occurrence, finding_id, before)) = predicted {
+            let mut confirmed = finding.evidence.clone();
+            confirmed.predicted_from =
+                serde_json::from_str::<Evidence>(&before).ok().and_then(|e| e.predicted_from);
+            tx.execute(
+                "UPDATE occurrences SET block_number = ?2, block_hash = ?3, tx_hash = ?4,
+                 log_index = ?5, evidence = ?6 WHERE id = ?1",
+                params![
+                    occurrence,
+                    block_number,
+                    ev.block_hash.to_string(),
+                    tx_hash,
+                    log_index,
+                    serde_json::to_string(&confirmed)?
+                ],
+            )?;
+            note_occurrence(tx, finding_id, finding)?;
+            return Ok(Recorded::Occurrence(finding_id));
+        }
+    }
+
     // The same anomaly, orphaned by a reorg and mined again on the new branch.
     let orphaned: Option<(i64, i64, String)> = tx
         .query_row(

@@ -110,6 +110,8 @@ impl From<rusqlite::Error> for IncidentError {
 pub enum EffectKind {
     /// A notification.
     Notify,
+    /// Pause at once through the pause module.
+    PauseNow,
     /// Propose the pause through the Safe.
     Propose,
     /// Execute a proposal that has its approvals.
@@ -123,6 +125,7 @@ impl EffectKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Notify => "notify",
+            Self::PauseNow => "pause_now",
             Self::Propose => "propose",
             Self::Execute => "execute",
             Self::Rollback => "rollback",
@@ -132,6 +135,7 @@ impl EffectKind {
     fn of(effect: &Effect) -> Option<Self> {
         match effect {
             Effect::Notify(_) => Some(Self::Notify),
+            Effect::PauseNow => Some(Self::PauseNow),
             Effect::ProposePause => Some(Self::Propose),
             Effect::Execute { .. } => Some(Self::Execute),
             Effect::RunRollback { .. } => Some(Self::Rollback),
@@ -373,6 +377,7 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::Audit { .. } => "audit",
         Effect::Notify(_) => "notify",
         Effect::ProposePause => "propose",
+        Effect::PauseNow => "pause_now",
         Effect::Execute { .. } => "execute",
         Effect::Withdraw { .. } => "withdraw",
         Effect::RunRollback { .. } => "rollback",

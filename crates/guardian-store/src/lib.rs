@@ -263,6 +263,34 @@ impl Store {
         Ok(self.reorg(ancestor, &[])?.retracted)
     }
 
+    /// Record findings predicted from a pending transaction (their evidence at the zero block
+    /// hash, `predicted_from` set) and the incident transitions they cause, in one transaction;
+    /// the cursor does not move. When the transaction is mined and the follower sees the same
+    /// anomaly, the prediction is confirmed in place; a reorg never retracts a prediction.
+    pub fn commit_predicted(&mut self, findings: &[Finding]) -> Result<Committed> {
+        if let Some(f) = findings.iter().find(|f| f.evidence.block_hash != B256::ZERO) {
+            return Err(eyre!(
+                "finding of rule {} is not a prediction: it names block {}",
+                f.rule,
+                f.evidence.block_hash
+            ));
+        }
+        let policy = self.policy;
+        let chain_id = self.chain_id;
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let mut recorded = Vec::new();
+        let mut pairs = Vec::new();
+        for finding in findings {
+            let outcome = findings::record_finding(&tx, finding)?;
+            recorded.push(outcome);
+            pairs.push((outcome, finding));
+        }
+        let transitions = incidents::feed_findings(&tx, &policy, chain_id, &pairs, &[], now)?;
+        tx.commit()?;
+        Ok(Committed { recorded, retracted: Vec::new(), transitions })
+    }
+
     /// [`Store::commit_blocks`] or [`Store::reorg`] at a given time (tests).
     pub fn commit(
         &mut self,
@@ -278,7 +306,11 @@ impl Store {
         let tx = self.conn.transaction()?;
         if let Some(ancestor) = rewind_to {
             let above = to_i64(ancestor.number)?;
-            tx.execute("UPDATE occurrences SET retracted = 1 WHERE block_number > ?1", [above])?;
+            // Predictions (the zero block hash) belong to no branch: a reorg leaves them.
+            tx.execute(
+                "UPDATE occurrences SET retracted = 1 WHERE block_number > ?1 AND block_hash != ?2",
+                params![above, B256::ZERO.to_string()],
+            )?;
             tx.execute("DELETE FROM recent_blocks WHERE number > ?1", [above])?;
             put_block(&tx, &ancestor)?;
             move_cursor(&tx, &ancestor)?;

@@ -422,6 +422,8 @@ pub(crate) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Proposal>> {
             kind: match kind.as_str() {
                 "pause" => ProposalKind::Pause,
                 "unpause" => ProposalKind::Unpause,
+                "enable_module" => ProposalKind::EnableModule,
+                "disable_module" => ProposalKind::DisableModule,
                 other => return Err(eyre!("unknown proposal kind {other:?}")),
             },
             contract,

@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS effects (
     id            INTEGER PRIMARY KEY,
     incident_id   INTEGER NOT NULL REFERENCES incidents (id),
     event_id      INTEGER NOT NULL REFERENCES incident_events (id),
-    kind          TEXT NOT NULL CHECK (kind IN ('notify', 'propose', 'execute', 'rollback')),
+    kind          TEXT NOT NULL
+        CHECK (kind IN ('notify', 'pause_now', 'propose', 'execute', 'rollback')),
     key           TEXT NOT NULL UNIQUE,
     body          TEXT NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
@@ -130,7 +131,8 @@ CREATE TABLE IF NOT EXISTS proposals (
     safe_tx_hash     TEXT PRIMARY KEY,
     chain_id         INTEGER NOT NULL,
     safe             TEXT NOT NULL,
-    kind             TEXT NOT NULL CHECK (kind IN ('pause', 'unpause')),
+    kind             TEXT NOT NULL
+        CHECK (kind IN ('pause', 'unpause', 'enable_module', 'disable_module')),
     contract         TEXT NOT NULL,
     target           TEXT NOT NULL,
     calldata         TEXT NOT NULL,

@@ -32,6 +32,7 @@ fn finding(rule: &str, at: BlockRef, log_index: u64) -> Finding {
             log_index: Some(log_index),
             values: [("amount".to_owned(), "1".to_owned())].into(),
             threshold: "> 0".into(),
+            predicted_from: None,
         },
         anomaly: Anomaly::Log { tx: B256::repeat_byte(0xaa), ordinal: log_index as u32 },
         magnitude: None,
@@ -449,4 +450,68 @@ fn proposals_roundtrip_keyed_by_hash_with_their_trail() {
         .map(|e| e.event)
         .collect();
     assert_eq!(events, ["proposed", "approval"]);
+}
+
+/// `finding` as predicted from its pending transaction before any block holds it.
+fn predicted(rule: &str, head: u64, log_index: u64) -> Finding {
+    let mut f = finding(
+        rule,
+        BlockRef { number: head + 1, hash: B256::ZERO, parent_hash: B256::ZERO },
+        log_index,
+    );
+    f.action = Action::PauseNow { then_rollback: true };
+    f.evidence.predicted_from = f.evidence.tx_hash;
+    f
+}
+
+#[test]
+fn a_prediction_opens_an_incident_that_asks_for_the_immediate_pause_without_moving_the_cursor() {
+    let mut store = store();
+    let b1 = block(1, 0);
+    store.commit_blocks(&[(b1, vec![])]).expect("b1");
+    let committed = store.commit_predicted(&[predicted("drain", 1, 0)]).expect("predict");
+    assert!(matches!(committed.recorded[..], [Recorded::New(_)]));
+    assert_eq!(store.cursor().expect("cursor"), Some(b1));
+    let incident = committed.transitions[0].incident_id;
+    assert_eq!(pending(&store, EffectKind::PauseNow).len(), 1);
+    // The same pending transaction seen again (a resubscription) is the same occurrence.
+    let again = store.commit_predicted(&[predicted("drain", 1, 0)]).expect("again");
+    assert!(matches!(again.recorded[..], [Recorded::Duplicate(_)]));
+    assert!(again.transitions.is_empty());
+    assert_eq!(
+        kinds(&store, incident)
+            .iter()
+            .filter(|k| matches!(k, AuditKind::Opened | AuditKind::FindingAttached))
+            .count(),
+        1
+    );
+    // A mined block is refused here: predictions only.
+    assert!(store.commit_predicted(&[finding("drain", b1, 0)]).is_err());
+}
+
+#[test]
+fn a_mined_prediction_is_confirmed_in_place_and_a_reorg_does_not_retract_it() {
+    let mut store = store();
+    let b1 = block(1, 0);
+    store.commit_blocks(&[(b1, vec![])]).expect("b1");
+    let id = store.commit_predicted(&[predicted("drain", 1, 0)]).expect("predict").recorded[0]
+        .finding_id();
+    // A reorg above block 1 before the transaction is mined leaves the prediction standing.
+    let retracted = store.reorg(b1, &[(block(2, 1), vec![])]).expect("reorg").retracted;
+    assert!(retracted.is_empty());
+    assert_eq!(store.finding(id).expect("finding").expect("some").status, FindingStatus::Open);
+    // The pause lost the race: the transaction is mined and the rule fires on it.
+    let b3 = block(3, 1);
+    let mined = store.commit_blocks(&[(b3, vec![finding("drain", b3, 0)])]).expect("mined");
+    assert!(matches!(mined.recorded[..], [Recorded::Occurrence(f)] if f == id));
+    assert!(mined.transitions.is_empty());
+    let occurrences = store.occurrences().expect("occurrences");
+    assert_eq!(occurrences.len(), 1, "{occurrences:?}");
+    assert_eq!(occurrences[0].block_hash, b3.hash);
+    let evidence: String = store
+        .conn
+        .query_row("SELECT evidence FROM occurrences", [], |r| r.get(0))
+        .expect("evidence");
+    let evidence: Evidence = serde_json::from_str(&evidence).expect("json");
+    assert_eq!(evidence.predicted_from, Some(B256::repeat_byte(0xaa)), "the prediction is kept");
 }

@@ -342,6 +342,15 @@ pub struct Incident {
     pub pause_request: Option<PauseRequest>,
     /// A pause proposal was asked for and none has been made yet.
     pub pause_requested: bool,
+    /// An immediate pause through the module was asked for and not answered yet.
+    #[serde(default)]
+    pub pause_now_requested: bool,
+    /// Why the module could not pause (the incident fell back to a Safe proposal).
+    #[serde(default)]
+    pub module_unavailable: Option<String>,
+    /// The module pause transaction sent.
+    #[serde(default)]
+    pub module_tx: Option<B256>,
     /// Its pause proposals, by safeTxHash.
     pub proposals: BTreeMap<B256, LinkedProposal>,
     /// The last failure to propose.
@@ -404,6 +413,17 @@ pub enum Event {
         threshold: u64,
         /// The stale proposal it replaces.
         replaces: Option<B256>,
+    },
+    /// The immediate pause was sent through the module from the pauser key.
+    ModulePauseSent {
+        /// The transaction.
+        tx: B256,
+    },
+    /// The module cannot pause (absent, disabled, the target not listed, the simulation
+    /// reverts): the incident falls back to a Safe proposal.
+    ModulePauseUnavailable {
+        /// Why, in words.
+        reason: String,
     },
     /// Proposing the pause failed (the simulation as the Safe reverted, the node failed).
     ProposalFailed {
@@ -525,6 +545,14 @@ impl Event {
                 "pause proposed through the Safe at nonce {nonce}: safeTxHash {proposal}, needs {threshold} approvals{}",
                 replaces.map(|h| format!(", replacing stale {h}")).unwrap_or_default()
             ),
+            Self::ModulePauseSent { tx } => {
+                format!("pause sent at once through the pause module in transaction {tx}")
+            }
+            Self::ModulePauseUnavailable { reason } => {
+                format!(
+                    "the pause module cannot pause: {reason}; proposing through the Safe instead"
+                )
+            }
             Self::ProposalFailed { cause } => format!("proposing the pause failed: {cause}"),
             Self::ApprovalCounted { proposal, approvals, threshold } => {
                 format!("approvals {approvals} of {threshold} for {proposal}")
@@ -565,6 +593,8 @@ impl Event {
             Self::FindingRetracted { .. } => "finding_retracted",
             Self::PauseRequested { .. } => "pause_requested",
             Self::ProposalMade { .. } => "proposal_made",
+            Self::ModulePauseSent { .. } => "module_pause_sent",
+            Self::ModulePauseUnavailable { .. } => "module_pause_unavailable",
             Self::ProposalFailed { .. } => "proposal_failed",
             Self::ApprovalCounted { .. } => "approval_counted",
             Self::NonceConsumed { .. } => "nonce_consumed",
@@ -605,6 +635,10 @@ pub enum AuditKind {
     Reproposed,
     /// A proposal made for an incident that no longer needs it was withdrawn at once.
     ProposalWithdrawn,
+    /// The immediate pause went out through the module.
+    ModulePauseSent,
+    /// The module could not pause; a Safe proposal follows.
+    ModulePauseUnavailable,
     /// Proposing failed.
     ProposalFailed,
     /// Approvals changed.
@@ -649,6 +683,8 @@ impl AuditKind {
             Self::ProposalMade => "proposal_made",
             Self::Reproposed => "reproposed",
             Self::ProposalWithdrawn => "proposal_withdrawn",
+            Self::ModulePauseSent => "module_pause_sent",
+            Self::ModulePauseUnavailable => "module_pause_unavailable",
             Self::ProposalFailed => "proposal_failed",
             Self::ApprovalCounted => "approval_counted",
             Self::ProposalStale => "proposal_stale",
@@ -680,6 +716,10 @@ pub enum NoticeKind {
     PauseProposed,
     /// Approvals counted (x of y).
     Approval,
+    /// The pause went out at once through the module (no approval needed).
+    PauseSent,
+    /// The module could not pause: why, and that a Safe proposal follows.
+    ImmediatePauseUnavailable,
     /// Proposing the pause failed.
     ProposalFailed,
     /// Executing the pause failed (cause and figures).
@@ -714,6 +754,8 @@ impl NoticeKind {
             Self::SeverityRaised => "severity_raised",
             Self::PauseProposed => "pause_proposed",
             Self::Approval => "approval",
+            Self::PauseSent => "pause_sent",
+            Self::ImmediatePauseUnavailable => "immediate_pause_unavailable",
             Self::ProposalFailed => "proposal_failed",
             Self::ExecutionFailed => "execution_failed",
             Self::Executed => "executed",
@@ -755,6 +797,10 @@ pub enum Effect {
     /// (simulated as the Safe first). Answered by `ProposalMade`, `ProposalFailed` or
     /// `AlreadyPaused`.
     ProposePause,
+    /// Pause at once through the pause-only Safe module from the pauser key (simulated
+    /// first). Answered by `ModulePauseSent` then `ExecutionSeen` and `PauseVerified`, or
+    /// `ModulePauseUnavailable` (then a proposal is asked for), or `AlreadyPaused`.
+    PauseNow,
     /// The proposal has its approvals: execute it. Answered by `ExecutionSeen` then
     /// `PauseVerified`, or `ExecutionFailed`.
     Execute {
@@ -943,10 +989,21 @@ impl Step {
         Ok(Transition { incident: self.next, effects: self.effects })
     }
 
-    /// Ask for a pause proposal unless one is asked for or pending already.
+    /// Ask for the pause unless one is asked for, in flight or pending already: at once
+    /// through the module when a standing finding's policy says `pause_now` and the module has
+    /// not failed this incident, else as a Safe proposal.
     fn propose_if_needed(&mut self) {
-        let pending = self.next.proposals.values().any(|p| p.state == ProposalState::Pending);
-        if self.next.wants_pause() && !self.next.pause_requested && !pending {
+        let next = &self.next;
+        let pending = next.proposals.values().any(|p| p.state == ProposalState::Pending);
+        let in_flight =
+            next.pause_requested || next.pause_now_requested || next.module_tx.is_some();
+        if !next.wants_pause() || in_flight || pending {
+            return;
+        }
+        if next.wants_pause_now() && next.module_unavailable.is_none() {
+            self.next.pause_now_requested = true;
+            self.effect(Effect::PauseNow);
+        } else {
             self.next.pause_requested = true;
             self.effect(Effect::ProposePause);
         }
@@ -955,6 +1012,7 @@ impl Step {
     /// Withdraw every pending proposal, telling approvers `reason`.
     fn withdraw_pending(&mut self, reason: &str) {
         self.next.pause_requested = false;
+        self.next.pause_now_requested = false;
         let pending: Vec<B256> = self
             .next
             .proposals
@@ -1012,6 +1070,9 @@ impl Incident {
             findings: BTreeMap::new(),
             pause_request: None,
             pause_requested: false,
+            pause_now_requested: false,
+            module_unavailable: None,
+            module_tx: None,
             proposals: BTreeMap::new(),
             proposal_failure: None,
             proposal_failures: 0,
@@ -1227,6 +1288,46 @@ impl Incident {
                 step.done()
             }
 
+            Event::ModulePauseSent { tx } => {
+                if self.module_tx == Some(*tx) {
+                    return step.done();
+                }
+                // A replacement (higher fees) or a resend after a restart of a pause sent but
+                // not yet seen mined: recorded, announced once.
+                let resend = self.module_pause_in_flight();
+                if !self.pause_now_requested && !resend {
+                    return Err(self.unrequested(event));
+                }
+                step.next.pause_now_requested = false;
+                step.next.module_tx = Some(*tx);
+                if state == State::Open {
+                    step.next.state = State::Responding;
+                }
+                step.audit(AuditKind::ModulePauseSent);
+                if !resend {
+                    step.notify(NoticeKind::PauseSent, format!("pause-sent:{tx}"));
+                }
+                step.done()
+            }
+
+            Event::ModulePauseUnavailable { reason } => {
+                // Also for a pause sent before a restart, never mined, that cannot be sent
+                // again.
+                if !self.pause_now_requested && !self.module_pause_in_flight() {
+                    return Err(self.unrequested(event));
+                }
+                step.next.pause_now_requested = false;
+                // The lost pause is given up (its send stays in the audit trail).
+                step.next.module_tx = None;
+                step.next.module_unavailable = Some(reason.clone());
+                step.audit(AuditKind::ModulePauseUnavailable);
+                step.notify(NoticeKind::ImmediatePauseUnavailable, "module-unavailable");
+                if matches!(state, State::Open | State::Responding) {
+                    step.propose_if_needed();
+                }
+                step.done()
+            }
+
             Event::ProposalFailed { cause } => {
                 if !self.pause_requested {
                     return Err(self.unrequested(event));
@@ -1347,7 +1448,7 @@ impl Incident {
                     State::Resolved | State::Cancelled => return closed(event),
                 }
                 let already = matches!(event, Event::AlreadyPaused { .. });
-                if already && !self.pause_requested {
+                if already && !self.pause_requested && !self.pause_now_requested {
                     return Err(self.unrequested(event));
                 }
                 step.withdraw_pending(&format!("withdrawn: {} is already paused", self.contract));
@@ -1536,9 +1637,20 @@ impl Incident {
     /// Whether the configs are rolled back after the pause.
     pub fn wants_rollback(&self) -> bool {
         self.pause_request.as_ref().is_some_and(|r| r.rollback)
-            || self.findings.values().any(|f| {
-                !f.retracted && matches!(f.action, Action::ProposePause { then_rollback: true })
-            })
+            || self.findings.values().any(|f| !f.retracted && f.action.rolls_back())
+    }
+
+    /// A module pause was sent and not yet seen mined, and the incident still wants it.
+    fn module_pause_in_flight(&self) -> bool {
+        self.module_tx.is_some()
+            && self.execution.is_none()
+            && matches!(self.state, State::Open | State::Responding)
+    }
+
+    /// Whether a standing finding asks for the pause at once, through the module (an
+    /// operator's request goes through the Safe: the owners are there to approve it).
+    pub fn wants_pause_now(&self) -> bool {
+        self.findings.values().any(|f| !f.retracted && f.action.pauses_now())
     }
 
     /// Whether humans are told about it (every action but `log`).

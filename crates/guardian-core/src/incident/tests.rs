@@ -129,6 +129,8 @@ fn every_event(incident: &Incident) -> Vec<(&'static str, Event)> {
         ),
         ("proposal h2", made(h(2), None)),
         ("proposal failed", Event::ProposalFailed { cause: "simulation reverts".into() }),
+        ("module sent", Event::ModulePauseSent { tx: h(0xcc) }),
+        ("module unavailable", Event::ModulePauseUnavailable { reason: "not enabled".into() }),
         ("approval 1", approvals(h(1), 1)),
         ("approval 2", approvals(h(1), 2)),
         ("approval of h9", approvals(h(9), 1)),
@@ -160,272 +162,36 @@ fn every_event(incident: &Incident) -> Vec<(&'static str, Event)> {
 /// `-` (nothing changes), or `!error` (refused, naming the error).
 ///
 /// Columns: open, responding, contained, recovering, recovered, resolved, withdrawn, cancelled.
+#[rustfmt::skip]
 const TABLE: &[(&str, [&str; 8])] = &[
-    (
-        "finding 2",
-        [
-            "open/finding_attached",
-            "responding/finding_attached",
-            "contained/finding_attached",
-            "recovering/finding_attached",
-            "recovered/finding_attached",
-            "!closed",
-            "!closed",
-            "!closed",
-        ],
-    ),
-    ("finding 1 again", ["-", "-", "-", "-", "-", "-", "open/finding_reinstated", "-"]),
-    (
-        "retract 1",
-        [
-            "withdrawn/withdrawn",
-            "withdrawn/withdrawn",
-            "contained/finding_retracted",
-            "recovering/finding_retracted",
-            "recovered/finding_retracted",
-            "resolved/finding_retracted",
-            "-",
-            "cancelled/finding_retracted",
-        ],
-    ),
-    ("retract 9", ["!unknown_finding"; 8]),
-    (
-        "pause request",
-        [
-            "open/pause_requested",
-            "responding/pause_requested",
-            "!already_contained",
-            "!already_contained",
-            "!already_contained",
-            "!closed",
-            "!closed",
-            "!closed",
-        ],
-    ),
-    (
-        "proposal h2",
-        [
-            "responding/proposal_made",
-            "responding/proposal_made",
-            "contained/proposal_withdrawn",
-            "recovering/proposal_withdrawn",
-            "recovered/proposal_withdrawn",
-            "resolved/proposal_withdrawn",
-            "withdrawn/proposal_withdrawn",
-            "cancelled/proposal_withdrawn",
-        ],
-    ),
-    (
-        "proposal failed",
-        [
-            "open/proposal_failed",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-        ],
-    ),
-    (
-        "approval 1",
-        [
-            "!unknown_proposal",
-            "responding/approval_counted",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-        ],
-    ),
-    (
-        "approval 2",
-        [
-            "!unknown_proposal",
-            "responding/approval_counted",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-        ],
-    ),
-    ("approval of h9", ["!unknown_proposal"; 8]),
-    (
-        "nonce consumed",
-        [
-            "!unknown_proposal",
-            "responding/proposal_stale",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-        ],
-    ),
-    (
-        "seen here",
-        [
-            "!unknown_proposal",
-            "responding/executed",
-            "-",
-            "-",
-            "-",
-            "-",
-            "withdrawn/executed",
-            "cancelled/executed",
-        ],
-    ),
-    (
-        "seen outside",
-        [
-            "!unknown_proposal",
-            "responding/executed",
-            "-",
-            "-",
-            "-",
-            "-",
-            "withdrawn/executed",
-            "cancelled/executed",
-        ],
-    ),
-    (
-        "exec failed",
-        [
-            "!unknown_proposal",
-            "responding/execution_failed",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-            "!not_pending",
-        ],
-    ),
-    (
-        "verified",
-        [
-            "contained/contained",
-            "contained/contained",
-            "-",
-            "-",
-            "-",
-            "!closed",
-            "contained/contained",
-            "!closed",
-        ],
-    ),
-    (
-        "already paused",
-        [
-            "contained/contained",
-            "!unrequested",
-            "-",
-            "-",
-            "-",
-            "!closed",
-            "!unrequested",
-            "!closed",
-        ],
-    ),
-    (
-        "rollback started",
-        [
-            "!unrequested",
-            "!unrequested",
-            "recovering/rollback_started",
-            "-",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-        ],
-    ),
-    (
-        "rollback done",
-        [
-            "!unrequested",
-            "!unrequested",
-            "recovered/rollback_done",
-            "recovered/rollback_done",
-            "-",
-            "-",
-            "!unrequested",
-            "!unrequested",
-        ],
-    ),
-    (
-        "rollback failed",
-        [
-            "!unrequested",
-            "!unrequested",
-            "recovering/rollback_failed",
-            "recovering/rollback_failed",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-            "!unrequested",
-        ],
-    ),
-    (
-        "unpaused",
-        [
-            "open/unpaused",
-            "responding/unpaused",
-            "resolved/unpaused",
-            "resolved/unpaused",
-            "resolved/unpaused",
-            "-",
-            "-",
-            "-",
-        ],
-    ),
-    (
-        "resolve",
-        [
-            "!not_contained",
-            "!not_contained",
-            "!rollback_pending",
-            "!rollback_pending",
-            "resolved/resolved",
-            "-",
-            "!closed",
-            "!closed",
-        ],
-    ),
-    (
-        "cancel",
-        [
-            "cancelled/cancelled",
-            "cancelled/cancelled",
-            "cancelled/cancelled",
-            "cancelled/cancelled",
-            "cancelled/cancelled",
-            "!closed",
-            "!closed",
-            "-",
-        ],
-    ),
-    (
-        "reopen",
-        [
-            "!not_closed",
-            "!not_closed",
-            "!not_closed",
-            "!not_closed",
-            "!not_closed",
-            "recovered/reopened",
-            "open/reopened",
-            "open/reopened",
-        ],
-    ),
-    ("escalation due", ["open/escalated", "responding/escalated", "-", "-", "-", "-", "-", "-"]),
-    ("escalation stale", ["-"; 8]),
+    //                       open                        responding                     contained                       recovering                       recovered                       resolved                       withdrawn                       cancelled
+    ("finding 2",          ["open/finding_attached",    "responding/finding_attached", "contained/finding_attached",   "recovering/finding_attached",   "recovered/finding_attached",   "!closed",                     "!closed",                      "!closed"]),
+    ("finding 1 again",    ["-",                        "-",                           "-",                            "-",                             "-",                            "-",                           "open/finding_reinstated",      "-"]),
+    ("retract 1",          ["withdrawn/withdrawn",      "withdrawn/withdrawn",         "contained/finding_retracted",  "recovering/finding_retracted",  "recovered/finding_retracted",  "resolved/finding_retracted",  "-",                            "cancelled/finding_retracted"]),
+    ("retract 9",          ["!unknown_finding",         "!unknown_finding",            "!unknown_finding",             "!unknown_finding",              "!unknown_finding",             "!unknown_finding",            "!unknown_finding",             "!unknown_finding"]),
+    ("pause request",      ["open/pause_requested",     "responding/pause_requested",  "!already_contained",           "!already_contained",            "!already_contained",           "!closed",                     "!closed",                      "!closed"]),
+    ("proposal h2",        ["responding/proposal_made", "responding/proposal_made",    "contained/proposal_withdrawn", "recovering/proposal_withdrawn", "recovered/proposal_withdrawn", "resolved/proposal_withdrawn", "withdrawn/proposal_withdrawn", "cancelled/proposal_withdrawn"]),
+    ("proposal failed",    ["open/proposal_failed",     "!unrequested",                "!unrequested",                 "!unrequested",                  "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
+    ("module sent",        ["!unrequested",             "!unrequested",                "!unrequested",                 "!unrequested",                  "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
+    ("module unavailable", ["!unrequested",             "!unrequested",                "!unrequested",                 "!unrequested",                  "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
+    ("approval 1",         ["!unknown_proposal",        "responding/approval_counted", "!not_pending",                 "!not_pending",                  "!not_pending",                 "!not_pending",                "!not_pending",                 "!not_pending"]),
+    ("approval 2",         ["!unknown_proposal",        "responding/approval_counted", "!not_pending",                 "!not_pending",                  "!not_pending",                 "!not_pending",                "!not_pending",                 "!not_pending"]),
+    ("approval of h9",     ["!unknown_proposal",        "!unknown_proposal",           "!unknown_proposal",            "!unknown_proposal",             "!unknown_proposal",            "!unknown_proposal",           "!unknown_proposal",            "!unknown_proposal"]),
+    ("nonce consumed",     ["!unknown_proposal",        "responding/proposal_stale",   "!not_pending",                 "!not_pending",                  "!not_pending",                 "!not_pending",                "!not_pending",                 "!not_pending"]),
+    ("seen here",          ["!unknown_proposal",        "responding/executed",         "-",                            "-",                             "-",                            "-",                           "withdrawn/executed",           "cancelled/executed"]),
+    ("seen outside",       ["!unknown_proposal",        "responding/executed",         "-",                            "-",                             "-",                            "-",                           "withdrawn/executed",           "cancelled/executed"]),
+    ("exec failed",        ["!unknown_proposal",        "responding/execution_failed", "!not_pending",                 "!not_pending",                  "!not_pending",                 "!not_pending",                "!not_pending",                 "!not_pending"]),
+    ("verified",           ["contained/contained",      "contained/contained",         "-",                            "-",                             "-",                            "!closed",                     "contained/contained",          "!closed"]),
+    ("already paused",     ["contained/contained",      "!unrequested",                "-",                            "-",                             "-",                            "!closed",                     "!unrequested",                 "!closed"]),
+    ("rollback started",   ["!unrequested",             "!unrequested",                "recovering/rollback_started",  "-",                             "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
+    ("rollback done",      ["!unrequested",             "!unrequested",                "recovered/rollback_done",      "recovered/rollback_done",       "-",                            "-",                           "!unrequested",                 "!unrequested"]),
+    ("rollback failed",    ["!unrequested",             "!unrequested",                "recovering/rollback_failed",   "recovering/rollback_failed",    "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
+    ("unpaused",           ["open/unpaused",            "responding/unpaused",         "resolved/unpaused",            "resolved/unpaused",             "resolved/unpaused",            "-",                           "-",                            "-"]),
+    ("resolve",            ["!not_contained",           "!not_contained",              "!rollback_pending",            "!rollback_pending",             "resolved/resolved",            "-",                           "!closed",                      "!closed"]),
+    ("cancel",             ["cancelled/cancelled",      "cancelled/cancelled",         "cancelled/cancelled",          "cancelled/cancelled",           "cancelled/cancelled",          "!closed",                     "!closed",                      "-"]),
+    ("reopen",             ["!not_closed",              "!not_closed",                 "!not_closed",                  "!not_closed",                   "!not_closed",                  "recovered/reopened",          "open/reopened",                "open/reopened"]),
+    ("escalation due",     ["open/escalated",           "responding/escalated",        "-",                            "-",                             "-",                            "-",                           "-",                            "-"]),
+    ("escalation stale",   ["-",                        "-",                           "-",                            "-",                             "-",                            "-",                           "-",                            "-"]),
 ];
 
 fn error_name(error: &StepError) -> &'static str {
@@ -851,4 +617,123 @@ fn keys_come_from_chain_facts_only() {
     assert_ne!(a, incident_key(138, VAULT, "drai", "nlog:0xaa:0"), "parts are length-prefixed");
     assert!(same_cause("balance 1 wei < 300", "balance 22 wei < 310"));
     assert!(!same_cause("balance low", "nonce too low"));
+}
+
+fn pause_now() -> Action {
+    Action::PauseNow { then_rollback: true }
+}
+
+/// Critical acts now: the pause goes out through the module, no proposal, and the rollback
+/// follows the verified pause.
+#[test]
+fn a_pause_now_finding_pauses_through_the_module_without_a_proposal() {
+    let opened = open_with(&finding(1, Severity::Critical, pause_now()));
+    assert!(opened.effects.contains(&Effect::PauseNow), "{:?}", opened.effects);
+    assert!(!opened.effects.contains(&Effect::ProposePause));
+    let module = Event::ExecutionSeen {
+        proposal: None,
+        tx: h(0xcc),
+        sender: EXECUTOR,
+        block: 3,
+        by: Attribution::ThisReplica,
+    };
+    let (incident, effects) = run(
+        opened.incident,
+        &[
+            finding(2, Severity::Critical, pause_now()), // a second rule: nothing more to send
+            Event::ModulePauseSent { tx: h(0xcc) },
+            module,
+            Event::PauseVerified { block: 3 },
+        ],
+    );
+    assert!(!effects[0].contains(&Effect::PauseNow), "one pause in flight is enough");
+    assert_eq!(incident.state, State::Contained);
+    assert!(effects[3].contains(&Effect::RunRollback { from: VAULT }));
+    assert_eq!(
+        notices(&effects),
+        [format!("pause_sent@pause-sent:{}", h(0xcc)), "executed@contained".to_owned()]
+    );
+    assert!(incident.proposals.is_empty(), "no Safe proposal was needed");
+}
+
+#[test]
+fn when_the_module_cannot_pause_the_incident_falls_back_to_a_proposal_and_says_why() {
+    let opened = open_with(&finding(1, Severity::Critical, pause_now())).incident;
+    let (incident, effects) = run(
+        opened,
+        &[
+            Event::ModulePauseUnavailable { reason: "GS104: the module is not enabled".into() },
+            made(h(1), None),
+        ],
+    );
+    assert!(effects[0].contains(&Effect::ProposePause), "{:?}", effects[0]);
+    assert_eq!(incident.module_unavailable.as_deref(), Some("GS104: the module is not enabled"));
+    assert_eq!(incident.state, State::Responding);
+    assert_eq!(notices(&effects)[0], "immediate_pause_unavailable@module-unavailable");
+    // A later finding does not try the module again for this incident.
+    let t = incident.step(&finding(3, Severity::Critical, pause_now()), T0, &policy()).expect("ok");
+    assert!(!t.effects.iter().any(|e| matches!(e, Effect::PauseNow | Effect::ProposePause)));
+}
+
+#[test]
+fn an_immediate_pause_in_flight_is_dropped_by_a_retraction_and_an_already_paused_target_counts() {
+    let opened = open_with(&finding(1, Severity::Critical, pause_now())).incident;
+    let retracted =
+        opened.step(&Event::FindingRetracted { finding: 1 }, T0, &policy()).expect("withdrawn");
+    assert_eq!(retracted.incident.state, State::Withdrawn);
+    assert!(!retracted.incident.pause_now_requested);
+    let err = retracted
+        .incident
+        .step(&Event::ModulePauseSent { tx: h(1) }, T0, &policy())
+        .expect_err("nothing asked for it any more");
+    assert!(matches!(err, StepError::Unrequested { .. }));
+    let paused = opened.step(&Event::AlreadyPaused { block: 2 }, T0, &policy()).expect("ok");
+    assert_eq!(paused.incident.state, State::Contained);
+}
+
+/// A pause sent but not seen mined (a replacement at higher fees, or a resend after a restart)
+/// is recorded as sent again, announced once; once an execution is seen, no more.
+#[test]
+fn a_resent_immediate_pause_is_recorded_and_announced_once() {
+    let opened = open_with(&finding(1, Severity::Critical, pause_now())).incident;
+    let mined = Event::ExecutionSeen {
+        proposal: None,
+        tx: h(0xc2),
+        sender: EXECUTOR,
+        block: 4,
+        by: Attribution::ThisReplica,
+    };
+    let (incident, effects) = run(
+        opened,
+        &[
+            Event::ModulePauseSent { tx: h(0xc1) },
+            Event::ModulePauseSent { tx: h(0xc2) },
+            Event::ModulePauseSent { tx: h(0xc2) }, // replayed
+            mined,
+        ],
+    );
+    assert_eq!(incident.module_tx, Some(h(0xc2)));
+    assert!(
+        effects[1].iter().any(|e| matches!(e, Effect::Audit { kind: AuditKind::ModulePauseSent }))
+    );
+    assert!(effects[2].is_empty(), "a replay changes nothing: {:?}", effects[2]);
+    assert_eq!(notices(&effects), [format!("pause_sent@pause-sent:{}", h(0xc1))]);
+    let late = incident.step(&Event::ModulePauseSent { tx: h(0xc3) }, T0, &policy());
+    assert!(matches!(late, Err(StepError::Unrequested { .. })), "{late:?}");
+}
+
+/// A pause sent before a restart that was never mined, and cannot be sent again: the incident
+/// falls back to a Safe proposal.
+#[test]
+fn a_lost_immediate_pause_that_cannot_be_resent_falls_back_to_a_proposal() {
+    let opened = open_with(&finding(1, Severity::Critical, pause_now())).incident;
+    let (incident, effects) = run(
+        opened,
+        &[
+            Event::ModulePauseSent { tx: h(0xc1) },
+            Event::ModulePauseUnavailable { reason: "the module was disabled".into() },
+        ],
+    );
+    assert!(effects[1].contains(&Effect::ProposePause), "{:?}", effects[1]);
+    assert_eq!(incident.module_unavailable.as_deref(), Some("the module was disabled"));
 }

@@ -77,12 +77,7 @@ impl ContractPolicy {
     pub fn action(&self, global: &SeverityPolicy, severity: Severity) -> Action {
         let action =
             self.overrides.get(&severity).copied().unwrap_or_else(|| global.action(severity));
-        match action {
-            Action::ProposePause { then_rollback } => {
-                Action::ProposePause { then_rollback: then_rollback || self.rollback_after_pause }
-            }
-            other => other,
-        }
+        action.with_rollback(self.rollback_after_pause)
     }
 }
 
@@ -339,6 +334,7 @@ impl RuleMeta {
                 log_index: hit.log_index,
                 values: hit.values,
                 threshold: self.threshold.clone(),
+                predicted_from: None,
             },
             anomaly: hit.anomaly,
             magnitude: hit.magnitude,
