@@ -11,6 +11,7 @@ mod config_cmd;
 mod docs_cmd;
 mod incidents_cmd;
 mod logging;
+mod module_cmd;
 mod multisig_cmd;
 mod prompt;
 mod rehearse_cmd;
@@ -47,10 +48,11 @@ struct Cli {
 enum Command {
     /// Fire drill: incident scenarios on a local Anvil chain 138, with a report.
     ///
-    /// For each scenario (drain, upgrade, revert-storm, quiet, restart, levers; --scenario all by
-    /// default) starts Anvil mining a block a second, deploys Safe 1.4.1 owned by three operator
-    /// keys (threshold 2) and the contracts it owns, writes a rehearsal config, runs the daemon,
-    /// plays the incident, approves as the owners would, and checks every outcome. Writes
+    /// For each scenario (drain, drain-multisig, frontrun, upgrade, revert-storm, quiet, restart,
+    /// levers; --scenario all by default) starts Anvil mining a block a second, deploys Safe 1.4.1
+    /// owned by three operator keys (threshold 2), the contracts it owns and an enabled pause
+    /// module, writes a rehearsal config, runs the daemon, plays the incident, approves as the
+    /// owners would where the matrix asks for owners, and checks every outcome. Writes
     /// report.json, report.md and timeline.svg to --report-dir; exits 1 naming the first failed
     /// check. Each chain is a child process that stops with its scenario; with --fork-url it is a
     /// fork of that endpoint, which is only read from, with the configured Safe's owners
@@ -99,6 +101,10 @@ enum Command {
     Unpause(multisig_cmd::PauseArgs),
     /// Deploy a Safe 1.4.1 (`safe deploy`) or show the configured one (`safe info`).
     Safe(multisig_cmd::SafeArgs),
+    /// The pause-only Safe module: `module deploy` (and propose enabling it), `module info`,
+    /// `module disable`. Critical findings pause through it at once; unpausing stays a Safe
+    /// transaction at the full threshold.
+    Module(module_cmd::ModuleArgs),
 
     /// Print a shell completion script: `guardian completions bash >
     /// /usr/share/bash-completion/completions/guardian`.
@@ -143,6 +149,7 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Pause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Pause)),
         Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),
         Command::Safe(args) => block_on(multisig_cmd::safe(args)),
+        Command::Module(args) => block_on(module_cmd::module(args)),
         Command::Completions(args) => {
             docs_cmd::completions(args, Cli::command()).map(|()| ExitCode::SUCCESS)
         }

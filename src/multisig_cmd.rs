@@ -45,7 +45,7 @@ impl ConfigArg {
     }
 }
 
-async fn connect(config: &Config) -> Result<Multisig> {
+pub(crate) async fn connect(config: &Config) -> Result<Multisig> {
     guardian_operator::connect(config, reader(config)?, None).await
 }
 
@@ -59,7 +59,7 @@ fn reader(config: &Config) -> Result<DynProvider> {
 }
 
 /// [`reader`], signing with `key`.
-fn wallet(config: &Config, key: PrivateKeySigner) -> Result<DynProvider> {
+pub(crate) fn wallet(config: &Config, key: PrivateKeySigner) -> Result<DynProvider> {
     let client = guardian_daemon::daemon::rpc_pool(config)?.failover_client(POLL);
     Ok(alloy::providers::ProviderBuilder::new()
         .wallet(alloy::network::EthereumWallet::from(key))
@@ -328,7 +328,7 @@ pub(crate) struct KeyArgs {
 }
 
 impl KeyArgs {
-    fn load(&self) -> Result<PrivateKeySigner> {
+    pub(crate) fn load(&self) -> Result<PrivateKeySigner> {
         match (&self.keystore, &self.private_key_env) {
             (Some(path), None) => {
                 let password = match &self.password_file {
@@ -486,6 +486,9 @@ fn check_hash(p: &Proposal, hash: B256, chain_id: u64, safe: Address) -> Result<
 /// the operator's config: the name belongs to the target address and the calldata is that
 /// contract's configured pause or unpause call.
 fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
+    if matches!(p.kind, ProposalKind::EnableModule | ProposalKind::DisableModule) {
+        return check_module_labels(config, p);
+    }
     let targets = guardian_operator::targets(config)?;
     let target = targets.iter().find(|t| t.address == p.target).ok_or_else(|| {
         eyre!(
@@ -497,7 +500,7 @@ fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
     })?;
     let expected = match p.kind {
         ProposalKind::Pause => &target.pause,
-        ProposalKind::Unpause => &target.unpause,
+        _ => &target.unpause,
     };
     ensure!(
         target.name == p.contract && &p.calldata == expected,
@@ -508,6 +511,36 @@ fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
         p.target,
         p.calldata,
         target.name,
+        p.kind.as_str()
+    );
+    Ok(())
+}
+
+/// A module proposal must administer the operator's own Safe and name the module of their
+/// `[safe.module]`: enabling a module is handing out a power over the Safe.
+fn check_module_labels(config: &Config, p: &Proposal) -> Result<()> {
+    let safe = config.safe.as_ref().map(|s| s.address);
+    let module = config.safe.as_ref().and_then(|s| s.module.as_ref()).map(|m| m.address);
+    let Some(module) = module else {
+        bail!(
+            "proposal {} {}s a Safe module, but {} has no [safe.module]: refusing to sign",
+            p.safe_tx_hash,
+            p.kind.as_str().replace("_module", ""),
+            config.source.display()
+        );
+    };
+    let names = match p.kind {
+        ProposalKind::EnableModule => {
+            p.calldata == guardian_chain::pause_module::enable_calldata(module)
+        }
+        _ => guardian_chain::pause_module::disabled_module(&p.calldata) == Some(module),
+    };
+    ensure!(
+        Some(p.target) == safe && names,
+        "proposal {} calls {} with {}, which is not {}({module}) on your Safe: refusing to sign",
+        p.safe_tx_hash,
+        p.target,
+        p.calldata,
         p.kind.as_str()
     );
     Ok(())
@@ -607,6 +640,7 @@ pub(crate) async fn propose(args: PauseArgs, kind: ProposalKind) -> Result<()> {
             }
             proposed.proposal().cloned()
         }
+        other => bail!("{} is proposed with `guardian module`", other.as_str()),
     };
     if let Some(p) = proposal {
         println!("{}() on {} at Safe nonce {}", p.kind.as_str(), p.contract, p.nonce);

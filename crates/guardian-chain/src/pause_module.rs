@@ -578,6 +578,16 @@ impl PauseModule {
     }
 }
 
+/// The calldata of the Safe's `enableModule(module)`: what an enable proposal must carry.
+pub fn enable_calldata(module: Address) -> Bytes {
+    ISafeModules::enableModuleCall { module }.abi_encode().into()
+}
+
+/// The module a Safe `disableModule(prev, module)` calldata disables, when it is one.
+pub fn disabled_module(data: &[u8]) -> Option<Address> {
+    ISafeModules::disableModuleCall::abi_decode(data).ok().map(|call| call.module)
+}
+
 /// Every module enabled on `safe`, newest first (the Safe's linked-list order), read page by
 /// page with `getModulesPaginated`.
 pub async fn safe_modules(provider: &DynProvider, safe: Address) -> Result<Vec<Address>> {

@@ -61,6 +61,12 @@ pub struct SendOptions {
     pub max_replacements: u32,
     /// How often to poll for the receipt.
     pub poll: Duration,
+    /// Pay at least this priority fee per gas (wei): to be ordered before a pending
+    /// transaction in a pool ordered by fees (pre-emption). The max fee rises with it.
+    pub min_tip: Option<u128>,
+    /// Told each hash the node accepted (the first send and every replacement), as it is
+    /// accepted: so a caller can record "sent" before "mined".
+    pub on_sent: Option<tokio::sync::mpsc::UnboundedSender<B256>>,
 }
 
 impl Default for SendOptions {
@@ -71,6 +77,8 @@ impl Default for SendOptions {
             fee_bump_percent: 20,
             max_replacements: 5,
             poll: Duration::from_millis(250),
+            min_tip: None,
+            on_sent: None,
         }
     }
 }
@@ -83,6 +91,18 @@ enum Fees {
 }
 
 impl Fees {
+    /// These fees with a priority fee of at least `tip` (a gas price of at least it, on a
+    /// legacy chain), the max fee raised by the same amount.
+    fn at_least(self, tip: u128) -> Self {
+        match self {
+            Self::Eip1559 { max_fee, tip: current } if current < tip => {
+                Self::Eip1559 { max_fee: max_fee.saturating_add(tip - current), tip }
+            }
+            Self::Legacy { gas_price } if gas_price < tip => Self::Legacy { gas_price: tip },
+            other => other,
+        }
+    }
+
     fn bumped(self, percent: u128) -> Self {
         // At least +1 wei so a zero-fee transaction can still be replaced.
         let bump = |v: u128| v + (v * percent).div_ceil(100).max(1);
@@ -169,6 +189,9 @@ pub async fn send_reliably(
     let request = request.gas_limit(gas);
     let model = detect_fee_model(provider).await?;
     let mut fees = initial_fees(provider, model).await?;
+    if let Some(tip) = options.min_tip {
+        fees = fees.at_least(tip);
+    }
     // A sender that cannot pay is refused before anything is signed, with the figures: the
     // node would reject it anyway, and retrying for minutes would only hide why.
     let balance = provider
@@ -195,6 +218,9 @@ pub async fn send_reliably(
             Ok(_) => {
                 info!(%hash, nonce, attempt, ?fees, "transaction sent");
                 crash_after_send();
+                if let Some(on_sent) = &options.on_sent {
+                    let _ = on_sent.send(hash);
+                }
             }
             Err(error) => {
                 // The node may have accepted it before the error: look before resending.
@@ -266,5 +292,13 @@ mod tests {
         assert_eq!(fees, Fees::Eip1559 { max_fee: 120, tip: 12 });
         assert_eq!(Fees::Legacy { gas_price: 0 }.bumped(20), Fees::Legacy { gas_price: 1 });
         assert_eq!(Fees::Legacy { gas_price: 7 }.bumped(10), Fees::Legacy { gas_price: 8 });
+    }
+
+    #[test]
+    fn a_minimum_tip_raises_the_tip_and_the_max_fee_alike() {
+        let fees = Fees::Eip1559 { max_fee: 100, tip: 10 };
+        assert_eq!(fees.at_least(50), Fees::Eip1559 { max_fee: 140, tip: 50 });
+        assert_eq!(fees.at_least(5), fees, "never lowered");
+        assert_eq!(Fees::Legacy { gas_price: 7 }.at_least(9), Fees::Legacy { gas_price: 9 });
     }
 }

@@ -14,9 +14,12 @@ use alloy::{
 };
 use eyre::{Result, WrapErr, ensure};
 
+use guardian_core::safe::Approvals;
+
 use crate::{
-    Contracts, Devnet, DevnetOptions, Toolchain,
-    safe::{SafeClient, SafeSingletons, deploy, encode_address},
+    Contracts, Devnet, DevnetOptions, PauseModule, PauseTarget, Toolchain,
+    safe::{SafeClient, SafeSingletons, deploy, encode_address, sign_safe_tx_hash},
+    sender::SendOptions,
 };
 
 /// How to lay out the stage.
@@ -28,11 +31,14 @@ pub struct TestbedOptions {
     pub owners: usize,
     /// Approvals the Safe requires.
     pub threshold: u64,
+    /// Dev accounts that are pausers of a [`PauseModule`] deployed and enabled for the Safe,
+    /// with VaultV2 and the proxied vault as its targets (`pause()`); empty: no module.
+    pub pausers: Vec<usize>,
 }
 
 impl Default for TestbedOptions {
     fn default() -> Self {
-        Self { devnet: DevnetOptions::default(), owners: 3, threshold: 2 }
+        Self { devnet: DevnetOptions::default(), owners: 3, threshold: 2, pausers: Vec::new() }
     }
 }
 
@@ -79,6 +85,8 @@ pub struct Testbed {
     pub safe: SafeClient,
     /// The pausable contracts owned by the Safe.
     pub targets: Targets,
+    /// The Safe's pause module, enabled, when [`TestbedOptions::pausers`] named any.
+    pub module: Option<PauseModule>,
 }
 
 impl Testbed {
@@ -109,19 +117,107 @@ impl Testbed {
         let safe = SafeClient::connect(provider.clone(), safe_address).await?;
         let targets =
             deploy_targets(&provider, contracts, safe_address, release_key.address()).await?;
+        let module = match options.pausers.as_slice() {
+            [] => None,
+            indices => {
+                let pausers = indices
+                    .iter()
+                    .map(|&i| Ok(devnet.signer(i)?.address()))
+                    .collect::<Result<Vec<_>>>()?;
+                let threshold = usize::try_from(options.threshold)?;
+                let module = install_pause_module(
+                    &provider,
+                    contracts,
+                    &deployer,
+                    &safe,
+                    &pausers,
+                    &targets,
+                    ModuleEnabler::Owners(&owners[..threshold.min(owners.len())]),
+                )
+                .await?;
+                Some(module)
+            }
+        };
         if let Some(seconds) = options.devnet.block_time {
             provider
                 .anvil_set_interval_mining(seconds)
                 .await
                 .wrap_err("switching Anvil to interval mining")?;
         }
-        Ok(Self { devnet, deployer, owners, release_key, singletons, safe, targets })
+        Ok(Self { devnet, deployer, owners, release_key, singletons, safe, targets, module })
     }
 
     /// A provider that signs as the deployer / executor.
     pub fn executor(&self) -> DynProvider {
         self.devnet.provider_for(self.deployer.clone())
     }
+}
+
+/// How the Safe enables a pause module on a stage.
+#[derive(Debug, Clone, Copy)]
+pub enum ModuleEnabler<'a> {
+    /// A Safe transaction signed by these owners (at least the threshold), sent by the
+    /// deployer: what the owners do on a real chain.
+    Owners(&'a [PrivateKeySigner]),
+    /// The Safe itself, impersonated by Anvil (a fork, whose owners' keys are unknown), sent
+    /// over this provider, which must not sign (the node signs for an impersonated account).
+    Impersonated(&'a DynProvider),
+}
+
+/// Deploy a [`PauseModule`] for `safe` with `pausers`, VaultV2 and the proxied vault as its
+/// targets (`pause()`), and have the Safe enable it.
+pub async fn install_pause_module(
+    provider: &DynProvider,
+    contracts: &Contracts,
+    deployer: &PrivateKeySigner,
+    safe: &SafeClient,
+    pausers: &[Address],
+    targets: &Targets,
+    enabler: ModuleEnabler<'_>,
+) -> Result<PauseModule> {
+    let listed = [PauseTarget::pause(targets.vault_v2), PauseTarget::pause(targets.proxied_vault)];
+    let options = SendOptions::default();
+    let module = PauseModule::deploy(
+        provider.clone(),
+        contracts,
+        deployer,
+        safe.address(),
+        pausers,
+        &listed,
+        &options,
+    )
+    .await?;
+    let call = module.enable_call();
+    match enabler {
+        ModuleEnabler::Owners(owners) => {
+            let tx = call.safe_tx(safe.nonce().await?);
+            let hash = safe.tx_hash(&tx);
+            let approvals: Approvals = owners
+                .iter()
+                .map(|owner| Ok((owner.address(), sign_safe_tx_hash(owner, hash)?)))
+                .collect::<Result<_>>()?;
+            let execution = safe.execute(deployer, &tx, &approvals, &options).await?;
+            ensure!(execution.success, "the Safe did not execute enableModule ({hash})");
+        }
+        ModuleEnabler::Impersonated(provider) => {
+            let address = safe.address();
+            provider.anvil_impersonate_account(address).await?;
+            provider.anvil_set_balance(address, U256::from(10u128.pow(18))).await?;
+            let request = alloy::rpc::types::TransactionRequest::default()
+                .from(address)
+                .to(call.to)
+                .input(call.data.clone().into());
+            let receipt = provider.send_transaction(request).await?.get_receipt().await?;
+            provider.anvil_stop_impersonating_account(address).await?;
+            ensure!(receipt.status(), "enableModule sent as the impersonated Safe reverted");
+        }
+    }
+    ensure!(
+        module.is_enabled().await?,
+        "Safe {} does not list the module as enabled",
+        safe.address()
+    );
+    Ok(module)
 }
 
 /// Deploy the project's pausable contracts with `owner` (the Safe) as their owner, and the

@@ -23,7 +23,7 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refuses to start when a reachable endpoint serves another chain than the configured one or
 /// the database belongs to another chain; while no endpoint is reachable it waits with backoff.
 pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()> {
-    run_with(config, shutdown, Executor::FromConfig).await
+    run_with(config, shutdown, Keys::default()).await
 }
 
 /// The endpoint pool of `config`'s `[[rpc]]` list (bearer tokens included), bound to its chain id.
@@ -44,22 +44,33 @@ pub fn rpc_pool(config: &Config) -> Result<Arc<RpcPool>> {
     Ok(Arc::new(RpcPool::new(endpoints, config.chain.id, RPC_TIMEOUT)?))
 }
 
-/// Where the daemon's executor key (the account that sends `execTransaction`) comes from.
+/// Where one of the daemon's keys comes from.
 #[derive(Debug, Clone, Default)]
-pub enum Executor {
-    /// The variable `[safe] executor_key_env` names, as `guardian run` reads it.
+pub enum KeySource {
+    /// The variable the config names (`[safe] executor_key_env`, `[safe.module]
+    /// pauser_key_env`), as `guardian run` reads it.
     #[default]
     FromConfig,
-    /// A key handed over in-process (the rehearsal's dev key), so nothing touches the process
+    /// A key handed over in-process (the rehearsal's dev keys), so nothing touches the process
     /// environment.
     Key(PrivateKeySigner),
 }
 
-/// [`run`], with the executor key given explicitly.
+/// The daemon's keys: the executor (sends `execTransaction` once owners approved) and the
+/// module's pauser (sends `pause(target)` through the pause module at once).
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// The executor's.
+    pub executor: KeySource,
+    /// The pauser's.
+    pub pauser: KeySource,
+}
+
+/// [`run`], with the keys given explicitly.
 pub async fn run_with(
     config: &Config,
     mut shutdown: watch::Receiver<bool>,
-    executor: Executor,
+    keys: Keys,
 ) -> Result<()> {
     let place = config.source.display().to_string();
     let rpc = rpc_pool(config)?;
@@ -132,7 +143,7 @@ pub async fn run_with(
             // Every request of the pause flow fails over like the follower's: a dead endpoint
             // must not leave a pause unexecuted.
             let provider = rpc.failover_provider(config.chain.poll_interval);
-            let pauser = pauser::Pauser::start(config, provider, executor, respond_wake.clone())
+            let pauser = pauser::Pauser::start(config, provider, keys, respond_wake.clone())
                 .await
                 .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?;
             Some((pauser, listener))
@@ -173,6 +184,17 @@ pub async fn run_with(
         tokio::spawn(async move { lifecycle::run_timers(db, chain_id, policy, wake, stop).await })
     };
 
+    // Pre-emption: pending transactions predicted to fire a `preempt` rule ask for the
+    // immediate pause before any block holds them.
+    let mempool = match crate::mempool::preempt_engine(config)? {
+        Some(engine) => {
+            let (config, stop) = (config.clone(), shutdown.clone());
+            let wake = vec![respond_wake.clone(), notify_wake.clone()];
+            Some(tokio::spawn(async move { crate::mempool::run(config, engine, wake, stop).await }))
+        }
+        None => None,
+    };
+
     let pause_flow = async {
         match pauser {
             Some((pauser, listener)) => {
@@ -192,7 +214,7 @@ pub async fn run_with(
     if let Err(error) = paused {
         warn!(error = %format!("{error:#}"), "pause flow stopped with an error");
     }
-    for (name, task) in [("notifier", notifier), ("timers", Some(timers))] {
+    for (name, task) in [("notifier", notifier), ("timers", Some(timers)), ("mempool", mempool)] {
         let Some(task) = task else { continue };
         match task.await {
             Ok(Ok(())) => {}

@@ -7,6 +7,7 @@
 //! - [`notifier`]: webhook delivery of incident notifications from the durable outbox.
 //! - [`pauser`]: the incident responder (the outbox's proposals, executions and rollbacks,
 //!   pending proposals watched) and the HTTP API.
+//! - [`mempool`]: pre-emption, pending transactions simulated and predicted.
 //! - [`lifecycle`]: the incident machine's timers (escalations).
 //! - [`engine`]: the rule engine behind the follower's [`Evaluator`] trait.
 //! - [`daemon`]: `guardian run`, all of the above wired from a config.
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod follower;
 pub mod heads;
 pub mod lifecycle;
+pub mod mempool;
 pub mod notifier;
 pub mod pauser;
 pub mod rpc;

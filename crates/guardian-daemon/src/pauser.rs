@@ -10,11 +10,17 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use alloy::providers::DynProvider;
+use alloy::{providers::Provider, signers::local::PrivateKeySigner};
 use eyre::{Result, eyre};
+use guardian_chain::{
+    pause_module::{PauseError, PauseModule},
+    safe::is_paused,
+    sender::SendOptions,
+};
 use guardian_config::Config;
 use guardian_core::{
     backup::VersionSelector,
-    incident::{Effect, Event, RollbackStatus, same_cause},
+    incident::{Attribution, Effect, Event, RollbackStatus, same_cause},
 };
 use guardian_multisig::Multisig;
 use guardian_operator::{Desk, api};
@@ -25,12 +31,48 @@ use tracing::{debug, info, warn};
 
 /// Longest wait before retrying a failed proposal or execution: the pause is urgent.
 const SAFE_RETRY_CAP: Duration = Duration::from_secs(30);
+/// Longest wait before retrying an immediate pause that failed for want of the node.
+const PAUSE_NOW_RETRY_CAP: Duration = Duration::from_secs(2);
+/// After this many attempts an immediate pause that keeps failing falls back to a proposal.
+const PAUSE_NOW_ATTEMPTS: u32 = 3;
 /// Longest wait before retrying a failed rollback.
 const ROLLBACK_RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// When to retry after `attempts` failures: 1, 2, 4, … seconds up to `cap`.
 pub fn retry_delay(attempts: u32, cap: Duration) -> Duration {
     Duration::from_secs(1u64.checked_shl(attempts.min(16)).unwrap_or(u64::MAX)).min(cap)
+}
+
+/// The pause module of `[safe.module]` and this replica's pauser key, or why there is none.
+#[derive(Debug)]
+pub struct ImmediatePause {
+    module: Result<PauseModule, String>,
+    pauser: Option<PrivateKeySigner>,
+}
+
+impl ImmediatePause {
+    /// No module: every `pause_now` falls back to a Safe proposal, saying so.
+    pub fn none() -> Self {
+        Self {
+            module: Err("no pause module is configured ([safe.module])".to_owned()),
+            pauser: None,
+        }
+    }
+
+    /// The module at `address`, pausing with `pauser`.
+    pub async fn connect(
+        provider: DynProvider,
+        address: alloy::primitives::Address,
+        pauser: Option<PrivateKeySigner>,
+    ) -> Self {
+        let module = PauseModule::connect(provider, address)
+            .await
+            .map_err(|e| format!("pause module {address} does not answer as one: {e:#}"));
+        if let Err(why) = &module {
+            warn!(%why, "Critical findings will fall back to Safe proposals");
+        }
+        Self { module, pauser }
+    }
 }
 
 /// The responder of one replica, connected and ready to run.
@@ -40,6 +82,7 @@ pub struct Pauser {
     provider: DynProvider,
     guardian_toml: PathBuf,
     wake: Arc<Notify>,
+    immediate: ImmediatePause,
     /// The last failure logged per outbox row or proposal, so a failure repeated on every
     /// poll is logged once.
     logged: BTreeMap<String, String>,
@@ -50,7 +93,14 @@ impl Pauser {
     /// manages; `wake` nudges it (a signature or a proposal arrived).
     pub fn new(multisig: Arc<Multisig>, guardian_toml: PathBuf, wake: Arc<Notify>) -> Self {
         let provider = multisig.provider().clone();
-        Self { multisig, provider, guardian_toml, wake, logged: BTreeMap::new() }
+        let immediate = ImmediatePause::none();
+        Self { multisig, provider, guardian_toml, wake, immediate, logged: BTreeMap::new() }
+    }
+
+    /// Pause `pause_now` incidents through this module.
+    pub fn with_immediate_pause(mut self, immediate: ImmediatePause) -> Self {
+        self.immediate = immediate;
+        self
     }
 
     /// Connect to the Safe; refuses on a wrong chain, a missing key variable or a Safe that is
@@ -58,12 +108,29 @@ impl Pauser {
     pub async fn start(
         config: &Config,
         provider: DynProvider,
-        executor: crate::daemon::Executor,
+        keys: crate::daemon::Keys,
         wake: Arc<Notify>,
     ) -> Result<Self> {
-        let executor = match executor {
-            crate::daemon::Executor::FromConfig => guardian_operator::executor_key(config)?,
-            crate::daemon::Executor::Key(key) => Some(key),
+        use crate::daemon::KeySource;
+        let executor = match keys.executor {
+            KeySource::FromConfig => guardian_operator::executor_key(config)?,
+            KeySource::Key(key) => Some(key),
+        };
+        let module = config.safe.as_ref().and_then(|s| s.module.as_ref());
+        let immediate = match module {
+            None => ImmediatePause::none(),
+            Some(module) => {
+                let pauser = match keys.pauser {
+                    KeySource::FromConfig => guardian_operator::pauser_key(config)?,
+                    KeySource::Key(key) => Some(key),
+                };
+                if pauser.is_none() {
+                    warn!(
+                        "no [safe.module] pauser_key_env: Critical findings fall back to Safe proposals on this replica"
+                    );
+                }
+                ImmediatePause::connect(provider.clone(), module.address, pauser).await
+            }
         };
         if executor.is_none() {
             warn!(
@@ -71,7 +138,7 @@ impl Pauser {
             );
         }
         let multisig = Arc::new(guardian_operator::connect(config, provider, executor).await?);
-        Ok(Self::new(multisig, config.source.clone(), wake))
+        Ok(Self::new(multisig, config.source.clone(), wake).with_immediate_pause(immediate))
     }
 
     /// The Safe service.
@@ -116,7 +183,7 @@ impl Pauser {
     fn due_now(&self) -> bool {
         let store = self.multisig.store();
         let now = now_ms();
-        [EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback]
+        [EffectKind::PauseNow, EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback]
             .into_iter()
             .any(|kind| store.next_effect_at(kind).ok().flatten().is_some_and(|at| at <= now))
     }
@@ -125,7 +192,10 @@ impl Pauser {
     /// anything was done (so the notifier is woken).
     pub async fn step(&mut self) -> bool {
         let mut did = false;
-        for kind in [EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback] {
+        // The immediate pause first: nothing else matters while a Critical finding waits.
+        for kind in
+            [EffectKind::PauseNow, EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback]
+        {
             let due = self.multisig.store().due_effects(kind, now_ms(), 32);
             let due = match due {
                 Ok(due) => due,
@@ -162,6 +232,7 @@ impl Pauser {
 
     async fn carry_out(&mut self, row: &OutboxEffect) {
         let (outcome, cap) = match &row.effect {
+            Effect::PauseNow => (self.pause_now(row).await, PAUSE_NOW_RETRY_CAP),
             Effect::ProposePause | Effect::Execute { .. } => {
                 (self.multisig.run_effect(row).await, SAFE_RETRY_CAP)
             }
@@ -259,6 +330,127 @@ impl Pauser {
                 Err(error)
             }
         }
+    }
+
+    /// Carry out a `PauseNow`: `pause(target)` through the module from the pauser key,
+    /// simulated first, then tell the incident what was sent and that `paused()` holds. When
+    /// the module cannot (absent, disabled, the target not listed, the simulation reverts), the
+    /// incident is told why and falls back at once to a Safe proposal.
+    async fn pause_now(&self, row: &OutboxEffect) -> Result<String> {
+        let id = row.incident_id;
+        let incident = self
+            .multisig
+            .store()
+            .incident(id)?
+            .ok_or_else(|| eyre!("outbox row {} names missing incident #{id}", row.id))?;
+        let target = incident.incident.address;
+        // Sent before a restart, never seen mined: mined since, or to be sent again.
+        let resumed = match (incident.incident.module_tx, &incident.incident.execution) {
+            (Some(tx), None) if !incident.incident.pause_now_requested => Some(tx),
+            _ => None,
+        };
+        if !incident.incident.pause_now_requested && resumed.is_none() {
+            return Ok(format!("dropped: incident #{id} no longer asks for it"));
+        }
+        if let Some(tx) = resumed
+            && let Some(receipt) = self.provider.get_transaction_receipt(tx).await?
+            && receipt.status()
+        {
+            let done = self.module_pause_mined(id, target, &receipt).await?;
+            info!(incident = id, %tx, "the pause sent before the restart was mined");
+            return Ok(format!("{done}, sent before a restart"));
+        }
+        let unavailable = |reason: String| -> Result<String> {
+            warn!(incident = id, %reason, "immediate pause unavailable; proposing through the Safe");
+            self.tell(id, &Event::ModulePauseUnavailable { reason: reason.clone() })?;
+            Ok(format!("fell back to a Safe proposal: {reason}"))
+        };
+        let module = match &self.immediate.module {
+            Ok(module) => module,
+            Err(why) => return unavailable(why.clone()),
+        };
+        let Some(pauser) = &self.immediate.pauser else {
+            return unavailable(
+                "this replica has no pauser key ([safe.module] pauser_key_env)".to_owned(),
+            );
+        };
+        // Each hash the node accepts is recorded as sent at once, before it is mined.
+        let (on_sent, mut sent) = tokio::sync::mpsc::unbounded_channel();
+        let options = SendOptions {
+            poll: Duration::from_millis(50),
+            replace_after: Duration::from_secs(6),
+            min_tip: self.outbid(&incident.incident).await,
+            on_sent: Some(on_sent),
+            ..SendOptions::default()
+        };
+        let pausing = async move {
+            let outcome = module.pause(pauser, target, &options).await;
+            drop(options);
+            outcome
+        };
+        let recording = async {
+            while let Some(tx) = sent.recv().await {
+                if let Err(error) = self.tell(id, &Event::ModulePauseSent { tx }) {
+                    warn!(incident = id, %tx, error = %format!("{error:#}"), "recording the sent pause failed");
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(pausing, recording);
+        match outcome {
+            Ok(receipt) => {
+                let done = self.module_pause_mined(id, target, &receipt).await?;
+                info!(incident = id, tx = %receipt.transaction_hash, "paused at once through the module");
+                Ok(done)
+            }
+            Err(PauseError::AlreadyPaused { .. }) => {
+                let block = self.provider.get_block_number().await?;
+                self.tell(id, &Event::AlreadyPaused { block })?;
+                Ok("already paused".to_owned())
+            }
+            // The node failed, not the module: try again shortly, then give up on it.
+            Err(PauseError::Other(error)) if row.attempts + 1 < PAUSE_NOW_ATTEMPTS => Err(error),
+            Err(error) => unavailable(error.to_string()),
+        }
+    }
+
+    /// Tell incident `id` that its module pause was mined in `receipt` (attributed by the mined
+    /// transaction's sender), then that `paused()` holds on `target`.
+    async fn module_pause_mined(
+        &self,
+        id: i64,
+        target: alloy::primitives::Address,
+        receipt: &alloy::rpc::types::TransactionReceipt,
+    ) -> Result<String> {
+        let (tx, block) = (receipt.transaction_hash, receipt.block_number.unwrap_or_default());
+        let execution = Event::ExecutionSeen {
+            proposal: None,
+            tx,
+            sender: receipt.from,
+            block,
+            by: Attribution::ThisReplica,
+        };
+        self.tell(id, &execution)?;
+        if is_paused(&self.provider, target).await? {
+            self.tell(id, &Event::PauseVerified { block })?;
+        }
+        Ok(format!("paused through the module in {tx} (block {block})"))
+    }
+
+    /// The priority fee that orders this incident's pause before the pending transaction its
+    /// predicted finding came from (`None`: nothing to outbid).
+    async fn outbid(&self, incident: &guardian_core::incident::Incident) -> Option<u128> {
+        let ids: Vec<i64> = incident.findings.keys().copied().collect();
+        let pending = {
+            let store = self.multisig.store();
+            ids.iter()
+                .filter_map(|id| store.finding(*id).ok().flatten())
+                .find_map(|f| f.finding.evidence.predicted_from)
+        }?;
+        let tx = self.provider.get_transaction_by_hash(pending).await.ok().flatten()?;
+        let theirs = alloy::consensus::Transaction::max_priority_fee_per_gas(&tx)
+            .unwrap_or_else(|| alloy::consensus::Transaction::max_fee_per_gas(&tx));
+        // Above theirs by a tenth and a gwei: ordered first in a pool sorted by fees.
+        Some(theirs.saturating_add(theirs / 10).saturating_add(1_000_000_000))
     }
 
     fn tell(&self, id: i64, event: &Event) -> Result<()> {

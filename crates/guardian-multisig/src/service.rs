@@ -65,10 +65,11 @@ impl Target {
         self
     }
 
-    fn calldata(&self, kind: ProposalKind) -> Bytes {
+    fn calldata(&self, kind: ProposalKind) -> Result<Bytes> {
         match kind {
-            ProposalKind::Pause => self.pause.clone(),
-            ProposalKind::Unpause => self.unpause.clone(),
+            ProposalKind::Pause => Ok(self.pause.clone()),
+            ProposalKind::Unpause => Ok(self.unpause.clone()),
+            other => Err(eyre!("{} is not a call on {}", other.as_str(), self.name)),
         }
     }
 }
@@ -365,8 +366,8 @@ impl Multisig {
             Some(request) => format!("{}: {}", request.actor, request.reason),
             None => format!("incident #{id} ({})", incident.incident.key),
         };
-        let mut proposal =
-            self.build(&target, ProposalKind::Pause, &reason, nonce, replaces).await?;
+        let call = (target.address, target.calldata(ProposalKind::Pause)?, target.name.as_str());
+        let mut proposal = self.build(call, ProposalKind::Pause, &reason, nonce, replaces).await?;
         proposal.finding_id = incident.incident.findings.keys().next().copied();
         proposal.then_rollback = incident.incident.wants_rollback();
         let threshold = self.safe.threshold().await?;
@@ -438,7 +439,8 @@ impl Multisig {
             .await
             .wrap_err_with(|| format!("refusing to propose the unpause of {}", target.name))?;
         let nonce = self.safe.nonce().await?;
-        let proposal = self.build(&target, ProposalKind::Unpause, reason, nonce, None).await?;
+        let call = (target.address, target.calldata(ProposalKind::Unpause)?, target.name.as_str());
+        let proposal = self.build(call, ProposalKind::Unpause, reason, nonce, None).await?;
         let detail = format!("unpause {} at Safe nonce {nonce}: {reason}", target.name);
         let new = self.store().insert_proposal(&proposal, actor, &detail)?;
         let stored = self.store().proposal(proposal.safe_tx_hash)?.unwrap_or(proposal);
@@ -450,16 +452,54 @@ impl Multisig {
         }
     }
 
+    /// The proposal of `kind` calling `call` = (to, calldata, label) at `nonce`.
+    /// Propose a Safe transaction that administers the Safe itself (enabling or disabling the
+    /// pause module), for an operator: simulated as the Safe first, approved and executed like
+    /// any proposal at the full threshold, never automatically again once stale.
+    pub async fn propose_safe_call(
+        &self,
+        kind: ProposalKind,
+        (to, data, label): (Address, Bytes, &str),
+        reason: &str,
+        actor: &str,
+    ) -> Result<Proposed> {
+        eyre::ensure!(
+            matches!(kind, ProposalKind::EnableModule | ProposalKind::DisableModule),
+            "{} proposals are made for a watched contract, not as a Safe call",
+            kind.as_str()
+        );
+        if let Some(existing) = self.store().pending_proposal_for(self.safe.address(), to, kind)? {
+            return Ok(Proposed::Existing { proposal: existing });
+        }
+        guardian_chain::safe::simulate_as_safe(
+            &self.provider,
+            self.safe.address(),
+            to,
+            data.clone(),
+        )
+        .await
+        .map_err(|e| eyre!("simulating {label} as the Safe reverts: {e:#}"))?;
+        let nonce = self.safe.nonce().await?;
+        let proposal = self.build((to, data, label), kind, reason, nonce, None).await?;
+        let detail = format!("{} at Safe nonce {nonce}: {reason}", kind.as_str());
+        let new = self.store().insert_proposal(&proposal, actor, &detail)?;
+        let stored = self.store().proposal(proposal.safe_tx_hash)?.unwrap_or(proposal);
+        Ok(if new {
+            Proposed::New { proposal: stored }
+        } else {
+            Proposed::Existing { proposal: stored }
+        })
+    }
+
     async fn build(
         &self,
-        target: &Target,
+        (to, calldata, label): (Address, Bytes, &str),
         kind: ProposalKind,
         reason: &str,
         nonce: U256,
         replaces: Option<B256>,
     ) -> Result<Proposal> {
-        let calldata = target.calldata(kind);
-        let tx = proposal_tx(target.address, calldata.clone(), nonce);
+        let tx = proposal_tx(to, calldata.clone(), nonce);
         let hash = self.safe.tx_hash(&tx);
         // Bind to the deployed contract's own view of the domain: a mismatch means we would
         // collect signatures the Safe will never accept.
@@ -474,8 +514,8 @@ impl Multisig {
             chain_id: self.safe.chain_id(),
             safe: self.safe.address(),
             kind,
-            contract: target.name.clone(),
-            target: target.address,
+            contract: label.to_owned(),
+            target: to,
             calldata,
             nonce,
             finding_id: None,
@@ -499,7 +539,7 @@ impl Multisig {
             &self.provider,
             self.safe.address(),
             target.address,
-            target.calldata(kind),
+            target.calldata(kind)?,
         )
         .await
         .map_err(|e| {
@@ -626,7 +666,9 @@ impl Multisig {
             return self.settle_consumed(proposal).await;
         }
         let (approvals, threshold) = self.count(proposal).await?;
-        if proposal.kind == ProposalKind::Unpause
+        // An operator's proposal outside any incident (unpause, module administration) is
+        // executed here at its threshold; a pause is executed when its incident asks.
+        if proposal.kind != ProposalKind::Pause
             && proposal.incident_id.is_none()
             && approvals as u64 >= threshold
             && self.executor.is_some()
@@ -739,6 +781,14 @@ impl Multisig {
             let block = log.block_number.unwrap_or_default();
             return self.settle_executed(proposal, tx_hash, sent.from(), block).await;
         }
+        if !matches!(proposal.kind, ProposalKind::Pause | ProposalKind::Unpause) {
+            let detail = format!(
+                "Safe nonce {} was consumed by another transaction: not proposed again automatically",
+                proposal.nonce
+            );
+            self.store().mark_proposal_stale(hash, &detail)?;
+            return Ok(Observed::Stale);
+        }
         let target = self.target_at(proposal.target)?.clone();
         let paused = is_paused(&self.provider, target.address).await?;
         let detail = format!(
@@ -787,8 +837,15 @@ impl Multisig {
         } else {
             Attribution::Outside
         };
-        let paused = is_paused(&self.provider, proposal.target).await?;
-        let verified = paused == (proposal.kind == ProposalKind::Pause);
+        // The Safe's ExecutionSuccess already proves a module change; a pause or an unpause is
+        // verified on the target itself.
+        let (paused, verified) = match proposal.kind {
+            ProposalKind::Pause | ProposalKind::Unpause => {
+                let paused = is_paused(&self.provider, proposal.target).await?;
+                (paused, paused == (proposal.kind == ProposalKind::Pause))
+            }
+            _ => (false, true),
+        };
         let who = match by {
             Attribution::ThisReplica => format!("{} ({sender})", self.replica),
             _ => format!("{} {sender}", by.as_str()),

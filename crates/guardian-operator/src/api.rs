@@ -241,6 +241,12 @@ async fn create(
             .unpause(&body.contract, actor, &body.reason)
             .await
             .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{} is proposed with `guardian module`, not over the API", other.as_str()),
+            );
+        }
     };
     match outcome {
         Ok(value) => {

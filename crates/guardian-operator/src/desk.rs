@@ -47,6 +47,19 @@ pub fn executor_key(config: &Config) -> Result<Option<PrivateKeySigner>> {
         .map_err(|_| eyre!("${var} does not hold a 32-byte hex private key"))
 }
 
+/// Read the pause module's pauser key from the variable `[safe.module] pauser_key_env` names
+/// (`None` without a module or the key). Never printed: errors name the variable only.
+pub fn pauser_key(config: &Config) -> Result<Option<PrivateKeySigner>> {
+    let module = config.safe.as_ref().and_then(|s| s.module.as_ref());
+    let Some(var) = module.and_then(|m| m.pauser_key_env.as_deref()) else { return Ok(None) };
+    let value = std::env::var(var).map_err(|_| {
+        eyre!("[safe.module] pauser_key_env names ${var}, which is not set: this replica cannot pause at once")
+    })?;
+    PrivateKeySigner::from_str(value.trim())
+        .map(Some)
+        .map_err(|_| eyre!("${var} does not hold a 32-byte hex private key"))
+}
+
 /// Connect the multisig service described by `config` over `provider`.
 pub async fn connect(
     config: &Config,

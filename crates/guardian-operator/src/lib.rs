@@ -9,5 +9,5 @@ pub mod desk;
 
 pub use desk::{
     Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,
-    ProposalView, TimelineEntry, connect, executor_key, targets, utc,
+    ProposalView, TimelineEntry, connect, executor_key, pauser_key, targets, utc,
 };

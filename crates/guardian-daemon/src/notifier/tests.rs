@@ -123,6 +123,7 @@ fn alert() -> Finding {
             log_index: Some(0),
             values: [("amount".to_owned(), "12000000000000000000".to_owned())].into(),
             threshold: "> 10 ether".into(),
+            predicted_from: None,
         },
         anomaly: Anomaly::Log { tx: B256::repeat_byte(0xaa), ordinal: 0 },
         magnitude: None,
