@@ -13,8 +13,8 @@ use guardian_rehearse::{Fork, Lever, Options, Scenario, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct RehearseArgs {
-    /// Which scenarios: all, or any of drain, upgrade, revert-storm, quiet, restart, levers
-    /// (comma-separated).
+    /// Which scenarios: all, or any of drain, drain-multisig, frontrun, upgrade, revert-storm,
+    /// quiet, restart, levers (comma-separated).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Where to write report.json, report.md and timeline.svg.
@@ -75,6 +75,8 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         if let Some(config) = &config {
             options.chain_id = args.chain_id.unwrap_or(config.chain.id);
             options.levers = config.contracts.iter().map(Lever::from).collect();
+            options.module =
+                config.safe.as_ref().and_then(|s| s.module.as_ref()).map(|m| m.address);
         }
         // 0: as many owners as the Safe's threshold.
         options.approvers = args.approvers.unwrap_or(0);
@@ -96,20 +98,23 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
     for s in &report.scenarios {
         let passed = s.checks.iter().filter(|c| c.passed).count();
         println!(
-            "{:<12} {}  {passed}/{} checks",
+            "{:<14} {}  {passed}/{} checks",
             s.scenario,
             if s.passed { "passed" } else { "FAILED" },
             s.checks.len()
         );
         let l = &s.latencies;
         if let (Some(ms), Some(blocks)) = (l.detection_ms, l.detection_blocks) {
-            println!("             detection {ms} ms ({blocks} blocks)");
+            println!("               detection {ms} ms ({blocks} blocks)");
         }
         if let (Some(ms), Some(blocks)) = (l.pause_ms, l.pause_blocks) {
-            println!("             anomaly → pause {ms} ms ({blocks} blocks)");
+            println!("               anomaly → pause {ms} ms ({blocks} blocks)");
+        }
+        if let Some(wei) = &s.wei_lost {
+            println!("               wei lost before the pause {wei}");
         }
         for c in s.checks.iter().filter(|c| !c.passed) {
-            println!("             FAILED {}: {}", c.name, c.detail);
+            println!("               FAILED {}: {}", c.name, c.detail);
             failed.push(format!("{}: {}: {}", s.scenario, c.name, c.detail));
         }
     }

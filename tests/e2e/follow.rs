@@ -89,7 +89,7 @@ async fn records_each_anomaly_once_across_a_restart_mid_backfill() {
     assert_eq!(open[0].finding.rule, "withdrawn");
     assert_eq!(open[0].finding.address, vault);
     assert_eq!(open[0].finding.severity, Severity::Critical);
-    assert_eq!(open[0].finding.action, Action::ProposePause { then_rollback: false });
+    assert_eq!(open[0].finding.action, Action::PauseNow { then_rollback: false });
 }
 
 #[tokio::test]

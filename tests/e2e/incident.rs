@@ -64,6 +64,11 @@ bind = "127.0.0.1:0"
 address = "{safe}"
 {executor}
 
+# These tests follow the Safe flow: Critical proposes (the immediate pause through the module
+# has its own tests, in immediate.rs).
+[policy]
+critical = "propose_pause"
+
 [[contracts]]
 name = "vault"
 address = "{v2}"

@@ -6,6 +6,7 @@
 mod config_check;
 mod daemon;
 mod follow;
+mod immediate;
 mod incident;
 mod multisig;
 mod multisig_cli;

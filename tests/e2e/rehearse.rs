@@ -14,7 +14,9 @@ use guardian_chain::safe::is_paused;
 
 use guardian_chain::safe::{deploy, encode_address};
 
-use crate::support::{GuardianToml, contracts, testbed};
+use guardian_chain::TestbedOptions;
+
+use crate::support::{GuardianToml, contracts, testbed_with};
 
 fn rehearse(report_dir: &Path, extra: &[&str]) -> (bool, String, String) {
     rehearse_scenario("drain", report_dir, extra)
@@ -78,27 +80,38 @@ fn rehearse_drain_passes_and_writes_the_report() {
     assert_eq!(drain["scenario"], "drain");
     for name in [
         "Critical finding recorded",
-        "pause executed and verified",
+        "paused at once through the pause module",
+        "pause mined in the block after the anomaly",
         "config rolled back to VaultV1",
         "backup restored byte-identical",
     ] {
         assert_eq!(check(&report, name)["passed"], true, "{name}: {report:#}");
     }
+    let at_once = check(&report, "paused at once through the pause module");
+    assert!(
+        at_once["detail"].as_str().expect("detail").contains("Safe nonce still 1, no owner signed"),
+        "{at_once}"
+    );
+    // The burst drained the vault within its block: the pause in the next one saved nothing.
+    assert_eq!(drain["wei_lost"], "4500000000000000000", "{report:#}");
     let labels: Vec<&str> = drain["timeline"]
         .as_array()
         .expect("timeline")
         .iter()
         .filter_map(|e| e["label"].as_str())
         .collect();
-    for label in
-        ["anomaly mined", "finding recorded", "pause proposed", "pause mined", "rollback done"]
-    {
+    for label in ["anomaly mined", "finding recorded", "pause mined (module)", "rollback done"] {
         assert!(labels.contains(&label), "{label} missing from {labels:?}");
     }
-    assert!(drain["latencies"]["pause_blocks"].as_u64().is_some(), "{report:#}");
+    assert!(
+        labels.iter().all(|l| !l.contains("proposal")),
+        "no Safe proposal for a Critical: {labels:?}"
+    );
+    assert_eq!(drain["latencies"]["pause_blocks"], 1, "{report:#}");
     let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).expect("timeline.svg");
     assert!(svg.starts_with("<svg") && svg.contains("pause mined"), "{svg}");
-    assert!(dir.path().join("report.md").is_file());
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");
+    assert!(md.contains("Wei lost before the pause: 4500000000000000000 (4.5 ETH)."), "{md}");
     assert!(stdout.lines().any(|l| l.starts_with("drain ") && l.contains(" passed ")), "{stdout}");
 }
 
@@ -106,12 +119,15 @@ fn rehearse_drain_passes_and_writes_the_report() {
 fn rehearse_with_an_unreachable_threshold_names_the_step_that_did_not_happen() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Threshold 3, but only two owners approve: the Safe must not execute.
-    let (ok, stdout, stderr) =
-        rehearse(dir.path(), &["--threshold", "3", "--approvers", "2", "--step-timeout", "6"]);
+    let (ok, stdout, stderr) = rehearse_scenario(
+        "drain-multisig",
+        dir.path(),
+        &["--threshold", "3", "--approvers", "2", "--step-timeout", "6"],
+    );
     assert!(!ok, "a rehearsal without a pause must fail:\n{stdout}");
     assert!(
         stderr.contains(
-            "drain: pause executed and verified: the Safe did not execute (approvals 2 of 3)"
+            "drain-multisig: pause executed and verified: the Safe did not execute (approvals 2 of 3)"
         ),
         "the failure names the step:\n{stderr}"
     );
@@ -139,12 +155,44 @@ fn rehearse_with_an_unreachable_threshold_names_the_step_that_did_not_happen() {
 }
 
 #[test]
-fn rehearse_revert_storm_records_a_critical_finding_and_proposes_a_pause() {
+fn rehearse_revert_storm_records_a_critical_finding_and_pauses_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = passing_report("revert-storm", dir.path());
     let finding = check(&report, "Critical revert-rate finding recorded");
     assert!(finding["detail"].as_str().expect("detail").contains("vault-revert-rate"), "{finding}");
-    assert_eq!(check(&report, "pause proposed through the Safe")["passed"], true);
+    assert_eq!(check(&report, "paused at once through the pause module")["passed"], true);
+    assert_eq!(report["scenarios"][0]["wei_lost"], "0", "reverts move no value");
+}
+
+/// The High drain goes through the owners; the drain broadcast to the mempool is paused first
+/// in its own block and loses nothing.
+#[test]
+fn rehearse_drain_multisig_approves_and_frontrun_preempts_the_pending_drain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = passing_report("drain-multisig,frontrun", dir.path());
+    assert_eq!(report["scenarios"][0]["scenario"], "drain-multisig");
+    for name in
+        ["High finding recorded", "pause executed and verified", "config rolled back to VaultV1"]
+    {
+        assert_eq!(scenario_check(&report, 0, name)["passed"], true, "{name}: {report:#}");
+    }
+    assert!(report["scenarios"][0]["latencies"]["pause_blocks"].as_u64().expect("blocks") >= 1);
+
+    assert_eq!(report["scenarios"][1]["scenario"], "frontrun");
+    let first = scenario_check(&report, 1, "pause mined first, in the drain's own block");
+    assert!(
+        first["detail"].as_str().expect("detail").contains("the pause is transaction 0"),
+        "{first}"
+    );
+    let reverted = scenario_check(&report, 1, "drain reverted with EnforcedPause()");
+    assert!(reverted["detail"].as_str().expect("detail").contains("0xd93c0665"), "{reverted}");
+    let finding = scenario_check(&report, 1, "Critical finding predicted from the pending drain");
+    assert!(
+        finding["detail"].as_str().expect("detail").contains("predicted from pending tx 0x"),
+        "{finding}"
+    );
+    assert_eq!(report["scenarios"][1]["wei_lost"], "0", "{report:#}");
+    assert_eq!(report["scenarios"][1]["latencies"]["pause_blocks"], 0);
 }
 
 #[test]
@@ -166,10 +214,9 @@ fn rehearse_upgrade_and_restart_pause_once_each() {
     let killed = scenario_check(&report, 1, "daemon killed (SIGKILL) as the drain began");
     assert_eq!(killed["passed"], true, "{killed}");
     let once = scenario_check(&report, 1, "anomaly caught exactly once");
-    assert!(
-        once["detail"].as_str().expect("detail").contains("3 occurrences, one for each drain call"),
-        "{once}"
-    );
+    let once = once["detail"].as_str().expect("detail");
+    assert!(once.contains("3 occurrences, one for each drain call"), "{once}");
+    assert!(once.contains("one pause through the module, no Safe proposal"), "{once}");
     assert!(report["scenarios"][1]["latencies"]["pause_blocks"].as_u64().is_some());
 }
 
@@ -180,7 +227,9 @@ const UNSET_WEBHOOK: &str = "\n[webhook]\nurl_env = \"GUARDIAN_TEST_UNSET_WEBHOO
 async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chain_untouched() {
     // The "production" chain: a 2-of-3 Safe and the targets it owns, mining only on demand, and
     // one contract whose owner is not the Safe (a lever that would fail during an incident).
-    let bed = testbed().await;
+    // The Safe has its pause module (pauser: dev account 4) listing VaultV2.
+    let bed = testbed_with(TestbedOptions { pausers: vec![4], ..TestbedOptions::default() }).await;
+    let module = bed.module.as_ref().expect("module").address();
     let stray_owner = bed.devnet.signer(5).expect("key").address();
     let (_, compiled) = contracts();
     let stray = deploy(
@@ -200,7 +249,7 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
     // The operators' production config: the Safe and the contracts they watch on that chain.
     let toml = GuardianToml::new(&bed, &dir.path().join("production.sqlite"), "");
     let toml = format!(
-        "{}\n[[contracts]]\nname = \"stray\"\naddress = \"{stray}\"\n{UNSET_WEBHOOK}",
+        "{}\n[[contracts]]\nname = \"stray\"\naddress = \"{stray}\"\n{UNSET_WEBHOOK}\n[safe.module]\naddress = \"{module}\"\n",
         toml.render()
     );
     std::fs::write(&config, toml).expect("config");
@@ -212,7 +261,7 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
         let args = args.map(str::to_owned);
         move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            rehearse_scenario("drain,levers", &reports, &args)
+            rehearse_scenario("drain-multisig,levers", &reports, &args)
         }
     })
     .await
@@ -221,7 +270,7 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
 
     let report = report(&reports);
     assert!(report["forked_from"].as_str().expect("forked_from").starts_with("http://"));
-    assert_eq!(report["scenarios"][0]["scenario"], "drain");
+    assert_eq!(report["scenarios"][0]["scenario"], "drain-multisig");
     assert_eq!(report["scenarios"][0]["passed"], true, "{report:#}");
     // The configured Safe's own owners approved, impersonated on the fork.
     let owner = bed.owners[0].address();
@@ -231,7 +280,8 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
     );
     assert_eq!(approval["passed"], true, "{approval}");
     let paused = check(&report, "pause executed and verified");
-    assert!(paused["detail"].as_str().expect("detail").contains("Safe nonce 1"), "{paused}");
+    // Nonce 0 enabled the module on "production"; the drill's pause is the next one.
+    assert!(paused["detail"].as_str().expect("detail").contains("Safe nonce 2"), "{paused}");
 
     // `levers` checked the operators' own contracts on production state: the vault the Safe
     // owns can be paused; the stray one cannot, and the check says why.
@@ -243,6 +293,15 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
     assert_eq!(bad["passed"], false, "{bad}");
     assert!(bad["detail"].as_str().expect("detail").contains("the Safe is not the owner"), "{bad}");
     assert!(stderr.contains("levers: stray"), "the failure is named on exit:\n{stderr}");
+    // The operators' pause module (not the rehearsal's own) is enabled and lists the vault, not
+    // the stray contract.
+    let enabled = scenario_check(&report, 1, &format!("pause module {module} enabled"));
+    assert_eq!(enabled["passed"], true, "{enabled}");
+    let listed = format!("vault ({vault}) is a target of the pause module");
+    assert_eq!(scenario_check(&report, 1, &listed)["passed"], true);
+    let unlisted =
+        scenario_check(&report, 1, &format!("stray ({stray}) is a target of the pause module"));
+    assert!(unlisted["detail"].as_str().expect("detail").starts_with("not listed"), "{unlisted}");
 
     // The forked chain saw nothing: no block, no Safe transaction, the vault untouched.
     assert_eq!(origin.get_block_number().await.expect("head"), head);

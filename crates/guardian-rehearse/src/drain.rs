@@ -1,13 +1,17 @@
-//! `drain`: VaultV2's buggy `sponsoredWithdraw` empties the vault. guardian must record a
-//! Critical finding, propose `pause()` through the Safe, execute it once the owners approved,
-//! verify `paused()`, roll the deployment config back to VaultV1 with a backup, and that backup
-//! must restore the pre-rollback config byte for byte.
+//! `drain`: VaultV2's buggy `sponsoredWithdraw` empties the vault in one burst. guardian must
+//! record a Critical finding and pause the vault at once through the pause module, in the block
+//! after the anomaly, without a Safe transaction; then roll the deployment config back to
+//! VaultV1 with a backup, and that backup must restore the pre-rollback config byte for byte.
+//!
+//! `drain-multisig`: the same drain with the rule at High, the operators' matrix for "the
+//! on-call owners approve": the pause is proposed through the Safe, the owners approve
+//! (`guardian approve`'s calls), the daemon executes and verifies; the rollback as above.
 
 use std::time::Instant;
 
 use alloy::{
     network::Ethereum,
-    primitives::{U256, utils::format_ether, utils::parse_ether},
+    primitives::{U256, utils::parse_ether},
     providers::{PendingTransactionBuilder, Provider},
 };
 use eyre::{Result, WrapErr, ensure, eyre};
@@ -19,11 +23,14 @@ use crate::{
     Options,
     drill::Drill,
     report::ScenarioReport,
+    report::eth,
     stage::{Clock, MANAGED, Stage, poll},
 };
 
 const ANOMALY: &str = "anomaly mined: VaultV2 drained";
 const FINDING: &str = "Critical finding recorded";
+const HIGH_FINDING: &str = "High finding recorded";
+const NEXT_BLOCK: &str = "pause mined in the block after the anomaly";
 const ROLLBACK: &str = "config rolled back to VaultV1";
 const BACKUP: &str = "backup listed and intact";
 const RESTORE: &str = "backup restored byte-identical";
@@ -31,14 +38,31 @@ const RESTORE: &str = "backup restored byte-identical";
 /// The drain rule of the rehearsal config.
 pub(crate) const DRAIN_RULE: &str = "vault-drain";
 
-pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
-    let mut drill = Drill::new([ANOMALY, FINDING]);
-    steps(stage, options, &mut drill).await;
-    drill.list.plan([ROLLBACK, BACKUP, RESTORE]);
-    drill.report(stage, "drain")
+/// How the drain is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Response {
+    /// Critical: the pause module, at once.
+    AtOnce,
+    /// High: a Safe proposal the owners approve.
+    Multisig,
 }
 
-async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
+pub(crate) async fn run(stage: &Stage, options: &Options, response: Response) -> ScenarioReport {
+    let finding = match response {
+        Response::AtOnce => FINDING,
+        Response::Multisig => HIGH_FINDING,
+    };
+    let mut drill = Drill::new([ANOMALY, finding]);
+    steps(stage, options, response, &mut drill).await;
+    drill.list.plan([ROLLBACK, BACKUP, RESTORE]);
+    let name = match response {
+        Response::AtOnce => "drain",
+        Response::Multisig => "drain-multisig",
+    };
+    drill.report(stage, name)
+}
+
+async fn steps(stage: &Stage, options: &Options, response: Response, drill: &mut Drill) {
     // The managed config as the deployment left it (pointing at VaultV2).
     let before = std::fs::read_to_string(stage.managed_config()).unwrap_or_default();
 
@@ -46,23 +70,47 @@ async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
     let Some(clock) = drill.list.step(ANOMALY, anomaly(stage).await) else { return };
     drill.anomaly(&clock, "anomaly mined");
 
-    // The daemon notices, proposes, the operators approve, the daemon executes.
     let vault = stage.world.targets.vault_v2;
-    if drill
-        .finding(stage, options, &clock, FINDING, DRAIN_RULE, Severity::Critical)
-        .await
-        .is_none()
-    {
+    let (step, severity) = match response {
+        Response::AtOnce => (FINDING, Severity::Critical),
+        Response::Multisig => (HIGH_FINDING, Severity::High),
+    };
+    if drill.finding(stage, options, &clock, step, DRAIN_RULE, severity).await.is_none() {
         return;
     }
-    let Some(proposal) = drill.pause_through_safe(stage, options, &clock, "vault", vault).await
-    else {
-        return;
+    let paused_in = match response {
+        // Critical: the daemon pauses through the module, no owner involved.
+        Response::AtOnce => {
+            drill.list.plan([NEXT_BLOCK]);
+            let Some(block) = drill.pause_at_once(stage, options, &clock, vault).await else {
+                return;
+            };
+            let next = clock.block + 1;
+            let outcome = if block <= next {
+                Ok(((), format!("anomaly in block {}, pause in block {block}", clock.block)))
+            } else {
+                Err(eyre!(
+                    "anomaly in block {}, pause in block {block}: {} blocks late",
+                    clock.block,
+                    block - next
+                ))
+            };
+            drill.list.step(NEXT_BLOCK, outcome);
+            block
+        }
+        // High: the daemon proposes, the operators approve, the daemon executes.
+        Response::Multisig => {
+            if drill.pause_through_safe(stage, options, &clock, "vault", vault).await.is_none() {
+                return;
+            }
+            clock.block + drill.latencies.pause_blocks.unwrap_or_default()
+        }
     };
+    drill.lost(stage, vault, &clock, paused_in).await;
 
     // The daemon rolls the deployment config back to V1.
-    let Some(incident) = proposal.incident_id else {
-        drill.list.fail(ROLLBACK, "the pause proposal belongs to no incident");
+    let Some((incident, _)) = drill.incident else {
+        drill.list.fail(ROLLBACK, "the finding belongs to no incident");
         return;
     };
     let outcome = wait_rollback(stage, options, incident, &before).await;
@@ -135,7 +183,8 @@ pub(crate) async fn send_drain(stage: &Stage, max_calls: usize) -> Result<(Pendi
     Ok((pending, taken))
 }
 
-/// Wait for sent drain calls; the clock starts at the first one mined.
+/// Wait for sent drain calls; the clock starts at the first one mined. Every call must
+/// succeed.
 pub(crate) async fn mined(pending: Pending) -> Result<(Clock, u64)> {
     let mut first = None;
     let mut last = 0;
@@ -227,14 +276,4 @@ fn restore(stage: &Stage, stamp: &str, before: &str) -> Result<String> {
         now.len(),
         outcome.undo_stamp.map(|s| s.to_string()).unwrap_or_default()
     ))
-}
-
-/// Wei as ether without trailing zeros ("4.5").
-fn eth(wei: U256) -> String {
-    let text = format_ether(wei);
-    match text.split_once('.') {
-        Some((whole, fraction)) if fraction.trim_end_matches('0').is_empty() => whole.to_owned(),
-        Some((whole, fraction)) => format!("{whole}.{}", fraction.trim_end_matches('0')),
-        None => text,
-    }
 }

@@ -93,6 +93,8 @@ pub(crate) struct Drill {
     pub(crate) latencies: Latencies,
     /// The incident the daemon opened for the anomaly, and the scenario's clock.
     pub(crate) incident: Option<(i64, Clock)>,
+    /// The value the anomaly moved out before the pause.
+    pub(crate) wei_lost: Option<U256>,
 }
 
 impl Drill {
@@ -130,6 +132,7 @@ impl Drill {
         let mut report =
             ScenarioReport::new(scenario, self.list.into_checks(), self.timeline, self.latencies);
         report.incident = incident_id;
+        report.wei_lost = self.wei_lost.map(|w| w.to_string());
         report
     }
 
@@ -196,6 +199,113 @@ impl Drill {
         self.latencies.pause_blocks = Some(block.saturating_sub(clock.block));
         Some(proposal)
     }
+
+    /// The immediate pause of `contract` (at `address`) through the pause module: the daemon
+    /// sends `pause(target)` from its pauser key, no owner signs. Checks the receipt (sent by
+    /// the pauser to the module), `paused()`, and that the Safe executed nothing (its nonce is
+    /// unchanged). Marks it on the timeline and the pause latency; returns the block.
+    pub(crate) async fn pause_at_once(
+        &mut self,
+        stage: &Stage,
+        options: &Options,
+        clock: &Clock,
+        address: Address,
+    ) -> Option<u64> {
+        self.list.plan([AT_ONCE.to_owned()]);
+        let Some((incident, _)) = self.incident else {
+            self.list.fail(AT_ONCE, "the finding belongs to no incident");
+            return None;
+        };
+        let block =
+            self.list.step(AT_ONCE, wait_module_pause(stage, options, incident, address).await)?;
+        self.mark(clock, "pause mined (module)", block);
+        self.latencies.pause_ms = Some(clock.ms());
+        self.latencies.pause_blocks = Some(block.saturating_sub(clock.block));
+        Some(block)
+    }
+
+    /// Record what `address` lost between the block before the anomaly and `after` (the pause's
+    /// block): its ether balance then minus now, zero if it grew.
+    pub(crate) async fn lost(
+        &mut self,
+        stage: &Stage,
+        address: Address,
+        clock: &Clock,
+        after: u64,
+    ) {
+        match wei_lost(stage, address, clock.block.saturating_sub(1), after).await {
+            Ok(lost) => self.wei_lost = Some(lost),
+            Err(error) => self.list.record("wei lost measured", Err(error)),
+        }
+    }
+}
+
+/// `address`'s ether balance at block `before` minus at block `after`, zero if it grew.
+pub(crate) async fn wei_lost(
+    stage: &Stage,
+    address: Address,
+    before: u64,
+    after: u64,
+) -> Result<U256> {
+    let reader = stage.world.reader();
+    let then = reader.get_balance(address).number(before).await?;
+    let now = reader.get_balance(address).number(after).await?;
+    Ok(then.saturating_sub(now))
+}
+
+pub(crate) const AT_ONCE: &str = "paused at once through the pause module";
+
+/// Wait for the incident's immediate pause, then check it on chain. Fails at once, with the
+/// incident's reason, when the daemon fell back to a Safe proposal.
+async fn wait_module_pause(
+    stage: &Stage,
+    options: &Options,
+    incident: i64,
+    target: Address,
+) -> Result<(u64, String)> {
+    let outcome = poll(options.step_timeout, || async {
+        let incident = stage.incident(incident)?;
+        if let Some(reason) = incident.module_unavailable {
+            bail!("the daemon fell back to a Safe proposal: {reason}");
+        }
+        Ok(incident.module_tx.zip(incident.execution))
+    })
+    .await?;
+    let Some((tx, execution)) = outcome else {
+        bail!("no pause through the module within {:?}", options.step_timeout);
+    };
+    let world = &stage.world;
+    let reader = world.reader();
+    let receipt = reader
+        .get_transaction_receipt(tx)
+        .await?
+        .ok_or_else(|| eyre!("the module pause {tx} has no receipt"))?;
+    ensure!(receipt.status(), "the module pause {tx} reverted");
+    ensure!(
+        receipt.from == world.pauser.address() && receipt.to == Some(world.module),
+        "{tx} was sent by {} to {:?}, not by the pauser {} to the module {}",
+        receipt.from,
+        receipt.to,
+        world.pauser.address(),
+        world.module
+    );
+    ensure!(execution.tx == tx, "the incident records execution {}, not {tx}", execution.tx);
+    ensure!(is_paused(&reader, target).await?, "{tx} was mined but paused() on {target} is false");
+    let nonce = world.safe.nonce().await?;
+    ensure!(
+        nonce == world.safe_nonce,
+        "the Safe's nonce moved from {} to {nonce}: a Critical pause needs no Safe transaction",
+        world.safe_nonce
+    );
+    let block = receipt.block_number.unwrap_or_default();
+    Ok((
+        block,
+        format!(
+            "pause({target}) through module {} mined in block {block} (tx {tx}, from pauser {}); paused() == true; Safe nonce still {nonce}, no owner signed",
+            world.module,
+            world.pauser.address()
+        ),
+    ))
 }
 
 pub(crate) const PROPOSAL: &str = "pause proposed through the Safe";

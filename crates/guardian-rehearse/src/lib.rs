@@ -16,6 +16,7 @@ use tracing::info;
 
 mod drain;
 mod drill;
+mod frontrun;
 mod levers;
 mod quiet;
 pub mod report;
@@ -29,38 +30,65 @@ use report::{Check, Report, ScenarioReport};
 /// A rehearsal scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// VaultV2 drained through its buggy `sponsoredWithdraw`: finding → pause through the Safe
-    /// → config rolled back to VaultV1 → backup restored.
+    /// VaultV2 drained through its buggy `sponsoredWithdraw`: Critical finding → pause at once
+    /// through the pause module, in the next block → config rolled back to VaultV1 → backup
+    /// restored.
     Drain,
-    /// The release key swaps the proxied vault's implementation: finding → pause through the
-    /// Safe → the rogue `sweep()` refused.
+    /// The same drain at High: finding → pause proposed through the Safe → owners approve →
+    /// executed → config rolled back → backup restored.
+    DrainMultisig,
+    /// The drain broadcast to the mempool of an interval-mining chain: predicted from the
+    /// pending transaction, paused first in the same block; the drain reverts, nothing lost.
+    Frontrun,
+    /// The release key swaps the proxied vault's implementation: finding → pause at once → the
+    /// rogue `sweep()` refused.
     Upgrade,
-    /// A third of the calls to the vault revert: Critical revert-rate finding, pause proposed.
+    /// A third of the calls to the vault revert: Critical revert-rate finding, paused at once.
     RevertStorm,
     /// Ordinary deposits and withdrawals for about ten blocks: no finding, no proposal.
     Quiet,
     /// The daemon (a `guardian run` process) is killed as the drain begins and restarted: the
-    /// drain is caught once.
+    /// drain is caught once and paused once.
     Restart,
     /// Every watched contract (the operators' own, on a fork with a config) can be paused by
-    /// the Safe: code present, `paused()` answers, the pause simulated as the Safe succeeds.
+    /// the Safe: code present, `paused()` answers, the pause simulated as the Safe succeeds;
+    /// and the pause module is enabled and lists each of them.
     Levers,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 6] =
-        [Self::Drain, Self::Upgrade, Self::RevertStorm, Self::Quiet, Self::Restart, Self::Levers];
+    pub const ALL: [Self; 8] = [
+        Self::Drain,
+        Self::DrainMultisig,
+        Self::Frontrun,
+        Self::Upgrade,
+        Self::RevertStorm,
+        Self::Quiet,
+        Self::Restart,
+        Self::Levers,
+    ];
 
     /// The name on the command line and in the report.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Drain => "drain",
+            Self::DrainMultisig => "drain-multisig",
+            Self::Frontrun => "frontrun",
             Self::Upgrade => "upgrade",
             Self::RevertStorm => "revert-storm",
             Self::Quiet => "quiet",
             Self::Restart => "restart",
             Self::Levers => "levers",
+        }
+    }
+
+    /// How its rehearsal config differs from the others'.
+    const fn layout(self) -> stage::Layout {
+        match self {
+            Self::DrainMultisig => stage::Layout { drain_high: true, preempt: false },
+            Self::Frontrun => stage::Layout { drain_high: false, preempt: true },
+            _ => stage::Layout { drain_high: false, preempt: false },
         }
     }
 
@@ -115,6 +143,9 @@ pub struct Options {
     pub guardian_exe: Option<PathBuf>,
     /// The contracts `levers` checks; empty: the rehearsal's own.
     pub levers: Vec<Lever>,
+    /// The pause module `levers` checks them against (the operators' `[safe.module]`, with
+    /// [`Options::levers`]); `None`: the rehearsal's own.
+    pub module: Option<Address>,
 }
 
 /// A contract whose pause the `levers` scenario checks.
@@ -150,6 +181,7 @@ impl Default for Options {
             fork: None,
             guardian_exe: None,
             levers: Vec::new(),
+            module: None,
         }
     }
 }
@@ -171,6 +203,8 @@ impl Kept {
             ("previous vault (VaultV1)", targets.vault_v1.to_string()),
             ("proxied vault", targets.proxied_vault.to_string()),
             ("factory", targets.factory.to_string()),
+            ("pause module", world.module.to_string()),
+            ("pauser", format!("{} (Anvil dev account 5)", world.pauser.address())),
             ("config", self.0.config.source.display().to_string()),
         ];
         match &world.forked_from {
@@ -201,15 +235,20 @@ pub async fn rehearse(
         info!(scenario = scenario.name(), "rehearsing");
         // `restart` starts its own daemon, as a process; `levers` needs none; the others get
         // one in-process.
+        let layout = scenario.layout();
         let stage = if matches!(scenario, Scenario::Restart | Scenario::Levers) {
-            stage::Stage::prepare(toolchain, contracts, options).await
+            stage::Stage::prepare(toolchain, contracts, options, layout).await
         } else {
-            stage::Stage::start(toolchain, contracts, options).await
+            stage::Stage::start(toolchain, contracts, options, layout).await
         };
         let report = match stage {
             Ok(mut stage) => {
                 let report = match scenario {
-                    Scenario::Drain => drain::run(&stage, options).await,
+                    Scenario::Drain => drain::run(&stage, options, drain::Response::AtOnce).await,
+                    Scenario::DrainMultisig => {
+                        drain::run(&stage, options, drain::Response::Multisig).await
+                    }
+                    Scenario::Frontrun => frontrun::run(&stage, options).await,
                     Scenario::Upgrade => upgrade::run(&stage, options, contracts).await,
                     Scenario::RevertStorm => revert_storm::run(&stage, options).await,
                     Scenario::Quiet => quiet::run(&stage, options).await,
@@ -272,6 +311,11 @@ mod tests {
         }
         let error = Scenario::select("drain,reboot").expect_err("unknown").to_string();
         assert!(error.contains("unknown scenario \"reboot\""), "{error}");
-        assert!(error.contains("drain, upgrade, revert-storm, quiet, restart, levers"), "{error}");
+        assert!(
+            error.contains(
+                "drain, drain-multisig, frontrun, upgrade, revert-storm, quiet, restart, levers"
+            ),
+            "{error}"
+        );
     }
 }

@@ -68,6 +68,11 @@ pub struct ScenarioReport {
     /// The incident the daemon opened (its lifecycle events are in the timeline).
     #[serde(default)]
     pub incident: Option<i64>,
+    /// The value the anomaly moved out of the contract before the pause, in wei (decimal):
+    /// its balance at the block before the anomaly minus at the pause's block. `None` where
+    /// nothing was attacked (`quiet`, `levers`).
+    #[serde(default)]
+    pub wei_lost: Option<String>,
 }
 
 impl ScenarioReport {
@@ -80,7 +85,15 @@ impl ScenarioReport {
     ) -> Self {
         timeline.sort_by_key(|e| (e.ms, e.block));
         let passed = !checks.is_empty() && checks.iter().all(|c| c.passed);
-        Self { scenario: scenario.to_owned(), passed, checks, timeline, latencies, incident: None }
+        Self {
+            scenario: scenario.to_owned(),
+            passed,
+            checks,
+            timeline,
+            latencies,
+            incident: None,
+            wei_lost: None,
+        }
     }
 }
 
@@ -152,6 +165,10 @@ impl Report {
                 show(l.pause_ms),
                 show(l.pause_blocks)
             );
+            if let Some(wei) = &s.wei_lost {
+                let ether = wei.parse().map(eth).unwrap_or_default();
+                let _ = writeln!(md, "Wei lost before the pause: {wei} ({ether} ETH).\n");
+            }
         }
         md
     }
@@ -251,6 +268,16 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
         std::fs::write(&path, body).wrap_err_with(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Wei as ether without trailing zeros ("4.5").
+pub(crate) fn eth(wei: alloy::primitives::U256) -> String {
+    let text = alloy::primitives::utils::format_ether(wei);
+    match text.split_once('.') {
+        Some((whole, fraction)) if fraction.trim_end_matches('0').is_empty() => whole.to_owned(),
+        Some((whole, fraction)) => format!("{whole}.{}", fraction.trim_end_matches('0')),
+        None => text,
+    }
 }
 
 fn escape_md(text: &str) -> String {

@@ -1,7 +1,7 @@
 //! `restart`: the daemon runs as a `guardian run` process and is killed with SIGKILL while the
 //! drain is under way; the rest of the drain is mined while nothing watches. Restarted, guardian
 //! must catch the anomaly from where its cursor stopped, exactly once: one finding holding every
-//! drain call once, one pause proposal, one execution.
+//! drain call once, one immediate pause through the module, no Safe proposal.
 
 use eyre::{Result, ensure, eyre};
 use guardian_core::{proposal::ProposalKind, severity::Severity};
@@ -73,9 +73,8 @@ async fn steps(stage: &mut Stage, options: &Options, drill: &mut Drill) {
         return;
     }
     let vault = stage.world.targets.vault_v2;
-    if drill.pause_through_safe(stage, options, &clock, "vault", vault).await.is_none() {
-        return;
-    }
+    let Some(block) = drill.pause_at_once(stage, options, &clock, vault).await else { return };
+    drill.lost(stage, vault, &clock, block).await;
     let once = async {
         caught_up(stage, options, last).await?;
         once(stage, calls)
@@ -115,7 +114,8 @@ async fn finish_drain(stage: &Stage, before: usize) -> Result<((u64, usize), Str
     ))
 }
 
-/// Exactly one drain finding holding each of `calls` drain calls once, and one pause proposal.
+/// Exactly one drain finding holding each of `calls` drain calls once, one pause through the
+/// module, and no pause proposal.
 fn once(stage: &Stage, calls: usize) -> Result<String> {
     let findings: Vec<_> =
         stage.findings()?.into_iter().filter(|f| f.finding.rule == DRAIN_RULE).collect();
@@ -134,12 +134,20 @@ fn once(stage: &Stage, calls: usize) -> Result<String> {
         .filter(|p| p.kind == ProposalKind::Pause && p.contract == "vault")
         .collect();
     ensure!(
-        proposals.len() == 1,
-        "{} pause proposals for the vault, expected one",
+        proposals.is_empty(),
+        "{} pause proposals for the vault, expected none",
         proposals.len()
     );
+    let incident =
+        finding.incident_id.ok_or_else(|| eyre!("finding #{} has no incident", finding.id))?;
+    let sent = stage
+        .incident_events(incident)?
+        .iter()
+        .filter(|e| e.kind == guardian_core::incident::AuditKind::ModulePauseSent)
+        .count();
+    ensure!(sent == 1, "incident #{incident} sent {sent} module pauses, expected one");
     Ok(format!(
-        "one finding (#{}) with {calls} occurrences, one for each drain call; one pause proposal",
+        "one finding (#{}) with {calls} occurrences, one for each drain call; one pause through the module, no Safe proposal",
         finding.id
     ))
 }

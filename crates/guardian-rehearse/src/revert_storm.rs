@@ -1,6 +1,6 @@
 //! `revert-storm`: more than 10 % of the calls to the vault revert. The operators' matrix makes
-//! that Critical, so guardian must record a Critical `revert_rate` finding and propose a pause
-//! through the Safe (approving and executing it is what `drain` rehearses).
+//! that Critical, so guardian must record a Critical `revert_rate` finding and pause the vault
+//! at once through the pause module.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use guardian_core::severity::Severity;
 
 use crate::{
     Options,
-    drill::{Drill, PROPOSAL, wait_proposal},
+    drill::Drill,
     report::ScenarioReport,
     stage::{Clock, Stage},
 };
@@ -24,7 +24,7 @@ const STORM: &str = "revert storm mined";
 const FINDING: &str = "Critical revert-rate finding recorded";
 
 pub(crate) async fn run(stage: &Stage, options: &Options) -> ScenarioReport {
-    let mut drill = Drill::new([STORM, FINDING, PROPOSAL]);
+    let mut drill = Drill::new([STORM, FINDING]);
     steps(stage, options, &mut drill).await;
     drill.report(stage, "revert-storm")
 }
@@ -36,8 +36,9 @@ async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
     if drill.finding(stage, options, &clock, FINDING, rule, Severity::Critical).await.is_none() {
         return;
     }
-    if drill.list.step(PROPOSAL, wait_proposal(stage, options, "vault").await).is_some() {
-        drill.mark(&clock, "pause proposed", stage.head().await.unwrap_or(clock.block));
+    let vault = stage.world.targets.vault_v2;
+    if let Some(block) = drill.pause_at_once(stage, options, &clock, vault).await {
+        drill.lost(stage, vault, &clock, block).await;
     }
 }
 

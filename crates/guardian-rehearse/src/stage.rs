@@ -22,10 +22,10 @@ use eyre::{Result, WrapErr, bail, ensure, eyre};
 use guardian_chain::{
     Contracts, Devnet, DevnetOptions, Testbed, TestbedOptions, Toolchain,
     safe::SafeClient,
-    testbed::{RELEASE_KEY_INDEX, Targets, deploy_targets},
+    testbed::{ModuleEnabler, RELEASE_KEY_INDEX, Targets, deploy_targets, install_pause_module},
 };
 use guardian_config::Config;
-use guardian_daemon::daemon::Executor;
+use guardian_daemon::daemon::{KeySource, Keys};
 use guardian_multisig::Multisig;
 use guardian_store::{Store, StoredFinding};
 use tokio::sync::watch;
@@ -36,6 +36,24 @@ use crate::{Options, report::Event};
 /// gets its key directly; a `guardian run` child process (or an operator poking at a kept
 /// stage) reads it from this variable.
 pub const EXECUTOR_ENV: &str = "GUARDIAN_REHEARSAL_EXECUTOR_KEY";
+
+/// The variable the rehearsal config names as `[safe.module] pauser_key_env`, like
+/// [`EXECUTOR_ENV`].
+pub const PAUSER_ENV: &str = "GUARDIAN_REHEARSAL_PAUSER_KEY";
+
+/// The dev account that holds the pause module's pauser role.
+pub(crate) const PAUSER_INDEX: usize = 5;
+
+/// How one scenario's rehearsal config differs from the others'.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// The drain rule is High (a Safe proposal the owners approve) instead of Critical (the
+    /// immediate pause through the module).
+    pub(crate) drain_high: bool,
+    /// The drain rule acts on pending transactions (`preempt = true`), watched over the
+    /// node's WebSocket.
+    pub(crate) preempt: bool,
+}
 
 /// The managed deployment config's name in `[rollback]`.
 pub(crate) const MANAGED: &str = "smart-accounts-config";
@@ -54,6 +72,10 @@ pub(crate) struct World {
     pub(crate) devnet: Devnet,
     /// Sends `execTransaction` for the daemon (dev account 0).
     pub(crate) executor: PrivateKeySigner,
+    /// The pause module's pauser: sends `pause(target)` at once for Critical findings.
+    pub(crate) pauser: PrivateKeySigner,
+    /// The Safe's pause module (enabled; VaultV2 and the proxied vault are its targets).
+    pub(crate) module: Address,
     /// The Safe's owners, in the Safe's order.
     pub(crate) operators: Vec<Operator>,
     /// Owns the proxied vault's ProxyAdmin.
@@ -98,11 +120,14 @@ impl World {
                 },
                 owners: options.owners,
                 threshold: options.threshold,
+                pausers: vec![PAUSER_INDEX],
             },
         )
         .await
         .wrap_err("starting Anvil and deploying the Safe and the vaults")?;
-        let Testbed { devnet, deployer, owners, release_key, safe, targets, .. } = bed;
+        let Testbed { devnet, deployer, owners, release_key, safe, targets, module, .. } = bed;
+        let module = module.ok_or_else(|| eyre!("the testbed deployed no pause module"))?;
+        let pauser = devnet.signer(PAUSER_INDEX)?;
         let operators = owners
             .into_iter()
             .map(|key| Operator { address: key.address(), key: Some(key) })
@@ -111,6 +136,8 @@ impl World {
         Ok(Self {
             devnet,
             executor: deployer,
+            pauser,
+            module: module.address(),
             operators,
             release_key,
             safe,
@@ -170,6 +197,19 @@ impl World {
         }
         let targets =
             deploy_targets(&provider, contracts, safe.address(), release_key.address()).await?;
+        // The Safe's own owners cannot sign here: the fork's Safe enables the module itself.
+        let pauser = devnet.signer(PAUSER_INDEX)?;
+        let module = install_pause_module(
+            &provider,
+            contracts,
+            &executor,
+            &safe,
+            &[pauser.address()],
+            &targets,
+            ModuleEnabler::Impersonated(&reader),
+        )
+        .await
+        .wrap_err("deploying and enabling the pause module on the fork")?;
         reader
             .anvil_set_interval_mining(options.block_time)
             .await
@@ -178,6 +218,8 @@ impl World {
         Ok(Self {
             devnet,
             executor,
+            pauser,
+            module: module.address(),
             operators,
             release_key,
             safe,
@@ -224,13 +266,14 @@ impl Stage {
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &Options,
+        layout: Layout,
     ) -> Result<Self> {
         let world = match &options.fork {
             None => World::fresh(toolchain, contracts, options).await?,
             Some(fork) => World::fork(toolchain, contracts, options, &fork.url, fork.safe).await?,
         };
         let dir = tempfile::Builder::new().prefix("guardian-rehearsal-").tempdir()?;
-        write_files(&world, dir.path()).await?;
+        write_files(&world, dir.path(), layout).await?;
         let config = Config::load(dir.path().join("guardian.toml"))?;
         Ok(Self { world, dir, config, daemon: None, findings: None, multisig: None, starts: 0 })
     }
@@ -241,8 +284,9 @@ impl Stage {
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &Options,
+        layout: Layout,
     ) -> Result<Self> {
-        let mut stage = Self::prepare(toolchain, contracts, options).await?;
+        let mut stage = Self::prepare(toolchain, contracts, options, layout).await?;
         stage.start_daemon().await?;
         Ok(stage)
     }
@@ -252,7 +296,10 @@ impl Stage {
         ensure!(self.daemon.is_none(), "a daemon is already running on this stage");
         let (shutdown, stop) = watch::channel(false);
         let config = self.config.clone();
-        let executor = Executor::Key(self.world.executor.clone());
+        let executor = Keys {
+            executor: KeySource::Key(self.world.executor.clone()),
+            pauser: KeySource::Key(self.world.pauser.clone()),
+        };
         // The daemon's future is not Send (the rollback after a pause holds a non-Sync
         // ledger; `guardian run` blocks on it), so it gets its own thread and runtime, exactly
         // as the binary runs it.
@@ -281,6 +328,7 @@ impl Stage {
             .arg("--config")
             .arg(&self.config.source)
             .env(EXECUTOR_ENV, B256::from(self.world.executor.to_bytes()).to_string())
+            .env(PAUSER_ENV, B256::from(self.world.pauser.to_bytes()).to_string())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -542,10 +590,19 @@ pub async fn write_vault_deployment(
 }
 
 /// guardian.toml, the managed deployment config and the version history with real code hashes.
-async fn write_files(world: &World, dir: &Path) -> Result<()> {
+async fn write_files(world: &World, dir: &Path, layout: Layout) -> Result<()> {
     let chain_id = world.devnet.chain_id();
     write_vault_deployment(&world.reader(), &world.targets, chain_id, dir).await?;
     let v2 = world.targets.vault_v2;
+    // Pre-emption watches pending transactions over the node's WebSocket; the follower keeps
+    // HTTP first.
+    let ws = if layout.preempt {
+        format!("\n[[rpc]]\nurl = \"{}\"\n", world.devnet.ws_url())
+    } else {
+        String::new()
+    };
+    let drain_severity = if layout.drain_high { "high" } else { "critical" };
+    let preempt = if layout.preempt { "\npreempt = true" } else { "" };
     std::fs::write(
         dir.join("guardian.toml"),
         format!(
@@ -556,7 +613,7 @@ poll_interval_ms = 200
 
 [[rpc]]
 url = "{url}"
-
+{ws}
 [storage]
 path = "guardian.sqlite"
 
@@ -566,6 +623,10 @@ bind = "127.0.0.1:0"
 [safe]
 address = "{safe}"
 executor_key_env = "{EXECUTOR_ENV}"
+
+[safe.module]
+address = "{module}"
+pauser_key_env = "{PAUSER_ENV}"
 
 [[contracts]]
 name = "vault"
@@ -580,10 +641,10 @@ address = "{proxy}"
 [[rules]]
 name = "vault-drain"
 kind = "event"
-severity = "critical"
+severity = "{drain_severity}"
 contracts = ["vault"]
 event = "Withdrawn"
-where = ["amount > 1 ether"]
+where = ["amount > 1 ether"]{preempt}
 
 [[rules]]
 name = "vault-revert-rate"
@@ -606,6 +667,7 @@ expected = "{logic}"
             safe = world.safe.address(),
             proxy = world.targets.proxied_vault,
             logic = world.targets.vault_logic_v1,
+            module = world.module,
         ),
     )
     .wrap_err("writing guardian.toml")

@@ -1,7 +1,7 @@
 //! `upgrade`: the release key that owns the proxied vault's ProxyAdmin (stolen, or used outside
 //! the change process) swaps the implementation for one with a `sweep()`. guardian must record a
-//! Critical finding from the EIP-1967 implementation slot, pause the vault through the Safe
-//! before anyone sweeps it, and the funds must still be there.
+//! Critical finding from the EIP-1967 implementation slot, pause the vault at once through the
+//! pause module before anyone sweeps it, and the funds must still be there.
 
 use std::time::Instant;
 
@@ -42,9 +42,8 @@ async fn steps(stage: &Stage, options: &Options, contracts: &Contracts, drill: &
         return;
     }
     let proxy = stage.world.targets.proxied_vault;
-    if drill.pause_through_safe(stage, options, &clock, "proxied-vault", proxy).await.is_none() {
-        return;
-    }
+    let Some(block) = drill.pause_at_once(stage, options, &clock, proxy).await else { return };
+    drill.lost(stage, proxy, &clock, block).await;
     drill.list.step(HELD, held(stage, deposited).await.map(|d| ((), d)));
 }
 
