@@ -450,3 +450,5 @@ fn proposals_roundtrip_keyed_by_hash_with_their_trail() {
         .collect();
     assert_eq!(events, ["proposed", "approval"]);
 }
+
+mod observe;
