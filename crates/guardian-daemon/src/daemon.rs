@@ -140,29 +140,22 @@ pub async fn run_with(
         None => None,
     };
 
-    let notifier = match &config.webhook {
-        Some(webhook) => {
-            let url =
-                webhook.url.expose().parse().map_err(|_| {
-                    eyre!("{place}: ${} does not hold a valid URL", webhook.url_env)
-                })?;
-            let hook = notifier::Webhook {
-                url,
-                timeout: webhook.timeout,
-                backoff: notifier::Backoff {
-                    cap: webhook.max_backoff,
-                    ..notifier::Backoff::default()
-                },
-            };
-            let db = config.storage.path.clone();
-            let stop = shutdown.clone();
-            let wake = notify_wake.clone();
-            Some(tokio::spawn(async move { notifier::run(db, hook, wake, stop).await }))
-        }
-        None => {
-            warn!("no [webhook]: incidents are recorded and logged, but nobody is notified");
-            None
-        }
+    let notifier = if config.notify.is_empty() {
+        warn!(
+            "no [webhook] or [[notify]]: incidents are recorded and logged, but nobody is notified"
+        );
+        None
+    } else {
+        let channels = config
+            .notify
+            .iter()
+            .map(notifier::Channel::from_config)
+            .collect::<Result<Vec<_>>>()
+            .wrap_err_with(|| format!("refusing to start: the notification channels of {place}"))?;
+        let db = config.storage.path.clone();
+        let stop = shutdown.clone();
+        let wake = notify_wake.clone();
+        Some(tokio::spawn(async move { notifier::run_channels(db, channels, wake, stop).await }))
     };
 
     // Escalation timers run whatever else is configured: an alert-only incident escalates too.
