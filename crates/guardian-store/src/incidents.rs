@@ -175,7 +175,7 @@ impl OutboxEffect {
 }
 
 /// Notifications not yet delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub struct NotificationBacklog {
     /// How many wait.
     pub pending: u64,
