@@ -322,10 +322,9 @@ impl RpcPool {
                 match tokio::time::timeout(self.timeout, op(provider)).await {
                     Ok(Ok(value)) => Ok(value),
                     Ok(Err(error)) => Err((RpcOutcome::Error, error)),
-                    Err(_) => Err((
-                        RpcOutcome::Timeout,
-                        eyre!("timed out after {:?}", self.timeout),
-                    )),
+                    Err(_) => {
+                        Err((RpcOutcome::Timeout, eyre!("timed out after {:?}", self.timeout)))
+                    }
                 }
             };
             match attempt.await {

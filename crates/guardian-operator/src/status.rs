@@ -271,6 +271,12 @@ pub struct Status {
 }
 
 impl Desk {
+    /// The executor address the daemon on this host recorded at its start, if it has one.
+    pub fn recorded_executor(&self) -> Result<Option<Address>> {
+        let recorded = self.store().meta("executor")?;
+        Ok(recorded.filter(|a| !a.is_empty()).and_then(|a| a.parse().ok()))
+    }
+
     /// The status screen: `facts` from the node, the rest from the database. `channels` are
     /// the configured notification channels; `ready` is the daemon's readiness, if known.
     pub fn status(
