@@ -9,6 +9,7 @@ mod follow;
 mod incident;
 mod multisig;
 mod multisig_cli;
+mod observe;
 mod packaging;
 mod pause_module;
 mod rehearse;

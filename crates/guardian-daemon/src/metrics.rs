@@ -45,8 +45,36 @@ use crate::{
     rpc::{RpcObserver, RpcOutcome, RpcPool},
 };
 
-/// The OpenMetrics text content type `/metrics` answers with.
+/// The OpenMetrics text content type `/metrics` answers with when the scraper accepts it (as
+/// Prometheus does).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics text 1.0.0 (what Prometheus asks for).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (for any other client: curl, `promtool check metrics`).
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::Text,
+        }
+    }
+
+    /// Its `Content-Type`.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => CONTENT_TYPE,
+            Self::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
 
 static BUILD_INFO: OnceLock<(String, String)> = OnceLock::new();
 
@@ -206,9 +234,14 @@ impl Metrics {
         tallies: &Tallies,
         ready: &Readiness,
         policy: &guardian_core::incident::ResponsePolicy,
+        format: Format,
     ) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
-        encode_registry(&mut out, &self.registry)?;
+        let encode = |out: &mut String, registry: &Registry| match format {
+            Format::OpenMetrics => encode_registry(out, registry),
+            Format::Text => prometheus_client::encoding::prometheus_text::encode(out, registry),
+        };
+        encode(&mut out, &self.registry)?;
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(Scrape {
             now: now_ms(),
@@ -219,8 +252,10 @@ impl Metrics {
             policy: *policy,
             channels: self.channels.clone(),
         }));
-        encode_registry(&mut out, &scrape)?;
-        prometheus_client::encoding::text::encode_eof(&mut out)?;
+        encode(&mut out, &scrape)?;
+        if format == Format::OpenMetrics {
+            prometheus_client::encoding::text::encode_eof(&mut out)?;
+        }
         Ok(out)
     }
 
@@ -599,7 +634,10 @@ address = "0x1000000000000000000000000000000000000001"
             ..Tallies::default()
         };
         let ready = Readiness { ready: true, reasons: Vec::new() };
-        let text = m.render(&tallies, &ready, &Default::default()).expect("renders");
+        let text =
+            m.render(&tallies, &ready, &Default::default(), Format::OpenMetrics).expect("renders");
+        let plain = m.render(&tallies, &ready, &Default::default(), Format::Text).expect("renders");
+        assert!(!plain.contains("# EOF") && plain.contains("guardian_findings_total{"), "{plain}");
         let lines = samples(&text);
         let value = |series: &str| -> Option<f64> {
             lines.iter().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `GET /metrics` | Prometheus metrics, OpenMetrics text ([`crate::metrics`]) |
+//! | `GET /metrics` | Prometheus metrics: OpenMetrics text when asked for (Prometheus does), else the 0.0.4 text format ([`crate::metrics`]) |
 //! | `GET /ready` | 200 `{"ready": true}`, or 503 with the reasons ([`crate::ready`]) |
 //! | `GET /health` | liveness: the process serves |
 //! | `GET /status` | the status screen as JSON (`guardian status --json`) |
@@ -20,7 +20,7 @@ use std::{
 use axum::{
     Json, Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -161,13 +161,15 @@ pub fn observe_router(state: Arc<Observe>, with_health: bool) -> Router {
     router.with_state(state)
 }
 
-async fn metrics_route(State(state): State<Arc<Observe>>) -> Response {
+async fn metrics_route(State(state): State<Arc<Observe>>, headers: HeaderMap) -> Response {
     let (tallies, readiness) = state.readiness();
     // A store that cannot be read still gets the process's own metrics and guardian_ready 0:
     // a failing scrape would read as "guardian is down".
     let tallies = tallies.unwrap_or_default();
-    match state.metrics.render(&tallies, &readiness, &state.policy) {
-        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = metrics::Format::from_accept(accept);
+    match state.metrics.render(&tallies, &readiness, &state.policy, format) {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
         Err(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed").into_response()
         }

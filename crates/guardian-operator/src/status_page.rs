@@ -57,7 +57,7 @@ fn or_dash<T: ToString>(value: Option<T>) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1b1b1b;background:#fafafa}\
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:.4rem 0}td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}\
-th{background:#eee}code{font-size:.85rem}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f2a;font-weight:600}\
+th{background:#eee}code{font-size:.85rem;word-break:break-all}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f2a;font-weight:600}\
 .muted{color:#666}.incident{border:1px solid #ccc;background:#fff;padding:.5rem 1rem;margin:.6rem 0}";
 
 /// The page for `status`.
