@@ -265,16 +265,13 @@ impl Config {
         if let Some(safe) = &self.safe {
             let _ = writeln!(out, "safe {}", safe.address);
         }
-        match &self.webhook {
-            Some(w) => {
-                let _ = writeln!(
-                    out,
-                    "webhook *** (from ${}), retried until delivered, at most {} s apart",
-                    w.url_env,
-                    w.max_backoff.as_secs()
-                );
-            }
-            None => {}
+        if let Some(w) = &self.webhook {
+            let _ = writeln!(
+                out,
+                "webhook *** (from ${}), retried until delivered, at most {} s apart",
+                w.url_env,
+                w.max_backoff.as_secs()
+            );
         }
         for c in self.notify.iter().filter(|c| c.name != "webhook" || self.webhook.is_none()) {
             let _ = writeln!(

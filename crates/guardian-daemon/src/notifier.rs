@@ -446,9 +446,9 @@ async fn deliver_due(
                 let delay = channel.hook.backoff.delay(attempts);
                 let repeated = last_error.as_deref().is_some_and(|l| same_cause(l, &message));
                 if repeated {
-                    debug!(channel = name, key = %row.key, attempts, error = %message, "delivery failed again");
+                    debug!(channel = name, key = %row.key, attempts, error = %message, "{name} delivery failed again");
                 } else {
-                    warn!(channel = name, key = %row.key, attempts, retry_in = ?delay, error = %message, "delivery failed; it is kept and retried until delivered");
+                    warn!(channel = name, key = %row.key, attempts, retry_in = ?delay, error = %message, "{name} delivery failed; it is kept and retried until delivered");
                 }
                 *last_error = Some(message.clone());
                 let retry_at =

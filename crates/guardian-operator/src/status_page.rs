@@ -71,9 +71,9 @@ pub fn render(status: &Status) -> String {
          <title>guardian: chain {}</title><style>{STYLE}</style></head><body>\n",
         status.chain_id
     );
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<h1>guardian on chain {}</h1><p class=\"muted\">as of {} (chain read {}); refreshes every {REFRESH_SECONDS} s</p>\n",
+        "<h1>guardian on chain {}</h1><p class=\"muted\">as of {} (chain read {}); refreshes every {REFRESH_SECONDS} s</p>",
         status.chain_id,
         escape(&status.at),
         escape(&status.chain_read)
@@ -117,10 +117,10 @@ fn readiness(html: &mut String, status: &Status) {
 
 fn follow(html: &mut String, status: &Status) {
     let f = &status.follow;
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<h2>Chain</h2><table><tr><th>head</th><th>cursor</th><th>lag</th></tr>\
-         <tr><td id=\"head\">{}</td><td id=\"cursor\">{}</td><td id=\"lag\">{}</td></tr></table>\n",
+         <tr><td id=\"head\">{}</td><td id=\"cursor\">{}</td><td id=\"lag\">{}</td></tr></table>",
         or_dash(f.head),
         or_dash(f.cursor),
         or_dash(f.lag.map(|l| format!("{l} blocks")))
@@ -148,7 +148,7 @@ fn follow(html: &mut String, status: &Status) {
 }
 
 fn incidents(html: &mut String, status: &Status) {
-    let _ = write!(html, "<h2>Open incidents ({})</h2>\n", status.incidents.len());
+    let _ = writeln!(html, "<h2>Open incidents ({})</h2>", status.incidents.len());
     if status.incidents.is_empty() {
         html.push_str("<p class=\"muted\">none</p>\n");
     }
@@ -201,7 +201,7 @@ fn incidents(html: &mut String, status: &Status) {
 }
 
 fn proposals(html: &mut String, status: &Status) {
-    let _ = write!(html, "<h2>Proposals waiting for owners ({})</h2>\n", status.proposals.len());
+    let _ = writeln!(html, "<h2>Proposals waiting for owners ({})</h2>", status.proposals.len());
     if status.proposals.is_empty() {
         html.push_str("<p class=\"muted\">none</p>\n");
         return;
@@ -232,10 +232,10 @@ fn executor(html: &mut String, status: &Status) {
     match &status.executor {
         Some(x) => {
             let class = if x.can_execute() { "ok" } else { "bad" };
-            let _ = write!(
+            let _ = writeln!(
                 html,
                 "<p><code>{}</code> holds <span class=\"{class}\">{}</span>; one execution \
-                 needs {}</p>\n",
+                 needs {}</p>",
                 x.address,
                 ether(x.balance_wei),
                 ether(x.min_balance_wei)
@@ -287,9 +287,9 @@ fn contracts(html: &mut String, status: &Status) {
     html.push_str("</table>\n");
     match (&status.last_backup, status.last_backup_age_seconds) {
         (Some(b), Some(seconds)) => {
-            let _ = write!(
+            let _ = writeln!(
                 html,
-                "<p>Last backup: <code>{}</code>, {} ago</p>\n",
+                "<p>Last backup: <code>{}</code>, {} ago</p>",
                 escape(&b.file),
                 age(seconds)
             );
