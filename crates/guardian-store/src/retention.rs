@@ -18,14 +18,33 @@ use crate::{Store, now_ms, schema, to_i64};
 /// Give `occurrences` its `seen_at` column (unix ms when recorded) on a database made before it
 /// existed; its rows count as seen now, so they are kept a whole retention period.
 pub(crate) fn ensure_seen_at(conn: &Connection) -> Result<()> {
-    if !schema::has_column(conn, "occurrences", "seen_at")? {
-        conn.execute_batch(
-            "ALTER TABLE occurrences ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0;",
-        )?;
-        conn.execute("UPDATE occurrences SET seen_at = ?1 WHERE seen_at = 0", [to_i64(now_ms())?])?;
+    if schema::has_column(conn, "occurrences", "seen_at")? {
+        return Ok(());
     }
-    conn.execute_batch("CREATE INDEX IF NOT EXISTS occurrences_seen ON occurrences (seen_at);")?;
-    Ok(())
+    // Under the write lock, so two processes opening the database at once do not both add it.
+    conn.execute_batch("BEGIN IMMEDIATE;")?;
+    let added = (|| -> Result<()> {
+        if !schema::has_column(conn, "occurrences", "seen_at")? {
+            conn.execute_batch(
+                "ALTER TABLE occurrences ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0;",
+            )?;
+            conn.execute(
+                "UPDATE occurrences SET seen_at = ?1 WHERE seen_at = 0",
+                [to_i64(now_ms())?],
+            )?;
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS occurrences_seen ON occurrences (seen_at);",
+        )?;
+        Ok(())
+    })();
+    match added {
+        Ok(()) => Ok(conn.execute_batch("COMMIT;")?),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(error)
+        }
+    }
 }
 
 /// Rows deleted per transaction, so the follower never waits long for the write lock.
