@@ -2,7 +2,8 @@
 # Installs guardian's pinned chain toolchain into toolchain/node_modules (git-ignored):
 # Anvil, forge and cast 1.7.1, solc (solcjs, used through the toolchain/solc shim), the Safe 1.4.1
 # sources and OpenZeppelin. Versions are fixed by toolchain/package-lock.json; nothing is
-# downloaded at run time. Also the Debian tools the packaging tests run (promtool, systemd-analyze).
+# downloaded at run time. Also the Debian tools the packaging and observability tests run
+# (promtool and the Prometheus server, systemd-analyze, headless Chromium).
 # Idempotent: when the lock file has not changed and the tools are there it does nothing.
 set -euo pipefail
 
@@ -26,6 +27,11 @@ need cargo cargo
 # in contrib/prometheus, systemd-analyze verifies contrib/systemd/guardian.service.
 need promtool prometheus
 need systemd-analyze systemd
+# For the observability tests (tests/e2e/observe.rs): a real Prometheus server scrapes a running
+# daemon (Debian ships it with promtool, but check the server binary itself), and headless
+# Chromium loads the status page.
+need prometheus prometheus
+need chromium chromium
 
 lock_sum=$(sha256sum "$tools/package-lock.json" | cut -d' ' -f1)
 installed() {

@@ -254,6 +254,14 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
                 .map(|e| format!("  ({} failed attempts; last: {e})", n.attempts))
                 .unwrap_or_default()
         );
+        for d in &n.deliveries {
+            let detail = match (d.status(), &d.last_error, &d.outcome) {
+                ("done", _, Some(outcome)) => outcome.clone(),
+                (_, Some(error), _) => format!("{} failed attempts; last: {error}", d.attempts),
+                _ => String::new(),
+            };
+            println!("      {:<12} {:<8} {detail}", d.channel, d.status());
+        }
     }
     if !view.jobs.is_empty() {
         println!("jobs");

@@ -17,6 +17,7 @@ mod prompt;
 mod rehearse_cmd;
 mod rollback_cmd;
 mod run_cmd;
+mod status_cmd;
 
 /// Rollback-and-pause guardian for chain 138 (Defi Oracle Meta).
 ///
@@ -66,6 +67,12 @@ enum Command {
     /// eth_getLogs after downtime, and survives restarts and reorgs without losing or repeating a
     /// finding. Stop it with Ctrl-C or SIGTERM.
     Run(run_cmd::RunArgs),
+
+    /// One screen of where guardian stands: chain head, cursor and lag, each endpoint, open
+    /// incidents with their deadlines, proposals waiting for owners (approvals x/y and the
+    /// command), the executor's balance, each contract (paused, its version and the verified one
+    /// it would roll back to), the last backup, notifications per channel.
+    Status(status_cmd::StatusArgs),
 
     /// Work with config files: `guardian config check --config FILE`.
     Config(config_cmd::ConfigArgs),
@@ -140,6 +147,7 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Backup(args) => rollback_cmd::backup(args).map(|()| ExitCode::SUCCESS),
         Command::Rehearse(args) => block_on(rehearse_cmd::run(args)),
         Command::Run(args) => block_on(run_cmd::run(args)),
+        Command::Status(args) => block_on(status_cmd::run(args)),
         Command::Versions(args) => block_on(rollback_cmd::versions(args)),
         Command::Rollback(args) => block_on(rollback_cmd::rollback(args)),
         Command::Incidents(args) => block_on(incidents_cmd::incidents(args)),

@@ -16,6 +16,10 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     let config = guardian_config::Config::load(&args.config)?;
+    guardian_daemon::metrics::set_build_info(
+        crate::build_info::VERSION,
+        crate::build_info::GIT_COMMIT,
+    );
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

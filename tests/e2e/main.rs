@@ -10,6 +10,7 @@ mod immediate;
 mod incident;
 mod multisig;
 mod multisig_cli;
+mod observe;
 mod packaging;
 mod pause_module;
 mod rehearse;

@@ -396,6 +396,12 @@ pub(crate) struct Delivery {
     pub(crate) header_key: Option<String>,
     /// The JSON body.
     pub(crate) body: serde_json::Value,
+    /// The request path (with its query).
+    pub(crate) path: String,
+    /// Every header, names in lower case.
+    pub(crate) headers: Vec<(String, String)>,
+    /// The body's bytes as received.
+    pub(crate) raw: Vec<u8>,
 }
 
 impl Delivery {
@@ -409,6 +415,12 @@ impl Delivery {
 
     pub(crate) fn text(&self) -> &str {
         self.body["text"].as_str().unwrap_or_default()
+    }
+
+    /// The header `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -462,9 +474,27 @@ impl Receiver {
                             .eq_ignore_ascii_case("idempotency-key")
                             .then(|| value.trim().to_owned())
                     });
-                    let body = serde_json::from_slice(&buf[head_end..head_end + length])
-                        .unwrap_or(serde_json::Value::Null);
-                    log.lock().expect("lock").push(Delivery { header_key, body });
+                    let raw = buf[head_end..head_end + length].to_vec();
+                    let body = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+                    let path = head
+                        .lines()
+                        .next()
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let headers = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+                        .collect();
+                    log.lock().expect("lock").push(Delivery {
+                        header_key,
+                        body,
+                        path,
+                        headers,
+                        raw,
+                    });
                     let _ = socket
                         .write_all(
                             b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",

@@ -48,6 +48,14 @@ pub async fn detect_fee_model(provider: &DynProvider) -> Result<FeeModel> {
     })
 }
 
+/// The most one unit of gas would cost a transaction sent now (its first attempt's fees, under
+/// the chain's fee model): what `guardian_executor_min_balance_wei` multiplies by the gas of one
+/// execution.
+pub async fn max_fee_per_gas(provider: &DynProvider) -> Result<u128> {
+    let model = detect_fee_model(provider).await?;
+    Ok(initial_fees(provider, model).await?.max_per_gas())
+}
+
 /// Knobs for [`send_reliably`].
 #[derive(Debug, Clone)]
 pub struct SendOptions {

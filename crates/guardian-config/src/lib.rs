@@ -8,6 +8,7 @@
 //! `config/guardian.toml` in the repository is the commented reference.
 
 mod error;
+mod observe;
 mod raw;
 mod secret;
 
@@ -34,6 +35,10 @@ use guardian_core::{
 
 pub use error::ConfigError;
 use error::Locator;
+pub use observe::{
+    ChannelKind, DEFAULT_KEEP_OCCURRENCES, MetricsConfig, NotifyConfig, PAGERDUTY_EVENTS_URL,
+    ReadyConfig,
+};
 use raw::{RawCall, RawConfig, RawContract, RawPolicy, RawRule, S};
 pub use secret::Secret;
 
@@ -63,6 +68,13 @@ pub struct Config {
     pub safe: Option<SafeConfig>,
     /// Where findings are pushed, when configured.
     pub webhook: Option<WebhookConfig>,
+    /// Every notification channel: `[webhook]` (named `webhook`) first, then each
+    /// `[[notify]]`.
+    pub notify: Vec<NotifyConfig>,
+    /// `[metrics]`: where `/metrics`, `/ready` and the status page are served.
+    pub metrics: MetricsConfig,
+    /// `[ready]`: readiness thresholds.
+    pub ready: ReadyConfig,
     /// Severity → action.
     pub policy: SeverityPolicy,
     /// Severity → how long an incident may stay uncontained before it is escalated.
@@ -119,6 +131,9 @@ pub struct RpcEndpoint {
 pub struct StorageConfig {
     /// SQLite file (relative paths are resolved against the config file's folder).
     pub path: PathBuf,
+    /// Occurrences whose incident is closed (or that have none) are deleted once older than
+    /// this; `None` keeps them forever.
+    pub keep_occurrences: Option<Duration>,
 }
 
 /// `[api]`.
@@ -275,19 +290,34 @@ impl Config {
                 let _ = writeln!(out, "pause module {} ({pauser})", module.address);
             }
         }
-        match &self.webhook {
-            Some(w) => {
-                let _ = writeln!(
-                    out,
-                    "webhook *** (from ${}), retried until delivered, at most {} s apart",
-                    w.url_env,
-                    w.max_backoff.as_secs()
-                );
-            }
-            None => {
-                let _ = writeln!(out, "webhook none (findings are only logged and stored)");
-            }
+        if let Some(w) = &self.webhook {
+            let _ = writeln!(
+                out,
+                "webhook *** (from ${}), retried until delivered, at most {} s apart",
+                w.url_env,
+                w.max_backoff.as_secs()
+            );
         }
+        for c in self.notify.iter().filter(|c| c.name != "webhook" || self.webhook.is_none()) {
+            let _ = writeln!(
+                out,
+                "notify {} ({}, from {}), incidents of {} and above",
+                c.name,
+                c.kind.as_str(),
+                c.url_env
+                    .as_deref()
+                    .map_or_else(|| "PagerDuty's endpoint".to_owned(), |v| format!("${v}")),
+                c.min_severity
+            );
+        }
+        if self.notify.is_empty() {
+            let _ = writeln!(out, "notify none (incidents are only logged and stored)");
+        }
+        let _ = writeln!(
+            out,
+            "metrics, readiness and status page on {}",
+            self.metrics.bind.unwrap_or(self.api.bind)
+        );
         let _ = writeln!(out, "contracts:");
         for c in &self.contracts {
             let rollback = if c.policy.rollback_after_pause { ", then rollback" } else { "" };
@@ -390,10 +420,12 @@ impl Loader<'_> {
         }
         let rpc = raw.rpc.get_ref().iter().map(|r| self.rpc(r)).collect::<Result<Vec<_>, _>>()?;
         let storage = StorageConfig {
-            path: raw.storage.as_ref().map_or_else(
-                || self.base.join("guardian.sqlite"),
-                |s| self.base.join(s.path.get_ref()),
-            ),
+            path: raw
+                .storage
+                .as_ref()
+                .and_then(|s| s.path.as_ref())
+                .map_or_else(|| self.base.join("guardian.sqlite"), |p| self.base.join(p.get_ref())),
+            keep_occurrences: self.keep_occurrences(raw.storage.as_ref())?,
         };
         let api = ApiConfig {
             bind: match &raw.api {
@@ -427,6 +459,9 @@ impl Loader<'_> {
             None => None,
             Some(w) => Some(self.webhook(w)?),
         };
+        let notify = self.notify(&raw.notify, webhook.as_ref())?;
+        let metrics = self.metrics(raw.metrics.as_ref())?;
+        let ready = self.ready(raw.ready.as_ref())?;
         let policy = self.policy(raw.policy.as_ref(), SeverityPolicy::default())?;
         let response = self.response(raw.response.as_ref())?;
         let contracts = self.contracts(&raw.contracts)?;
@@ -449,6 +484,9 @@ impl Loader<'_> {
             api,
             safe,
             webhook,
+            notify,
+            metrics,
+            ready,
             policy,
             response,
             contracts,

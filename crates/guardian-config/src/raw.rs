@@ -20,6 +20,15 @@ pub(crate) struct RawConfig {
     pub(crate) safe: Option<RawSafe>,
     #[serde(default)]
     pub(crate) webhook: Option<S<RawWebhook>>,
+    /// `[[notify]]`: notification channels (Slack, Discord, Telegram, PagerDuty, webhooks).
+    #[serde(default)]
+    pub(crate) notify: Vec<S<RawNotify>>,
+    /// `[metrics]`: where `/metrics`, `/ready` and the status page are served.
+    #[serde(default)]
+    pub(crate) metrics: Option<RawMetrics>,
+    /// `[ready]`: readiness thresholds.
+    #[serde(default)]
+    pub(crate) ready: Option<RawReady>,
     #[serde(default)]
     pub(crate) policy: Option<RawPolicy>,
     #[serde(default)]
@@ -52,7 +61,9 @@ pub(crate) struct RawRpc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStorage {
-    pub(crate) path: S<String>,
+    pub(crate) path: Option<S<String>>,
+    /// How long occurrences are kept once their incident is closed (`"30d"`, `"0"`: forever).
+    pub(crate) keep_occurrences: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,4 +173,39 @@ pub(crate) struct RawCall {
     #[serde(default)]
     pub(crate) args: Vec<toml::Value>,
     pub(crate) on: Option<S<String>>,
+}
+
+/// One `[[notify]]` channel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    pub(crate) kind: S<String>,
+    pub(crate) name: Option<S<String>>,
+    pub(crate) url_env: Option<S<String>>,
+    /// Refused with a message: URLs carry tokens.
+    pub(crate) url: Option<S<toml::Value>>,
+    pub(crate) min_severity: Option<S<String>>,
+    pub(crate) secret_env: Option<S<String>>,
+    pub(crate) chat_id: Option<S<toml::Value>>,
+    pub(crate) routing_key_env: Option<S<String>>,
+    pub(crate) timeout_ms: Option<S<u64>>,
+    pub(crate) max_backoff_ms: Option<S<u64>>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) bind: Option<S<String>>,
+}
+
+/// `[ready]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReady {
+    pub(crate) block_time: Option<S<String>>,
+    pub(crate) stall_blocks: Option<S<u64>>,
+    pub(crate) notifications_failing: Option<S<String>>,
+    pub(crate) execution_gas: Option<S<u64>>,
+    pub(crate) check_every: Option<S<String>>,
 }

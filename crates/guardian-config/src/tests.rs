@@ -361,3 +361,128 @@ fn commands_need_only_the_secrets_they_use() {
     let placeholder = offline.webhook.expect("webhook").url.expose().to_owned();
     assert!(placeholder.ends_with(".unset.invalid/"), "{placeholder}");
 }
+
+fn notify_env(name: &str) -> Option<String> {
+    match name {
+        "SLACK_URL" => Some("https://hooks.slack.example/services/T0KEN".to_owned()),
+        "TG_URL" => Some("https://api.telegram.example/bot123:S3CRET/sendMessage".to_owned()),
+        "PD_KEY" => Some("R0UTING".to_owned()),
+        "HOOK_SECRET" => Some("s3cret".to_owned()),
+        other => env(other),
+    }
+}
+
+#[test]
+fn notification_channels_load_with_their_secrets_from_the_environment() {
+    let text = format!(
+        r#"{BASE}
+[webhook]
+url_env = "GUARDIAN_WEBHOOK_URL"
+
+[[notify]]
+kind = "slack"
+url_env = "SLACK_URL"
+min_severity = "high"
+
+[[notify]]
+kind = "telegram"
+url_env = "TG_URL"
+chat_id = -100123
+
+[[notify]]
+kind = "pagerduty"
+routing_key_env = "PD_KEY"
+min_severity = "critical"
+
+[[notify]]
+kind = "webhook"
+name = "signed"
+url_env = "SLACK_URL"
+secret_env = "HOOK_SECRET"
+"#
+    );
+    let config = Config::parse(&text, Path::new("conf/test.toml"), &notify_env).expect("valid");
+    let names: Vec<&str> = config.notify.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["webhook", "slack", "telegram", "pagerduty", "signed"]);
+    assert_eq!(config.notify[1].min_severity, Severity::High);
+    assert_eq!(config.notify[2].kind, ChannelKind::Telegram { chat_id: "-100123".into() });
+    assert_eq!(config.notify[3].url.expose(), PAGERDUTY_EVENTS_URL, "PagerDuty's own endpoint");
+    assert!(
+        matches!(&config.notify[3].kind, ChannelKind::PagerDuty { routing_key } if routing_key.expose() == "R0UTING")
+    );
+    assert!(
+        matches!(&config.notify[4].kind, ChannelKind::Webhook { secret: Some(s) } if s.expose() == "s3cret")
+    );
+    let summary = config.summary();
+    assert!(!summary.contains("S3CRET") && !summary.contains("R0UTING"), "{summary}");
+}
+
+#[test]
+fn notification_channels_refuse_what_does_not_fit_them() {
+    let cases = [
+        ("kind = \"sms\"\nurl_env = \"SLACK_URL\"", "unknown notification kind"),
+        ("kind = \"slack\"\nurl = \"https://x\"", "carry tokens"),
+        ("kind = \"telegram\"\nurl_env = \"TG_URL\"", "needs `chat_id`"),
+        ("kind = \"pagerduty\"", "needs `routing_key_env`"),
+        (
+            "kind = \"slack\"\nurl_env = \"SLACK_URL\"\nsecret_env = \"HOOK_SECRET\"",
+            "`secret_env` does not apply",
+        ),
+        ("kind = \"slack\"\nurl_env = \"SLACK_URL\"\nmin_severity = \"urgent\"", "urgent"),
+        ("kind = \"slack\"\nurl_env = \"NOT_SET\"", "NOT_SET"),
+    ];
+    for (channel, expected) in cases {
+        let text = format!("{BASE}\n[[notify]]\n{channel}\n");
+        let e = Config::parse(&text, Path::new("conf/test.toml"), &notify_env)
+            .expect_err(channel)
+            .to_string();
+        assert!(e.contains(expected), "{channel}: {e}");
+    }
+    let twice = format!(
+        "{BASE}\n[[notify]]\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\n\n[[notify]]\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\n"
+    );
+    let e = Config::parse(&twice, Path::new("conf/test.toml"), &notify_env).expect_err("twice");
+    assert!(e.to_string().contains("distinct `name`"), "{e}");
+}
+
+#[test]
+fn ready_metrics_and_retention_have_defaults_and_take_overrides() {
+    let config = parse(BASE).expect("valid");
+    assert_eq!(config.ready, ReadyConfig::default());
+    assert_eq!(config.ready.stall_after(), Duration::from_secs(30));
+    assert_eq!(config.metrics.bind, None);
+    assert_eq!(config.storage.keep_occurrences, Some(Duration::from_secs(30 * 86_400)));
+    let text = format!(
+        r#"{BASE}
+[storage]
+keep_occurrences = "0"
+
+[metrics]
+bind = "127.0.0.1:9187"
+
+[ready]
+block_time = "1s"
+stall_blocks = 5
+notifications_failing = "90s"
+execution_gas = 150000
+check_every = "500ms"
+"#
+    );
+    let config = parse(&text).expect("valid");
+    assert_eq!(config.storage.keep_occurrences, None, "0 keeps them forever");
+    assert_eq!(config.storage.path, Path::new("conf/guardian.sqlite"));
+    assert_eq!(config.metrics.bind, Some("127.0.0.1:9187".parse().expect("addr")));
+    assert_eq!(config.ready.stall_after(), Duration::from_secs(5));
+    assert_eq!(config.ready.notifications_failing, Duration::from_secs(90));
+    assert_eq!(config.ready.execution_gas, 150_000);
+    assert_eq!(config.ready.check_every, Duration::from_millis(500));
+    for (table, expected) in [
+        ("[ready]\nblock_time = \"soon\"", "block_time"),
+        ("[ready]\nstall_blocks = 0", "stall_blocks must be above 0"),
+        ("[storage]\nkeep_occurrences = \"a month\"", "keep_occurrences"),
+        ("[metrics]\nbind = \"everywhere\"", "ip:port"),
+    ] {
+        let e = parse(&format!("{BASE}\n{table}\n")).expect_err(table).to_string();
+        assert!(e.contains(expected), "{table}: {e}");
+    }
+}

@@ -6,12 +6,17 @@ use alloy::signers::local::PrivateKeySigner;
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_config::Config;
 use guardian_store::Store;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use guardian_operator::Desk;
+
 use crate::{
-    Engine, Follower, FollowerOptions, RpcPool, heads, lifecycle, notifier, pauser,
+    Engine, Follower, FollowerOptions, RpcPool, heads, lifecycle,
+    metrics::Metrics,
+    notifier, pauser,
     rpc::{EndpointSpec, redact},
+    server, watch,
 };
 
 /// Per-request RPC timeout: a node slower than this counts as stalled and the next endpoint is
@@ -22,7 +27,7 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Refuses to start when a reachable endpoint serves another chain than the configured one or
 /// the database belongs to another chain; while no endpoint is reachable it waits with backoff.
-pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(config: &Config, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     run_with(config, shutdown, Keys::default()).await
 }
 
@@ -69,11 +74,14 @@ pub struct Keys {
 /// [`run`], with the keys given explicitly.
 pub async fn run_with(
     config: &Config,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
     keys: Keys,
 ) -> Result<()> {
     let place = config.source.display().to_string();
     let rpc = rpc_pool(config)?;
+    // Every request and failover of the pool is counted from the first one on.
+    let metrics = Arc::new(Metrics::new(config));
+    rpc.set_observer(metrics.clone());
 
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -130,50 +138,80 @@ pub async fn run_with(
     let respond_wake = Arc::new(Notify::new());
     let mut follower = Follower::new(rpc.clone(), store, engine, options)
         .wake_on_commit(notify_wake.clone())
-        .wake_on_commit(respond_wake.clone());
+        .wake_on_commit(respond_wake.clone())
+        .observe(metrics.clone());
 
-    // The pause flow and the HTTP API, when a Safe is configured. The API's port is bound
-    // now: a port that is taken stops the start, instead of owners' `--api` calls reaching
-    // another process.
+    // The HTTP ports are bound now: a port that is taken stops the start, instead of owners'
+    // `--api` calls or Prometheus reaching another process.
+    let listeners = server::bind(config)
+        .await
+        .wrap_err_with(|| format!("refusing to start: [api] or [metrics] bind of {place}"))?;
+    // Every request of the pause flow (and of the chain watch) fails over like the
+    // follower's: a dead endpoint must not leave a pause unexecuted.
+    let provider = rpc.failover_provider(config.chain.poll_interval);
+    // The pause flow, when a Safe is configured.
     let pauser = match &config.safe {
-        Some(_) => {
-            let listener = guardian_operator::api::bind(config.api.bind)
+        Some(_) => Some(
+            pauser::Pauser::start(config, provider.clone(), keys, respond_wake.clone())
                 .await
-                .wrap_err_with(|| format!("refusing to start: [api] bind of {place}"))?;
-            // Every request of the pause flow fails over like the follower's: a dead endpoint
-            // must not leave a pause unexecuted.
-            let provider = rpc.failover_provider(config.chain.poll_interval);
-            let pauser = pauser::Pauser::start(config, provider, keys, respond_wake.clone())
-                .await
-                .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?;
-            Some((pauser, listener))
-        }
+                .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?,
+        ),
         None => None,
     };
+    let executor_address = pauser.as_ref().and_then(|p| p.multisig().executor());
+    // The operators' desk: over the Safe, or over the database alone.
+    let desk = Arc::new(match &pauser {
+        Some(pauser) => Desk::over(pauser.multisig().clone()),
+        None => Desk::local(config)?,
+    });
+    {
+        // `guardian status` on this host shows this replica's executor.
+        let store = Store::open(&config.storage.path)?;
+        match executor_address {
+            Some(address) => store.set_meta("executor", &address.to_string())?,
+            None => store.set_meta("executor", "")?,
+        }
+    }
+    let observe = Arc::new(server::Observe {
+        metrics: metrics.clone(),
+        pool: rpc.clone(),
+        desk: desk.clone(),
+        store: std::sync::Mutex::new(Store::open(&config.storage.path)?),
+        ready: config.ready,
+        policy: config.response,
+        chain_id: config.chain.id,
+        started_at: guardian_store::now_ms(),
+    });
+    let api_state = guardian_operator::api::ApiState { desk, wake: respond_wake.clone() };
+    let http = tokio::spawn(server::serve(listeners, api_state, observe, shutdown.clone()));
+    let chain_watch = tokio::spawn(watch::chain_facts(
+        config.clone(),
+        provider,
+        rpc.clone(),
+        executor_address,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let retention = config.storage.keep_occurrences.map(|keep| {
+        tokio::spawn(watch::retention(config.storage.path.clone(), keep, shutdown.clone()))
+    });
 
-    let notifier = match &config.webhook {
-        Some(webhook) => {
-            let url =
-                webhook.url.expose().parse().map_err(|_| {
-                    eyre!("{place}: ${} does not hold a valid URL", webhook.url_env)
-                })?;
-            let hook = notifier::Webhook {
-                url,
-                timeout: webhook.timeout,
-                backoff: notifier::Backoff {
-                    cap: webhook.max_backoff,
-                    ..notifier::Backoff::default()
-                },
-            };
-            let db = config.storage.path.clone();
-            let stop = shutdown.clone();
-            let wake = notify_wake.clone();
-            Some(tokio::spawn(async move { notifier::run(db, hook, wake, stop).await }))
-        }
-        None => {
-            warn!("no [webhook]: incidents are recorded and logged, but nobody is notified");
-            None
-        }
+    let notifier = if config.notify.is_empty() {
+        warn!(
+            "no [webhook] or [[notify]]: incidents are recorded and logged, but nobody is notified"
+        );
+        None
+    } else {
+        let channels = config
+            .notify
+            .iter()
+            .map(notifier::Channel::from_config)
+            .collect::<Result<Vec<_>>>()
+            .wrap_err_with(|| format!("refusing to start: the notification channels of {place}"))?;
+        let db = config.storage.path.clone();
+        let stop = shutdown.clone();
+        let wake = notify_wake.clone();
+        Some(tokio::spawn(async move { notifier::run_channels(db, channels, wake, stop).await }))
     };
 
     // Escalation timers run whatever else is configured: an alert-only incident escalates too.
@@ -196,11 +234,8 @@ pub async fn run_with(
     };
 
     let pause_flow = async {
-        match pauser {
-            Some((pauser, listener)) => {
-                pauser.run(config, listener, shutdown.clone(), notify_wake.clone()).await
-            }
-            None => Ok(()),
+        if let Some(pauser) = pauser {
+            pauser.respond(config, shutdown.clone(), notify_wake.clone()).await;
         }
     };
 
@@ -210,9 +245,18 @@ pub async fn run_with(
         database = %config.storage.path.display(),
         "guardian is following the chain"
     );
-    let (followed, paused) = tokio::join!(follower.run(heads, shutdown.clone()), pause_flow);
-    if let Err(error) = paused {
-        warn!(error = %format!("{error:#}"), "pause flow stopped with an error");
+    let (followed, ()) = tokio::join!(follower.run(heads, shutdown.clone()), pause_flow);
+    for task in [Some(chain_watch), retention].into_iter().flatten() {
+        if let Err(error) = task.await {
+            warn!(%error, "a background task failed");
+        }
+    }
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            warn!(error = %format!("{error:#}"), "the HTTP server stopped with an error")
+        }
+        Err(error) => bail!("the HTTP server task failed: {error}"),
     }
     for (name, task) in [("notifier", notifier), ("timers", Some(timers)), ("mempool", mempool)] {
         let Some(task) = task else { continue };

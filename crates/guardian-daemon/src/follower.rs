@@ -47,6 +47,19 @@ pub trait Evaluator: Send {
     fn rewind(&mut self, block: u64);
 }
 
+/// Told what the follower sees, for metrics and readiness.
+pub trait FollowerObserver: Send + Sync {
+    /// The head it just read.
+    fn head(&self, head: u64);
+    /// The cursor it stands at (after a step began or a commit), with the block's timestamp
+    /// (unix s) when known.
+    fn cursor(&self, number: u64, timestamp: Option<u64>);
+    /// One block near the head was read, evaluated and committed in `elapsed`.
+    fn block_processed(&self, elapsed: Duration);
+    /// A commit (or a read of the cursor) succeeded, or failed with this error.
+    fn database(&self, result: Result<(), &str>);
+}
+
 /// How the follower behaves.
 #[derive(Debug, Clone)]
 pub struct FollowerOptions {
@@ -123,6 +136,8 @@ pub struct Follower<E> {
     /// Woken after a commit that moved an incident (so its notifications and effects go out
     /// at once).
     wake: Vec<Arc<tokio::sync::Notify>>,
+    /// Told what the follower sees.
+    observer: Option<Arc<dyn FollowerObserver>>,
 }
 
 /// How many blocks of a reorg's new branch are processed in the rewind's own transaction.
@@ -146,7 +161,25 @@ impl<E: Evaluator> Follower<E> {
             progress: Progress::new(),
             last_head: (0, Instant::now()),
             wake: Vec::new(),
+            observer: None,
         }
+    }
+
+    /// Tell `observer` what the follower sees (heads, cursor, block times, database errors).
+    pub fn observe(mut self, observer: Arc<dyn FollowerObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Pass a store result through, telling the observer whether the database works.
+    fn db<T>(&self, result: Result<T>) -> Result<T> {
+        if let Some(observer) = &self.observer {
+            match &result {
+                Ok(_) => observer.database(Ok(())),
+                Err(error) => observer.database(Err(&format!("{error:#}"))),
+            }
+        }
+        result
     }
 
     /// Wake `notify` after every commit that changed an incident.
@@ -179,8 +212,12 @@ impl<E: Evaluator> Follower<E> {
         if let Some(ahead) = self.check_stall(head).await {
             head = ahead;
         }
+        if let Some(observer) = &self.observer {
+            observer.head(head);
+        }
         let target = head.saturating_sub(self.options.confirmations);
-        let cursor = match self.store.cursor()? {
+        let cursor = self.store.cursor();
+        let cursor = match self.db(cursor)? {
             Some(cursor) => cursor,
             None => return self.initialise(target).await,
         };
@@ -190,6 +227,9 @@ impl<E: Evaluator> Follower<E> {
 
         // Is the block under the cursor still canonical?
         let at_cursor = source::header(&self.rpc, cursor.number).await?;
+        if let Some(observer) = &self.observer {
+            observer.cursor(cursor.number, at_cursor.as_ref().map(|h| h.timestamp));
+        }
         if at_cursor.map(|h| h.block.hash) != Some(cursor.hash) {
             return self.handle_reorg(cursor.number).await;
         }
@@ -299,7 +339,8 @@ impl<E: Evaluator> Follower<E> {
         let anchor = source::header(&self.rpc, anchor_number)
             .await?
             .ok_or_else(|| eyre!("the node does not have block {anchor_number}"))?;
-        self.store.commit_blocks(&[(anchor.block, Vec::new())])?;
+        let committed = self.store.commit_blocks(&[(anchor.block, Vec::new())]);
+        self.db(committed)?;
         self.warmed_up = true;
         info!(block = start, "starting to follow the chain");
         Ok(Step::Processed { from: anchor_number, to: anchor_number, recorded: Vec::new() })
@@ -351,6 +392,7 @@ impl<E: Evaluator> Follower<E> {
     }
 
     async fn process_block(&mut self, cursor: BlockRef) -> Result<Step> {
+        let started = Instant::now();
         let number = cursor.number + 1;
         let Some(header) = source::header(&self.rpc, number).await? else {
             return Ok(Step::Idle); // the endpoint we failed over to is a little behind
@@ -358,10 +400,16 @@ impl<E: Evaluator> Follower<E> {
         if header.block.parent_hash != cursor.hash {
             return self.handle_reorg(cursor.number).await;
         }
+        let timestamp = header.timestamp;
         let input = self.block_input(header).await?;
         let findings = self.engine.evaluate(&input);
-        let committed = self.store.commit_blocks(&[(header.block, findings)])?;
+        let committed = self.store.commit_blocks(&[(header.block, findings)]);
+        let committed = self.db(committed)?;
         self.committed(&committed);
+        if let Some(observer) = &self.observer {
+            observer.cursor(number, Some(timestamp));
+            observer.block_processed(started.elapsed());
+        }
         Ok(Step::Processed { from: number, to: number, recorded: committed.recorded })
     }
 
@@ -443,9 +491,12 @@ impl<E: Evaluator> Follower<E> {
                 blocks.push((block, findings));
             }
         }
-        let committed =
-            self.store.commit_blocks(&blocks).wrap_err("committing a backfilled range")?;
+        let committed = self.store.commit_blocks(&blocks);
+        let committed = self.db(committed).wrap_err("committing a backfilled range")?;
         self.committed(&committed);
+        if let Some(observer) = &self.observer {
+            observer.cursor(to, Some(end.timestamp));
+        }
         Ok(Step::Processed { from, to, recorded: committed.recorded })
     }
 
@@ -490,8 +541,12 @@ impl<E: Evaluator> Follower<E> {
             blocks.push((block, findings));
             parent = block;
         }
-        let committed = self.store.reorg(ancestor, &blocks)?;
+        let committed = self.store.reorg(ancestor, &blocks);
+        let committed = self.db(committed)?;
         self.committed(&committed);
+        if let Some(observer) = &self.observer {
+            observer.cursor(parent.number, None);
+        }
         warn!(
             ancestor = ancestor.number,
             orphaned_from = ancestor.number + 1,

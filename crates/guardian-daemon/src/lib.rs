@@ -9,6 +9,8 @@
 //!   pending proposals watched) and the HTTP API.
 //! - [`mempool`]: pre-emption, pending transactions simulated and predicted.
 //! - [`lifecycle`]: the incident machine's timers (escalations).
+//! - [`metrics`], [`ready`], [`server`], [`watch`]: `/metrics`, `/ready`, the status page and
+//!   the background reads behind them (chain facts, retention).
 //! - [`engine`]: the rule engine behind the follower's [`Evaluator`] trait.
 //! - [`daemon`]: `guardian run`, all of the above wired from a config.
 
@@ -18,11 +20,15 @@ pub mod follower;
 pub mod heads;
 pub mod lifecycle;
 pub mod mempool;
+pub mod metrics;
 pub mod notifier;
 pub mod pauser;
+pub mod ready;
 pub mod rpc;
+pub mod server;
 pub mod source;
+pub mod watch;
 
 pub use engine::Engine;
-pub use follower::{Evaluator, Follower, FollowerOptions, Step};
+pub use follower::{Evaluator, Follower, FollowerObserver, FollowerOptions, Step};
 pub use rpc::RpcPool;

@@ -1,4 +1,5 @@
-//! Webhook delivery of incident notifications, from the store's durable outbox.
+//! Delivery of incident notifications to every configured channel (Slack, Discord, Telegram,
+//! PagerDuty, generic webhooks), from the store's durable outbox.
 //!
 //! The incident machine asks for a notification with each lifecycle step (opened, pause
 //! proposed, each approval, executed, rollback done or failed, withdrawn, resolved,
@@ -20,7 +21,7 @@ use alloy::{
 };
 use eyre::{Result, WrapErr, eyre};
 use guardian_core::incident::{Effect, Event, NoticeKind, same_cause};
-use guardian_store::{EffectKind, OutboxEffect, Store, now_ms};
+use guardian_store::{OutboxEffect, Store, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -277,37 +278,98 @@ pub fn payload(store: &Store, row: &OutboxEffect) -> Result<Value> {
     Ok(body)
 }
 
-/// Deliver due notifications until `shutdown` flips; `wake` is nudged whenever a transition
-/// may have queued one.
+/// Deliver due notifications to one generic webhook until `shutdown` flips; `wake` is nudged
+/// whenever a transition may have queued one. The channel is named `webhook`, as `[webhook]`.
 pub async fn run(
     db: PathBuf,
     webhook: Webhook,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    run_channels(db, vec![Channel::webhook("webhook", webhook)], wake, shutdown).await
+}
+
+/// Deliver due notifications to every channel until `shutdown` flips, each channel on its own
+/// task and database connection: a slow or dead channel never holds up another. `wake` is
+/// nudged whenever a transition may have queued a notification.
+pub async fn run_channels(
+    db: PathBuf,
+    channels: Vec<Channel>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let names: Arc<[String]> = channels.iter().map(|c| c.name.clone()).collect();
+    {
+        // What only a channel removed from the config still owed is done now.
+        let store = Store::open(&db).wrap_err("opening the database for the notifier")?;
+        let settled = store.settle_notifications(&names)?;
+        if settled > 0 {
+            info!(settled, "notifications owed only to channels no longer configured are done");
+        }
+    }
+    let wakes: Vec<Arc<Notify>> = channels.iter().map(|_| Arc::new(Notify::new())).collect();
+    let mut tasks = Vec::new();
+    for (channel, own_wake) in channels.into_iter().zip(&wakes) {
+        let (db, names, own_wake, stop) =
+            (db.clone(), names.clone(), own_wake.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = channel.name.clone();
+            (name, deliver_channel(db, channel, names, own_wake, stop).await)
+        }));
+    }
+    // One wake-up for the notifier is one for every channel.
+    loop {
+        tokio::select! {
+            _ = wake.notified() => wakes.iter().for_each(|w| w.notify_one()),
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    for task in tasks {
+        match task.await {
+            Ok((_, Ok(()))) => {}
+            Ok((name, Err(error))) => {
+                warn!(channel = %name, error = %format!("{error:#}"), "notification channel stopped")
+            }
+            Err(error) => return Err(eyre!("a notification channel task failed: {error}")),
+        }
+    }
+    Ok(())
+}
+
+/// One channel's delivery loop.
+async fn deliver_channel(
+    db: PathBuf,
+    channel: Channel,
+    channels: Arc<[String]>,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut store = Store::open(&db).wrap_err("opening the database for the notifier")?;
     let client = reqwest::Client::builder()
-        .timeout(webhook.timeout)
+        .timeout(channel.hook.timeout)
         // A redirect would turn the POST into a bodyless GET somewhere else: count it as a
         // failed delivery instead of following it.
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .wrap_err("building the webhook HTTP client")?;
+        .wrap_err("building the notification HTTP client")?;
     let mut last_error: Option<String> = None;
     loop {
         // A busy or failing database must not end notifications for good: log, wait, retry.
-        match deliver_due(&mut store, &client, &webhook, &mut shutdown, &mut last_error).await {
-            Ok(()) => {}
-            Err(error) => {
-                warn!(error = %format!("{error:#}"), "notifier could not use the database; retrying")
-            }
+        let delivered =
+            deliver_due(&mut store, &client, &channel, &channels, &mut shutdown, &mut last_error)
+                .await;
+        if let Err(error) = delivered {
+            warn!(channel = %channel.name, error = %format!("{error:#}"), "notifier could not use the database; retrying")
         }
         if *shutdown.borrow() {
             return Ok(());
         }
         // Sleep until the next retry is due, a new notification is queued, or a second has
         // passed (another process, such as the CLI, may have queued one).
-        let wait = match store.next_effect_at(EffectKind::Notify) {
+        let wait = match store.next_delivery_at(&channel.name) {
             Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())),
             _ => Duration::from_secs(1),
         }
@@ -324,55 +386,82 @@ async fn deliver_due(
     // `&mut` only so the future stays `Send`: a `Store` is not `Sync`.
     store: &mut Store,
     client: &reqwest::Client,
-    webhook: &Webhook,
+    channel: &Channel,
+    channels: &[String],
     shutdown: &mut watch::Receiver<bool>,
     last_error: &mut Option<String>,
 ) -> Result<()> {
-    for row in store.due_effects(EffectKind::Notify, now_ms(), 64)? {
-        let body = payload(store, &row)?;
-        let send = client
-            .post(webhook.url.clone())
+    let name = channel.name.as_str();
+    for delivery in store.due_deliveries(name, now_ms(), 64)? {
+        let row = &delivery.notification;
+        let Effect::Notify(notice) = &row.effect else {
+            store.delivery_done(row.id, name, "dropped: not a notification", channels)?;
+            continue;
+        };
+        let body = payload(store, row)?;
+        let incident = store.incident(row.incident_id)?.ok_or_else(|| {
+            eyre!("notification {} names missing incident #{}", row.key, row.incident_id)
+        })?;
+        let (body, headers) = match channels::render(
+            channel,
+            notice.kind,
+            &incident.incident,
+            &body,
+        ) {
+            channels::Outgoing::Send { body, headers } => (body, headers),
+            channels::Outgoing::Skip(why) => {
+                debug!(channel = name, key = %row.key, %why, "notification not sent to this channel");
+                store.delivery_done(row.id, name, &why, channels)?;
+                continue;
+            }
+        };
+        let mut request = client
+            .post(channel.hook.url.clone())
             .header(IDEMPOTENCY_HEADER, &row.key)
-            .json(&body)
-            .send();
-        // A hanging webhook must not hold up shutdown for a batch of timeouts: an
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (header, value) in headers {
+            request = request.header(header, value);
+        }
+        // A hanging channel must not hold up shutdown for a batch of timeouts: an
         // interrupted delivery stays due and is sent again on the next start.
         let result = tokio::select! {
-            result = send => result.and_then(reqwest::Response::error_for_status),
+            result = request.body(body).send() => result,
             _ = shutdown.changed() => return Ok(()),
         };
         let result = match result {
-            Ok(response) if !response.status().is_success() => Err(format!(
-                "the webhook answered {} (redirects are not followed)",
-                response.status()
-            )),
+            Ok(response) if !response.status().is_success() => {
+                Err(format!("{name} answered {} (redirects are not followed)", response.status()))
+            }
             Ok(_) => Ok(()),
-            Err(error) => Err(describe(error, &webhook.url)),
+            Err(error) => Err(describe(error, &channel.hook.url)),
         };
         match result {
             Ok(()) => {
-                store.effect_done(row.id, "delivered")?;
+                store.delivery_done(row.id, name, "delivered", channels)?;
                 *last_error = None;
-                info!(incident = row.incident_id, key = %row.key, "notification delivered");
+                info!(channel = name, incident = row.incident_id, key = %row.key, "notification delivered");
             }
             Err(message) => {
-                let attempts = row.attempts + 1;
-                let delay = webhook.backoff.delay(attempts);
+                let attempts = delivery.attempts + 1;
+                let delay = channel.hook.backoff.delay(attempts);
                 let repeated = last_error.as_deref().is_some_and(|l| same_cause(l, &message));
                 if repeated {
-                    debug!(key = %row.key, attempts, error = %message, "webhook delivery failed again");
+                    debug!(channel = name, key = %row.key, attempts, error = %message, "{name} delivery failed again");
                 } else {
-                    warn!(key = %row.key, attempts, retry_in = ?delay, error = %message, "webhook delivery failed; it is kept and retried until delivered");
+                    warn!(channel = name, key = %row.key, attempts, retry_in = ?delay, error = %message, "{name} delivery failed; it is kept and retried until delivered");
                 }
                 *last_error = Some(message.clone());
                 let retry_at =
                     now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-                store.effect_failed(row.id, &message, retry_at)?;
+                store.delivery_failed(row.id, name, &message, retry_at)?;
             }
         }
     }
     Ok(())
 }
+
+pub mod channels;
+pub use channels::{Channel, SIGNATURE_HEADER};
 
 #[cfg(test)]
 mod tests;

@@ -148,15 +148,30 @@ impl Pauser {
 
     /// Run the responder and the HTTP API (on `listener`) until `shutdown` flips.
     pub async fn run(
-        mut self,
+        self,
         config: &Config,
         listener: tokio::net::TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
         notify_wake: Arc<Notify>,
     ) -> Result<()> {
         let desk = Arc::new(Desk::over(self.multisig.clone()));
         let state = api::ApiState { desk, wake: self.wake.clone() };
         let api_task = tokio::spawn(api::serve(listener, state, shutdown.clone()));
+        self.respond(config, shutdown, notify_wake).await;
+        match api_task.await {
+            Ok(result) => result,
+            Err(error) => Err(eyre!("HTTP API task failed: {error}")),
+        }
+    }
+
+    /// Run the responder alone (the daemon serves the API with its other routes) until
+    /// `shutdown` flips.
+    pub async fn respond(
+        mut self,
+        config: &Config,
+        mut shutdown: watch::Receiver<bool>,
+        notify_wake: Arc<Notify>,
+    ) {
         let interval = config.chain.poll_interval.max(Duration::from_millis(250));
         info!(safe = %self.multisig.safe().address(), "pause flow running");
         while !*shutdown.borrow() {
@@ -172,10 +187,6 @@ impl Pauser {
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
-        }
-        match api_task.await {
-            Ok(result) => result,
-            Err(error) => Err(eyre!("HTTP API task failed: {error}")),
         }
     }
 

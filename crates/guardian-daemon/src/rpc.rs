@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use alloy::{
@@ -105,6 +105,46 @@ pub fn scrub(text: &str, url: &Url) -> String {
     text
 }
 
+/// Told about every request the pool sends and every failover (metrics).
+pub trait RpcObserver: Send + Sync + std::fmt::Debug {
+    /// One JSON-RPC request to `endpoint` (scrubbed `host:port`) ended with `outcome` after
+    /// `elapsed`.
+    fn request(&self, endpoint: &str, outcome: RpcOutcome, elapsed: Duration);
+    /// The pool moved from one endpoint to another.
+    fn failover(&self, from: &str, to: &str);
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcOutcome {
+    /// The endpoint answered (a JSON-RPC error such as a revert is an answer too).
+    Ok,
+    /// The request failed: connection refused, transport error, wrong chain.
+    Error,
+    /// No answer within the pool's timeout.
+    Timeout,
+}
+
+impl RpcOutcome {
+    /// `ok`, `error` or `timeout`: the `outcome` label of `guardian_rpc_requests_total`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// `host:port` of a URL, as [`RpcObserver`]s are told: no scheme, path, query or credentials.
+pub fn host_port(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => "?".to_owned(),
+    }
+}
+
 /// The endpoint pool.
 #[derive(Debug)]
 pub struct RpcPool {
@@ -116,6 +156,7 @@ pub struct RpcPool {
     expected_chain_id: u64,
     current: AtomicUsize,
     timeout: Duration,
+    observer: std::sync::RwLock<Option<Arc<dyn RpcObserver>>>,
 }
 
 impl RpcPool {
@@ -160,6 +201,7 @@ impl RpcPool {
             expected_chain_id,
             current: AtomicUsize::new(0),
             timeout,
+            observer: std::sync::RwLock::new(None),
         })
     }
 
@@ -176,8 +218,30 @@ impl RpcPool {
     /// Make `index` the current endpoint.
     pub fn switch_to(&self, index: usize) {
         let index = index % self.endpoints.len();
-        if self.current.swap(index, Ordering::Relaxed) != index {
+        let previous = self.current.swap(index, Ordering::Relaxed) % self.endpoints.len();
+        if previous != index {
             warn!(endpoint = %self.endpoints[index].label(), "switched RPC endpoint");
+            if let Some(observer) = self.observer() {
+                observer.failover(
+                    &host_port(&self.endpoints[previous].url),
+                    &host_port(&self.endpoints[index].url),
+                );
+            }
+        }
+    }
+
+    /// Tell `observer` about every request and failover from now on (replacing any other).
+    pub fn set_observer(&self, observer: Arc<dyn RpcObserver>) {
+        *self.observer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(observer);
+    }
+
+    fn observer(&self) -> Option<Arc<dyn RpcObserver>> {
+        self.observer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn observe(&self, index: usize, outcome: RpcOutcome, started: Instant) {
+        if let Some(observer) = self.observer() {
+            observer.request(&host_port(&self.endpoints[index].url), outcome, started.elapsed());
         }
     }
 
@@ -252,20 +316,27 @@ impl RpcPool {
         for step in 0..self.endpoints.len() {
             let index = (start + step) % self.endpoints.len();
             let endpoint = &self.endpoints[index];
+            let started = Instant::now();
             let attempt = async {
-                let provider = self.provider(index).await?;
-                tokio::time::timeout(self.timeout, op(provider))
-                    .await
-                    .map_err(|_| eyre!("timed out after {:?}", self.timeout))?
+                let provider = self.provider(index).await.map_err(|e| (RpcOutcome::Error, e))?;
+                match tokio::time::timeout(self.timeout, op(provider)).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(error)) => Err((RpcOutcome::Error, error)),
+                    Err(_) => {
+                        Err((RpcOutcome::Timeout, eyre!("timed out after {:?}", self.timeout)))
+                    }
+                }
             };
             match attempt.await {
                 Ok(value) => {
+                    self.observe(index, RpcOutcome::Ok, started);
                     if step > 0 {
                         self.switch_to(index);
                     }
                     return Ok(value);
                 }
-                Err(error) => {
+                Err((outcome, error)) => {
+                    self.observe(index, outcome, started);
                     if endpoint.is_ws() {
                         self.drop_connection(index).await;
                     }
@@ -311,14 +382,22 @@ impl RpcPool {
     pub async fn heads(&self) -> Vec<Option<u64>> {
         let mut heads = Vec::with_capacity(self.endpoints.len());
         for index in 0..self.endpoints.len() {
+            let started = Instant::now();
             let head = async {
-                let provider = self.provider(index).await?;
-                tokio::time::timeout(self.timeout, provider.get_block_number())
-                    .await
-                    .map_err(|_| eyre!("timed out"))?
-                    .map_err(eyre::Report::from)
+                let provider = self.provider(index).await.map_err(|e| (RpcOutcome::Error, e))?;
+                match tokio::time::timeout(self.timeout, provider.get_block_number()).await {
+                    Ok(Ok(head)) => Ok(head),
+                    Ok(Err(error)) => Err((RpcOutcome::Error, eyre::Report::from(error))),
+                    Err(_) => Err((RpcOutcome::Timeout, eyre!("timed out"))),
+                }
             };
-            heads.push(head.await.ok());
+            let head = head.await;
+            self.observe(
+                index,
+                head.as_ref().err().map_or(RpcOutcome::Ok, |(outcome, _)| *outcome),
+                started,
+            );
+            heads.push(head.ok());
         }
         heads
     }
@@ -441,6 +520,43 @@ mod tests {
             assert!(msg.contains("http://127.0.0.1:9"), "names the endpoint: {msg}");
             assert!(!msg.contains("SECRETKEY") && !msg.contains("s3cret"), "{msg}");
         }
+    }
+
+    /// Records what the pool tells it, in order.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl RpcObserver for Recorder {
+        fn request(&self, endpoint: &str, outcome: RpcOutcome, _: Duration) {
+            self.0.lock().expect("lock").push(format!("{endpoint} {}", outcome.as_str()));
+        }
+        fn failover(&self, from: &str, to: &str) {
+            self.0.lock().expect("lock").push(format!("{from} -> {to}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_every_attempt_and_failover_by_host_and_port_only() {
+        let pool = RpcPool::new(
+            vec![
+                "http://127.0.0.1:9/KEY?apikey=s3cret".parse::<Url>().expect("url"),
+                "http://127.0.0.1:7".parse::<Url>().expect("url"),
+            ],
+            138,
+            Duration::from_secs(2),
+        )
+        .expect("pool");
+        let recorder = Arc::new(Recorder::default());
+        pool.set_observer(recorder.clone());
+        let _refused = pool.head().await.expect_err("nothing listens");
+        pool.switch_to(1);
+        pool.switch_to(1); // already there: no failover
+        let seen = recorder.0.lock().expect("lock").clone();
+        assert_eq!(
+            seen,
+            ["127.0.0.1:9 error", "127.0.0.1:7 error", "127.0.0.1:9 -> 127.0.0.1:7"],
+            "one request per endpoint tried, then the switch"
+        );
     }
 
     #[test]

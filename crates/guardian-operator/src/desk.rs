@@ -191,6 +191,9 @@ pub struct EffectView {
     pub last_error: Option<String>,
     /// What it gave.
     pub outcome: Option<String>,
+    /// A notification's delivery on each channel that has seen it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<guardian_store::DeliveryState>,
 }
 
 /// Everything about one incident: `guardian incidents show`, `GET /incidents/{id}`.
@@ -298,7 +301,7 @@ impl Desk {
         }
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         match &self.backend {
             Backend::Local(store) => {
                 store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -371,7 +374,15 @@ impl Desk {
         let (mut notifications, mut jobs) = (Vec::new(), Vec::new());
         for effect in store.incident_effects(id)? {
             let is_notice = matches!(effect.effect, guardian_core::incident::Effect::Notify(_));
-            let view = effect_view(&effect);
+            let mut view = effect_view(&effect);
+            if is_notice {
+                view.deliveries = store.deliveries(effect.id)?;
+                if view.status == "pending"
+                    && view.deliveries.iter().any(|d| d.status() == "failing")
+                {
+                    view.status = "failing".to_owned();
+                }
+            }
             if is_notice { notifications.push(view) } else { jobs.push(view) }
         }
         drop(store);
@@ -578,5 +589,6 @@ fn effect_view(effect: &OutboxEffect) -> EffectView {
         attempts: effect.attempts,
         last_error: effect.last_error.clone(),
         outcome: effect.outcome.clone(),
+        deliveries: Vec::new(),
     }
 }

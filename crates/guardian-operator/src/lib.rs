@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod desk;
+pub mod status;
+pub mod status_page;
 
 pub use desk::{
     Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,

@@ -355,8 +355,8 @@ pub(crate) fn record_finding(tx: &Connection, finding: &Finding) -> Result<Recor
     };
     tx.execute(
         "INSERT INTO occurrences (finding_id, rule, address, block_number, block_hash, tx_hash,
-             log_index, evidence, anomaly_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             log_index, evidence, anomaly_key, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             outcome.finding_id(),
             finding.rule,
@@ -367,6 +367,7 @@ pub(crate) fn record_finding(tx: &Connection, finding: &Finding) -> Result<Recor
             log_index,
             evidence,
             anomaly_key,
+            to_i64(crate::now_ms())?,
         ],
     )?;
     Ok(outcome)

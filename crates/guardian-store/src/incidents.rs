@@ -179,7 +179,7 @@ impl OutboxEffect {
 }
 
 /// Notifications not yet delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub struct NotificationBacklog {
     /// How many wait.
     pub pending: u64,
@@ -932,11 +932,18 @@ impl Store {
         Ok(())
     }
 
-    /// Notifications not delivered yet.
+    /// Notifications not delivered yet. One fails while a channel's delivery of it is failing
+    /// (see [`Store::channel_backlog`] for each channel's own).
     pub fn notification_backlog(&self) -> Result<NotificationBacklog> {
+        // Per notification, since when it fails: its undone channels' failures, or (written
+        // before deliveries per channel) its own.
         let (pending, failing, since): (i64, i64, Option<i64>) = self.conn.query_row(
-            "SELECT COUNT(*), COUNT(failing_since), MIN(failing_since) FROM effects
-             WHERE kind = 'notify' AND done_at IS NULL",
+            "SELECT COUNT(*), COUNT(since), MIN(since) FROM (
+               SELECT CASE WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.effect_id = e.id)
+                      THEN (SELECT MIN(d.failing_since) FROM deliveries d
+                            WHERE d.effect_id = e.id AND d.done_at IS NULL)
+                      ELSE e.failing_since END AS since
+               FROM effects e WHERE kind = 'notify' AND done_at IS NULL)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;

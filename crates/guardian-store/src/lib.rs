@@ -25,19 +25,24 @@ use guardian_core::{finding::Finding, incident::ResponsePolicy};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+mod deliveries;
 mod findings;
 mod incidents;
 pub mod proposals;
+mod retention;
 mod schema;
+mod tallies;
 #[cfg(test)]
 mod tests;
 
+pub use deliveries::{Delivery, DeliveryState};
 pub use findings::{FindingStatus, Occurrence, Recorded, Sighting, StoredFinding};
 pub use incidents::{
     Applied, EffectKind, IncidentError, IncidentEvent, NotificationBacklog, OutboxEffect,
     StoredIncident,
 };
 pub use proposals::{AuditEvent, Proposal, ProposalStatus, StoredSignature};
+pub use tallies::Tallies;
 
 /// How many recent block hashes are kept for reorg detection.
 pub const RECENT_BLOCKS: u64 = 256;
@@ -173,6 +178,8 @@ impl Store {
         }
         store.conn.pragma_update(None, "foreign_keys", "ON")?;
         store.conn.execute_batch(schema::SCHEMA)?;
+        store.conn.execute_batch(deliveries::SCHEMA)?;
+        retention::ensure_seen_at(&store.conn)?;
         let version = claim_meta(&store.conn, "schema_version", &schema::VERSION.to_string())?;
         if version != schema::VERSION.to_string() {
             bail!(

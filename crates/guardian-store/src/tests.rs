@@ -515,3 +515,5 @@ fn a_mined_prediction_is_confirmed_in_place_and_a_reorg_does_not_retract_it() {
     let evidence: Evidence = serde_json::from_str(&evidence).expect("json");
     assert_eq!(evidence.predicted_from, Some(B256::repeat_byte(0xaa)), "the prediction is kept");
 }
+
+mod observe;

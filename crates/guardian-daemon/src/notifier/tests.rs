@@ -7,7 +7,7 @@ use guardian_core::{
     finding::{Anomaly, Evidence, Finding},
     severity::{Action, Severity},
 };
-use guardian_store::{BlockRef, OutboxEffect};
+use guardian_store::{BlockRef, EffectKind, OutboxEffect};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -372,4 +372,48 @@ async fn shutdown_does_not_wait_for_a_hanging_webhook() {
         "an interrupted delivery stays due: {state:?}"
     );
     server.abort();
+}
+
+/// Two channels: one keeps failing, the other gets the notification at once, and the outbox
+/// row stays pending (owed to the failing one) with the failure counted per channel.
+#[tokio::test]
+async fn a_failing_channel_never_holds_up_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("guardian.sqlite");
+    let (store, id) = store_with_alert(&db);
+    let (down, mut down_requests) = webhook_server(vec![503; 50]).await;
+    let (up, mut up_requests) = webhook_server(vec![200]).await;
+    let channels = vec![
+        Channel::webhook("down", hook(&format!("http://{down}/hooks/A"), 20)),
+        Channel::webhook("up", hook(&format!("http://{up}/hooks/B"), 20)),
+    ];
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(run_channels(db.clone(), channels, Arc::new(Notify::new()), stopped));
+    next_request(&mut down_requests, "the failing channel's first attempt").await;
+    let delivered = next_request(&mut up_requests, "the other channel's delivery").await;
+    assert_eq!(delivered.body["kind"], "opened");
+    let up_done = eventually("the delivery on `up`", || {
+        store
+            .deliveries(id)
+            .expect("deliveries")
+            .into_iter()
+            .find(|d| d.channel == "up" && d.done_at.is_some())
+    })
+    .await;
+    assert_eq!(up_done.outcome.as_deref(), Some("delivered"));
+    let failing = eventually("a few failures on `down`", || {
+        store
+            .deliveries(id)
+            .expect("deliveries")
+            .into_iter()
+            .find(|d| d.channel == "down" && d.attempts >= 2)
+    })
+    .await;
+    assert!(failing.done_at.is_none() && failing.failing_since.is_some());
+    assert!(row(&store, id).done_at.is_none(), "still owed to `down`");
+    let backlog = store.channel_backlog(&["down".into(), "up".into()]).expect("backlog");
+    assert_eq!((backlog[0].1.pending, backlog[0].1.failing), (1, 1));
+    assert_eq!(backlog[1].1.pending, 0);
+    stop.send(true).expect("listening");
+    within(task, "the notifier to stop").await.expect("no panic").expect("no error");
 }
