@@ -122,6 +122,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any command builds an HTTP or WebSocket client.
+    guardian_chain::tls::install_crypto_provider();
     match run() {
         Ok(code) => code,
         Err(error) => {

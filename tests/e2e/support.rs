@@ -22,8 +22,10 @@ use guardian_store::Store;
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
     static COMPILED: OnceLock<(Toolchain, Contracts)> = OnceLock::new();
     COMPILED.get_or_init(|| {
+        // Every test starts here, before it builds an HTTP client of its own.
+        guardian_chain::tls::install_crypto_provider();
         let toolchain = Toolchain::discover().expect("toolchain installed (scripts/setup.sh)");
-        let contracts = Contracts::compile(&toolchain).expect("contracts/ compiles");
+        let contracts = guardian_solidity::compile(&toolchain).expect("contracts/ compiles");
         (toolchain, contracts)
     })
 }

@@ -1,8 +1,9 @@
 //! guardian's chain adapter.
 //!
-//! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), compiling the
-//! project's Solidity with foundry-compilers ([`contracts`]), a local Anvil chain ([`devnet`]),
-//! deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module ([`pause_module`]).
+//! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), the project's
+//! compiled Solidity ([`contracts`]; compiled by `guardian-solidity`), a local Anvil chain ([`devnet`]),
+//! deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module ([`pause_module`]),
+//! and the TLS crypto provider of every connection ([`tls`]).
 //! Used by the tests, the rehearsal and real deployments alike, so the code path a drill
 //! exercises is the one production uses.
 
@@ -12,6 +13,7 @@ pub mod pause_module;
 pub mod safe;
 pub mod sender;
 pub mod testbed;
+pub mod tls;
 pub mod toolchain;
 
 pub use contracts::{CompiledContract, Contracts};

@@ -348,6 +348,7 @@ async fn deliver_channel(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut store = Store::open(&db).wrap_err("opening the database for the notifier")?;
+    guardian_chain::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(channel.hook.timeout)
         // A redirect would turn the POST into a bodyless GET somewhere else: count it as a

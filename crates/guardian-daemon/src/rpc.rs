@@ -175,6 +175,7 @@ impl RpcPool {
         if endpoints.is_empty() {
             return Err(eyre!("no RPC endpoint configured"));
         }
+        guardian_chain::tls::install_crypto_provider();
         let endpoints = endpoints
             .into_iter()
             .map(|spec| {

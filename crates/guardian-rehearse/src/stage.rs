@@ -159,6 +159,7 @@ impl World {
     ) -> Result<Self> {
         let shown = guardian_daemon::rpc::redact(url);
         // Read-only: the one question asked of the forked endpoint itself.
+        guardian_chain::tls::install_crypto_provider();
         let source = alloy::providers::ProviderBuilder::new().connect_http(url.clone());
         let source_chain = source
             .get_chain_id()
