@@ -9,6 +9,7 @@
 
 pub mod contracts;
 pub mod devnet;
+pub mod multicall;
 pub mod pause_module;
 pub mod safe;
 pub mod sender;
