@@ -28,7 +28,7 @@ use guardian_core::{
     proposal::{ProposalKind, Rejection, check_signature, no_arg_calldata, proposal_tx},
     safe::{Approvals, OwnerApproval},
 };
-use guardian_store::{Applied, IncidentError, Store, StoredIncident};
+use guardian_store::{Applied, IncidentError, Store, StoredIncident, Trail};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -572,12 +572,9 @@ impl Multisig {
             }
             Err(rejection) => {
                 let message = rejection.to_string();
-                self.store().proposal_audit(
-                    hash,
-                    "rejection",
-                    Some(&signer.to_string()),
-                    &message,
-                )?;
+                let signer = signer.to_string();
+                self.store()
+                    .proposal_trail(hash, Trail::Rejection { signer: &signer, reason: &message })?;
                 warn!(%hash, %signer, reason = %message, "signature rejected");
                 Err(SubmitError::Rejected(rejection))
             }
@@ -629,15 +626,10 @@ impl Multisig {
             }
             if self.safe.is_hash_approved(owner, hash).await? {
                 approvals.insert(owner, OwnerApproval::ApprovedHash);
-                let db = self.store();
+                let mut db = self.store();
                 let actor = owner.to_string();
                 if !db.proposal_has_event(hash, "onchain_approval", &actor)? {
-                    db.proposal_audit(
-                        hash,
-                        "onchain_approval",
-                        Some(&actor),
-                        "approveHash read from the Safe",
-                    )?;
+                    db.proposal_trail(hash, Trail::OnchainApproval { owner })?;
                 }
             }
         }
@@ -861,15 +853,15 @@ impl Multisig {
             (ProposalKind::Pause, Some(id)) => Some((id, &event)),
             _ => None,
         };
-        self.store().record_execution(proposal.safe_tx_hash, tx, &who, &detail, linked).or_else(
-            |e| match e {
+        self.store()
+            .record_execution(proposal.safe_tx_hash, tx, sender, &who, &detail, linked)
+            .or_else(|e| match e {
                 IncidentError::Refused(refused) => {
                     debug!(%refused, "the incident did not take the execution");
                     Ok(None)
                 }
                 other => Err(eyre!(other)),
-            },
-        )?;
+            })?;
         info!(hash = %proposal.safe_tx_hash, %tx, %sender, by = by.as_str(), paused, "proposal executed");
         if !verified {
             warn!(hash = %proposal.safe_tx_hash, %detail, "executed, but the target is not in the requested state");

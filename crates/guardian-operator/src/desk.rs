@@ -240,7 +240,7 @@ pub struct PauseOutcome {
 }
 
 enum Backend {
-    Local(std::sync::Mutex<Store>),
+    Local(Box<std::sync::Mutex<Store>>),
     Connected(Arc<Multisig>),
 }
 
@@ -278,7 +278,7 @@ impl Desk {
         })?;
         store.set_policy(config.response);
         Ok(Self {
-            backend: Backend::Local(std::sync::Mutex::new(store)),
+            backend: Backend::Local(Box::new(std::sync::Mutex::new(store))),
             targets: targets(config)?,
             response: config.response,
         })

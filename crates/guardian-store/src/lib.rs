@@ -25,6 +25,7 @@ use guardian_core::{finding::Finding, incident::ResponsePolicy};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+pub mod audit;
 mod deliveries;
 mod findings;
 mod incidents;
@@ -41,7 +42,7 @@ pub use incidents::{
     Applied, EffectKind, IncidentError, IncidentEvent, NotificationBacklog, OutboxEffect,
     StoredIncident,
 };
-pub use proposals::{AuditEvent, Proposal, ProposalStatus, StoredSignature};
+pub use proposals::{AuditEvent, Proposal, ProposalStatus, StoredSignature, Trail};
 pub use tallies::Tallies;
 
 /// How many recent block hashes are kept for reorg detection.
@@ -141,14 +142,22 @@ pub struct Store {
     conn: Connection,
     policy: ResponsePolicy,
     chain_id: u64,
+    /// Who this process's audit entries name.
+    actor: guardian_core::audit::Actor,
+    /// The database file (none in memory): `audit.jsonl` lives beside it.
+    path: Option<std::path::PathBuf>,
+    /// The last audit entry this connection saw mirrored to `audit.jsonl`.
+    mirrored: std::cell::Cell<u64>,
 }
 
 impl Store {
     /// Open (creating if needed) the database at `path` in WAL mode, migrating an older schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::init(open_connection(path)?)
-            .wrap_err_with(|| format!("preparing the guardian database {}", path.display()))
+        let mut store = Self::init(open_connection(path)?)
+            .wrap_err_with(|| format!("preparing the guardian database {}", path.display()))?;
+        store.path = Some(path.to_owned());
+        Ok(store)
     }
 
     /// An in-memory database (tests and benchmarks).
@@ -161,7 +170,14 @@ impl Store {
     fn init(conn: Connection) -> Result<Self> {
         let found = schema::version(&conn)?;
         schema::check_version(found)?;
-        let mut store = Self { conn, policy: ResponsePolicy::default(), chain_id: 0 };
+        let mut store = Self {
+            conn,
+            policy: ResponsePolicy::default(),
+            chain_id: 0,
+            actor: audit::operator(),
+            path: None,
+            mirrored: std::cell::Cell::new(0),
+        };
         let mut announced = None;
         if found == 1 {
             // Foreign keys are off until the tables are rebuilt (see `migrate_v1`; the bundled
@@ -282,7 +298,7 @@ impl Store {
                 f.evidence.block_hash
             ));
         }
-        let policy = self.policy;
+        let ctx = self.ctx();
         let chain_id = self.chain_id;
         let now = now_ms();
         let tx = self.conn.transaction()?;
@@ -293,8 +309,9 @@ impl Store {
             recorded.push(outcome);
             pairs.push((outcome, finding));
         }
-        let transitions = incidents::feed_findings(&tx, &policy, chain_id, &pairs, &[], now)?;
+        let transitions = incidents::feed_findings(&tx, &ctx, chain_id, &pairs, &[], now)?;
         tx.commit()?;
+        self.mirror_audit();
         Ok(Committed { recorded, retracted: Vec::new(), transitions })
     }
 
@@ -308,7 +325,7 @@ impl Store {
         if rewind_to.is_none() && blocks.is_empty() {
             return Ok(Committed::default());
         }
-        let policy = self.policy;
+        let ctx = self.ctx();
         let chain_id = self.chain_id;
         let tx = self.conn.transaction()?;
         if let Some(ancestor) = rewind_to {
@@ -356,9 +373,9 @@ impl Store {
         } else {
             Vec::new()
         };
-        let transitions =
-            incidents::feed_findings(&tx, &policy, chain_id, &pairs, &retracted, now)?;
+        let transitions = incidents::feed_findings(&tx, &ctx, chain_id, &pairs, &retracted, now)?;
         tx.commit()?;
+        self.mirror_audit();
         Ok(Committed { recorded, retracted, transitions })
     }
 }

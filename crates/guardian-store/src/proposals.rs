@@ -8,6 +8,7 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_core::{
+    audit::{Actor, ProposalStep, Record as AuditRecord},
     proposal::{ProposalKind, proposal_tx},
     safe::SafeTx,
 };
@@ -138,17 +139,139 @@ pub struct StoredSignature {
     pub received_at: String,
 }
 
+/// One step of a proposal's trail: a row of `proposal_events` (what `proposals show` lists)
+/// and, in the same transaction, a typed entry of the audit log.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Trail<'a> {
+    /// Made (simulated as the Safe first).
+    Proposed {
+        /// Who asked.
+        actor: &'a str,
+        /// What, in words.
+        detail: &'a str,
+    },
+    /// Recorded without being proposed (the target already had the state).
+    Skipped {
+        /// Who asked.
+        actor: &'a str,
+        /// Why, in words.
+        detail: &'a str,
+    },
+    /// Its nonce was consumed by another Safe transaction.
+    Stale {
+        /// What consumed it.
+        detail: &'a str,
+    },
+    /// Made again at a new nonce in place of a stale one.
+    Reproposed {
+        /// In words.
+        detail: &'a str,
+    },
+    /// Withdrawn: it must never collect approvals.
+    Withdrawn {
+        /// Why.
+        reason: &'a str,
+    },
+    /// Taken back after a withdrawal.
+    Reinstated {
+        /// Who.
+        actor: &'a str,
+        /// Why.
+        detail: &'a str,
+    },
+    /// An owner's off-chain signature, verified and stored.
+    Approval {
+        /// The owner.
+        owner: Address,
+    },
+    /// An owner's `approveHash`, read from the Safe.
+    OnchainApproval {
+        /// The owner.
+        owner: Address,
+    },
+    /// A signature refused. The audit log keeps the first of each (signer, reason); the trail
+    /// keeps every one.
+    Rejection {
+        /// Who it claimed to be from.
+        signer: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// Executed, verified from the receipt.
+    Executed {
+        /// The transaction.
+        tx: B256,
+        /// The mined transaction's sender.
+        sender: Address,
+        /// Whose it was, in words.
+        by: &'a str,
+        /// In words.
+        detail: &'a str,
+    },
+}
+
+impl Trail<'_> {
+    /// The row's event name, its actor and its detail.
+    fn row(&self) -> (&'static str, Option<String>, String) {
+        match *self {
+            Self::Proposed { actor, detail } => {
+                ("proposed", Some(actor.to_owned()), detail.to_owned())
+            }
+            Self::Skipped { actor, detail } => {
+                ("skipped", Some(actor.to_owned()), detail.to_owned())
+            }
+            Self::Stale { detail } => ("stale", None, detail.to_owned()),
+            Self::Reproposed { detail } => ("reproposed", None, detail.to_owned()),
+            Self::Withdrawn { reason } => ("withdrawn", None, reason.to_owned()),
+            Self::Reinstated { actor, detail } => {
+                ("reinstated", Some(actor.to_owned()), detail.to_owned())
+            }
+            Self::Approval { owner } => {
+                ("approval", Some(owner.to_string()), "off-chain signature verified".to_owned())
+            }
+            Self::OnchainApproval { owner } => (
+                "onchain_approval",
+                Some(owner.to_string()),
+                "approveHash read from the Safe".to_owned(),
+            ),
+            Self::Rejection { signer, reason } => {
+                ("rejection", Some(signer.to_owned()), reason.to_owned())
+            }
+            Self::Executed { by, detail, .. } => {
+                ("executed", Some(by.to_owned()), detail.to_owned())
+            }
+        }
+    }
+}
+
 impl Store {
+    /// Record one step of `hash`'s trail in a transaction of its own.
+    pub fn proposal_trail(&mut self, hash: B256, step: Trail<'_>) -> Result<()> {
+        let actor = self.actor.clone();
+        let tx = self.conn.transaction()?;
+        audit(&tx, &actor, hash, step)?;
+        tx.commit()?;
+        self.mirror_audit();
+        Ok(())
+    }
+
     /// Insert `proposal` unless a row with its hash exists; returns whether it was new.
     /// Recorded with its `proposed` (or `skipped`) audit entry in one transaction.
     pub fn insert_proposal(&mut self, p: &Proposal, actor: &str, detail: &str) -> Result<bool> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         let new = insert_row(&tx, p)?;
         if new {
-            let event = if p.status == ProposalStatus::Skipped { "skipped" } else { "proposed" };
-            audit(&tx, p.safe_tx_hash, event, Some(actor), detail)?;
+            let step = if p.status == ProposalStatus::Skipped {
+                Trail::Skipped { actor, detail }
+            } else {
+                Trail::Proposed { actor, detail }
+            };
+            audit(&tx, &me, p.safe_tx_hash, step)?;
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(new)
     }
 
@@ -159,62 +282,42 @@ impl Store {
         new: &Proposal,
         detail: &str,
     ) -> Result<()> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE proposals SET status = 'stale', replaced_by = ?2,
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE safe_tx_hash = ?1",
             params![old.to_string(), new.safe_tx_hash.to_string()],
         )?;
-        audit(&tx, old, "stale", None, detail)?;
+        audit(&tx, &me, old, Trail::Stale { detail })?;
         if insert_row(&tx, new)? {
-            audit(
-                &tx,
-                new.safe_tx_hash,
-                "reproposed",
-                None,
-                &format!("re-proposed at Safe nonce {} in place of stale {old}", new.nonce),
-            )?;
+            let detail = format!("re-proposed at Safe nonce {} in place of stale {old}", new.nonce);
+            audit(&tx, &me, new.safe_tx_hash, Trail::Reproposed { detail: &detail })?;
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(())
     }
 
     /// Mark a proposal stale with nothing in its place (the target already has the state).
     pub fn mark_proposal_stale(&mut self, hash: B256, detail: &str) -> Result<()> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE proposals SET status = 'stale',
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE safe_tx_hash = ?1",
             [hash.to_string()],
         )?;
-        audit(&tx, hash, "stale", None, detail)?;
+        audit(&tx, &me, hash, Trail::Stale { detail })?;
         tx.commit()?;
-        Ok(())
-    }
-
-    /// Record the verified execution of a proposal.
-    pub fn mark_proposal_executed(
-        &mut self,
-        hash: B256,
-        executed_tx: B256,
-        by: &str,
-        event: &str,
-        detail: &str,
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE proposals SET status = 'executed', executed_tx = ?2, executed_by = ?3,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE safe_tx_hash = ?1",
-            params![hash.to_string(), executed_tx.to_string(), by],
-        )?;
-        audit(&tx, hash, event, Some(by), detail)?;
-        tx.commit()?;
+        self.mirror_audit();
         Ok(())
     }
 
     /// Store a verified owner signature; returns false when the same owner's signature was
     /// already stored (the first one is kept).
     pub fn add_signature(&mut self, hash: B256, owner: Address, signature: &[u8]) -> Result<bool> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         let added = tx.execute(
             "INSERT OR IGNORE INTO proposal_signatures (safe_tx_hash, owner, signature)
@@ -226,21 +329,11 @@ impl Store {
             ],
         )? == 1;
         if added {
-            audit(&tx, hash, "approval", Some(&owner.to_string()), "off-chain signature verified")?;
+            audit(&tx, &me, hash, Trail::Approval { owner })?;
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(added)
-    }
-
-    /// Append an audit entry.
-    pub fn proposal_audit(
-        &self,
-        hash: B256,
-        event: &str,
-        actor: Option<&str>,
-        detail: &str,
-    ) -> Result<()> {
-        audit(&self.conn, hash, event, actor, detail)
     }
 
     /// Whether an audit entry of `event` by `actor` exists for `hash`.
@@ -349,17 +442,66 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
     Ok(AuditEvent { event: r.get(0)?, actor: r.get(1)?, detail: r.get(2)?, at: r.get(3)? })
 }
 
-pub(crate) fn audit(
-    conn: &Connection,
-    hash: B256,
-    event: &str,
-    actor: Option<&str>,
-    detail: &str,
-) -> Result<()> {
+/// Write `step` of `hash`'s trail, and its audit entry, in the caller's transaction.
+pub(crate) fn audit(conn: &Connection, me: &Actor, hash: B256, step: Trail<'_>) -> Result<()> {
+    let (event, actor, detail) = step.row();
+    // A refusal already audited for this signer and reason is only counted in the trail.
+    let repeated = match step {
+        Trail::Rejection { signer, reason } => conn
+            .query_row(
+                "SELECT 1 FROM proposal_events
+                 WHERE safe_tx_hash = ?1 AND event = 'rejection' AND actor = ?2 AND detail = ?3",
+                params![hash.to_string(), signer, reason],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some(),
+        _ => false,
+    };
     conn.execute(
         "INSERT INTO proposal_events (safe_tx_hash, event, actor, detail) VALUES (?1, ?2, ?3, ?4)",
         params![hash.to_string(), event, actor, detail],
     )?;
+    if repeated {
+        return Ok(());
+    }
+    let (kind, contract, nonce, incident): (String, String, String, Option<i64>) = conn.query_row(
+        "SELECT kind, contract, nonce, incident_id FROM proposals WHERE safe_tx_hash = ?1",
+        [hash.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let proposal = |step| AuditRecord::Proposal {
+        safe_tx_hash: hash,
+        incident,
+        step,
+        kind: kind.clone(),
+        contract: contract.clone(),
+        nonce: nonce.parse().unwrap_or_default(),
+        detail: detail.clone(),
+    };
+    let record = match step {
+        Trail::Proposed { .. } => proposal(ProposalStep::Proposed),
+        Trail::Skipped { .. } => proposal(ProposalStep::Skipped),
+        Trail::Stale { .. } => proposal(ProposalStep::Stale),
+        Trail::Reproposed { .. } => proposal(ProposalStep::Reproposed),
+        Trail::Withdrawn { .. } => proposal(ProposalStep::Withdrawn),
+        Trail::Reinstated { .. } => proposal(ProposalStep::Reinstated),
+        Trail::Approval { owner } => {
+            AuditRecord::SignatureAccepted { safe_tx_hash: hash, owner, onchain: false }
+        }
+        Trail::OnchainApproval { owner } => {
+            AuditRecord::SignatureAccepted { safe_tx_hash: hash, owner, onchain: true }
+        }
+        Trail::Rejection { signer, reason } => AuditRecord::SignatureRejected {
+            safe_tx_hash: hash,
+            signer: signer.to_owned(),
+            reason: reason.to_owned(),
+        },
+        Trail::Executed { tx, sender, by, .. } => {
+            AuditRecord::Executed { safe_tx_hash: hash, tx, sender, by: by.to_owned() }
+        }
+    };
+    crate::audit::append(conn, me, record, crate::now_ms())?;
     Ok(())
 }
 

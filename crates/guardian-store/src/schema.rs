@@ -8,6 +8,17 @@ pub(crate) const VERSION: i64 = 2;
 
 /// The whole schema, version 2. Idempotent (`IF NOT EXISTS`).
 pub(crate) const SCHEMA: &str = r#"
+-- The audit log, a hash chain (guardian_core::audit): `body` is the entry's canonical JSON,
+-- `hash` its sha256; the other columns are copies for queries. Mirrored to audit.jsonl.
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq         INTEGER PRIMARY KEY,
+    at_ms       INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    incident_id INTEGER,
+    body        TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_incident ON audit_log (incident_id);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
