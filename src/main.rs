@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
 
+mod audit_cmd;
 mod build_info;
 mod config_cmd;
 mod docs_cmd;
@@ -113,6 +114,10 @@ enum Command {
     /// transaction at the full threshold.
     Module(module_cmd::ModuleArgs),
 
+    /// The hash-chained audit log: `audit verify` (both copies, and with --onchain the published
+    /// heads), `audit show`, `audit export --incident N` for an auditor, `audit deploy-anchor`.
+    Audit(audit_cmd::AuditArgs),
+
     /// Print a shell completion script: `guardian completions bash >
     /// /usr/share/bash-completion/completions/guardian`.
     Completions(docs_cmd::CompletionsArgs),
@@ -158,6 +163,10 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),
         Command::Safe(args) => block_on(multisig_cmd::safe(args)),
         Command::Module(args) => block_on(module_cmd::module(args)),
+        Command::Audit(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(audit_cmd::audit(args)),
         Command::Completions(args) => {
             docs_cmd::completions(args, Cli::command()).map(|()| ExitCode::SUCCESS)
         }

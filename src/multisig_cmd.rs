@@ -54,7 +54,7 @@ const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
 /// like the daemon and refusing an endpoint that serves another chain.
-fn reader(config: &Config) -> Result<DynProvider> {
+pub(crate) fn reader(config: &Config) -> Result<DynProvider> {
     Ok(guardian_daemon::daemon::rpc_pool(config)?.failover_provider(POLL))
 }
 

@@ -416,7 +416,20 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
             (lock, again)
         }
     };
-    match rollback.apply(&lock, &plan)?.backup {
+    let outcome = rollback.apply(&lock, &plan)?;
+    if outcome.backup.is_some() {
+        audit_change(
+            &settings,
+            &format!("guardian rollback {}", args.contract),
+            guardian_core::audit::Record::Rollback {
+                incident: None,
+                plan: outcome.plan.summary(),
+                undo_stamp: outcome.backup.as_ref().map(|b| b.stamp.to_string()),
+                error: None,
+            },
+        )?;
+    }
+    match outcome.backup {
         None => println!("nothing to change"),
         Some(backup) => println!(
             "rolled back; previous configs saved as {} (undo: guardian backup restore {}); \
@@ -464,6 +477,14 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             };
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let set = backups.create(&lock, &files, &reason)?;
+            audit_change(
+                &settings,
+                &format!("guardian backup create ({reason})"),
+                guardian_core::audit::Record::BackupCreated {
+                    stamp: set.stamp.to_string(),
+                    configs: set.files.iter().map(|f| f.name.config.clone()).collect(),
+                },
+            )?;
             for file in &set.files {
                 println!("{}", file.path.display());
             }
@@ -539,6 +560,15 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             }
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let plan = backups.prune(&lock, keep, dry_run)?;
+            if !dry_run && !plan.delete.is_empty() {
+                audit_change(
+                    &settings,
+                    &format!("guardian backup prune --keep {keep}"),
+                    guardian_core::audit::Record::Pruned {
+                        stamps: plan.delete.iter().map(|n| n.file_name()).collect(),
+                    },
+                )?;
+            }
             let verb = if dry_run { "would delete" } else { "deleted" };
             for name in &plan.delete {
                 println!("{verb} {}", name.file_name());
@@ -581,10 +611,12 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                      restore again to see the new diff"
                 );
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
+                audit_restore(&settings, &outcome)?;
                 print_restored(&outcome);
             } else {
                 let lock = WriteLock::acquire(&settings.lock_path())?;
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
+                audit_restore(&settings, &outcome)?;
                 show(&outcome);
                 print_restored(&outcome);
             }
@@ -603,6 +635,42 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Record an operator's change in the audit log of the guardian database holding the ledger:
+/// the command as typed, then what it did. The change is made already; a failure here says so.
+fn audit_change(
+    settings: &RollbackSettings,
+    command: &str,
+    record: guardian_core::audit::Record,
+) -> Result<()> {
+    let mut store = guardian_store::Store::open(&settings.ledger_path).wrap_err_with(|| {
+        format!(
+            "the change is made, but the audit log in {} cannot record it",
+            settings.ledger_path.display()
+        )
+    })?;
+    store.audit(guardian_core::audit::Record::OperatorCommand {
+        command: command.to_owned(),
+        reason: String::new(),
+        incident: None,
+    })?;
+    store.audit(record)
+}
+
+fn audit_restore(
+    settings: &RollbackSettings,
+    outcome: &guardian_rollback::RestoreOutcome,
+) -> Result<()> {
+    audit_change(
+        settings,
+        &format!("guardian backup restore {}", outcome.stamp),
+        guardian_core::audit::Record::Restored {
+            stamp: outcome.stamp.to_string(),
+            configs: outcome.files.iter().map(|f| f.config.clone()).collect(),
+            undo_stamp: outcome.undo_stamp.as_ref().map(ToString::to_string),
+        },
+    )
 }
 
 fn print_restored(outcome: &guardian_rollback::RestoreOutcome) {

@@ -6,6 +6,7 @@
 //! Used by the tests, the rehearsal and real deployments alike, so the code path a drill
 //! exercises is the one production uses.
 
+pub mod audit_anchor;
 pub mod contracts;
 pub mod devnet;
 pub mod pause_module;

@@ -7,6 +7,7 @@
 //!
 //! `config/guardian.toml` in the repository is the commented reference.
 
+mod audit;
 mod error;
 mod observe;
 mod raw;
@@ -33,6 +34,7 @@ use guardian_core::{
     severity::{Action, Severity, SeverityPolicy},
 };
 
+pub use audit::{AnchorConfig, AuditConfig};
 pub use error::ConfigError;
 use error::Locator;
 pub use observe::{
@@ -75,6 +77,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[ready]`: readiness thresholds.
     pub ready: ReadyConfig,
+    /// `[audit]`: post-mortems and anchoring the audit log on chain.
+    pub audit: AuditConfig,
     /// Severity → action.
     pub policy: SeverityPolicy,
     /// Severity → how long an incident may stay uncontained before it is escalated.
@@ -462,6 +466,7 @@ impl Loader<'_> {
         let notify = self.notify(&raw.notify, webhook.as_ref())?;
         let metrics = self.metrics(raw.metrics.as_ref())?;
         let ready = self.ready(raw.ready.as_ref())?;
+        let audit = self.audit(raw.audit.as_ref(), safe.as_ref())?;
         let policy = self.policy(raw.policy.as_ref(), SeverityPolicy::default())?;
         let response = self.response(raw.response.as_ref())?;
         let contracts = self.contracts(&raw.contracts)?;
@@ -487,6 +492,7 @@ impl Loader<'_> {
             notify,
             metrics,
             ready,
+            audit,
             policy,
             response,
             contracts,

@@ -29,6 +29,9 @@ pub(crate) struct RawConfig {
     /// `[ready]`: readiness thresholds.
     #[serde(default)]
     pub(crate) ready: Option<RawReady>,
+    /// `[audit]`: post-mortems and anchoring.
+    #[serde(default)]
+    pub(crate) audit: Option<RawAudit>,
     #[serde(default)]
     pub(crate) policy: Option<RawPolicy>,
     #[serde(default)]
@@ -197,6 +200,18 @@ pub(crate) struct RawNotify {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     pub(crate) bind: Option<S<String>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) postmortem_dir: Option<S<String>>,
+    pub(crate) anchor: Option<S<String>>,
+    pub(crate) anchor_key_env: Option<S<String>>,
+    pub(crate) anchor_every: Option<S<u64>>,
+    pub(crate) anchor_interval: Option<S<String>>,
+    pub(crate) anchor_from_block: Option<S<u64>>,
 }
 
 /// `[ready]`.

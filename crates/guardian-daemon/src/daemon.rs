@@ -112,11 +112,22 @@ pub async fn run_with(
         }
     }
 
+    // Every audit entry this process writes from now on names the daemon on this host.
+    guardian_store::audit::set_process_actor(guardian_store::audit::daemon());
     let mut store = Store::open(&config.storage.path)?;
     store.bind_chain(config.chain.id).wrap_err_with(|| {
         format!("refusing to start: database {}", config.storage.path.display())
     })?;
     store.set_policy(config.response);
+    let (version, commit) = crate::metrics::build_info();
+    let config_text = std::fs::read(&config.source)
+        .wrap_err_with(|| format!("reading {place} for the audit log"))?;
+    store.audit(guardian_core::audit::Record::DaemonStarted {
+        version: format!("{version} ({commit})"),
+        config: place.clone(),
+        config_sha256: guardian_core::audit::hash(&String::from_utf8_lossy(&config_text)),
+        chain_id: config.chain.id,
+    })?;
     // guardian-rollback: finish or undo a config write a killed guardian left half-done (its
     // journal), before the pause flow can write configs again. Logged, not fatal: watching the
     // chain matters more, and every later config write retries the recovery and stops on it.

@@ -85,7 +85,7 @@ pub fn set_build_info(version: &str, commit: &str) {
     let _first_wins = BUILD_INFO.set((version.to_owned(), commit.to_owned()));
 }
 
-fn build_info() -> (String, String) {
+pub(crate) fn build_info() -> (String, String) {
     BUILD_INFO
         .get()
         .cloned()

@@ -443,6 +443,7 @@ impl Pauser {
         self.tell(id, &execution)?;
         if is_paused(&self.provider, target).await? {
             self.tell(id, &Event::PauseVerified { block })?;
+            self.multisig.record_impact(id, block).await;
         }
         Ok(format!("paused through the module in {tx} (block {block})"))
     }

@@ -870,6 +870,7 @@ impl Multisig {
         match (proposal.kind, proposal.incident_id) {
             (ProposalKind::Pause, Some(id)) => {
                 self.tell(id, &Event::PauseVerified { block })?;
+                self.record_impact(id, block).await;
             }
             (ProposalKind::Unpause, _) => {
                 let open = self.store().open_incident(proposal.target)?;
@@ -880,6 +881,43 @@ impl Multisig {
             _ => {}
         }
         Ok(Observed::Executed { tx, sender })
+    }
+
+    /// Measure what incident `id` cost, once it is contained in `contained_block`, and put it
+    /// in the audit log (once per incident): the contract's ether balance at the block before
+    /// the anomaly, and how much left it by the pause's block. Logged, never fatal: the pause
+    /// stands whatever the node answers about history.
+    pub async fn record_impact(&self, id: i64, contained_block: u64) {
+        if let Err(error) = self.try_record_impact(id, contained_block).await {
+            warn!(incident = id, error = %format!("{error:#}"), "impact not measured");
+        }
+    }
+
+    async fn try_record_impact(&self, id: i64, contained_block: u64) -> Result<()> {
+        let (address, anomaly_block) = {
+            let store = self.store();
+            if store.has_audit_record(id, "impact")? {
+                return Ok(());
+            }
+            let incident = store.incident(id)?.ok_or_else(|| eyre!("no incident #{id}"))?;
+            let first = store
+                .incident_findings(id)?
+                .iter()
+                .map(|f| f.finding.evidence.block_number)
+                .min()
+                .unwrap_or(contained_block);
+            (incident.incident.address, first)
+        };
+        let at_risk =
+            self.provider.get_balance(address).number(anomaly_block.saturating_sub(1)).await?;
+        let left = self.provider.get_balance(address).number(contained_block).await?;
+        self.store().audit(guardian_core::audit::Record::Impact {
+            incident: id,
+            at_risk_wei: at_risk,
+            moved_wei: at_risk.saturating_sub(left),
+            anomaly_block,
+            contained_block,
+        })
     }
 
     /// Proposals, newest first.

@@ -44,6 +44,19 @@ pub(crate) fn append(tx: &Connection, actor: &Actor, record: Record, now: u64) -
     Ok(sealed)
 }
 
+/// Who this process acts as, once said (`guardian run` says it is the daemon).
+static PROCESS_ACTOR: std::sync::OnceLock<Actor> = std::sync::OnceLock::new();
+
+/// Say once who this process's audit entries name from now on; later calls change nothing.
+pub fn set_process_actor(actor: Actor) {
+    let _first_wins = PROCESS_ACTOR.set(actor);
+}
+
+/// The actor a new [`Store`] names: the process's, else the operator running it.
+pub(crate) fn default_actor() -> Actor {
+    PROCESS_ACTOR.get().cloned().unwrap_or_else(operator)
+}
+
 /// The actor of this process: the OS user and host, as an operator.
 pub fn operator() -> Actor {
     Actor::Operator { user: os_user(), host: host_name() }
@@ -121,6 +134,19 @@ impl Store {
             out.push(AuditRow { seq: to_u64(seq)?, sealed: Sealed { body, hash } });
         }
         Ok(out)
+    }
+
+    /// Whether incident `id` has an entry of record `kind` (`impact`, …).
+    pub fn has_audit_record(&self, id: i64, kind: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM audit_log WHERE incident_id = ?1 AND kind = ?2 LIMIT 1",
+                params![id, kind],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// The chain's head: its last entry's position and hash.

@@ -119,6 +119,8 @@ pub enum EffectKind {
     Execute,
     /// Roll the configs back.
     Rollback,
+    /// Restart and verify the services after the rollback.
+    Recovery,
 }
 
 impl EffectKind {
@@ -130,6 +132,7 @@ impl EffectKind {
             Self::Propose => "propose",
             Self::Execute => "execute",
             Self::Rollback => "rollback",
+            Self::Recovery => "recovery",
         }
     }
 
@@ -140,6 +143,7 @@ impl EffectKind {
             Effect::ProposePause => Some(Self::Propose),
             Effect::Execute { .. } => Some(Self::Execute),
             Effect::RunRollback { .. } => Some(Self::Rollback),
+            Effect::RunRecovery { .. } => Some(Self::Recovery),
             _ => None,
         }
     }
@@ -232,7 +236,10 @@ fn event_block(tx: &Connection, event: &Event) -> Result<Option<u64>> {
     })
 }
 
-#[expect(clippy::too_many_arguments, reason = "one transition's parts, written together in one place")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one transition's parts, written together in one place"
+)]
 fn persist(
     tx: &Connection,
     actor: &Actor,
@@ -398,6 +405,7 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::Execute { .. } => "execute",
         Effect::Withdraw { .. } => "withdraw",
         Effect::RunRollback { .. } => "rollback",
+        Effect::RunRecovery { .. } => "recovery",
         Effect::ScheduleTimer { .. } => "schedule",
         Effect::CancelTimer { .. } => "cancel",
     }

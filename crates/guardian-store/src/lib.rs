@@ -160,6 +160,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Open a database that must exist already: what the operators' read-only commands use,
+    /// so a mistyped path is an error rather than a new, empty database.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.exists() {
+            bail!(
+                "no guardian database at {}: `guardian run` creates it ([storage] path)",
+                path.display()
+            );
+        }
+        Self::open(path)
+    }
+
     /// An in-memory database (tests and benchmarks).
     pub fn in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)
@@ -174,7 +187,7 @@ impl Store {
             conn,
             policy: ResponsePolicy::default(),
             chain_id: 0,
-            actor: audit::operator(),
+            actor: audit::default_actor(),
             path: None,
             mirrored: std::cell::Cell::new(0),
         };

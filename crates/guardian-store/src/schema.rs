@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS effects (
     incident_id   INTEGER NOT NULL REFERENCES incidents (id),
     event_id      INTEGER NOT NULL REFERENCES incident_events (id),
     kind          TEXT NOT NULL
-        CHECK (kind IN ('notify', 'pause_now', 'propose', 'execute', 'rollback')),
+        CHECK (kind IN ('notify', 'pause_now', 'propose', 'execute', 'rollback', 'recovery')),
     key           TEXT NOT NULL UNIQUE,
     body          TEXT NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
