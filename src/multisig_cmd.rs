@@ -55,12 +55,12 @@ const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
 /// like the daemon and refusing an endpoint that serves another chain.
 fn reader(config: &Config) -> Result<DynProvider> {
-    Ok(guardian_daemon::daemon::rpc_pool(config)?.failover_provider(POLL))
+    Ok(guardian_operator::rpc_pool(config)?.failover_provider(POLL))
 }
 
 /// [`reader`], signing with `key`.
 fn wallet(config: &Config, key: PrivateKeySigner) -> Result<DynProvider> {
-    let client = guardian_daemon::daemon::rpc_pool(config)?.failover_client(POLL);
+    let client = guardian_operator::rpc_pool(config)?.failover_client(POLL);
     Ok(alloy::providers::ProviderBuilder::new()
         .wallet(alloy::network::EthereumWallet::from(key))
         .connect_client(client)

@@ -73,7 +73,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// like the daemon and refusing an endpoint whose chain id is not `[chain] id`.
 fn chain(files: &Files) -> Result<DynProvider> {
     let config = guardian_config::Config::load(&files.config)?;
-    Ok(guardian_daemon::daemon::rpc_pool(&config)?.failover_provider(POLL))
+    Ok(guardian_operator::rpc_pool(&config)?.failover_provider(POLL))
 }
 
 /// Finish or undo what a killed guardian left half-done, and say so. Commands that write take

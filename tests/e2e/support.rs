@@ -15,7 +15,8 @@ use alloy::{
 };
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain};
 use guardian_config::Config;
-use guardian_daemon::{Engine, Evaluator, Follower, RpcPool, Step};
+use guardian_daemon::{Engine, Evaluator, Follower, Step};
+use guardian_rpc::RpcPool;
 use guardian_store::Store;
 
 /// The toolchain and the compiled project, shared by every test in this binary.

@@ -9,14 +9,7 @@ use guardian_store::Store;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::{
-    Engine, Follower, FollowerOptions, RpcPool, heads, lifecycle, notifier, pauser,
-    rpc::{EndpointSpec, redact},
-};
-
-/// Per-request RPC timeout: a node slower than this counts as stalled and the next endpoint is
-/// tried.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::{Engine, Follower, FollowerOptions, heads, lifecycle, notifier, pauser};
 
 /// Run the daemon until `shutdown` flips.
 ///
@@ -24,24 +17,6 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// the database belongs to another chain; while no endpoint is reachable it waits with backoff.
 pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<()> {
     run_with(config, shutdown, Executor::FromConfig).await
-}
-
-/// The endpoint pool of `config`'s `[[rpc]]` list (bearer tokens included), bound to its chain id.
-pub fn rpc_pool(config: &Config) -> Result<Arc<RpcPool>> {
-    let place = config.source.display();
-    let endpoints = config
-        .rpc
-        .iter()
-        .map(|e| {
-            let url = e
-                .url
-                .expose()
-                .parse()
-                .map_err(|_| eyre!("{place}: RPC endpoint {} is not a valid URL", e.display))?;
-            Ok(EndpointSpec { url, bearer: e.bearer.as_ref().map(|b| b.expose().to_owned()) })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Arc::new(RpcPool::new(endpoints, config.chain.id, RPC_TIMEOUT)?))
 }
 
 /// Where the daemon's executor key (the account that sends `execTransaction`) comes from.
@@ -62,7 +37,7 @@ pub async fn run_with(
     executor: Executor,
 ) -> Result<()> {
     let place = config.source.display().to_string();
-    let rpc = rpc_pool(config)?;
+    let rpc = guardian_operator::rpc_pool(config)?;
 
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -85,7 +60,7 @@ pub async fn run_with(
                 break;
             }
             Err(error) => {
-                return Err(error.wrap_err(format!(
+                return Err(eyre!(error).wrap_err(format!(
                     "refusing to start: [chain] id = {} in {place}",
                     config.chain.id
                 )));
@@ -184,7 +159,7 @@ pub async fn run_with(
 
     let heads = heads::spawn(rpc.clone());
     info!(
-        endpoints = ?rpc.endpoints().iter().map(|e| redact(&e.url)).collect::<Vec<_>>(),
+        endpoints = ?rpc.endpoints().iter().map(|e| e.label()).collect::<Vec<_>>(),
         database = %config.storage.path.display(),
         "guardian is following the chain"
     );

@@ -1,6 +1,6 @@
 //! guardian's daemon: follows the chain, evaluates rules, records findings, notifies.
 //!
-//! - [`rpc`]: endpoints with failover and chain-id verification.
+//! - the endpoint pool (failover, chain-id proof) is `guardian-rpc`.
 //! - [`source`]: what the engine needs, read from the chain.
 //! - [`heads`]: WebSocket new-head wake-ups.
 //! - [`follower`]: the reorg-safe follower and backfill.
@@ -18,9 +18,7 @@ pub mod heads;
 pub mod lifecycle;
 pub mod notifier;
 pub mod pauser;
-pub mod rpc;
 pub mod source;
 
 pub use engine::Engine;
 pub use follower::{Evaluator, Follower, FollowerOptions, Step};
-pub use rpc::RpcPool;

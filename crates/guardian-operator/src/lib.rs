@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod desk;
+pub mod endpoints;
 
 pub use desk::{
     Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,
     ProposalView, TimelineEntry, connect, executor_key, targets, utc,
 };
+pub use endpoints::{RPC_TIMEOUT, rpc_pool};

@@ -242,7 +242,7 @@ pub async fn rehearse(
 
 /// An RPC URL without credentials, path or query (they may hold API keys).
 fn redact(url: &Url) -> String {
-    guardian_daemon::rpc::redact(url)
+    guardian_rpc::redact(url)
 }
 
 /// Add "daemon stopped cleanly" to a scenario's checks.

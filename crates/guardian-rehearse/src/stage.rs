@@ -130,7 +130,7 @@ impl World {
         url: &Url,
         safe: Address,
     ) -> Result<Self> {
-        let shown = guardian_daemon::rpc::redact(url);
+        let shown = guardian_rpc::redact(url);
         // Read-only: the one question asked of the forked endpoint itself.
         let source = alloy::providers::ProviderBuilder::new().connect_http(url.clone());
         let source_chain = source
