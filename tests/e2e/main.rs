@@ -14,6 +14,7 @@ mod pause_module;
 mod rehearse;
 mod rollback;
 mod rollback_files;
+mod rpc;
 mod rules_on_chain;
 mod safe_flow;
 mod sender;
