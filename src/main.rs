@@ -30,7 +30,8 @@ mod run_cmd;
     max_term_width = 100
 )]
 struct Cli {
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides this.
+    /// More log output: -v guardian's debug lines, -vv its trace and its libraries' debug
+    /// lines, -vvv everything. RUST_LOG overrides this. Secrets never appear at any level.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 

@@ -660,6 +660,8 @@ enum SafeCommand {
 pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
     match args.command {
         SafeCommand::Deploy { owners, threshold, rpc_url, salt_nonce, chain_id, key } => {
+            // The URL may carry a key: never in a log line.
+            guardian_config::remember_secret(rpc_url.as_str());
             let key = key.load()?;
             let provider = wallet_provider(rpc_url, key.clone());
             let node_chain = provider.get_chain_id().await.wrap_err("eth_chainId")?;

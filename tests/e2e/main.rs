@@ -17,5 +17,6 @@ mod rollback_files;
 mod rpc;
 mod rules_on_chain;
 mod safe_flow;
+mod secrets;
 mod sender;
 mod support;

@@ -35,7 +35,7 @@ use guardian_core::{
 pub use error::ConfigError;
 use error::Locator;
 use raw::{RawCall, RawConfig, RawContract, RawPolicy, RawRule, S};
-pub use secret::Secret;
+pub use secret::{Secret, remember as remember_secret, scrub_known as scrub_secrets};
 
 /// Chain 138: Defi Oracle Meta mainnet.
 pub const DEFAULT_CHAIN_ID: u64 = 138;
