@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use eyre::{Result, bail, ensure};
 use guardian_operator::{Desk, FindingView, IncidentSummary, IncidentView};
 
-use crate::multisig_cmd::{ApiClient, ConfigArg};
+use crate::multisig_cmd::{ApiClient, ApiTokenArg, ConfigArg};
 
 /// Who is acting, for the audit trail: the OS user, and that it was the CLI.
 pub(crate) fn actor() -> String {
@@ -27,6 +27,8 @@ pub(crate) struct IncidentsArgs {
     /// database (list and show only).
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
+    #[command(flatten)]
+    token: ApiTokenArg,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -89,7 +91,7 @@ enum IncidentsCommand {
 
 pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
     if let Some(api) = args.api {
-        let client = ApiClient::new(api)?;
+        let client = ApiClient::new(api, &args.token)?;
         return match args.command {
             IncidentsCommand::List { open, json } => {
                 let path = if open { "/incidents?open=true" } else { "/incidents" };
@@ -282,6 +284,8 @@ pub(crate) struct FindingsArgs {
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
     #[command(flatten)]
+    token: ApiTokenArg,
+    #[command(flatten)]
     config: ConfigArg,
 }
 
@@ -309,7 +313,7 @@ pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
             if let Some(contract) = &contract {
                 path.push_str(&format!("&contract={contract}"));
             }
-            ApiClient::new(api)?.get(&path).await?
+            ApiClient::new(api, &args.token)?.get(&path).await?
         }
         None => Desk::local(&args.config.load_offline()?)?.findings(open, contract.as_deref())?,
     };

@@ -81,6 +81,8 @@ pub(crate) struct ProposalsArgs {
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
     #[command(flatten)]
+    token: ApiTokenArg,
+    #[command(flatten)]
     config: ConfigArg,
 }
 
@@ -111,9 +113,9 @@ enum Source {
 }
 
 impl Source {
-    fn open(api: Option<Url>, config: &ConfigArg) -> Result<Self> {
+    fn open(api: Option<Url>, token: &ApiTokenArg, config: &ConfigArg) -> Result<Self> {
         match api {
-            Some(url) => Ok(Self::Api(ApiClient::new(url)?)),
+            Some(url) => Ok(Self::Api(ApiClient::new(url, token)?)),
             None => Ok(Self::Local(Box::new(Desk::local(&config.load_offline()?)?))),
         }
     }
@@ -134,7 +136,7 @@ impl Source {
 }
 
 pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
-    let source = Source::open(args.api, &args.config)?;
+    let source = Source::open(args.api, &args.token, &args.config)?;
     match args.command {
         ProposalsCommand::List { json } => {
             let list = source.list().await?;
@@ -178,6 +180,34 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
 // ----------------------------------------------------------------------------------------------
 // the daemon's HTTP API
 
+/// The token the daemon's HTTP API wants for writes (`[api] token_env` on its side).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiTokenArg {
+    /// With --api: the environment variable holding the API token, sent as `Authorization:
+    /// Bearer …` (default: $GUARDIAN_API_TOKEN when set). Needed when the daemon's [api]
+    /// token_env is set, for approve; reads need none.
+    #[arg(long, global = true, value_name = "VAR")]
+    api_token_env: Option<String>,
+}
+
+impl ApiTokenArg {
+    /// The token, when one is given: the variable --api-token-env names (which must be set), or
+    /// $GUARDIAN_API_TOKEN.
+    fn token(&self) -> Result<Option<String>> {
+        let value = match &self.api_token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                eyre!("${var} (named by --api-token-env) is not set: it must hold the API token")
+            })?),
+            None => std::env::var("GUARDIAN_API_TOKEN").ok(),
+        };
+        let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(token) = &value {
+            guardian_config::remember_secret(token);
+        }
+        Ok(value)
+    }
+}
+
 /// A client of the daemon's HTTP API (`guardian_operator::api`). What it returns is only ever
 /// displayed or checked: `approve` recomputes the hash it signs from the proposal's fields.
 pub(crate) struct ApiClient {
@@ -192,13 +222,21 @@ struct ApiError {
 }
 
 impl ApiClient {
-    pub(crate) fn new(base: Url) -> Result<Self> {
+    pub(crate) fn new(base: Url, token: &ApiTokenArg) -> Result<Self> {
         ensure!(
             matches!(base.scheme(), "http" | "https"),
             "--api {base}: expected an http:// or https:// URL"
         );
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token.token()? {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| eyre!("the API token is not a valid HTTP header value"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .wrap_err("building the HTTP client")?;
         Ok(Self { base: base.as_str().trim_end_matches('/').to_owned(), http })
@@ -386,6 +424,8 @@ pub(crate) struct ApproveArgs {
     #[arg(long, requires = "api")]
     safe: Option<Address>,
     #[command(flatten)]
+    token: ApiTokenArg,
+    #[command(flatten)]
     key: KeyArgs,
     #[command(flatten)]
     config: ConfigArg,
@@ -433,7 +473,7 @@ async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
         .or(config.as_ref().and_then(|c| c.safe.as_ref()).map(|s| s.address))
         .ok_or_else(|| eyre!("give --safe (or a config file with [safe] address): the Safe to sign for is never taken from the daemon"))?;
 
-    let client = ApiClient::new(api)?;
+    let client = ApiClient::new(api, &args.token)?;
     let detail = client.detail(args.hash).await?;
     let p = &detail.proposal;
     check_hash(p, args.hash, chain_id, safe)?;

@@ -247,3 +247,28 @@ target = "implementation"
         bed.targets.vault_logic_v1.to_checksum(None)
     );
 }
+
+/// A port already in use for `[api] bind` stops `guardian run` at start, naming the address:
+/// owners' `--api` calls must not reach whatever holds the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_api_port_stops_the_start() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = files(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let text = GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL)
+        .render()
+        .replace("bind = \"127.0.0.1:0\"", &format!("bind = \"127.0.0.1:{port}\""));
+    std::fs::write(&config, text).expect("config");
+    let mut daemon = Daemon::start(&config, &log);
+    let status = eventually("guardian to exit", DEADLINE, || daemon.exited()).await;
+    assert!(!status.success());
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("binding the HTTP API to 127.0.0.1:{port} ([api] bind)")),
+        "{log}"
+    );
+    assert!(!log.contains("guardian is following the chain"), "{log}");
+    drop(taken);
+}

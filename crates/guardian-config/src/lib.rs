@@ -119,10 +119,18 @@ pub struct StorageConfig {
 }
 
 /// `[api]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// Listen address.
     pub bind: SocketAddr,
+    /// The token write routes require as `Authorization: Bearer …`, from the variable
+    /// `token_env` names (`None`: writes need no token, allowed on loopback only).
+    pub token: Option<Secret>,
+    /// The variable `token` comes from.
+    pub token_env: Option<String>,
+    /// Whether `POST /proposals` may propose an unpause (default: no; `guardian unpause` on the
+    /// host always may).
+    pub allow_unpause: bool,
 }
 
 /// `[safe]`: the operators' Safe 1.4.1 that owns the watched contracts.
@@ -246,7 +254,16 @@ impl Config {
             let _ = writeln!(out, "rpc {}{auth}", rpc.display);
         }
         let _ = writeln!(out, "storage {}", self.storage.path.display());
-        let _ = writeln!(out, "api {}", self.api.bind);
+        let _ = writeln!(
+            out,
+            "api {}{}{}",
+            self.api.bind,
+            match &self.api.token_env {
+                Some(var) => format!(" (write routes need the bearer token in ${var})"),
+                None => " (no token: loopback only)".to_owned(),
+            },
+            if self.api.allow_unpause { ", unpause allowed" } else { "" }
+        );
         if let Some(safe) = &self.safe {
             let _ = writeln!(out, "safe {}", safe.address);
         }
@@ -369,20 +386,7 @@ impl Loader<'_> {
                 |s| self.base.join(s.path.get_ref()),
             ),
         };
-        let api = ApiConfig {
-            bind: match &raw.api {
-                None => DEFAULT_API_BIND.parse().map_err(|_| self.err(None, "bad default bind"))?,
-                Some(api) => api.bind.get_ref().parse().map_err(|_| {
-                    self.err(
-                        span(&api.bind),
-                        format!(
-                            "expected ip:port such as {DEFAULT_API_BIND:?}, got {:?}",
-                            api.bind.get_ref()
-                        ),
-                    )
-                })?,
-            },
-        };
+        let api = self.api(raw.api.as_ref())?;
         let safe = match &raw.safe {
             None => None,
             Some(s) => Some(SafeConfig {
@@ -474,6 +478,45 @@ impl Loader<'_> {
                 format!("environment variable {var} (named by {place}) is not set or empty"),
             )),
         }
+    }
+
+    /// `[api]`: a bind beyond loopback needs a token (anyone who reaches the port could
+    /// otherwise propose pauses and post signatures).
+    fn api(&self, raw: Option<&raw::RawApi>) -> Result<ApiConfig, ConfigError> {
+        let bind_key = raw.and_then(|a| a.bind.as_ref());
+        let bind: SocketAddr = match bind_key {
+            None => DEFAULT_API_BIND.parse().map_err(|_| self.err(None, "bad default bind"))?,
+            Some(bind) => bind.get_ref().parse().map_err(|_| {
+                self.err(
+                    span(bind),
+                    format!(
+                        "expected ip:port such as {DEFAULT_API_BIND:?}, got {:?}",
+                        bind.get_ref()
+                    ),
+                )
+            })?,
+        };
+        let token_env = raw.and_then(|a| a.token_env.as_ref());
+        let token = match token_env {
+            None => None,
+            Some(var) => Some(self.secret(var, "api.token_env")?),
+        };
+        if token_env.is_none() && !bind.ip().is_loopback() {
+            return Err(self.err(
+                bind_key.and_then(span),
+                format!(
+                    "the HTTP API would listen on {bind}, beyond loopback, without a token: set \
+                     `token_env` (the variable holding the token its write routes require) or \
+                     bind to 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(ApiConfig {
+            bind,
+            token,
+            token_env: token_env.map(|v| v.get_ref().clone()),
+            allow_unpause: raw.and_then(|a| a.allow_unpause.as_ref()).is_some_and(|a| *a.get_ref()),
+        })
     }
 
     fn rpc(&self, raw: &S<raw::RawRpc>) -> Result<RpcEndpoint, ConfigError> {

@@ -58,7 +58,9 @@ pub(crate) struct RawStorage {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
-    pub(crate) bind: S<String>,
+    pub(crate) bind: Option<S<String>>,
+    pub(crate) token_env: Option<S<String>>,
+    pub(crate) allow_unpause: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -361,3 +361,20 @@ fn commands_need_only_the_secrets_they_use() {
     let placeholder = offline.webhook.expect("webhook").url.expose().to_owned();
     assert!(placeholder.ends_with(".unset.invalid/"), "{placeholder}");
 }
+
+#[test]
+fn an_api_beyond_loopback_needs_a_token() {
+    let open = format!("{BASE}\n[api]\nbind = \"0.0.0.0:8787\"\n");
+    let (message, pointed) = error(&open);
+    assert!(message.contains("beyond loopback, without a token"), "{message}");
+    assert!(pointed.starts_with("\"0.0.0.0:8787\""), "{pointed}");
+    let with_token = format!("{BASE}\n[api]\nbind = \"0.0.0.0:8787\"\ntoken_env = \"RPC_TOKEN\"\n");
+    let config = parse(&with_token).expect("a token makes it acceptable");
+    assert_eq!(config.api.token.as_ref().map(Secret::expose), Some("T0KEN2"));
+    assert!(!config.api.allow_unpause, "unpause over the API is off unless allowed");
+    let unset = format!("{BASE}\n[api]\ntoken_env = \"UNSET_TOKEN\"\nallow_unpause = true\n");
+    let (message, _) = error(&unset);
+    assert!(message.contains("UNSET_TOKEN (named by api.token_env) is not set"), "{message}");
+    let loopback = parse(&format!("{BASE}\n[api]\nallow_unpause = true\n")).expect("loopback");
+    assert!(loopback.api.allow_unpause && loopback.api.token.is_none());
+}

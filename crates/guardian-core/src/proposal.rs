@@ -103,7 +103,16 @@ const LIKELY_WRONG_CHAINS: [u64; 8] = [1, 11_155_111, 17_000, 10, 137, 8_453, 42
 
 /// Why a submitted signature was refused. Each case has its own message for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Rejection {
+    /// Not hexadecimal at all.
+    #[error(
+        "signature {shown:?} is not hex: expected 0x followed by 130 hex digits ({{r}}{{s}}{{v}}, 65 bytes)"
+    )]
+    NotHex {
+        /// The start of what was sent.
+        shown: String,
+    },
     /// Not a well-formed 65-byte Safe signature.
     #[error("malformed signature: {0}")]
     Malformed(#[from] SignatureError),
@@ -144,6 +153,30 @@ pub enum Rejection {
         /// Who it recovers to over that hash.
         recovered: Address,
     },
+}
+
+impl Rejection {
+    /// A signature `text` that is not hex (`shown` keeps its first 20 characters).
+    pub fn not_hex(text: &str) -> Self {
+        let mut shown: String = text.chars().take(20).collect();
+        if text.chars().count() > 20 {
+            shown.push('…');
+        }
+        Self::NotHex { shown }
+    }
+
+    /// The kind, for aggregating rejections in the audit trail: `not_hex`, `malformed`,
+    /// `approved_hash_marker`, `not_an_owner`, `wrong_chain`, `other_hash`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::NotHex { .. } => "not_hex",
+            Self::Malformed(_) => "malformed",
+            Self::ApprovedHashMarker => "approved_hash_marker",
+            Self::NotAnOwner { .. } => "not_an_owner",
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::OtherHash { .. } => "other_hash",
+        }
+    }
 }
 
 /// Check an owner signature submitted for `tx` on `safe` at chain `chain_id`.

@@ -88,7 +88,11 @@ impl Pauser {
         notify_wake: Arc<Notify>,
     ) -> Result<()> {
         let desk = Arc::new(Desk::over(self.multisig.clone()));
-        let state = api::ApiState { desk, wake: self.wake.clone() };
+        let state = api::ApiState {
+            desk,
+            wake: self.wake.clone(),
+            access: api::ApiAccess::from_config(&config.api),
+        };
         let api_task = tokio::spawn(api::serve(listener, state, shutdown.clone()));
         let interval = config.chain.poll_interval.max(Duration::from_millis(250));
         info!(safe = %self.multisig.safe().address(), "pause flow running");

@@ -530,18 +530,47 @@ impl Multisig {
                 info!(%hash, %signer, added, approvals = approvals.0, threshold = approvals.1, "owner signature verified");
                 Ok(Submitted { added, approvals: approvals.0, threshold: approvals.1 })
             }
-            Err(rejection) => {
-                let message = rejection.to_string();
-                self.store().proposal_audit(
-                    hash,
-                    "rejection",
-                    Some(&signer.to_string()),
-                    &message,
-                )?;
-                warn!(%hash, %signer, reason = %message, "signature rejected");
-                Err(SubmitError::Rejected(rejection))
-            }
+            Err(rejection) => Err(self.rejected(hash, signer, &owners, rejection)?),
         }
+    }
+
+    /// [`submit_signature`](Self::submit_signature) of a signature as the text an owner
+    /// sent: text that is not hex is refused (and recorded) as such, not as 0 bytes.
+    pub async fn submit_signature_hex(
+        &self,
+        hash: B256,
+        signer: Address,
+        text: &str,
+    ) -> Result<Submitted, SubmitError> {
+        if let Ok(bytes) = text.trim().parse::<Bytes>() {
+            return self.submit_signature(hash, signer, &bytes).await;
+        }
+        let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
+        not_pending(&proposal)?;
+        let owners = self.safe.owners().await?;
+        Err(self.rejected(hash, signer, &owners, Rejection::not_hex(text))?)
+    }
+
+    /// Record a refused signature in the proposal's trail, aggregated: one row per source (the
+    /// claimed signer when it owns the Safe, else "not an owner", so posts naming random
+    /// signers share one row) and reason, counting repeats. Logged the first time and at each
+    /// power of two, so a flood of junk is neither a flood of rows nor of log lines.
+    fn rejected(
+        &self,
+        hash: B256,
+        signer: Address,
+        owners: &[Address],
+        rejection: Rejection,
+    ) -> Result<SubmitError, SubmitError> {
+        let source =
+            if owners.contains(&signer) { signer.to_string() } else { "not an owner".to_owned() };
+        let message = rejection.to_string();
+        let detail = format!("{message} (submitted as {signer}'s)");
+        let count = self.store().proposal_rejection(hash, &source, rejection.kind(), &detail)?;
+        if count.is_power_of_two() {
+            warn!(%hash, %signer, reason = %message, count, "signature rejected");
+        }
+        Ok(SubmitError::Rejected(rejection))
     }
 
     /// Count `proposal`'s approvals and tell its incident when the count changed (which asks

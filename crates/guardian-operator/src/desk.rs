@@ -526,6 +526,20 @@ impl Desk {
         multisig.submit_signature(hash, signer, signature).await
     }
 
+    /// [`submit_signature`](Self::submit_signature) of the signature as an owner sent it
+    /// (hex text): text that is not hex is refused as such.
+    pub async fn submit_signature_hex(
+        &self,
+        hash: B256,
+        signer: Address,
+        signature: &str,
+    ) -> Result<Submitted, SubmitError> {
+        let multisig = self
+            .multisig()
+            .ok_or_else(|| SubmitError::Internal(eyre!("approving needs the Safe")))?;
+        multisig.submit_signature_hex(hash, signer, signature).await
+    }
+
     fn target(&self, contract: &str) -> Result<&Target> {
         self.targets
             .iter()

@@ -173,6 +173,7 @@ impl Store {
         }
         store.conn.pragma_update(None, "foreign_keys", "ON")?;
         store.conn.execute_batch(schema::SCHEMA)?;
+        schema::add_columns(&mut store.conn)?;
         let version = claim_meta(&store.conn, "schema_version", &schema::VERSION.to_string())?;
         if version != schema::VERSION.to_string() {
             bail!(

@@ -123,8 +123,18 @@ pub struct AuditEvent {
     pub actor: Option<String>,
     /// What happened, in words.
     pub detail: String,
-    /// When (UTC).
+    /// When (UTC); for an aggregated rejection, the first time.
     pub at: String,
+    /// How many times this happened: rejections of one source for one reason share a row.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// The last time, when it happened more than once.
+    #[serde(default)]
+    pub last_at: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// A stored owner signature.
@@ -243,6 +253,40 @@ impl Store {
         audit(&self.conn, hash, event, actor, detail)
     }
 
+    /// Record that a signature for `hash` from `source` was refused for `reason` (a kind, e.g.
+    /// `not_an_owner`): the first time as a `rejection` entry with `detail`, every later time by
+    /// counting on that entry and keeping the latest detail. Junk posted 300 times is one row
+    /// with count 300, not 300 rows. Returns the count.
+    pub fn proposal_rejection(
+        &self,
+        hash: B256,
+        source: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Result<u64> {
+        let hash = hash.to_string();
+        let counted: Option<i64> = self
+            .conn
+            .query_row(
+                "UPDATE proposal_events SET count = count + 1, detail = ?4,
+                     last_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE safe_tx_hash = ?1 AND event = 'rejection' AND actor = ?2 AND reason = ?3
+                 RETURNING count",
+                params![hash, source, reason, detail],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(count) = counted {
+            return Ok(count.max(1) as u64);
+        }
+        self.conn.execute(
+            "INSERT INTO proposal_events (safe_tx_hash, event, actor, detail, reason)
+             VALUES (?1, 'rejection', ?2, ?3, ?4)",
+            params![hash, source, detail, reason],
+        )?;
+        Ok(1)
+    }
+
     /// Whether an audit entry of `event` by `actor` exists for `hash`.
     pub fn proposal_has_event(&self, hash: B256, event: &str, actor: &str) -> Result<bool> {
         Ok(self
@@ -343,10 +387,17 @@ impl Store {
 
 /// A proposal's audit entries, read by [`audit_row`].
 const SELECT_EVENTS: &str =
-    "SELECT event, actor, detail, at FROM proposal_events WHERE safe_tx_hash = ?1";
+    "SELECT event, actor, detail, at, count, last_at FROM proposal_events WHERE safe_tx_hash = ?1";
 
 fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
-    Ok(AuditEvent { event: r.get(0)?, actor: r.get(1)?, detail: r.get(2)?, at: r.get(3)? })
+    Ok(AuditEvent {
+        event: r.get(0)?,
+        actor: r.get(1)?,
+        detail: r.get(2)?,
+        at: r.get(3)?,
+        count: r.get::<_, i64>(4)?.max(1) as u64,
+        last_at: r.get(5)?,
+    })
 }
 
 pub(crate) fn audit(
