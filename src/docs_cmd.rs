@@ -48,7 +48,7 @@ pub(crate) fn man(args: ManArgs, command: clap::Command) -> Result<()> {
     std::fs::create_dir_all(&dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
     clap_mangen::generate_to(command, &dir)
         .wrap_err_with(|| format!("writing the man pages into {}", dir.display()))?;
-    println!("man pages written to {}", dir.display());
+    outln!("man pages written to {}", dir.display());
     Ok(())
 }
 

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
 
+#[macro_use]
+mod output;
+#[macro_use]
+mod exit;
+
 mod build_info;
 mod config_cmd;
 mod docs_cmd;
@@ -121,7 +126,7 @@ fn main() -> ExitCode {
                     eprintln!("  caused by: {cause}");
                 }
             }
-            ExitCode::FAILURE
+            exit::status(&error)
         }
     }
 }

@@ -95,7 +95,7 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
     let mut failed = Vec::new();
     for s in &report.scenarios {
         let passed = s.checks.iter().filter(|c| c.passed).count();
-        println!(
+        outln!(
             "{:<12} {}  {passed}/{} checks",
             s.scenario,
             if s.passed { "passed" } else { "FAILED" },
@@ -103,28 +103,28 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         );
         let l = &s.latencies;
         if let (Some(ms), Some(blocks)) = (l.detection_ms, l.detection_blocks) {
-            println!("             detection {ms} ms ({blocks} blocks)");
+            outln!("             detection {ms} ms ({blocks} blocks)");
         }
         if let (Some(ms), Some(blocks)) = (l.pause_ms, l.pause_blocks) {
-            println!("             anomaly → pause {ms} ms ({blocks} blocks)");
+            outln!("             anomaly → pause {ms} ms ({blocks} blocks)");
         }
         for c in s.checks.iter().filter(|c| !c.passed) {
-            println!("             FAILED {}: {}", c.name, c.detail);
+            outln!("             FAILED {}: {}", c.name, c.detail);
             failed.push(format!("{}: {}: {}", s.scenario, c.name, c.detail));
         }
     }
-    println!(
+    outln!(
         "report: {} (report.json, report.md, timeline.svg); {:.1} s",
         args.report_dir.display(),
         started.elapsed().as_secs_f64()
     );
     if let Some(kept) = kept {
-        println!("\nkept running (Ctrl-C to stop):");
+        outln!("\nkept running (Ctrl-C to stop):");
         for (name, value) in kept.describe() {
-            println!("  {name:<26} {value}");
+            outln!("  {name:<26} {value}");
         }
         tokio::signal::ctrl_c().await.wrap_err("waiting for Ctrl-C")?;
-        println!("stopping");
+        outln!("stopping");
         kept.stop().await?;
     }
     if let Some(first) = failed.first() {

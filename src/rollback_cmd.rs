@@ -100,7 +100,7 @@ fn recover_locked(
 fn print_recovery(report: Option<&RecoveryReport>) {
     if let Some(report) = report {
         for line in report.to_string().lines() {
-            println!("{line}");
+            outln!("{line}");
         }
     }
 }
@@ -274,7 +274,7 @@ enum BackupCommand {
 }
 
 fn print_json(value: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -293,7 +293,7 @@ pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
     if args.json {
         return print_json(&report);
     }
-    println!("{contract}: {} recorded version(s), newest first", report.versions.len());
+    outln!("{contract}: {} recorded version(s), newest first", report.versions.len());
     for row in &report.versions {
         let v = &row.version;
         let current = if row.pointed_at_by.is_empty() {
@@ -302,13 +302,10 @@ pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
             let keys: Vec<String> = row.pointed_at_by.iter().map(ToString::to_string).collect();
             format!("  <- {}", keys.join(", "))
         };
-        println!(
-            "  {:<12} {}  {:<16} code {}{current}",
-            v.label, v.address, v.deployed, v.code_hash
-        );
+        outln!("  {:<12} {}  {:<16} code {}{current}", v.label, v.address, v.deployed, v.code_hash);
     }
     for (key, value) in &report.unrecorded {
-        println!("  warning: {key} holds {value}, not a recorded version");
+        outln!("  warning: {key} holds {value}, not a recorded version");
     }
     Ok(())
 }
@@ -339,12 +336,15 @@ async fn versions_add(args: AddArgs, files: &Files) -> Result<()> {
     let lock = WriteLock::acquire(&settings.lock_path())?;
     recover_locked(&lock, &settings, &ledger)?;
     let backup = record_deployment(&settings, &ledger, &lock, &args.contract, version.clone())?;
-    println!(
+    outln!(
         "recorded {} {} at {} (code {})",
-        args.contract, version.label, version.address, version.code_hash
+        args.contract,
+        version.label,
+        version.address,
+        version.code_hash
     );
     if let Some(backup) = backup {
-        println!("previous history backed up as {}", backup.stamp);
+        outln!("previous history backed up as {}", backup.stamp);
     }
     Ok(())
 }
@@ -375,31 +375,35 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     }
     // The operator sees what will change before anything is written.
     let r = &plan.repoint;
-    println!(
+    outln!(
         "{}: {} ({}) -> {} ({})",
-        r.contract, r.from.label, r.from.address, r.to.label, r.to.address
+        r.contract,
+        r.from.label,
+        r.from.address,
+        r.to.label,
+        r.to.address
     );
-    println!(
+    outln!(
         "verified on chain {}: code hash {}{}",
         plan.target.chain_id,
         plan.target.code_hash,
         plan.target.health_call.as_deref().map(|c| format!(", {c} == true")).unwrap_or_default()
     );
     for change in &r.changes {
-        println!("  {}: {} -> {}", change.key, change.from, change.to);
+        outln!("  {}: {} -> {}", change.key, change.from, change.to);
     }
     for key in &r.unchanged {
-        println!("  {key}: already at {}", r.to.label);
+        outln!("  {key}: already at {}", r.to.label);
     }
-    print!("{}", plan.diff());
+    out!("{}", plan.diff());
     if args.dry_run {
-        println!("dry run: nothing written");
+        outln!("dry run: nothing written");
         return Ok(());
     }
     let (lock, plan) = match lock {
         Some(lock) => (lock, plan),
         None if plan.is_noop() => {
-            println!("nothing to change");
+            outln!("nothing to change");
             return Ok(());
         }
         None => {
@@ -417,12 +421,13 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         }
     };
     match rollback.apply(&lock, &plan)?.backup {
-        None => println!("nothing to change"),
-        Some(backup) => println!(
+        None => outln!("nothing to change"),
+        Some(backup) => outln!(
             "rolled back; previous configs saved as {} (undo: guardian backup restore {}); \
              an incident is open, so prune keeps every backup from now on (guardian backup \
              incidents)",
-            backup.stamp, backup.stamp
+            backup.stamp,
+            backup.stamp
         ),
     }
     Ok(())
@@ -465,9 +470,9 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let set = backups.create(&lock, &files, &reason)?;
             for file in &set.files {
-                println!("{}", file.path.display());
+                outln!("{}", file.path.display());
             }
-            println!("backup {} taken ({} file(s))", set.stamp, set.files.len());
+            outln!("backup {} taken ({} file(s))", set.stamp, set.files.len());
         }
         BackupCommand::List { only, json } => {
             let list: Vec<_> = backups
@@ -479,33 +484,36 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 return print_json(&list);
             }
             for entry in &list {
-                println!(
+                outln!(
                     "{:<22} {:<28} {:>8} B  {}",
-                    entry.name.stamp, entry.name.config, entry.bytes, entry.file
+                    entry.name.stamp,
+                    entry.name.config,
+                    entry.bytes,
+                    entry.file
                 );
             }
             if list.is_empty() {
-                println!("no backups in {}", settings.backup_dir.display());
+                outln!("no backups in {}", settings.backup_dir.display());
             }
         }
         BackupCommand::Show { timestamp, only } => {
             for entry in backups.at_stamp(&timestamp, only.as_deref())? {
                 let check = backups.verify(&entry)?;
-                println!("{}  ({} B)", entry.path.display(), entry.bytes);
-                println!("  checksum: {}", verdict_line(&check.verdict));
+                outln!("{}  ({} B)", entry.path.display(), entry.bytes);
+                outln!("  checksum: {}", verdict_line(&check.verdict));
             }
             match backups.preview_restore(&timestamp, only.as_deref()) {
                 Ok(outcome) => {
                     for file in outcome.files {
                         if file.diff.is_empty() {
-                            println!("{}: identical to the backup", file.path.display());
+                            outln!("{}: identical to the backup", file.path.display());
                         } else {
-                            println!("restoring would change {}:", file.path.display());
-                            print!("{}", file.diff);
+                            outln!("restoring would change {}:", file.path.display());
+                            out!("{}", file.diff);
                         }
                     }
                 }
-                Err(err) => println!("restore would be refused: {err:#}"),
+                Err(err) => outln!("restore would be refused: {err:#}"),
             }
         }
         BackupCommand::Verify { timestamp, json } => {
@@ -520,15 +528,15 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 print_json(&reports)?;
             } else {
                 for report in &reports {
-                    println!("{}: {}", report.backup.path.display(), verdict_line(&report.verdict));
+                    outln!("{}: {}", report.backup.path.display(), verdict_line(&report.verdict));
                 }
-                println!("{} backup(s) checked, {bad} bad", reports.len());
+                outln!("{} backup(s) checked, {bad} bad", reports.len());
             }
             ensure!(bad == 0, "{bad} backup(s) failed verification");
         }
         BackupCommand::Prune { keep, dry_run, yes } => {
             if keep == 0 && !dry_run && !yes {
-                println!(
+                outln!(
                     "--keep 0 deletes every backup set not protected by an open incident or \
                      keep_undo_for ({}).",
                     settings.keep_undo_for
@@ -541,7 +549,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             let plan = backups.prune(&lock, keep, dry_run)?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for name in &plan.delete {
-                println!("{verb} {}", name.file_name());
+                outln!("{verb} {}", name.file_name());
             }
             for (name, why) in &plan.keep {
                 let why = match why {
@@ -549,22 +557,22 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                     KeepReason::UndoBackup => "undo backup younger than keep_undo_for",
                     _ => continue,
                 };
-                println!("kept {} ({why})", name.file_name());
+                outln!("kept {} ({why})", name.file_name());
             }
-            println!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
+            outln!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
         }
         BackupCommand::Restore { timestamp, only, dry_run, yes, force } => {
             let show = |outcome: &guardian_rollback::RestoreOutcome| {
                 for file in &outcome.files {
-                    println!("{} <- {}", file.path.display(), file.from.display());
-                    print!("{}", file.diff);
+                    outln!("{} <- {}", file.path.display(), file.from.display());
+                    out!("{}", file.diff);
                 }
             };
             if dry_run || !yes {
                 let preview = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 show(&preview);
                 if dry_run {
-                    println!("dry run: nothing written");
+                    outln!("dry run: nothing written");
                     return Ok(());
                 }
                 if !crate::prompt::confirm(
@@ -593,13 +601,13 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             if let Some(id) = close {
                 use guardian_rollback::BackupLedger as _;
                 ledger.close_incident(id, jiff::Timestamp::now())?;
-                println!("closed incident {id}: prune may delete its backups again");
+                outln!("closed incident {id}: prune may delete its backups again");
             }
             let open = ledger.list_open_incidents()?;
             for incident in &open {
-                println!("{:>4}  since {}  {}", incident.id, incident.opened_at, incident.reason);
+                outln!("{:>4}  since {}  {}", incident.id, incident.opened_at, incident.reason);
             }
-            println!("{} open incident(s)", open.len());
+            outln!("{} open incident(s)", open.len());
         }
     }
     Ok(())
@@ -607,7 +615,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
 
 fn print_restored(outcome: &guardian_rollback::RestoreOutcome) {
     if let Some(undo) = &outcome.undo_stamp {
-        println!(
+        outln!(
             "restored {}; the previous state is backup {undo} (undo: guardian backup restore {undo})",
             outcome.stamp
         );

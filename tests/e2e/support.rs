@@ -279,15 +279,28 @@ pub(crate) fn cursor(db: &Path) -> Option<u64> {
 /// Run the `guardian` binary with `args` and extra `env`, without the caller's GUARDIAN_CONFIG
 /// or RUST_LOG: (success, stdout, stderr).
 pub(crate) fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let (code, stdout, stderr) = guardian_code(args, env);
+    (code == Some(0), stdout, stderr)
+}
+
+/// [`guardian`], with the exit status (`None`: killed by a signal). Standard input is empty,
+/// so a question gets end of input.
+pub(crate) fn guardian_code(
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
         .args(args)
         .env_remove("GUARDIAN_CONFIG")
         .env_remove("RUST_LOG")
+        .env_remove("GUARDIAN_API_TOKEN")
+        .env_remove("GUARDIAN_KEYSTORE_PASSWORD")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
         .output()
         .expect("guardian runs");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )

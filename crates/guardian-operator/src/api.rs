@@ -253,8 +253,15 @@ async fn show(State(state): State<ApiState>, Path(hash): Path<String>) -> Respon
         Ok(h) => h,
         Err(r) => return *r,
     };
+    // Approvals counted now and the owners, when the chain answers; as last counted if not.
+    match state.desk.proposal_live(hash).await {
+        Ok(view) => return Json(view).into_response(),
+        Err(e) => {
+            tracing::debug!(%hash, error = %format!("{e:#}"), "proposal read without the chain")
+        }
+    }
     match state.desk.proposal(hash) {
-        Ok(detail) => Json(detail).into_response(),
+        Ok(view) => Json(view).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, format!("{e:#}")),
     }
 }
@@ -264,6 +271,10 @@ async fn show(State(state): State<ApiState>, Path(hash): Path<String>) -> Respon
 struct SignatureBody {
     signer: String,
     signature: String,
+    /// The EIP-712 domain the wallet signed under, when the client says: a signature made on
+    /// another network (or for another Safe) is then refused naming it.
+    #[serde(default)]
+    domain: Option<guardian_core::proposal::SignedDomain>,
 }
 
 async fn sign(
@@ -288,7 +299,7 @@ async fn sign(
         );
     };
     // Text that is not hex is refused as such, and recorded like any other rejection.
-    match state.desk.submit_signature_hex(hash, signer, &body.signature).await {
+    match state.desk.submit_signature_hex(hash, signer, &body.signature, body.domain).await {
         Ok(submitted) => {
             state.wake.notify_one();
             Json(submitted).into_response()

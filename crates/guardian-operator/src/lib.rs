@@ -10,6 +10,7 @@ pub mod endpoints;
 
 pub use desk::{
     Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,
-    ProposalView, TimelineEntry, connect, executor_key, targets, utc,
+    ProposalDetailView, ProposalIncident, ProposalView, TimelineEntry, connect, executor_key,
+    targets, utc,
 };
 pub use endpoints::{RPC_TIMEOUT, rpc_pool};
