@@ -20,7 +20,8 @@ enum ConfigCommand {
     /// environment. Opens no connection and writes nothing. Errors name file:line:column;
     /// secrets are never printed.
     Check {
-        /// The config file (see config/guardian.toml for a commented template).
+        /// guardian's config file (guardian.toml; config/guardian.toml is the commented
+        /// template).
         #[arg(long, short, value_name = "FILE", env = "GUARDIAN_CONFIG")]
         config: PathBuf,
     },

@@ -26,7 +26,7 @@ use guardian_operator::{Desk, ProposalDetailView, ProposalView};
 /// Where the config is.
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
-    /// The config file.
+    /// guardian's config file (guardian.toml; config/guardian.toml is the commented template).
     #[arg(long, global = true, env = "GUARDIAN_CONFIG", default_value = "config/guardian.toml")]
     config: PathBuf,
 }
@@ -875,6 +875,9 @@ enum SafeCommand {
         /// Chain id the node must report (refuses anything else).
         #[arg(long, default_value_t = 138)]
         chain_id: u64,
+        /// Print the deployed addresses as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -890,7 +893,7 @@ enum SafeCommand {
 
 pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
     match args.command {
-        SafeCommand::Deploy { owners, threshold, rpc_url, salt_nonce, chain_id, key } => {
+        SafeCommand::Deploy { owners, threshold, rpc_url, salt_nonce, chain_id, json, key } => {
             // The URL may carry a key: never in a log line.
             guardian_config::remember_secret(rpc_url.as_str());
             let key = key.load()?;
@@ -899,12 +902,29 @@ pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
             ensure!(node_chain == chain_id, "the node serves chain {node_chain}, not {chain_id}");
             let toolchain = Toolchain::discover()?;
             let contracts = Contracts::compile(&toolchain)?;
-            outln!("deploying Safe 1.4.1 from {} on chain {chain_id}", key.address());
+            if !json {
+                outln!("deploying Safe 1.4.1 from {} on chain {chain_id}", key.address());
+            }
             let singletons = SafeSingletons::deploy(&provider, &contracts).await?;
             let address = singletons
                 .create_safe(&provider, &owners, threshold, U256::from(salt_nonce))
                 .await?;
             let safe = SafeClient::connect(provider, address).await?;
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "safe": address,
+                        "chain_id": chain_id,
+                        "singleton": singletons.singleton,
+                        "proxy_factory": singletons.proxy_factory,
+                        "fallback_handler": singletons.fallback_handler,
+                        "owners": safe.owners().await?,
+                        "threshold": safe.threshold().await?,
+                    }))?
+                );
+                return Ok(());
+            }
             outln!("singleton        {}", singletons.singleton);
             outln!("proxy factory    {}", singletons.proxy_factory);
             outln!("fallback handler {}", singletons.fallback_handler);

@@ -42,8 +42,8 @@ pub(crate) struct RehearseArgs {
     /// The Safe to rehearse with on the fork [default: `[safe] address` of --config].
     #[arg(long, requires = "fork_url")]
     safe: Option<Address>,
-    /// The guardian config naming the Safe (`[safe] address`) and chain id, for --fork-url;
-    /// its `[[contracts]]` are what the `levers` scenario checks.
+    /// guardian's config file (guardian.toml) naming the Safe (`[safe] address`) and chain id,
+    /// for --fork-url; its `[[contracts]]` are what the `levers` scenario checks.
     #[arg(long, requires = "fork_url")]
     config: Option<PathBuf>,
     /// Keep the last scenario's chain, Safe and daemon running after the drill until Ctrl-C,

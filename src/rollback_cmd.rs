@@ -24,8 +24,8 @@ use serde::Serialize;
 /// (`guardian backup restore STAMP --config FILE`).
 #[derive(Debug, Args)]
 pub(crate) struct Files {
-    /// guardian's config file; its [rollback] table names the managed configs (and, for
-    /// rollback and versions add, its [[rpc]] endpoints are used).
+    /// guardian's config file (guardian.toml); its [rollback] table names the managed configs
+    /// (and, for rollback and versions add, its [[rpc]] endpoints are used).
     #[arg(
         long,
         global = true,
@@ -72,18 +72,25 @@ const POLL: Duration = Duration::from_secs(1);
 /// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
 /// like the daemon and refusing an endpoint whose chain id is not `[chain] id`.
 fn chain(files: &Files) -> Result<DynProvider> {
-    let config = guardian_config::Config::load(&files.config)?;
+    // The chain's secrets only: the webhook's URL is the daemon's business.
+    let config =
+        guardian_config::Config::load_needing(&files.config, guardian_config::Secrets::Rpc)?;
     Ok(guardian_operator::rpc_pool(&config)?.failover_provider(POLL))
 }
 
 /// Finish or undo what a killed guardian left half-done, and say so. Commands that write take
 /// the lock for it; read-only ones only when a journal is waiting.
-fn recover_first(settings: &RollbackSettings, ledger: &SqliteLedger, writes: bool) -> Result<()> {
+fn recover_first(
+    settings: &RollbackSettings,
+    ledger: &SqliteLedger,
+    writes: bool,
+    json: bool,
+) -> Result<()> {
     if !writes && !journal_pending(settings) {
         return Ok(());
     }
     let lock = WriteLock::acquire(&settings.lock_path())?;
-    print_recovery(recover_interrupted(&lock, settings, ledger)?.as_ref());
+    print_recovery(recover_interrupted(&lock, settings, ledger)?.as_ref(), json);
     Ok(())
 }
 
@@ -92,15 +99,24 @@ fn recover_locked(
     lock: &WriteLock,
     settings: &RollbackSettings,
     ledger: &SqliteLedger,
+    json: bool,
 ) -> Result<()> {
-    print_recovery(recover_interrupted(lock, settings, ledger)?.as_ref());
+    print_recovery(recover_interrupted(lock, settings, ledger)?.as_ref(), json);
     Ok(())
 }
 
-fn print_recovery(report: Option<&RecoveryReport>) {
+/// What recovery did, on stdout; with `--json` on stderr, so stdout stays one JSON document.
+fn print_recovery(report: Option<&RecoveryReport>, json: bool) {
     if let Some(report) = report {
         for line in report.to_string().lines() {
-            outln!("{line}");
+            if json {
+                #[allow(clippy::print_stderr, reason = "stdout holds the JSON answer")]
+                {
+                    eprintln!("{line}");
+                }
+            } else {
+                outln!("{line}");
+            }
         }
     }
 }
@@ -150,6 +166,9 @@ struct AddArgs {
     /// keccak256 of its runtime code (default: read from the chain, over [[rpc]]).
     #[arg(long)]
     code_hash: Option<B256>,
+    /// Print what was recorded as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `guardian rollback`.
@@ -197,6 +216,9 @@ enum BackupCommand {
         /// run` has created it).
         #[arg(long)]
         new_ledger: bool,
+        /// Print the backup set as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List backups, oldest first.
     List {
@@ -214,6 +236,9 @@ enum BackupCommand {
         /// Only this managed config.
         #[arg(long, value_name = "NAME")]
         only: Option<String>,
+        /// Print the checks and the restore preview as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check every backup (or those of one timestamp) against its sha256 sidecar and the ledger.
     ///
@@ -241,6 +266,9 @@ enum BackupCommand {
         /// With --keep 0, delete without asking.
         #[arg(long)]
         yes: bool,
+        /// Print what was (or would be) deleted and kept as JSON (--keep 0 needs --yes then).
+        #[arg(long)]
+        json: bool,
     },
     /// Restore the configs backed up at a timestamp.
     ///
@@ -263,6 +291,9 @@ enum BackupCommand {
         /// Restore a backup the ledger has no record of (its sidecar must still match).
         #[arg(long)]
         force: bool,
+        /// Print the outcome as JSON (needs --yes or --dry-run: nothing is asked).
+        #[arg(long)]
+        json: bool,
     },
     /// List the open incidents (opened by each rollback) whose backups prune keeps, or close
     /// one.
@@ -270,6 +301,9 @@ enum BackupCommand {
         /// Close the incident with this id: prune may delete its backups again.
         #[arg(long, value_name = "ID")]
         close: Option<i64>,
+        /// Print the open incidents as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -288,7 +322,7 @@ pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
         );
     };
     let (settings, ledger) = args.files.open()?;
-    recover_first(&settings, &ledger, false)?;
+    recover_first(&settings, &ledger, false, args.json)?;
     let report = describe(&settings, &contract)?;
     if args.json {
         return print_json(&report);
@@ -334,8 +368,15 @@ async fn versions_add(args: AddArgs, files: &Files) -> Result<()> {
     };
     let version = ContractVersion { label: args.label, address: args.address, deployed, code_hash };
     let lock = WriteLock::acquire(&settings.lock_path())?;
-    recover_locked(&lock, &settings, &ledger)?;
+    recover_locked(&lock, &settings, &ledger, args.json)?;
     let backup = record_deployment(&settings, &ledger, &lock, &args.contract, version.clone())?;
+    if args.json {
+        return print_json(&Recorded {
+            contract: &args.contract,
+            version: &version,
+            backup: backup.as_ref(),
+        });
+    }
     outln!(
         "recorded {} {} at {} (code {})",
         args.contract,
@@ -349,10 +390,19 @@ async fn versions_add(args: AddArgs, files: &Files) -> Result<()> {
     Ok(())
 }
 
+/// What `versions add --json` prints.
+#[derive(Debug, Serialize)]
+struct Recorded<'a> {
+    contract: &'a str,
+    version: &'a ContractVersion,
+    /// The backup of the history taken first, when there was one.
+    backup: Option<&'a guardian_rollback::backup::BackupSet>,
+}
+
 pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     let (settings, ledger) = args.files.open()?;
     let provider = chain(&args.files)?;
-    recover_first(&settings, &ledger, !args.dry_run)?;
+    recover_first(&settings, &ledger, !args.dry_run, args.json)?;
     let to = VersionSelector::from_arg(args.to.as_deref());
     let rollback = Rollback::new(&settings, &ledger);
     if args.json && !args.dry_run && !args.yes {
@@ -408,7 +458,7 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         }
         None => {
             if !crate::prompt::confirm("Write this rollback (a backup is taken first)?")? {
-                bail!("not rolled back: nothing written");
+                return Err(refused!("not rolled back: nothing written"));
             }
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let again = rollback.plan(&provider, &args.contract, &to).await?;
@@ -442,33 +492,29 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             | BackupCommand::Restore { dry_run: false, .. }
             | BackupCommand::Prune { dry_run: false, .. }
     );
-    recover_first(&settings, &ledger, writes)?;
+    let json = match &args.command {
+        BackupCommand::Create { json, .. }
+        | BackupCommand::List { json, .. }
+        | BackupCommand::Show { json, .. }
+        | BackupCommand::Verify { json, .. }
+        | BackupCommand::Prune { json, .. }
+        | BackupCommand::Restore { json, .. }
+        | BackupCommand::Incidents { json, .. } => *json,
+    };
+    recover_first(&settings, &ledger, writes, json)?;
     let backups = Backups::new(&settings, &ledger);
     match args.command {
-        BackupCommand::Create { only, reason, .. } => {
+        BackupCommand::Create { only, reason, json, .. } => {
             let files = if only.is_empty() {
                 default_backup_files(&settings)
             } else {
-                only.iter()
-                    .map(|name| {
-                        settings.backed_up_files().into_iter().find(|c| &c.name == name).ok_or_else(
-                            || {
-                                let known: Vec<String> = settings
-                                    .backed_up_files()
-                                    .into_iter()
-                                    .map(|c| c.name)
-                                    .collect();
-                                eyre::eyre!(
-                                    "no managed config named {name:?} (known: {})",
-                                    known.join(", ")
-                                )
-                            },
-                        )
-                    })
-                    .collect::<Result<_>>()?
+                only.iter().map(|name| managed_file(&settings, name)).collect::<Result<_>>()?
             };
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let set = backups.create(&lock, &files, &reason)?;
+            if json {
+                return print_json(&set);
+            }
             for file in &set.files {
                 outln!("{}", file.path.display());
             }
@@ -496,13 +542,25 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 outln!("no backups in {}", settings.backup_dir.display());
             }
         }
-        BackupCommand::Show { timestamp, only } => {
-            for entry in backups.at_stamp(&timestamp, only.as_deref())? {
-                let check = backups.verify(&entry)?;
-                outln!("{}  ({} B)", entry.path.display(), entry.bytes);
+        BackupCommand::Show { timestamp, only, json } => {
+            let checks = backups
+                .at_stamp(&timestamp, only.as_deref())?
+                .iter()
+                .map(|entry| backups.verify(entry))
+                .collect::<Result<Vec<_>>>()?;
+            let preview = backups.preview_restore(&timestamp, only.as_deref());
+            if json {
+                return print_json(&serde_json::json!({
+                    "backups": checks,
+                    "restore": preview.as_ref().ok(),
+                    "restore_refused": preview.as_ref().err().map(|e| format!("{e:#}")),
+                }));
+            }
+            for check in &checks {
+                outln!("{}  ({} B)", check.backup.path.display(), check.backup.bytes);
                 outln!("  checksum: {}", verdict_line(&check.verdict));
             }
-            match backups.preview_restore(&timestamp, only.as_deref()) {
+            match preview {
                 Ok(outcome) => {
                     for file in outcome.files {
                         if file.diff.is_empty() {
@@ -534,19 +592,25 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             }
             ensure!(bad == 0, "{bad} backup(s) failed verification");
         }
-        BackupCommand::Prune { keep, dry_run, yes } => {
+        BackupCommand::Prune { keep, dry_run, yes, json } => {
             if keep == 0 && !dry_run && !yes {
+                if json {
+                    bail!("--json cannot ask before deleting every backup: add --yes");
+                }
                 outln!(
                     "--keep 0 deletes every backup set not protected by an open incident or \
                      keep_undo_for ({}).",
                     settings.keep_undo_for
                 );
                 if !crate::prompt::confirm("Delete them?")? {
-                    bail!("not pruned: nothing deleted");
+                    return Err(refused!("not pruned: nothing deleted"));
                 }
             }
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let plan = backups.prune(&lock, keep, dry_run)?;
+            if json {
+                return print_json(&serde_json::json!({ "dry_run": dry_run, "plan": plan }));
+            }
             let verb = if dry_run { "would delete" } else { "deleted" };
             for name in &plan.delete {
                 outln!("{verb} {}", name.file_name());
@@ -561,27 +625,33 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             }
             outln!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
         }
-        BackupCommand::Restore { timestamp, only, dry_run, yes, force } => {
+        BackupCommand::Restore { timestamp, only, dry_run, yes, force, json } => {
+            if json && !dry_run && !yes {
+                bail!("--json cannot ask before writing: add --yes, or --dry-run to see the diff");
+            }
             let show = |outcome: &guardian_rollback::RestoreOutcome| {
                 for file in &outcome.files {
                     outln!("{} <- {}", file.path.display(), file.from.display());
                     out!("{}", file.diff);
                 }
             };
-            if dry_run || !yes {
+            if dry_run {
+                let preview = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
+                if json {
+                    return print_json(&preview);
+                }
+                show(&preview);
+                outln!("dry run: nothing written");
+            } else if !yes {
                 let preview = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 show(&preview);
-                if dry_run {
-                    outln!("dry run: nothing written");
-                    return Ok(());
-                }
                 if !crate::prompt::confirm(
                     "Restore these files (the current ones are backed up first)?",
                 )? {
-                    bail!("not restored: nothing written");
+                    return Err(refused!("not restored: nothing written"));
                 }
                 let lock = WriteLock::acquire(&settings.lock_path())?;
-                recover_locked(&lock, &settings, &ledger)?;
+                recover_locked(&lock, &settings, &ledger, json)?;
                 let again = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 ensure!(
                     again.files.iter().map(|f| &f.diff).eq(preview.files.iter().map(|f| &f.diff)),
@@ -593,17 +663,25 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             } else {
                 let lock = WriteLock::acquire(&settings.lock_path())?;
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
+                if json {
+                    return print_json(&outcome);
+                }
                 show(&outcome);
                 print_restored(&outcome);
             }
         }
-        BackupCommand::Incidents { close } => {
+        BackupCommand::Incidents { close, json } => {
             if let Some(id) = close {
                 use guardian_rollback::BackupLedger as _;
                 ledger.close_incident(id, jiff::Timestamp::now())?;
-                outln!("closed incident {id}: prune may delete its backups again");
+                if !json {
+                    outln!("closed incident {id}: prune may delete its backups again");
+                }
             }
             let open = ledger.list_open_incidents()?;
+            if json {
+                return print_json(&serde_json::json!({ "closed": close, "open": open }));
+            }
             for incident in &open {
                 outln!("{:>4}  since {}  {}", incident.id, incident.opened_at, incident.reason);
             }
@@ -611,6 +689,17 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The managed config (or the version history) called `name`.
+fn managed_file(
+    settings: &RollbackSettings,
+    name: &str,
+) -> Result<guardian_rollback::ManagedConfig> {
+    settings.backed_up_files().into_iter().find(|c| c.name == name).ok_or_else(|| {
+        let known: Vec<String> = settings.backed_up_files().into_iter().map(|c| c.name).collect();
+        eyre::eyre!("no managed config named {name:?} (known: {})", known.join(", "))
+    })
 }
 
 fn print_restored(outcome: &guardian_rollback::RestoreOutcome) {
