@@ -37,6 +37,13 @@ pub async fn run_with(
     executor: Executor,
 ) -> Result<()> {
     let place = config.source.display().to_string();
+    // One daemon per database (released when this returns, or by the kernel when the process
+    // dies), then what SQLite's files beside it say, before anything opens it.
+    let _only_daemon = guardian_store::DaemonLock::acquire(&config.storage.path)
+        .wrap_err_with(|| format!("refusing to start: [storage] path of {place}"))?;
+    if let Some(warning) = guardian_store::inspect_files(&config.storage.path) {
+        warn!(%warning, "the database lost its write-ahead log");
+    }
     let rpc = guardian_operator::rpc_pool(config)?;
 
     let mut backoff = Duration::from_millis(500);

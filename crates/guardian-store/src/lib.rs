@@ -25,6 +25,7 @@ use guardian_core::{finding::Finding, incident::ResponsePolicy};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+pub mod exclusive;
 mod findings;
 mod incidents;
 pub mod proposals;
@@ -32,6 +33,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use exclusive::{DaemonLock, LockError, inspect_files};
 pub use findings::{FindingStatus, Occurrence, Recorded, Sighting, StoredFinding};
 pub use incidents::{
     Applied, EffectKind, IncidentError, IncidentEvent, NotificationBacklog, OutboxEffect,
