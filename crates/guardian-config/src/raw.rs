@@ -29,7 +29,7 @@ pub(crate) struct RawConfig {
     pub(crate) rules: Vec<S<RawRule>>,
     /// Defined by `guardian-rollback`; parsed here so its typos get file:line:column too.
     #[serde(default)]
-    pub(crate) rollback: Option<guardian_rollback::RollbackConfig>,
+    pub(crate) rollback: Option<S<guardian_rollback::RollbackConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
