@@ -36,15 +36,23 @@ pub(crate) struct RehearseArgs {
     owners: Option<usize>,
     /// Fork this RPC endpoint (e.g. a chain 138 node) and rehearse against its state with the
     /// configured Safe, whose owners are impersonated on the fork. The endpoint is only read
-    /// from: no transaction ever reaches it.
-    #[arg(long, value_name = "URL")]
+    /// from: no transaction ever reaches it. A URL with a key belongs in --fork-url-env: this
+    /// one shows in `ps`.
+    #[arg(long, value_name = "URL", conflicts_with = "fork_url_env")]
     fork_url: Option<Url>,
+    /// The environment variable holding the URL to fork (for a URL with an API key: it never
+    /// appears in a command line; Anvil is given a loopback forwarder's address).
+    #[arg(long, value_name = "VAR")]
+    fork_url_env: Option<String>,
+    /// Seconds each request to the fork endpoint may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    fork_timeout: u64,
     /// The Safe to rehearse with on the fork [default: `[safe] address` of --config].
-    #[arg(long, requires = "fork_url")]
+    #[arg(long)]
     safe: Option<Address>,
     /// guardian's config file (guardian.toml) naming the Safe (`[safe] address`) and chain id,
-    /// for --fork-url; its `[[contracts]]` are what the `levers` scenario checks.
-    #[arg(long, requires = "fork_url")]
+    /// for a fork; its `[[contracts]]` are what the `levers` scenario checks.
+    #[arg(long)]
     config: Option<PathBuf>,
     /// Keep the last scenario's chain, Safe and daemon running after the drill until Ctrl-C,
     /// to inspect them (`cast`, `guardian proposals list --config …`).
@@ -69,16 +77,35 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         guardian_exe: Some(std::env::current_exe().wrap_err("locating the guardian executable")?),
         ..defaults
     };
-    if let Some(url) = args.fork_url {
+    let fork_url = match (args.fork_url, &args.fork_url_env) {
+        (Some(url), _) => Some(url),
+        (None, Some(var)) => Some(url_from_env(var)?),
+        (None, None) => None,
+    };
+    if fork_url.is_none() && (args.config.is_some() || args.safe.is_some()) {
+        bail!("--config and --safe name the Safe of a fork: give --fork-url or --fork-url-env too");
+    }
+    if let Some(url) = fork_url {
+        // The URL may carry a key: never in a log line.
+        guardian_config::remember_secret(url.as_str());
         let config = args.config.as_deref().map(production_config).transpose()?;
         let safe = fork_safe(args.safe, config.as_ref())?;
         if let Some(config) = &config {
-            options.chain_id = args.chain_id.unwrap_or(config.chain.id);
+            if let Some(asked) = args.chain_id.filter(|id| *id != config.chain.id) {
+                bail!(
+                    "--chain-id {asked} contradicts [chain] id = {} of {}: the drill checks that \
+                     config's Safe and contracts on its chain; drop --chain-id or fix the config",
+                    config.chain.id,
+                    config.source.display()
+                );
+            }
+            options.chain_id = config.chain.id;
             options.levers = config.contracts.iter().map(Lever::from).collect();
         }
         // 0: as many owners as the Safe's threshold.
         options.approvers = args.approvers.unwrap_or(0);
-        options.fork = Some(Fork { url, safe });
+        let timeout = std::time::Duration::from_secs(args.fork_timeout.max(1));
+        options.fork = Some(Fork { url, safe, timeout });
     }
     let toolchain = Toolchain::discover()?;
     let contracts = Contracts::compile(&toolchain)?;
@@ -131,6 +158,15 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         bail!("rehearsal failed ({} check(s)); first: {first}", failed.len());
     }
     Ok(())
+}
+
+/// The URL in the variable `var`, which must hold one.
+fn url_from_env(var: &str) -> Result<Url> {
+    let value = std::env::var(var).map_err(|_| {
+        eyre!("${var} (named by --fork-url-env) is not set: it must hold the URL to fork")
+    })?;
+    guardian_config::remember_secret(value.trim());
+    value.trim().parse().map_err(|_| eyre!("${var} does not hold a URL"))
 }
 
 /// The operators' config, read for its chain id, Safe and contracts only. Its secrets (webhook

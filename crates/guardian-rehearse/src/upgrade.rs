@@ -90,7 +90,7 @@ async fn upgrade(stage: &Stage, contracts: &Contracts) -> Result<((Clock, U256),
 async fn held(stage: &Stage, deposited: U256) -> Result<String> {
     let world = &stage.world;
     let proxy = world.targets.proxied_vault;
-    let thief = world.devnet.signer(8)?;
+    let thief = world.roles.attacker.clone();
     let wallet = world.devnet.provider_for(thief.clone());
     let sweep = IVaultLogic::new(proxy, &wallet).sweep(thief.address()).call().await;
     ensure!(sweep.is_err(), "sweep() would still succeed on the paused vault");
