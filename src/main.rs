@@ -99,12 +99,13 @@ enum Command {
     /// smart-accounts-config_20260126T101500Z.json; a second one in the same second gets -1),
     /// each with a sha256sum sidecar.
     Backup(rollback_cmd::BackupArgs),
-    /// Pause proposals through the Safe: `proposals list`, `proposals show <hash>`.
     /// Incidents: one per watched contract at a time, from the first finding (or an operator's
     /// pause) to resolution: `incidents list|show|resolve|cancel|reopen`.
     Incidents(incidents_cmd::IncidentsArgs),
     /// Findings, with their incident and occurrences: `findings list [--open] [--contract X]`.
     Findings(incidents_cmd::FindingsArgs),
+    /// Pause and unpause proposals through the Safe: `proposals list`, `proposals show <hash>`
+    /// (locally, or from the daemon with --api).
     Proposals(multisig_cmd::ProposalsArgs),
     /// Approve a proposal as a Safe owner: shows what is signed, asks, then signs (EIP-712) or
     /// calls approveHash on chain (--onchain); with --api, through the daemon's HTTP API.

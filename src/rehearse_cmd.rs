@@ -61,6 +61,9 @@ pub(crate) struct RehearseArgs {
     /// Seconds to wait for each step guardian must take before its check fails.
     #[arg(long, default_value_t = 20)]
     step_timeout: u64,
+    /// Print report.json on stdout instead of the summary (the files are written either way).
+    #[arg(long, conflicts_with = "keep_running")]
+    json: bool,
 }
 
 pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
@@ -118,6 +121,13 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
     )
     .await;
     report::write(&report, &args.report_dir)?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+        if let Some(first) = report.scenarios.iter().find(|s| !s.passed) {
+            bail!("rehearsal failed; first failed scenario: {}", first.scenario);
+        }
+        return Ok(());
+    }
 
     let mut failed = Vec::new();
     for s in &report.scenarios {
