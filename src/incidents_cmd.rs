@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use eyre::{Result, bail, ensure};
 use guardian_operator::{Desk, FindingView, IncidentSummary, IncidentView};
 
-use crate::multisig_cmd::{ApiClient, ConfigArg};
+use crate::multisig_cmd::{ApiClient, ApiTokenArg, ConfigArg};
 
 /// Who is acting, for the audit trail: the OS user, and that it was the CLI.
 pub(crate) fn actor() -> String {
@@ -27,6 +27,8 @@ pub(crate) struct IncidentsArgs {
     /// database (list and show only).
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
+    #[command(flatten)]
+    token: ApiTokenArg,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -89,7 +91,7 @@ enum IncidentsCommand {
 
 pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
     if let Some(api) = args.api {
-        let client = ApiClient::new(api)?;
+        let client = ApiClient::new(api, &args.token)?;
         return match args.command {
             IncidentsCommand::List { open, json } => {
                 let path = if open { "/incidents?open=true" } else { "/incidents" };
@@ -140,20 +142,20 @@ pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
 fn report(desk: &Desk, id: i64, json: bool, what: &str) -> Result<()> {
     let view = desk.incident(id)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        println!("incident #{id} {what}: now {}", view.summary.state);
+        outln!("incident #{id} {what}: now {}", view.summary.state);
     }
     Ok(())
 }
 
 fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(list)?);
+        outln!("{}", serde_json::to_string_pretty(list)?);
         return Ok(());
     }
     if list.is_empty() {
-        println!("no incidents");
+        outln!("no incidents");
     }
     for i in list {
         let pending = match i.pending {
@@ -162,7 +164,7 @@ fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
             }
             None => String::new(),
         };
-        println!(
+        outln!(
             "#{:<4} {:<10} {:<8} {:<16} opened {}{}  findings {}{}",
             i.id,
             i.state.as_str(),
@@ -179,21 +181,21 @@ fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
 
 fn print_view(view: &IncidentView, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(view)?);
+        outln!("{}", serde_json::to_string_pretty(view)?);
         return Ok(());
     }
     let s = &view.summary;
-    println!("incident    #{} ({})", s.id, s.key);
-    println!("contract    {} ({})", s.contract, s.address);
-    println!("state       {}", s.state);
-    println!("severity    {}", s.severity);
-    println!("opened      {}", s.opened);
+    outln!("incident    #{} ({})", s.id, s.key);
+    outln!("contract    {} ({})", s.contract, s.address);
+    outln!("state       {}", s.state);
+    outln!("severity    {}", s.severity);
+    outln!("opened      {}", s.opened);
     if let Some(deadline) = &s.deadline {
-        println!("deadline    {deadline}{}", if s.overdue { "  (OVERDUE)" } else { "" });
+        outln!("deadline    {deadline}{}", if s.overdue { "  (OVERDUE)" } else { "" });
     }
-    println!("rollback    {}", s.rollback);
+    outln!("rollback    {}", s.rollback);
     if let Some(execution) = &view.incident.execution {
-        println!(
+        outln!(
             "executed    tx {} (block {}) by {} {}",
             execution.tx,
             execution.block,
@@ -202,11 +204,11 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
         );
     }
     if let Some(note) = &view.incident.note {
-        println!("note        {note}");
+        outln!("note        {note}");
     }
-    println!("findings");
+    outln!("findings");
     for f in &view.findings {
-        println!(
+        outln!(
             "  #{:<4} {:<8} {:<10} {} occurrence(s): {}",
             f.finding.id,
             f.finding.finding.severity.as_str(),
@@ -215,16 +217,16 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
             f.text
         );
     }
-    println!("proposals");
+    outln!("proposals");
     if view.proposals.is_empty() {
-        println!("  none");
+        outln!("  none");
     }
     for p in &view.proposals {
         let approvals = match (p.approvals, p.threshold) {
             (Some(a), Some(t)) => format!("approvals {a}/{t}"),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "  {} {:<9} nonce {} {approvals}{}",
             p.proposal.safe_tx_hash,
             p.proposal.status.as_str(),
@@ -232,20 +234,20 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
             p.proposal.withdrawn_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
         );
         if let Some(command) = &p.approve_command {
-            println!("      owners approve with: {command}");
+            outln!("      owners approve with: {command}");
         }
     }
-    println!("timeline");
+    outln!("timeline");
     for e in &view.timeline {
         let block = e.block.map(|b| format!("block {b}")).unwrap_or_default();
-        println!("  {} {:<11} {:<18} {:<11} {}", e.at, block, e.kind, e.state.as_str(), e.detail);
+        outln!("  {} {:<11} {:<18} {:<11} {}", e.at, block, e.kind, e.state.as_str(), e.detail);
     }
-    println!("notifications");
+    outln!("notifications");
     if view.notifications.is_empty() {
-        println!("  none");
+        outln!("  none");
     }
     for n in &view.notifications {
-        println!(
+        outln!(
             "  {:<8} {}{}",
             n.status,
             n.key,
@@ -264,9 +266,9 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
         }
     }
     if !view.jobs.is_empty() {
-        println!("jobs");
+        outln!("jobs");
         for j in &view.jobs {
-            println!(
+            outln!(
                 "  {:<8} {:<8} {}{}",
                 j.status,
                 j.kind,
@@ -289,6 +291,8 @@ pub(crate) struct FindingsArgs {
     /// Read from the daemon's HTTP API instead of the local database.
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
+    #[command(flatten)]
+    token: ApiTokenArg,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -317,20 +321,20 @@ pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
             if let Some(contract) = &contract {
                 path.push_str(&format!("&contract={contract}"));
             }
-            ApiClient::new(api)?.get(&path).await?
+            ApiClient::new(api, &args.token)?.get(&path).await?
         }
         None => Desk::local(&args.config.load_offline()?)?.findings(open, contract.as_deref())?,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if list.is_empty() {
-        println!("no findings");
+        outln!("no findings");
     }
     for f in list {
         let s = &f.finding;
-        println!(
+        outln!(
             "#{:<4} {:<9} {:<8} {:<16} {:<20} incident {:<5} {} occurrence(s): {}",
             s.id,
             s.status.as_str(),

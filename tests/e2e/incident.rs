@@ -215,9 +215,17 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     .await;
     assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 
-    // One owner signs off chain through the CLI; a second approves on chain.
-    approve(cfg, &hash, &bed.owners[0], false);
-    approve(cfg, &hash, &bed.owners[1], true);
+    // One owner signs off chain through the CLI; a second approves on chain. Each sees the
+    // finding's rule and severity, the approvals so far of the threshold and when the
+    // simulation ran.
+    let (ok, stdout, stderr) = try_approve(cfg, &hash, &bed.owners[0], false);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("critical: rule vault-drain (critical, finding #1)"), "{stdout}");
+    assert!(stdout.contains("approvals   0 of 2"), "{stdout}");
+    assert!(stdout.contains("simulation  ok") && stdout.contains("when proposed"), "{stdout}");
+    let (ok, stdout, stderr) = try_approve(cfg, &hash, &bed.owners[1], true);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("approvals   1 of 2"), "{stdout}");
 
     // The daemon executes, verifies the pause and rolls the config back to V1.
     rolled_back(&bed, dir.path(), &mut daemon).await;

@@ -41,7 +41,7 @@ pub(crate) struct RawConfig {
     pub(crate) rules: Vec<S<RawRule>>,
     /// Defined by `guardian-rollback`; parsed here so its typos get file:line:column too.
     #[serde(default)]
-    pub(crate) rollback: Option<guardian_rollback::RollbackConfig>,
+    pub(crate) rollback: Option<S<guardian_rollback::RollbackConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +72,9 @@ pub(crate) struct RawStorage {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
-    pub(crate) bind: S<String>,
+    pub(crate) bind: Option<S<String>>,
+    pub(crate) token_env: Option<S<String>>,
+    pub(crate) allow_unpause: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,8 @@ use alloy::{
 };
 use eyre::{Result, WrapErr, ensure};
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain, safe::deploy};
-use guardian_daemon::{Engine, Follower, FollowerOptions, RpcPool, Step, heads};
+use guardian_daemon::{Engine, Follower, FollowerOptions, Step, heads};
+use guardian_rpc::RpcPool;
 use guardian_store::Store;
 
 sol! {

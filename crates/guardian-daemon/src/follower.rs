@@ -23,10 +23,11 @@ use std::{
 use alloy::primitives::{Address, B256};
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_core::finding::{BlockInput, Finding, StateQuery};
+use guardian_rpc::RpcPool;
 use guardian_store::{BlockRef, Recorded, Store};
 use tracing::{info, warn};
 
-use crate::{rpc::RpcPool, source};
+use crate::source;
 
 /// What the follower needs from the rule engine. Implemented by `guardian_core`'s engine; kept
 /// as a trait so the follower can be exercised and benchmarked on its own.

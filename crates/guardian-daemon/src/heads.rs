@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::rpc::RpcPool;
+use guardian_rpc::RpcPool;
 
 /// Watch new heads on the first WebSocket endpoint, if any. The receiver changes with every
 /// head; without a WebSocket endpoint it never changes and the follower polls.
@@ -22,13 +22,13 @@ pub fn spawn(rpc: Arc<RpcPool>) -> watch::Receiver<u64> {
         return rx;
     };
     tokio::spawn(async move {
-        let label = rpc.endpoints()[index].label();
+        let label = rpc.endpoints()[index].label().to_owned();
         let mut backoff = Duration::from_millis(500);
         loop {
             let subscribed = async {
                 let provider = rpc.provider_at(index).await?;
                 let sub = provider.subscribe_blocks().await?;
-                eyre::Ok(sub)
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(sub)
             };
             match subscribed.await {
                 Ok(sub) => {
@@ -44,7 +44,7 @@ pub fn spawn(rpc: Arc<RpcPool>) -> watch::Receiver<u64> {
                     rpc.drop_connection(index).await;
                 }
                 Err(error) => {
-                    let error = rpc.endpoints()[index].describe(&error);
+                    let error = rpc.endpoints()[index].describe(&*error);
                     warn!(endpoint = %label, %error, retry_in = ?backoff, "cannot subscribe to new heads");
                 }
             }

@@ -155,7 +155,11 @@ impl Pauser {
         notify_wake: Arc<Notify>,
     ) -> Result<()> {
         let desk = Arc::new(Desk::over(self.multisig.clone()));
-        let state = api::ApiState { desk, wake: self.wake.clone() };
+        let state = api::ApiState {
+            desk,
+            wake: self.wake.clone(),
+            access: api::ApiAccess::from_config(&config.api),
+        };
         let api_task = tokio::spawn(api::serve(listener, state, shutdown.clone()));
         self.respond(config, shutdown, notify_wake).await;
         match api_task.await {

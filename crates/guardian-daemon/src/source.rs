@@ -11,9 +11,8 @@ use alloy::{
 };
 use eyre::{Result, eyre};
 use guardian_core::finding::{ObservedLog, StateQuery, StateValue, TxOutcome};
+use guardian_rpc::RpcPool;
 use guardian_store::BlockRef;
-
-use crate::rpc::RpcPool;
 
 alloy::sol! {
     function balanceOf(address holder) external view returns (uint256);
@@ -30,18 +29,19 @@ pub struct Header {
 
 /// Header of block `number`, or `None` when the node does not have it (yet).
 pub async fn header(rpc: &RpcPool, number: u64) -> Result<Option<Header>> {
-    rpc.call("eth_getBlockByNumber", |p| async move {
-        let block = p.get_block_by_number(BlockNumberOrTag::Number(number)).await?;
-        Ok(block.map(|b| Header {
-            block: BlockRef {
-                number: b.header.number,
-                hash: b.header.hash,
-                parent_hash: b.header.parent_hash,
-            },
-            timestamp: b.header.timestamp,
-        }))
-    })
-    .await
+    let block = rpc
+        .call("eth_getBlockByNumber", |p| async move {
+            p.get_block_by_number(BlockNumberOrTag::Number(number)).await
+        })
+        .await?;
+    Ok(block.map(|b| Header {
+        block: BlockRef {
+            number: b.header.number,
+            hash: b.header.hash,
+            parent_hash: b.header.parent_hash,
+        },
+        timestamp: b.header.timestamp,
+    }))
 }
 
 /// Logs of `addresses` (restricted to `topics` when not empty) in blocks `from..=to`.
@@ -75,11 +75,12 @@ async fn get_logs(
     if !topics.is_empty() {
         filter = filter.event_signature(topics.to_vec());
     }
-    rpc.call("eth_getLogs", |p| {
-        let filter = filter.clone();
-        async move { Ok(p.get_logs(&filter).await?) }
-    })
-    .await
+    Ok(rpc
+        .call("eth_getLogs", |p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await }
+        })
+        .await?)
 }
 
 /// Convert an RPC log into what the engine consumes.
@@ -99,9 +100,9 @@ pub async fn tx_outcomes(
     hash: B256,
     watched: &BTreeSet<Address>,
 ) -> Result<Vec<TxOutcome>> {
-    let receipts = rpc
-        .call("eth_getBlockReceipts", |p| async move {
-            Ok(p.get_block_receipts(BlockId::hash(hash)).await?)
+    let receipts =
+        rpc.call("eth_getBlockReceipts", |p| async move {
+            p.get_block_receipts(BlockId::hash(hash)).await
         })
         .await?
         .ok_or_else(|| eyre!("node has no receipts for block {hash}"))?;
@@ -127,16 +128,16 @@ pub async fn read_state(
                 let account = *account;
                 StateValue::Uint(
                     rpc.call("eth_getBalance", |p| async move {
-                        Ok(p.get_balance(account).block_id(at).await?)
+                        p.get_balance(account).block_id(at).await
                     })
                     .await?,
                 )
             }
             StateQuery::CodeHash(account) => {
                 let account = *account;
-                let code: Bytes = rpc
-                    .call("eth_getCode", |p| async move {
-                        Ok(p.get_code_at(account).block_id(at).await?)
+                let code: Bytes =
+                    rpc.call("eth_getCode", |p| async move {
+                        p.get_code_at(account).block_id(at).await
                     })
                     .await?;
                 StateValue::Word(keccak256(&code))
@@ -145,7 +146,7 @@ pub async fn read_state(
                 let (address, slot) = (*address, U256::from_be_bytes(slot.0));
                 let word: U256 = rpc
                     .call("eth_getStorageAt", |p| async move {
-                        Ok(p.get_storage_at(address, slot).block_id(at).await?)
+                        p.get_storage_at(address, slot).block_id(at).await
                     })
                     .await?;
                 StateValue::Word(B256::from(word))
@@ -177,18 +178,19 @@ async fn eth_call(
     data: Bytes,
     at: BlockId,
 ) -> Result<std::result::Result<Bytes, String>> {
-    rpc.call("eth_call", |p| {
-        let request = TransactionRequest::default().to(to).input(data.clone().into());
-        async move {
-            match p.call(request).block(at).await {
-                Ok(bytes) => Ok(Ok(bytes)),
-                Err(error) => match error.as_error_resp() {
-                    // The node answered: the call reverted. That is data, not an outage.
-                    Some(resp) => Ok(Err(resp.message.to_string())),
-                    None => Err(error.into()),
-                },
+    Ok(rpc
+        .call("eth_call", |p| {
+            let request = TransactionRequest::default().to(to).input(data.clone().into());
+            async move {
+                match p.call(request).block(at).await {
+                    Ok(bytes) => Ok(Ok(bytes)),
+                    Err(error) => match error.as_error_resp() {
+                        // The node answered: the call reverted. That is data, not an outage.
+                        Some(resp) => Ok(Err(resp.message.to_string())),
+                        None => Err(error),
+                    },
+                }
             }
-        }
-    })
-    .await
+        })
+        .await?)
 }

@@ -7,9 +7,9 @@
 //!
 //! ```toml
 //! [rollback]
-//! backup_dir = "../backups"            # default "backups"
+//! backup_dir = "/var/lib/guardian/backups"  # default "backups"
 //! versions = "contract-versions.json"  # default; guardian-managed version history
-//! ledger = "../guardian.sqlite"        # default "guardian.sqlite"
+//! ledger = "guardian.sqlite"          # default "guardian.sqlite"
 //! keep_undo_for = "7d"                 # default; prune keeps undo backups this long
 //!
 //! [[rollback.configs]]
@@ -163,11 +163,32 @@ impl RollbackConfig {
             }
             if let Some(call) = &entry.health_call {
                 ensure!(
-                    call.ends_with("()") && call.len() > 2,
-                    "[rollback.contracts.{contract}] health_call {call:?} must be a view function \
-                     without arguments, written like solvent()"
+                    guardian_core::proposal::no_arg_calldata(call).is_ok(),
+                    "[rollback.contracts.{contract}] health_call {call:?} must be the signature of \
+                     a view function without arguments, written like solvent()"
                 );
             }
+        }
+        let paths = [
+            ("backup_dir", &self.backup_dir),
+            ("versions", &self.versions),
+            ("ledger", &self.ledger),
+        ]
+        .into_iter()
+        .map(|(key, path)| (format!("[rollback] {key}"), path))
+        .chain(
+            self.configs
+                .iter()
+                .map(|c| (format!("[[rollback.configs]] {:?} path", c.name), &c.path)),
+        );
+        for (key, path) in paths {
+            ensure!(
+                !path.components().any(|c| c == std::path::Component::ParentDir),
+                "{key} {} goes up with `..`: write it as an absolute path, or one below the \
+                 config's folder, so what guardian writes does not depend on where guardian.toml \
+                 is copied",
+                path.display()
+            );
         }
         Ok(RollbackSettings {
             backup_dir: base_dir.join(self.backup_dir),
@@ -253,7 +274,7 @@ mod tests {
 rpc_url = "http://127.0.0.1:8545"
 
 [rollback]
-backup_dir = "../backups"
+backup_dir = "old-backups"
 
 [[rollback.configs]]
 name = "smart-accounts-config"
@@ -282,7 +303,7 @@ keys = [
     fn loads_the_rollback_table_and_ignores_the_rest() {
         let (dir, path) = write(EXAMPLE);
         let settings = RollbackSettings::load(&path).expect("loads");
-        assert_eq!(settings.backup_dir, dir.path().join("../backups"));
+        assert_eq!(settings.backup_dir, dir.path().join("old-backups"));
         assert_eq!(settings.versions_path, dir.path().join("contract-versions.json"));
         assert_eq!(settings.ledger_path, dir.path().join("guardian.sqlite"));
         assert_eq!(settings.keep_undo_for, DEFAULT_KEEP_UNDO_FOR);
@@ -310,11 +331,11 @@ keys = [
     #[test]
     fn keep_undo_for_is_a_period_checked_with_file_and_line() {
         let (_dir, path) =
-            write(&EXAMPLE.replace("backup_dir = \"../backups\"", "keep_undo_for = \"36h\""));
+            write(&EXAMPLE.replace("backup_dir = \"old-backups\"", "keep_undo_for = \"36h\""));
         let settings = RollbackSettings::load(&path).expect("loads");
         assert_eq!(settings.keep_undo_for.as_seconds(), 36 * 3_600);
         let (_dir, path) =
-            write(&EXAMPLE.replace("backup_dir = \"../backups\"", "keep_undo_for = \"a week\""));
+            write(&EXAMPLE.replace("backup_dir = \"old-backups\"", "keep_undo_for = \"a week\""));
         let err = format!("{:#}", RollbackSettings::load(&path).expect_err("bad period"));
         assert!(err.contains("line 6") && err.contains("e.g. \"7d\""), "{err}");
     }
@@ -339,5 +360,20 @@ keys = [
         let (_dir, path) = write("[chain]\nrpc_url = \"x\"\n");
         let err = format!("{:#}", RollbackSettings::load(&path).expect_err("no table"));
         assert!(err.contains("no [rollback] table"), "{err}");
+
+        for (from, to, says) in [
+            ("health_call = \"solvent()\"", "health_call = \"is solvent()\"", "signature"),
+            ("health_call = \"solvent()\"", "health_call = \"()\"", "signature"),
+            (
+                "path = \"monitoring-config.json\"",
+                "path = \"../../etc/monitoring.json\"",
+                "goes up",
+            ),
+            ("backup_dir = \"old-backups\"", "backup_dir = \"a/../../b\"", "goes up"),
+        ] {
+            let (_dir, path) = write(&EXAMPLE.replace(from, to));
+            let err = format!("{:#}", RollbackSettings::load(&path).expect_err(to));
+            assert!(err.contains(says), "{to}: {err}");
+        }
     }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 pub mod audit;
 mod deliveries;
+pub mod exclusive;
 mod findings;
 mod incidents;
 pub mod proposals;
@@ -37,6 +38,7 @@ mod tallies;
 mod tests;
 
 pub use deliveries::{Delivery, DeliveryState};
+pub use exclusive::{DaemonLock, LockError, inspect_files};
 pub use findings::{FindingStatus, Occurrence, Recorded, Sighting, StoredFinding};
 pub use incidents::{
     Applied, EffectKind, IncidentError, IncidentEvent, NotificationBacklog, OutboxEffect,
@@ -209,6 +211,7 @@ impl Store {
         store.conn.execute_batch(schema::SCHEMA)?;
         store.conn.execute_batch(deliveries::SCHEMA)?;
         retention::ensure_seen_at(&store.conn)?;
+        schema::add_columns(&mut store.conn)?;
         let version = claim_meta(&store.conn, "schema_version", &schema::VERSION.to_string())?;
         if version != schema::VERSION.to_string() {
             bail!(

@@ -124,8 +124,18 @@ pub struct AuditEvent {
     pub actor: Option<String>,
     /// What happened, in words.
     pub detail: String,
-    /// When (UTC).
+    /// When (UTC); for an aggregated rejection, the first time.
     pub at: String,
+    /// How many times this happened: rejections of one source for one reason share a row.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// The last time, when it happened more than once.
+    #[serde(default)]
+    pub last_at: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// A stored owner signature.
@@ -190,14 +200,6 @@ pub enum Trail<'a> {
         /// The owner.
         owner: Address,
     },
-    /// A signature refused. The audit log keeps the first of each (signer, reason); the trail
-    /// keeps every one.
-    Rejection {
-        /// Who it claimed to be from.
-        signer: &'a str,
-        /// Why.
-        reason: &'a str,
-    },
     /// Executed, verified from the receipt.
     Executed {
         /// The transaction.
@@ -235,9 +237,6 @@ impl Trail<'_> {
                 Some(owner.to_string()),
                 "approveHash read from the Safe".to_owned(),
             ),
-            Self::Rejection { signer, reason } => {
-                ("rejection", Some(signer.to_owned()), reason.to_owned())
-            }
             Self::Executed { by, detail, .. } => {
                 ("executed", Some(by.to_owned()), detail.to_owned())
             }
@@ -334,6 +333,51 @@ impl Store {
         tx.commit()?;
         self.mirror_audit();
         Ok(added)
+    }
+
+    /// Record that a signature for `hash` from `source` was refused for `reason` (a kind, e.g.
+    /// `not_an_owner`): the first time as a `rejection` entry with `detail`, every later time by
+    /// counting on that entry and keeping the latest detail. Junk posted 300 times is one row
+    /// with count 300, not 300 rows. Returns the count.
+    pub fn proposal_rejection(
+        &mut self,
+        hash: B256,
+        source: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Result<u64> {
+        let me = self.actor.clone();
+        let tx = self.conn.transaction()?;
+        let key = hash.to_string();
+        let counted: Option<i64> = tx
+            .query_row(
+                "UPDATE proposal_events SET count = count + 1, detail = ?4,
+                     last_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE safe_tx_hash = ?1 AND event = 'rejection' AND actor = ?2 AND reason = ?3
+                 RETURNING count",
+                params![key, source, reason, detail],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(count) = counted {
+            tx.commit()?;
+            return Ok(count.max(1) as u64);
+        }
+        tx.execute(
+            "INSERT INTO proposal_events (safe_tx_hash, event, actor, detail, reason)
+             VALUES (?1, 'rejection', ?2, ?3, ?4)",
+            params![key, source, detail, reason],
+        )?;
+        // The first refusal of each (source, reason) is audited; repeats are counted above.
+        let record = AuditRecord::SignatureRejected {
+            safe_tx_hash: hash,
+            signer: source.to_owned(),
+            reason: detail.to_owned(),
+        };
+        crate::audit::append(&tx, &me, record, crate::now_ms())?;
+        tx.commit()?;
+        self.mirror_audit();
+        Ok(1)
     }
 
     /// Whether an audit entry of `event` by `actor` exists for `hash`.
@@ -436,35 +480,26 @@ impl Store {
 
 /// A proposal's audit entries, read by [`audit_row`].
 const SELECT_EVENTS: &str =
-    "SELECT event, actor, detail, at FROM proposal_events WHERE safe_tx_hash = ?1";
+    "SELECT event, actor, detail, at, count, last_at FROM proposal_events WHERE safe_tx_hash = ?1";
 
 fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
-    Ok(AuditEvent { event: r.get(0)?, actor: r.get(1)?, detail: r.get(2)?, at: r.get(3)? })
+    Ok(AuditEvent {
+        event: r.get(0)?,
+        actor: r.get(1)?,
+        detail: r.get(2)?,
+        at: r.get(3)?,
+        count: r.get::<_, i64>(4)?.max(1) as u64,
+        last_at: r.get(5)?,
+    })
 }
 
 /// Write `step` of `hash`'s trail, and its audit entry, in the caller's transaction.
 pub(crate) fn audit(conn: &Connection, me: &Actor, hash: B256, step: Trail<'_>) -> Result<()> {
     let (event, actor, detail) = step.row();
-    // A refusal already audited for this signer and reason is only counted in the trail.
-    let repeated = match step {
-        Trail::Rejection { signer, reason } => conn
-            .query_row(
-                "SELECT 1 FROM proposal_events
-                 WHERE safe_tx_hash = ?1 AND event = 'rejection' AND actor = ?2 AND detail = ?3",
-                params![hash.to_string(), signer, reason],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some(),
-        _ => false,
-    };
     conn.execute(
         "INSERT INTO proposal_events (safe_tx_hash, event, actor, detail) VALUES (?1, ?2, ?3, ?4)",
         params![hash.to_string(), event, actor, detail],
     )?;
-    if repeated {
-        return Ok(());
-    }
     let (kind, contract, nonce, incident): (String, String, String, Option<i64>) = conn.query_row(
         "SELECT kind, contract, nonce, incident_id FROM proposals WHERE safe_tx_hash = ?1",
         [hash.to_string()],
@@ -492,11 +527,6 @@ pub(crate) fn audit(conn: &Connection, me: &Actor, hash: B256, step: Trail<'_>) 
         Trail::OnchainApproval { owner } => {
             AuditRecord::SignatureAccepted { safe_tx_hash: hash, owner, onchain: true }
         }
-        Trail::Rejection { signer, reason } => AuditRecord::SignatureRejected {
-            safe_tx_hash: hash,
-            signer: signer.to_owned(),
-            reason: reason.to_owned(),
-        },
         Trail::Executed { tx, sender, by, .. } => {
             AuditRecord::Executed { safe_tx_hash: hash, tx, sender, by: by.to_owned() }
         }
