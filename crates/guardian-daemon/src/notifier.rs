@@ -254,6 +254,13 @@ pub fn payload(store: &Store, row: &OutboxEffect) -> Result<Value> {
                 _ => serde_json::to_value(&incident.rollback)?,
             };
         }
+        NoticeKind::RecoveryVerified | NoticeKind::RecoveryFailed => {
+            if let Some(Event::RecoveryChecked { passed, report }) =
+                event.as_ref().map(|e| &e.event)
+            {
+                body["recovery"] = json!({ "passed": passed, "report": report });
+            }
+        }
         NoticeKind::Escalation => {
             let count = notice
                 .key

@@ -30,6 +30,8 @@ use eyre::{Result, WrapErr, bail, ensure};
 use guardian_core::backup::{AddressKey, RetentionPeriod, validate_config_name};
 use serde::Deserialize;
 
+use crate::recovery::{ErrorRateCheck, HealthCheck, RecoverySettings, RestartHook};
+
 /// The backup name under which the version history file is backed up.
 pub const VERSIONS_CONFIG_NAME: &str = "contract-versions";
 
@@ -56,6 +58,15 @@ pub struct RollbackConfig {
     /// Per watched contract: where its address lives.
     #[serde(default)]
     pub contracts: BTreeMap<String, ContractRollback>,
+    /// `[[rollback.restart]]`: what to restart after a rollback rewrote configs.
+    #[serde(default)]
+    pub restart: Vec<RestartHook>,
+    /// `[[rollback.health]]`: the endpoints that must answer after it.
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
+    /// `[rollback.verify]`: the error rate that must be back under its baseline.
+    #[serde(default)]
+    pub verify: Option<ErrorRateCheck>,
 }
 
 fn default_backup_dir() -> PathBuf {
@@ -124,6 +135,8 @@ pub struct RollbackSettings {
     pub configs: Vec<ManagedConfig>,
     /// Per watched contract: where its address lives.
     pub contracts: BTreeMap<String, ContractRollback>,
+    /// What to restart and verify after a rollback.
+    pub recovery: RecoverySettings,
 }
 
 impl RollbackConfig {
@@ -190,6 +203,13 @@ impl RollbackConfig {
                 path.display()
             );
         }
+        let recovery = RecoverySettings {
+            restart: self.restart,
+            health: self.health,
+            verify: self.verify,
+            base_dir: base_dir.to_path_buf(),
+        };
+        recovery.check(&names)?;
         Ok(RollbackSettings {
             backup_dir: base_dir.join(self.backup_dir),
             versions_path: base_dir.join(self.versions),
@@ -201,6 +221,7 @@ impl RollbackConfig {
                 .map(|entry| ManagedConfig { name: entry.name, path: base_dir.join(entry.path) })
                 .collect(),
             contracts: self.contracts,
+            recovery,
         })
     }
 }

@@ -626,7 +626,9 @@ impl Event {
             Self::RecoveryChecked { passed: true, report } => {
                 format!("recovery verified: {report}")
             }
-            Self::RecoveryChecked { passed: false, report } => format!("recovery FAILED: {report}"),
+            Self::RecoveryChecked { passed: false, report } => {
+                format!("recovery check failed: {report}")
+            }
             Self::Unpaused { tx, block } => {
                 format!("unpaused in transaction {tx} (block {block})")
             }
