@@ -418,9 +418,14 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     };
     let plan = rollback.plan(&provider, &args.contract, &to).await?;
     if args.json {
-        return match &lock {
-            Some(lock) => print_json(&rollback.apply(lock, &plan)?),
-            None => print_json(&plan),
+        let Some(lock) = lock else { return print_json(&plan) };
+        let outcome = rollback.apply(&lock, &plan)?;
+        audit_rollback(&settings, &args.contract, &outcome)?;
+        drop(lock);
+        print_json(&outcome)?;
+        return match recover(&settings, &provider, &args.contract, &outcome).await? {
+            Some(checks) if !checks.passed() => Err(eyre::eyre!("recovery check failed: {checks}")),
+            _ => Ok(()),
         };
     }
     // The operator sees what will change before anything is written.
@@ -471,19 +476,9 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         }
     };
     let outcome = rollback.apply(&lock, &plan)?;
-    if outcome.backup.is_some() {
-        audit_change(
-            &settings,
-            &format!("guardian rollback {}", args.contract),
-            guardian_core::audit::Record::Rollback {
-                incident: None,
-                plan: outcome.plan.summary(),
-                undo_stamp: outcome.backup.as_ref().map(|b| b.stamp.to_string()),
-                error: None,
-            },
-        )?;
-    }
-    match outcome.backup {
+    audit_rollback(&settings, &args.contract, &outcome)?;
+    drop(lock);
+    match &outcome.backup {
         None => outln!("nothing to change"),
         Some(backup) => outln!(
             "rolled back; previous configs saved as {} (undo: guardian backup restore {}); \
@@ -493,7 +488,67 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
             backup.stamp
         ),
     }
-    Ok(())
+    match recover(&settings, &provider, &args.contract, &outcome).await? {
+        None => Ok(()),
+        Some(checks) => {
+            for check in &checks.checks {
+                let mark = if check.passed { "ok    " } else { "FAILED" };
+                outln!("recovery {mark} {}: {}", check.name, check.detail);
+            }
+            if checks.passed() {
+                outln!("recovery verified");
+                Ok(())
+            } else {
+                Err(eyre::eyre!("recovery check failed: {checks}"))
+            }
+        }
+    }
+}
+
+/// The audit record of a rollback that wrote files.
+fn audit_rollback(
+    settings: &guardian_rollback::RollbackSettings,
+    contract: &str,
+    outcome: &guardian_rollback::RollbackOutcome,
+) -> Result<()> {
+    if outcome.backup.is_none() {
+        return Ok(());
+    }
+    audit_change(
+        settings,
+        &format!("guardian rollback {contract}"),
+        guardian_core::audit::Record::Rollback {
+            incident: None,
+            plan: outcome.plan.summary(),
+            undo_stamp: outcome.backup.as_ref().map(|b| b.stamp.to_string()),
+            error: None,
+        },
+    )
+}
+
+/// After a rollback that wrote files: the `[rollback]` restart hooks and recovery checks, as
+/// the daemon runs them (`None`: nothing written, or nothing configured).
+async fn recover(
+    settings: &guardian_rollback::RollbackSettings,
+    provider: &DynProvider,
+    contract: &str,
+    outcome: &guardian_rollback::RollbackOutcome,
+) -> Result<Option<guardian_rollback::RecoveryChecks>> {
+    let Some(backup) = &outcome.backup else { return Ok(None) };
+    if settings.recovery.is_empty() {
+        return Ok(None);
+    }
+    let label = format!("rollback-{}", backup.stamp);
+    let target = guardian_rollback::RecoveryTarget {
+        contract,
+        address: outcome.plan.target.address,
+        health_call: outcome.plan.target.health_call.as_deref(),
+        restart: true,
+        from_block: provider.get_block_number().await?,
+        label: &label,
+        undo: Some(backup.stamp.to_string()),
+    };
+    Ok(Some(guardian_rollback::run_recovery(settings, provider, &target).await))
 }
 
 pub(crate) fn backup(args: BackupArgs) -> Result<()> {
