@@ -312,7 +312,6 @@ async fn restart(hook: &RestartHook, base_dir: &Path, log: &Path) -> CheckResult
 fn open_log(path: &Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
-        .write(true)
         .create(true)
         .append(true)
         .custom_flags(libc::O_NOFOLLOW)
