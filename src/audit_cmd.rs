@@ -222,6 +222,18 @@ pub(crate) fn file_entries(path: &Path) -> Result<Vec<Sealed>> {
         .collect()
 }
 
+/// The entries of an exported (or copied) audit file, once its chain verifies.
+pub(crate) fn verified_file_entries(path: &Path) -> Result<Vec<guardian_core::audit::Entry>> {
+    let sealed = file_entries(path)?;
+    verify(sealed.iter().enumerate().map(|(i, s)| (i as u64 + 1, s))).map_err(|e| {
+        eyre!(
+            "{} does not verify ({e}): check it with guardian audit verify --file",
+            path.display()
+        )
+    })?;
+    sealed.iter().map(|s| s.entry().map_err(|e| eyre!("{}: {e}", path.display()))).collect()
+}
+
 fn verify_file(path: &Path, json: bool) -> Result<ExitCode> {
     let lines = read_jsonl(path)?;
     let mut sealed = Vec::new();

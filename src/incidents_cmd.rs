@@ -53,7 +53,22 @@ enum IncidentsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Close a contained incident (after the post-mortem).
+    /// The runbook's post-mortem of an incident, filled from the audit log alone (the
+    /// database's, or an export from `guardian audit export`).
+    Report {
+        /// The incident number.
+        id: i64,
+        /// md, json or html.
+        #[arg(long, default_value = "md", value_parser = ["md", "json", "html"])]
+        format: String,
+        /// Build it from this exported audit file instead of the database (it must verify).
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
+        /// Write it to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Close a contained incident; its post-mortem is written to the post-mortem folder.
     Resolve {
         /// The incident number.
         id: i64,
@@ -105,16 +120,50 @@ pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
             _ => bail!("resolve, cancel and reopen run on the validator host, without --api"),
         };
     }
+    if let IncidentsCommand::Report { id, format, from: Some(file), out } = &args.command {
+        // An exported file: no config or database needed.
+        let entries = crate::audit_cmd::verified_file_entries(file)?;
+        let policy = match args.config.load_offline() {
+            Ok(config) => config.response,
+            Err(_) => guardian_core::incident::ResponsePolicy::default(),
+        };
+        let pm = guardian_core::postmortem::PostMortem::build(&entries, *id, &policy)?;
+        return write_report(&pm, format, out.as_deref());
+    }
     // The database alone: no secret of the config is needed.
     let config = args.config.load_offline()?;
     let desk = Desk::local(&config)?;
     match args.command {
         IncidentsCommand::List { open, json } => print_list(&desk.incidents(open)?, json),
         IncidentsCommand::Show { id, json } => print_view(&desk.incident(id)?, json),
+        IncidentsCommand::Report { id, format, out, .. } => {
+            let pm = postmortem(&config, id)?;
+            write_report(&pm, &format, out.as_deref())
+        }
         IncidentsCommand::Resolve { id, note, json } => {
             ensure!(!note.trim().is_empty(), "--note must say what was done");
             let applied = desk.resolve(id, &actor(), &note)?;
-            report(&desk, id, json, if applied.changed() { "resolved" } else { "already resolved" })
+            if !applied.changed() {
+                return report(&desk, id, json, "already resolved");
+            }
+            // The post-mortem, written for the operators to complete; the resolution stands
+            // even if writing it fails (they can run `incidents report` again).
+            let written = postmortem(&config, id).and_then(|pm| {
+                let dir = config.postmortem_dir();
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| eyre::eyre!("creating {}: {e}", dir.display()))?;
+                let path = dir.join(format!("incident-{id}.md"));
+                guardian_rollback::atomic_file::write_atomically(&path, pm.markdown().as_bytes())?;
+                Ok(path)
+            });
+            let what = match written {
+                Ok(path) => format!("resolved; post-mortem written to {}", path.display()),
+                Err(error) => format!(
+                    "resolved; the post-mortem could not be written ({error:#}): run guardian \
+                     incidents report {id} --out FILE"
+                ),
+            };
+            report(&desk, id, json, &what)
         }
         IncidentsCommand::Cancel { id, reason, json } => {
             ensure!(!reason.trim().is_empty(), "--reason must say why");
@@ -345,6 +394,40 @@ pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
             s.occurrences,
             f.text
         );
+    }
+    Ok(())
+}
+
+/// The post-mortem of incident `id` from this host's audit log.
+fn postmortem(
+    config: &guardian_config::Config,
+    id: i64,
+) -> Result<guardian_core::postmortem::PostMortem> {
+    let store = guardian_store::Store::open_existing(&config.storage.path)?;
+    let entries = store
+        .audit_rows()?
+        .into_iter()
+        .map(|r| r.sealed.entry().map_err(|e| eyre::eyre!("a stored audit entry: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(guardian_core::postmortem::PostMortem::build(&entries, id, &config.response)?)
+}
+
+fn write_report(
+    pm: &guardian_core::postmortem::PostMortem,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    let text = match format {
+        "json" => serde_json::to_string_pretty(pm)? + "\n",
+        "html" => pm.html(),
+        _ => pm.markdown(),
+    };
+    match out {
+        Some(path) => {
+            guardian_rollback::atomic_file::write_atomically(path, text.as_bytes())?;
+            outln!("post-mortem of incident #{} written to {}", pm.incident, path.display());
+        }
+        None => out!("{text}"),
     }
     Ok(())
 }

@@ -272,6 +272,52 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
         .filter(|n| n.starts_with("smart-accounts-config_") && n.ends_with(".json"))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
+
+    // Resolving writes the post-mortem beside the backups: every section of the template, the
+    // facts it measured, and the incident's own timeline event for event.
+    let (ok, stdout, stderr) =
+        guardian(&["incidents", "resolve", "1", "--note", "drill", "--config", cfg], &[]);
+    assert!(ok, "{stdout}{stderr}");
+    let written = dir.path().join("backups/postmortems/incident-1.md");
+    assert!(stdout.contains(&written.display().to_string()), "{stdout}");
+    let md = std::fs::read_to_string(&written).expect("the post-mortem is written");
+    let headings: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+    assert_eq!(
+        headings,
+        guardian_core::postmortem::PostMortem::SECTIONS,
+        "the template's sections, in order"
+    );
+    assert!(md.contains("- **Severity:** critical"), "{md}");
+    assert!(md.contains("- **Duration:** "), "{md}");
+    assert!(md.contains("Moved before containment: 2 ETH (2000000000000000000 wei)"), "{md}");
+    assert!(md.contains("rule vault-drain fired"), "{md}");
+    let report =
+        json(&["incidents", "report", "1", "--format", "json", "--config", cfg]).expect("report");
+    let shown = incident(cfg, 1).expect("show");
+    let kinds = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("timeline")
+            .iter()
+            .map(|e| e["kind"].as_str().expect("kind").to_owned())
+            .collect()
+    };
+    assert_eq!(kinds(&report["timeline"]), kinds(&shown["timeline"]), "event for event");
+    assert_eq!(report["severity"], "critical");
+    assert_eq!(report["resolved"], true);
+    // An auditor elsewhere gets the same post-mortem from the export alone.
+    let export = dir.path().join("export.jsonl");
+    let export_arg = export.to_str().expect("utf-8");
+    let (ok, _, stderr) = guardian(
+        &["audit", "export", "--incident", "1", "--out", export_arg, "--config", cfg],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, from_export, stderr) = guardian(
+        &["incidents", "report", "1", "--from", export_arg, "--config", "/nonexistent"],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(from_export, md, "reproducible from the export");
 }
 
 /// Lines of `log` after its first line containing `mark`, without their timestamps.

@@ -214,6 +214,20 @@ pub struct ContractConfig {
 }
 
 impl Config {
+    /// Where resolved incidents' post-mortems are written: `[audit] postmortem_dir`, else a
+    /// `postmortems` folder beside the backups (`[rollback] backup_dir`), else beside the
+    /// database.
+    pub fn postmortem_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.audit.postmortem_dir {
+            return dir.clone();
+        }
+        let base = self.source.parent().unwrap_or(Path::new("."));
+        match &self.rollback {
+            Some(rollback) => base.join(&rollback.backup_dir).join("postmortems"),
+            None => self.storage.path.parent().unwrap_or(Path::new(".")).join("postmortems"),
+        }
+    }
+
     /// Read, parse and validate `path`, resolving secrets from the process environment.
     pub fn load(path: impl AsRef<Path>) -> eyre::Result<Self> {
         let path = path.as_ref();

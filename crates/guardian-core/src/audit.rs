@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    incident::{Event, State},
+    incident::{AuditKind, Event, State},
     severity::Severity,
 };
 
@@ -116,6 +116,9 @@ pub enum Record {
         incident: i64,
         /// Its position in the incident's own stream.
         step: u64,
+        /// The lifecycle step it was (`opened`, `executed`, `rollback_done`, ...): the timeline's
+        /// word for it.
+        kind: AuditKind,
         /// What happened.
         event: Event,
         /// The state before.

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup;
 pub mod finding;
 pub mod incident;
+pub mod postmortem;
 pub mod proposal;
 pub mod rules;
 pub mod safe;

@@ -288,6 +288,7 @@ fn persist(
         AuditRecord::Incident {
             incident: id,
             step: to_u64(seq)?,
+            kind,
             event: event.clone(),
             from: before.state,
             to: after.state,

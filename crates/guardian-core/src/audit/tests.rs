@@ -21,6 +21,7 @@ fn chain(n: u64) -> Vec<Sealed> {
                 1 => Record::Incident {
                     incident: 1,
                     step: seq,
+                    kind: crate::incident::AuditKind::Contained,
                     event: Event::PauseVerified { block: 10 + seq },
                     from: State::Responding,
                     to: State::Contained,
