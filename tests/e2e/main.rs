@@ -3,6 +3,7 @@
 //! One test binary so the workspace links once; the Solidity project compiles once per run
 //! (see [`support::contracts`]) and every test starts its own Anvil, so tests stay independent.
 
+mod audit;
 mod cli;
 mod config_check;
 mod daemon;
