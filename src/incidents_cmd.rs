@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use eyre::{Result, bail, ensure};
 use guardian_operator::{Desk, FindingView, IncidentSummary, IncidentView};
 
-use crate::multisig_cmd::{ApiClient, ConfigArg};
+use crate::multisig_cmd::{ApiClient, ApiTokenArg, ConfigArg};
 
 /// Who is acting, for the audit trail: the OS user, and that it was the CLI.
 pub(crate) fn actor() -> String {
@@ -27,6 +27,8 @@ pub(crate) struct IncidentsArgs {
     /// database (list and show only).
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
+    #[command(flatten)]
+    token: ApiTokenArg,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -51,7 +53,22 @@ enum IncidentsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Close a contained incident (after the post-mortem).
+    /// The runbook's post-mortem of an incident, filled from the audit log alone (the
+    /// database's, or an export from `guardian audit export`).
+    Report {
+        /// The incident number.
+        id: i64,
+        /// md, json or html.
+        #[arg(long, default_value = "md", value_parser = ["md", "json", "html"])]
+        format: String,
+        /// Build it from this exported audit file instead of the database (it must verify).
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
+        /// Write it to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Close a contained incident; its post-mortem is written to the post-mortem folder.
     Resolve {
         /// The incident number.
         id: i64,
@@ -89,7 +106,7 @@ enum IncidentsCommand {
 
 pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
     if let Some(api) = args.api {
-        let client = ApiClient::new(api)?;
+        let client = ApiClient::new(api, &args.token)?;
         return match args.command {
             IncidentsCommand::List { open, json } => {
                 let path = if open { "/incidents?open=true" } else { "/incidents" };
@@ -103,16 +120,50 @@ pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
             _ => bail!("resolve, cancel and reopen run on the validator host, without --api"),
         };
     }
+    if let IncidentsCommand::Report { id, format, from: Some(file), out } = &args.command {
+        // An exported file: no config or database needed.
+        let entries = crate::audit_cmd::verified_file_entries(file)?;
+        let policy = match args.config.load_offline() {
+            Ok(config) => config.response,
+            Err(_) => guardian_core::incident::ResponsePolicy::default(),
+        };
+        let pm = guardian_core::postmortem::PostMortem::build(&entries, *id, &policy)?;
+        return write_report(&pm, format, out.as_deref());
+    }
     // The database alone: no secret of the config is needed.
     let config = args.config.load_offline()?;
     let desk = Desk::local(&config)?;
     match args.command {
         IncidentsCommand::List { open, json } => print_list(&desk.incidents(open)?, json),
         IncidentsCommand::Show { id, json } => print_view(&desk.incident(id)?, json),
+        IncidentsCommand::Report { id, format, out, .. } => {
+            let pm = postmortem(&config, id)?;
+            write_report(&pm, &format, out.as_deref())
+        }
         IncidentsCommand::Resolve { id, note, json } => {
             ensure!(!note.trim().is_empty(), "--note must say what was done");
             let applied = desk.resolve(id, &actor(), &note)?;
-            report(&desk, id, json, if applied.changed() { "resolved" } else { "already resolved" })
+            if !applied.changed() {
+                return report(&desk, id, json, "already resolved");
+            }
+            // The post-mortem, written for the operators to complete; the resolution stands
+            // even if writing it fails (they can run `incidents report` again).
+            let written = postmortem(&config, id).and_then(|pm| {
+                let dir = config.postmortem_dir();
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| eyre::eyre!("creating {}: {e}", dir.display()))?;
+                let path = dir.join(format!("incident-{id}.md"));
+                guardian_rollback::atomic_file::write_atomically(&path, pm.markdown().as_bytes())?;
+                Ok(path)
+            });
+            let what = match written {
+                Ok(path) => format!("resolved; post-mortem written to {}", path.display()),
+                Err(error) => format!(
+                    "resolved; the post-mortem could not be written ({error:#}): run guardian \
+                     incidents report {id} --out FILE"
+                ),
+            };
+            report(&desk, id, json, &what)
         }
         IncidentsCommand::Cancel { id, reason, json } => {
             ensure!(!reason.trim().is_empty(), "--reason must say why");
@@ -140,20 +191,20 @@ pub(crate) async fn incidents(args: IncidentsArgs) -> Result<()> {
 fn report(desk: &Desk, id: i64, json: bool, what: &str) -> Result<()> {
     let view = desk.incident(id)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        println!("incident #{id} {what}: now {}", view.summary.state);
+        outln!("incident #{id} {what}: now {}", view.summary.state);
     }
     Ok(())
 }
 
 fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(list)?);
+        outln!("{}", serde_json::to_string_pretty(list)?);
         return Ok(());
     }
     if list.is_empty() {
-        println!("no incidents");
+        outln!("no incidents");
     }
     for i in list {
         let pending = match i.pending {
@@ -162,7 +213,7 @@ fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
             }
             None => String::new(),
         };
-        println!(
+        outln!(
             "#{:<4} {:<10} {:<8} {:<16} opened {}{}  findings {}{}",
             i.id,
             i.state.as_str(),
@@ -179,21 +230,21 @@ fn print_list(list: &[IncidentSummary], json: bool) -> Result<()> {
 
 fn print_view(view: &IncidentView, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(view)?);
+        outln!("{}", serde_json::to_string_pretty(view)?);
         return Ok(());
     }
     let s = &view.summary;
-    println!("incident    #{} ({})", s.id, s.key);
-    println!("contract    {} ({})", s.contract, s.address);
-    println!("state       {}", s.state);
-    println!("severity    {}", s.severity);
-    println!("opened      {}", s.opened);
+    outln!("incident    #{} ({})", s.id, s.key);
+    outln!("contract    {} ({})", s.contract, s.address);
+    outln!("state       {}", s.state);
+    outln!("severity    {}", s.severity);
+    outln!("opened      {}", s.opened);
     if let Some(deadline) = &s.deadline {
-        println!("deadline    {deadline}{}", if s.overdue { "  (OVERDUE)" } else { "" });
+        outln!("deadline    {deadline}{}", if s.overdue { "  (OVERDUE)" } else { "" });
     }
-    println!("rollback    {}", s.rollback);
+    outln!("rollback    {}", s.rollback);
     if let Some(execution) = &view.incident.execution {
-        println!(
+        outln!(
             "executed    tx {} (block {}) by {} {}",
             execution.tx,
             execution.block,
@@ -202,11 +253,11 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
         );
     }
     if let Some(note) = &view.incident.note {
-        println!("note        {note}");
+        outln!("note        {note}");
     }
-    println!("findings");
+    outln!("findings");
     for f in &view.findings {
-        println!(
+        outln!(
             "  #{:<4} {:<8} {:<10} {} occurrence(s): {}",
             f.finding.id,
             f.finding.finding.severity.as_str(),
@@ -215,16 +266,16 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
             f.text
         );
     }
-    println!("proposals");
+    outln!("proposals");
     if view.proposals.is_empty() {
-        println!("  none");
+        outln!("  none");
     }
     for p in &view.proposals {
         let approvals = match (p.approvals, p.threshold) {
             (Some(a), Some(t)) => format!("approvals {a}/{t}"),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "  {} {:<9} nonce {} {approvals}{}",
             p.proposal.safe_tx_hash,
             p.proposal.status.as_str(),
@@ -232,20 +283,20 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
             p.proposal.withdrawn_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
         );
         if let Some(command) = &p.approve_command {
-            println!("      owners approve with: {command}");
+            outln!("      owners approve with: {command}");
         }
     }
-    println!("timeline");
+    outln!("timeline");
     for e in &view.timeline {
         let block = e.block.map(|b| format!("block {b}")).unwrap_or_default();
-        println!("  {} {:<11} {:<18} {:<11} {}", e.at, block, e.kind, e.state.as_str(), e.detail);
+        outln!("  {} {:<11} {:<18} {:<11} {}", e.at, block, e.kind, e.state.as_str(), e.detail);
     }
-    println!("notifications");
+    outln!("notifications");
     if view.notifications.is_empty() {
-        println!("  none");
+        outln!("  none");
     }
     for n in &view.notifications {
-        println!(
+        outln!(
             "  {:<8} {}{}",
             n.status,
             n.key,
@@ -264,9 +315,9 @@ fn print_view(view: &IncidentView, json: bool) -> Result<()> {
         }
     }
     if !view.jobs.is_empty() {
-        println!("jobs");
+        outln!("jobs");
         for j in &view.jobs {
-            println!(
+            outln!(
                 "  {:<8} {:<8} {}{}",
                 j.status,
                 j.kind,
@@ -289,6 +340,8 @@ pub(crate) struct FindingsArgs {
     /// Read from the daemon's HTTP API instead of the local database.
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
+    #[command(flatten)]
+    token: ApiTokenArg,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -317,20 +370,20 @@ pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
             if let Some(contract) = &contract {
                 path.push_str(&format!("&contract={contract}"));
             }
-            ApiClient::new(api)?.get(&path).await?
+            ApiClient::new(api, &args.token)?.get(&path).await?
         }
         None => Desk::local(&args.config.load_offline()?)?.findings(open, contract.as_deref())?,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if list.is_empty() {
-        println!("no findings");
+        outln!("no findings");
     }
     for f in list {
         let s = &f.finding;
-        println!(
+        outln!(
             "#{:<4} {:<9} {:<8} {:<16} {:<20} incident {:<5} {} occurrence(s): {}",
             s.id,
             s.status.as_str(),
@@ -341,6 +394,40 @@ pub(crate) async fn findings(args: FindingsArgs) -> Result<()> {
             s.occurrences,
             f.text
         );
+    }
+    Ok(())
+}
+
+/// The post-mortem of incident `id` from this host's audit log.
+fn postmortem(
+    config: &guardian_config::Config,
+    id: i64,
+) -> Result<guardian_core::postmortem::PostMortem> {
+    let store = guardian_store::Store::open_existing(&config.storage.path)?;
+    let entries = store
+        .audit_rows()?
+        .into_iter()
+        .map(|r| r.sealed.entry().map_err(|e| eyre::eyre!("a stored audit entry: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(guardian_core::postmortem::PostMortem::build(&entries, id, &config.response)?)
+}
+
+fn write_report(
+    pm: &guardian_core::postmortem::PostMortem,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    let text = match format {
+        "json" => serde_json::to_string_pretty(pm)? + "\n",
+        "html" => pm.html(),
+        _ => pm.markdown(),
+    };
+    match out {
+        Some(path) => {
+            guardian_rollback::atomic_file::write_atomically(path, text.as_bytes())?;
+            outln!("post-mortem of incident #{} written to {}", pm.incident, path.display());
+        }
+        None => out!("{text}"),
     }
     Ok(())
 }

@@ -21,11 +21,46 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Install the global subscriber: `verbose` 0 logs info and above, 1 debug, 2 or more trace;
-/// `RUST_LOG` overrides the whole filter. Records of crates that use `log` are logged too.
+/// Install the global subscriber: `verbose` 0 logs info and above, 1 guardian's debug lines,
+/// 2 guardian's trace and its dependencies' debug lines, 3 or more everything; `RUST_LOG`
+/// overrides the whole filter. Every line goes through [`Scrubbed`] first.
 pub(crate) fn init(verbose: u8, format: LogFormat) {
     let colour = colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"));
-    subscriber(format, filter(verbose), colour, std::io::stderr).init();
+    subscriber(format, filter(verbose), colour, Scrubbed(std::io::stderr)).init();
+}
+
+/// A log writer that takes every known secret out of what it writes
+/// ([`guardian_config::scrub_secrets`]): endpoint URLs with their passwords and keys, bearer
+/// tokens, the webhook URL. guardian itself logs endpoints as `scheme://host:port` only, but its
+/// dependencies do not know what is secret (alloy's HTTP transport puts the whole URL in a
+/// debug span, reqwest errors quote it), so no verbosity, and no `RUST_LOG`, can print one.
+struct Scrubbed<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Scrubbed<M> {
+    type Writer = ScrubbedWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbedWriter(self.0.make_writer())
+    }
+}
+
+/// One [`Scrubbed`] write: the formatter hands over a whole line at once.
+struct ScrubbedWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for ScrubbedWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.0.write_all(guardian_config::scrub_secrets(text).as_bytes())?,
+            Err(_) => self.0.write_all(
+                guardian_config::scrub_secrets(&String::from_utf8_lossy(bytes)).as_bytes(),
+            )?,
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// The subscriber `init` installs, writing to `writer` (stderr, or a buffer in tests).
@@ -53,16 +88,19 @@ where
 }
 
 fn filter(verbose: u8) -> EnvFilter {
-    let level = match verbose {
+    // `guardian` is a prefix of every guardian crate's target (guardian_daemon, guardian_rpc, …).
+    // -v is guardian's own debug lines, not the HTTP and WebSocket libraries' (a line per
+    // request each).
+    let levels = match verbose {
         0 => "info",
-        1 => "debug",
+        1 => "info,guardian=debug",
+        2 => "debug,guardian=trace",
         _ => "trace",
     };
-    // alloy's block poller logs each failed poll at ERROR with the endpoint's full URL (which may
-    // hold an API key) and nothing an operator can act on: guardian reports RPC failures itself,
-    // with the URL redacted. RUST_LOG overrides this.
+    // alloy's block poller logs each failed poll at ERROR with nothing an operator can act on:
+    // guardian reports RPC failures itself. RUST_LOG overrides this.
     EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},alloy_rpc_client::poller=off")))
+        .unwrap_or_else(|_| EnvFilter::new(format!("{levels},alloy_rpc_client::poller=off")))
 }
 
 /// Colour codes only for a person at a terminal: a file, a pipe or journald gets plain text, and
@@ -113,7 +151,8 @@ mod tests {
     fn log_in_spans(format: LogFormat, colour: bool) -> Vec<String> {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = subscriber(format, EnvFilter::new("info"), colour, move || writer.clone());
+        let subscriber =
+            subscriber(format, EnvFilter::new("info"), colour, Scrubbed(move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let incident = tracing::info_span!("incident", contract = "vault", incident = 7);
             let _incident = incident.enter();

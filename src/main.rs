@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use guardian_core::proposal::ProposalKind;
 
+#[macro_use]
+mod output;
+#[macro_use]
+mod exit;
+
+mod audit_cmd;
 mod build_info;
 mod config_cmd;
 mod docs_cmd;
@@ -19,6 +25,15 @@ mod rollback_cmd;
 mod run_cmd;
 mod status_cmd;
 
+/// The exit statuses, as `--help` ends.
+const EXIT_STATUS: &str = "Exit status:
+  0  done
+  1  failed: I/O, the chain, the database, a config that does not load
+  2  usage: the command line is wrong
+  3  refused by a safety check: a proposal that is not pending or does not recompute, a
+     signature or key the Safe would not accept, a rollback target that does not verify, a
+     backup that is corrupted or unknown to the ledger, a confirmation answered no";
+
 /// Rollback-and-pause guardian for chain 138 (Defi Oracle Meta).
 ///
 /// guardian watches the contracts you name, pauses them through the operators' Safe multisig
@@ -29,10 +44,12 @@ mod status_cmd;
     name = "guardian",
     version = build_info::VERSION_LINE.as_str(),
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = EXIT_STATUS
 )]
 struct Cli {
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides this.
+    /// More log output: -v guardian's debug lines, -vv its trace and its libraries' debug
+    /// lines, -vvv everything. RUST_LOG overrides this. Secrets never appear at any level.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -92,12 +109,13 @@ enum Command {
     /// smart-accounts-config_20260126T101500Z.json; a second one in the same second gets -1),
     /// each with a sha256sum sidecar.
     Backup(rollback_cmd::BackupArgs),
-    /// Pause proposals through the Safe: `proposals list`, `proposals show <hash>`.
     /// Incidents: one per watched contract at a time, from the first finding (or an operator's
     /// pause) to resolution: `incidents list|show|resolve|cancel|reopen`.
     Incidents(incidents_cmd::IncidentsArgs),
     /// Findings, with their incident and occurrences: `findings list [--open] [--contract X]`.
     Findings(incidents_cmd::FindingsArgs),
+    /// Pause and unpause proposals through the Safe: `proposals list`, `proposals show <hash>`
+    /// (locally, or from the daemon with --api).
     Proposals(multisig_cmd::ProposalsArgs),
     /// Approve a proposal as a Safe owner: shows what is signed, asks, then signs (EIP-712) or
     /// calls approveHash on chain (--onchain); with --api, through the daemon's HTTP API.
@@ -113,6 +131,10 @@ enum Command {
     /// transaction at the full threshold.
     Module(module_cmd::ModuleArgs),
 
+    /// The hash-chained audit log: `audit verify` (both copies, and with --onchain the published
+    /// heads), `audit show`, `audit export --incident N` for an auditor, `audit deploy-anchor`.
+    Audit(audit_cmd::AuditArgs),
+
     /// Print a shell completion script: `guardian completions bash >
     /// /usr/share/bash-completion/completions/guardian`.
     Completions(docs_cmd::CompletionsArgs),
@@ -123,7 +145,7 @@ enum Command {
 
 fn main() -> ExitCode {
     // Before any command builds an HTTP or WebSocket client.
-    guardian_chain::tls::install_crypto_provider();
+    guardian_rpc::tls::install_crypto_provider();
     match run() {
         Ok(code) => code,
         Err(error) => {
@@ -135,7 +157,7 @@ fn main() -> ExitCode {
                     eprintln!("  caused by: {cause}");
                 }
             }
-            ExitCode::FAILURE
+            exit::status(&error)
         }
     }
 }
@@ -160,6 +182,10 @@ fn run() -> eyre::Result<ExitCode> {
         Command::Unpause(args) => block_on(multisig_cmd::propose(args, ProposalKind::Unpause)),
         Command::Safe(args) => block_on(multisig_cmd::safe(args)),
         Command::Module(args) => block_on(module_cmd::module(args)),
+        Command::Audit(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(audit_cmd::audit(args)),
         Command::Completions(args) => {
             docs_cmd::completions(args, Cli::command()).map(|()| ExitCode::SUCCESS)
         }
@@ -172,4 +198,97 @@ fn block_on(command: impl Future<Output = eyre::Result<()>>) -> eyre::Result<Exi
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(command)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command that reads guardian's config takes it as `--config`, described as
+    /// guardian.toml; the global flags and `--config` are accepted after the subcommand.
+    #[test]
+    fn config_and_global_flags_work_after_every_subcommand() {
+        let hash = format!("0x{}", "11".repeat(32));
+        let cases: &[&[&str]] = &[
+            &["run"],
+            &["config", "check"],
+            &["versions", "vault"],
+            &[
+                "versions",
+                "add",
+                "vault",
+                "--label",
+                "v3",
+                "--address",
+                "0x0000000000000000000000000000000000000001",
+                "--block",
+                "1",
+            ],
+            &["rollback", "vault"],
+            &["backup", "create"],
+            &["backup", "list"],
+            &["backup", "show", "20260126T101500Z"],
+            &["backup", "verify"],
+            &["backup", "prune", "--keep", "3"],
+            &["backup", "restore", "20260126T101500Z"],
+            &["backup", "incidents"],
+            &["incidents", "list"],
+            &["incidents", "show", "1"],
+            &["incidents", "resolve", "1", "--note", "x"],
+            &["incidents", "cancel", "1", "--reason", "x"],
+            &["incidents", "reopen", "1", "--note", "x"],
+            &["findings", "list"],
+            &["proposals", "list"],
+            &["proposals", "show", &hash],
+            &["approve", &hash, "--private-key-env", "K"],
+            &["pause", "vault", "--reason", "x"],
+            &["unpause", "vault", "--reason", "x"],
+            &["safe", "info"],
+            &["rehearse", "--fork-url", "http://127.0.0.1:1"],
+        ];
+        for case in cases {
+            let mut argv = vec!["guardian"];
+            argv.extend_from_slice(case);
+            argv.extend_from_slice(&[
+                "--config",
+                "/etc/guardian/guardian.toml",
+                "-v",
+                "--log-format",
+                "json",
+            ]);
+            let cli =
+                Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{}: {e}", case.join(" ")));
+            assert_eq!((cli.verbose, cli.log_format), (1, logging::LogFormat::Json), "{case:?}");
+            let debug = format!("{:?}", cli.command);
+            assert!(
+                debug.contains("/etc/guardian/guardian.toml"),
+                "{case:?} keeps --config: {debug}"
+            );
+        }
+
+        // And every leaf command with a --config describes it as guardian.toml.
+        fn leaves(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+            if command.get_subcommands().next().is_none() {
+                out.push((path.clone(), command.clone()));
+            }
+            for sub in command.get_subcommands() {
+                leaves(sub, format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut all = Vec::new();
+        let mut root = Cli::command();
+        root.build();
+        leaves(&root, "guardian".into(), &mut all);
+        let without = ["guardian completions", "guardian man", "guardian safe deploy"];
+        for (path, command) in all.into_iter().filter(|(p, _)| !p.split(' ').any(|w| w == "help")) {
+            let config = command.get_arguments().find(|a| a.get_long() == Some("config"));
+            match config {
+                Some(arg) => {
+                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                    assert!(help.contains("guardian.toml"), "{path}: --config says {help:?}");
+                }
+                None => assert!(without.contains(&path.as_str()), "{path} has no --config"),
+            }
+        }
+    }
 }

@@ -19,14 +19,14 @@ use guardian_chain::{
     safe::{SafeClient, SafeSingletons, owner_signature},
 };
 use guardian_config::Config;
-use guardian_core::proposal::ProposalKind;
-use guardian_multisig::{Multisig, Proposal, ProposalDetail, Proposed, Submitted};
-use guardian_operator::{Desk, ProposalView};
+use guardian_core::proposal::{ProposalKind, SignedDomain};
+use guardian_multisig::{Multisig, Proposal, Proposed, Submitted};
+use guardian_operator::{Desk, ProposalDetailView, ProposalView};
 
 /// Where the config is.
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
-    /// The config file.
+    /// guardian's config file (guardian.toml; config/guardian.toml is the commented template).
     #[arg(long, global = true, env = "GUARDIAN_CONFIG", default_value = "config/guardian.toml")]
     config: PathBuf,
 }
@@ -54,13 +54,13 @@ const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
 /// like the daemon and refusing an endpoint that serves another chain.
-fn reader(config: &Config) -> Result<DynProvider> {
-    Ok(guardian_daemon::daemon::rpc_pool(config)?.failover_provider(POLL))
+pub(crate) fn reader(config: &Config) -> Result<DynProvider> {
+    Ok(guardian_operator::rpc_pool(config)?.failover_provider(POLL))
 }
 
 /// [`reader`], signing with `key`.
 pub(crate) fn wallet(config: &Config, key: PrivateKeySigner) -> Result<DynProvider> {
-    let client = guardian_daemon::daemon::rpc_pool(config)?.failover_client(POLL);
+    let client = guardian_operator::rpc_pool(config)?.failover_client(POLL);
     Ok(alloy::providers::ProviderBuilder::new()
         .wallet(alloy::network::EthereumWallet::from(key))
         .connect_client(client)
@@ -80,6 +80,8 @@ pub(crate) struct ProposalsArgs {
     /// the local database; no config file is needed then.
     #[arg(long, global = true, env = "GUARDIAN_API")]
     api: Option<Url>,
+    #[command(flatten)]
+    token: ApiTokenArg,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -111,9 +113,9 @@ enum Source {
 }
 
 impl Source {
-    fn open(api: Option<Url>, config: &ConfigArg) -> Result<Self> {
+    fn open(api: Option<Url>, token: &ApiTokenArg, config: &ConfigArg) -> Result<Self> {
         match api {
-            Some(url) => Ok(Self::Api(ApiClient::new(url)?)),
+            Some(url) => Ok(Self::Api(ApiClient::new(url, token)?)),
             None => Ok(Self::Local(Box::new(Desk::local(&config.load_offline()?)?))),
         }
     }
@@ -125,7 +127,7 @@ impl Source {
         }
     }
 
-    async fn detail(&self, hash: B256) -> Result<ProposalDetail> {
+    async fn detail(&self, hash: B256) -> Result<ProposalDetailView> {
         match self {
             Self::Api(api) => api.detail(hash).await,
             Self::Local(desk) => desk.proposal(hash),
@@ -134,16 +136,16 @@ impl Source {
 }
 
 pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
-    let source = Source::open(args.api, &args.config)?;
+    let source = Source::open(args.api, &args.token, &args.config)?;
     match args.command {
         ProposalsCommand::List { json } => {
             let list = source.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
             if list.is_empty() {
-                println!("no proposals");
+                outln!("no proposals");
             }
             for view in list {
                 let p = &view.proposal;
@@ -151,7 +153,7 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
                     (Some(a), Some(t)) => format!("{a}/{t}"),
                     _ => "-".to_owned(),
                 };
-                println!(
+                outln!(
                     "{}  {:<9} {:<7} {:<16} nonce {:<4} approvals {:<5} {}",
                     p.safe_tx_hash,
                     p.status.as_str(),
@@ -166,7 +168,7 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
         ProposalsCommand::Show { hash, json } => {
             let detail = source.detail(hash).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
+                outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
                 print_detail(&detail);
             }
@@ -177,6 +179,34 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
 
 // ----------------------------------------------------------------------------------------------
 // the daemon's HTTP API
+
+/// The token the daemon's HTTP API wants for writes (`[api] token_env` on its side).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiTokenArg {
+    /// With --api: the environment variable holding the API token, sent as `Authorization:
+    /// Bearer …` (default: $GUARDIAN_API_TOKEN when set). Needed when the daemon's [api]
+    /// token_env is set, for approve; reads need none.
+    #[arg(long, global = true, value_name = "VAR")]
+    api_token_env: Option<String>,
+}
+
+impl ApiTokenArg {
+    /// The token, when one is given: the variable --api-token-env names (which must be set), or
+    /// $GUARDIAN_API_TOKEN.
+    fn token(&self) -> Result<Option<String>> {
+        let value = match &self.api_token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                eyre!("${var} (named by --api-token-env) is not set: it must hold the API token")
+            })?),
+            None => std::env::var("GUARDIAN_API_TOKEN").ok(),
+        };
+        let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(token) = &value {
+            guardian_config::remember_secret(token);
+        }
+        Ok(value)
+    }
+}
 
 /// A client of the daemon's HTTP API (`guardian_operator::api`). What it returns is only ever
 /// displayed or checked: `approve` recomputes the hash it signs from the proposal's fields.
@@ -192,13 +222,21 @@ struct ApiError {
 }
 
 impl ApiClient {
-    pub(crate) fn new(base: Url) -> Result<Self> {
+    pub(crate) fn new(base: Url, token: &ApiTokenArg) -> Result<Self> {
         ensure!(
             matches!(base.scheme(), "http" | "https"),
             "--api {base}: expected an http:// or https:// URL"
         );
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token.token()? {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| eyre!("the API token is not a valid HTTP header value"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .wrap_err("building the HTTP client")?;
         Ok(Self { base: base.as_str().trim_end_matches('/').to_owned(), http })
@@ -221,6 +259,11 @@ impl ApiClient {
             let message = serde_json::from_slice::<ApiError>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_owned());
+            // 409 (no longer pending), 422 (signature refused), 403 (not allowed): the daemon's
+            // checks said no.
+            if matches!(status.as_u16(), 403 | 409 | 422) {
+                return Err(refused!("{what}: the daemon answered HTTP {status}: {message}"));
+            }
             bail!("{what}: the daemon answered HTTP {status}: {message}");
         }
         serde_json::from_slice(&body)
@@ -239,7 +282,7 @@ impl ApiClient {
         self.get("/proposals").await
     }
 
-    async fn detail(&self, hash: B256) -> Result<ProposalDetail> {
+    async fn detail(&self, hash: B256) -> Result<ProposalDetailView> {
         self.get(&format!("/proposals/{hash}")).await
     }
 
@@ -248,12 +291,15 @@ impl ApiClient {
         hash: B256,
         signer: Address,
         signature: &[u8],
+        domain: SignedDomain,
     ) -> Result<Submitted> {
         let url = self.url(&format!("/proposals/{hash}/signatures"));
         let what = format!("POST {url}");
+        // The domain signed goes along: a daemon on another chain names the mismatch.
         let body = serde_json::json!({
             "signer": signer,
             "signature": alloy::hex::encode_prefixed(signature),
+            "domain": domain,
         });
         let response = self
             .http
@@ -266,41 +312,79 @@ impl ApiClient {
     }
 }
 
-fn print_detail(d: &ProposalDetail) {
+fn print_detail(view: &ProposalDetailView) {
+    let d = &view.detail;
     let p = &d.proposal;
-    println!("safeTxHash  {}", p.safe_tx_hash);
-    println!("status      {}", p.status.as_str());
-    println!("action      {}() on {} ({})", p.kind.as_str(), p.contract, p.target);
-    println!("safe        {} on chain {}, nonce {}", p.safe, p.chain_id, p.nonce);
-    println!("calldata    {}", p.calldata);
-    println!("reason      {}", p.reason);
-    if let Some(id) = p.incident_id {
-        println!(
-            "incident    #{id}{}",
-            if p.then_rollback { " (configs roll back after the pause)" } else { "" }
-        );
+    outln!("safeTxHash  {}", p.safe_tx_hash);
+    outln!("status      {}", p.status.as_str());
+    outln!("action      {}() on {} ({})", p.kind.as_str(), p.contract, p.target);
+    outln!("safe        {} on chain {}, nonce {}", p.safe, p.chain_id, p.nonce);
+    outln!("calldata    {}", p.calldata);
+    outln!("reason      {}", p.reason);
+    match &view.incident {
+        Some(incident) => {
+            let findings: Vec<String> = incident
+                .findings
+                .iter()
+                .map(|(id, rule, severity)| format!("rule {rule} ({severity}, finding #{id})"))
+                .collect();
+            outln!(
+                "incident    #{} {}, {}{}{}",
+                incident.id,
+                incident.state,
+                incident.severity,
+                if findings.is_empty() {
+                    ": an operator's pause, no finding".to_owned()
+                } else {
+                    format!(": {}", findings.join(", "))
+                },
+                if p.then_rollback { " (configs roll back after the pause)" } else { "" }
+            );
+        }
+        None => {
+            if let Some(id) = p.incident_id {
+                outln!("incident    #{id}");
+            }
+        }
     }
     if let Some(reason) = &p.withdrawn_reason {
-        println!("WITHDRAWN   {reason}");
+        outln!("WITHDRAWN   {reason}");
     }
-    println!("simulation  {}", p.simulation);
+    // The simulation runs when the proposal is made: it is stored only if it succeeded.
+    outln!(
+        "simulation  {} (when proposed, {} UTC, at block {})",
+        p.simulation,
+        p.created_at,
+        p.created_block
+    );
     if let Some(h) = p.replaces {
-        println!("replaces    {h}");
+        outln!("replaces    {h}");
     }
     if let Some(h) = p.replaced_by {
-        println!("replaced by {h}");
+        outln!("replaced by {h}");
     }
     if let Some(tx) = p.executed_tx {
-        println!("executed    tx {tx} by {}", p.executed_by.as_deref().unwrap_or("?"));
+        outln!("executed    tx {tx} by {}", p.executed_by.as_deref().unwrap_or("?"));
     }
-    println!("signatures  {}", d.signatures.len());
+    match (view.approvals, view.threshold) {
+        (Some(approvals), Some(threshold)) => outln!(
+            "approvals   {approvals} of {threshold} (off-chain signatures and on-chain approveHash)"
+        ),
+        _ => outln!("approvals   not counted yet"),
+    }
+    outln!("signatures  {}", d.signatures.len());
     for s in &d.signatures {
-        println!("  {} at {}", s.owner, s.received_at);
+        outln!("  {} at {}", s.owner, s.received_at);
     }
-    println!("audit");
+    outln!("audit");
     for e in &d.events {
-        println!(
-            "  {}  {:<18} {:<44} {}",
+        let times = if e.count > 1 {
+            format!(" (x{}, last {})", e.count, e.last_at.as_deref().unwrap_or("?"))
+        } else {
+            String::new()
+        };
+        outln!(
+            "  {}  {:<18} {:<44} {}{times}",
             e.at,
             e.event,
             e.actor.as_deref().unwrap_or("-"),
@@ -319,7 +403,7 @@ pub(crate) struct KeyArgs {
     #[arg(long, conflicts_with = "private_key_env")]
     keystore: Option<PathBuf>,
     /// A file whose first line is the keystore password (else $GUARDIAN_KEYSTORE_PASSWORD,
-    /// else a prompt).
+    /// else a prompt, after the proposal is shown).
     #[arg(long, requires = "keystore")]
     password_file: Option<PathBuf>,
     /// The name of an environment variable holding the private key (hex).
@@ -328,6 +412,26 @@ pub(crate) struct KeyArgs {
 }
 
 impl KeyArgs {
+    /// The key's address without asking for anything: a keystore names it in its `address`
+    /// field (`cast wallet new` and geth write it), an environment key is read. `None` when a
+    /// keystore does not say.
+    fn address(&self) -> Result<Option<Address>> {
+        match (&self.keystore, &self.private_key_env) {
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path)
+                    .wrap_err_with(|| format!("reading keystore {}", path.display()))?;
+                let json: serde_json::Value = serde_json::from_str(&text)
+                    .wrap_err_with(|| format!("keystore {} is not JSON", path.display()))?;
+                Ok(json["address"].as_str().and_then(|a| {
+                    let a = a.trim_start_matches("0x");
+                    format!("0x{a}").parse::<Address>().ok()
+                }))
+            }
+            (None, Some(_)) => Ok(Some(self.load()?.address())),
+            _ => bail!("give the owner's key with --keystore FILE or --private-key-env VAR"),
+        }
+    }
+
     pub(crate) fn load(&self) -> Result<PrivateKeySigner> {
         match (&self.keystore, &self.private_key_env) {
             (Some(path), None) => {
@@ -373,6 +477,9 @@ pub(crate) struct ApproveArgs {
     /// signature.
     #[arg(long)]
     onchain: bool,
+    /// Print the outcome as JSON (needs --yes: nothing is asked, nothing else is printed).
+    #[arg(long, requires = "yes")]
+    json: bool,
     /// Fetch the proposal from the daemon's HTTP API (e.g. http://127.0.0.1:8787) and post the
     /// signature there, for owners who are not on the validator host. The hash is still
     /// recomputed here for the chain id and Safe of your own config (or --chain-id and --safe),
@@ -386,34 +493,145 @@ pub(crate) struct ApproveArgs {
     #[arg(long, requires = "api")]
     safe: Option<Address>,
     #[command(flatten)]
+    token: ApiTokenArg,
+    #[command(flatten)]
     key: KeyArgs,
     #[command(flatten)]
     config: ConfigArg,
 }
 
+/// What `approve --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct Approved {
+    safe_tx_hash: B256,
+    signer: Address,
+    /// `signature` or `approve_hash`.
+    how: &'static str,
+    /// False when the same signature was already recorded.
+    added: bool,
+    /// The approveHash transaction (on chain).
+    tx: Option<B256>,
+    /// Approvals counted afterwards, when known.
+    approvals: Option<u64>,
+    threshold: Option<u64>,
+}
+
+/// `approve`: every refusal comes before a question (the confirmation, or a keystore's
+/// password): a proposal that is not pending or does not hash to itself, a key that does not
+/// own the Safe. The password is asked after the proposal was shown.
 pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
     if let Some(api) = args.api.clone() {
         return approve_via_api(args, api).await;
     }
     let config = args.config.load()?;
-    let multisig = connect(&config).await?;
+    let multisig = std::sync::Arc::new(connect(&config).await?);
     // Recomputes the hash from the proposal's fields, bound to this chain and Safe: never sign a
-    // hash taken on trust from the database.
+    // hash taken on trust from the database. Refuses what no longer collects approvals.
     let detail = multisig.detail_to_approve(args.hash)?;
-    let key = args.key.load()?;
-    if !show_and_confirm(&detail, &key, args.onchain, args.yes)? {
-        bail!("not approved");
+    let view = Desk::over(multisig.clone()).detail_view(detail)?;
+    let view = ProposalDetailView {
+        approvals: Some(multisig.approvals(&view.detail.proposal).await?.len() as u64),
+        threshold: Some(multisig.safe().threshold().await?),
+        owners: Some(multisig.safe().owners().await?),
+        ..view
+    };
+    let key = key_after_showing(&args, &view)?;
+    if !confirm(&view, &key, &args)? {
+        return Err(refused!("not approved: nothing signed or sent"));
     }
     if args.onchain {
         let (receipt, approvals) = multisig
             .approve_onchain(args.hash, &wallet(&config, key.clone())?, key.address())
             .await?;
-        println!("approveHash mined in tx {}", receipt.transaction_hash);
-        println!("approvals: {approvals} of {}", multisig.safe().threshold().await?);
-        return Ok(());
+        let threshold = multisig.safe().threshold().await?;
+        return report(
+            args.json,
+            &Approved {
+                safe_tx_hash: args.hash,
+                signer: key.address(),
+                how: "approve_hash",
+                added: true,
+                tx: Some(receipt.transaction_hash),
+                approvals: Some(approvals as u64),
+                threshold: Some(threshold),
+            },
+        );
     }
     let submitted = multisig.approve_with_signature(args.hash, &key).await?;
-    print_submitted(&submitted);
+    report(args.json, &signed(args.hash, key.address(), &submitted))
+}
+
+/// Show the proposal, refuse a key that is not an owner (before its password is asked when
+/// the keystore names its address), then load the key.
+fn key_after_showing(args: &ApproveArgs, view: &ProposalDetailView) -> Result<PrivateKeySigner> {
+    let named = args.key.address()?;
+    if let Some(address) = named {
+        refuse_unless_owner(address, view)?;
+    }
+    if !args.json {
+        print_detail(view);
+    }
+    let key = args.key.load()?;
+    if let Some(address) = named {
+        ensure!(
+            key.address() == address,
+            "keystore {} says it holds {address} but decrypts to {}",
+            args.key.keystore.as_deref().unwrap_or(std::path::Path::new("?")).display(),
+            key.address()
+        );
+    }
+    refuse_unless_owner(key.address(), view)?;
+    Ok(key)
+}
+
+/// Refuse `signer` unless it owns the Safe (when the owners are known).
+fn refuse_unless_owner(signer: Address, view: &ProposalDetailView) -> Result<()> {
+    match &view.owners {
+        Some(owners) if !owners.contains(&signer) => Err(refused!(
+            "{signer} is not an owner of Safe {} (owners: {}): its approval would not count; \
+             refusing to sign",
+            view.detail.proposal.safe,
+            owners.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What an off-chain approval did.
+fn signed(hash: B256, signer: Address, submitted: &Submitted) -> Approved {
+    Approved {
+        safe_tx_hash: hash,
+        signer,
+        how: "signature",
+        added: submitted.added,
+        tx: None,
+        approvals: Some(submitted.approvals as u64),
+        threshold: Some(submitted.threshold),
+    }
+}
+
+fn report(json: bool, approved: &Approved) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(approved)?);
+        return Ok(());
+    }
+    let counted = match (approved.approvals, approved.threshold) {
+        (Some(a), Some(t)) => format!("approvals: {a} of {t}"),
+        _ => format!(
+            "the daemon counts it at its next check (guardian proposals show {} --api …)",
+            approved.safe_tx_hash
+        ),
+    };
+    match approved.tx {
+        Some(tx) => {
+            outln!("approveHash mined in tx {tx}");
+            outln!("{counted}");
+        }
+        None => outln!(
+            "signature {}; {counted}",
+            if approved.added { "recorded" } else { "was already recorded" }
+        ),
+    }
     Ok(())
 }
 
@@ -421,6 +639,8 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
 /// id and Safe come from the operator's own config (or `--chain-id`/`--safe`), the hash is
 /// recomputed from the proposal's `to`, calldata and nonce, and with a config the contract name
 /// and action shown must match the configured contract's address and pause/unpause calldata.
+/// The owners the daemon lists only serve to refuse early: the daemon verifies the signature
+/// against the chain's owners before it stores it.
 async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
     // The operator's config, when the file exists; flags override its chain id and Safe.
     let config = if args.config.config.exists() { Some(args.config.load()?) } else { None };
@@ -433,19 +653,28 @@ async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
         .or(config.as_ref().and_then(|c| c.safe.as_ref()).map(|s| s.address))
         .ok_or_else(|| eyre!("give --safe (or a config file with [safe] address): the Safe to sign for is never taken from the daemon"))?;
 
-    let client = ApiClient::new(api)?;
-    let detail = client.detail(args.hash).await?;
-    let p = &detail.proposal;
+    let client = ApiClient::new(api, &args.token)?;
+    let view = client.detail(args.hash).await?;
+    let p = &view.detail.proposal;
     check_hash(p, args.hash, chain_id, safe)?;
+    if p.status != guardian_multisig::ProposalStatus::Pending {
+        return Err(refused!(
+            "refusing to approve: proposal {} is {}{}",
+            args.hash,
+            p.status.as_str(),
+            p.withdrawn_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        ));
+    }
     match &config {
         Some(config) => check_labels(config, p)?,
-        None => println!(
+        None if !args.json => outln!(
             "note: no config file, so the contract name and action below are the daemon's labels: check the target address and calldata yourself"
         ),
+        None => {}
     }
-    let key = args.key.load()?;
-    if !show_and_confirm(&detail, &key, args.onchain, args.yes)? {
-        bail!("not approved");
+    let key = key_after_showing(&args, &view)?;
+    if !confirm(&view, &key, &args)? {
+        return Err(refused!("not approved: nothing signed or sent"));
     }
     if args.onchain {
         let config = config.ok_or_else(|| {
@@ -453,32 +682,40 @@ async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
         })?;
         let provider = wallet(&config, key.clone())?;
         let onchain = SafeClient::connect(provider.clone(), safe).await?;
-        ensure!(
-            onchain.chain_id() == chain_id && onchain.tx_hash(&p.safe_tx()) == args.hash,
-            "the RPC serves chain {}, not {chain_id}: refusing to send approveHash",
-            onchain.chain_id()
-        );
+        if onchain.chain_id() != chain_id || onchain.tx_hash(&p.safe_tx()) != args.hash {
+            return Err(refused!(
+                "the RPC serves chain {}, not {chain_id}: refusing to send approveHash",
+                onchain.chain_id()
+            ));
+        }
         let receipt = onchain.approve_hash_onchain(&provider, key.address(), args.hash).await?;
-        println!("approveHash mined in tx {}", receipt.transaction_hash);
-        println!(
-            "the daemon counts it at its next check (guardian proposals show {} --api …)",
-            args.hash
+        return report(
+            args.json,
+            &Approved {
+                safe_tx_hash: args.hash,
+                signer: key.address(),
+                how: "approve_hash",
+                added: true,
+                tx: Some(receipt.transaction_hash),
+                approvals: None,
+                threshold: None,
+            },
         );
-        return Ok(());
     }
     let signature = owner_signature(&key, args.hash)?;
-    let submitted = client.post_signature(args.hash, key.address(), &signature).await?;
-    print_submitted(&submitted);
-    Ok(())
+    let domain = SignedDomain { chain_id, safe };
+    let submitted = client.post_signature(args.hash, key.address(), &signature, domain).await?;
+    report(args.json, &signed(args.hash, key.address(), &submitted))
 }
 
 /// Refuse unless `p` hashes to `hash` for `chain_id` and `safe`, and says so itself.
 fn check_hash(p: &Proposal, hash: B256, chain_id: u64, safe: Address) -> Result<()> {
     let recomputed = p.safe_tx().safe_tx_hash(chain_id, safe);
-    ensure!(
-        recomputed == hash && p.safe_tx_hash == hash && p.chain_id == chain_id && p.safe == safe,
-        "proposal {hash} does not hash to itself for chain {chain_id} and Safe {safe} (got {recomputed}): refusing to sign"
-    );
+    if !(recomputed == hash && p.safe_tx_hash == hash && p.chain_id == chain_id && p.safe == safe) {
+        return Err(refused!(
+            "proposal {hash} does not hash to itself for chain {chain_id} and Safe {safe} (got {recomputed}): refusing to sign"
+        ));
+    }
     Ok(())
 }
 
@@ -491,7 +728,7 @@ fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
     }
     let targets = guardian_operator::targets(config)?;
     let target = targets.iter().find(|t| t.address == p.target).ok_or_else(|| {
-        eyre!(
+        refused!(
             "proposal {} calls {}, which {} does not declare under [[contracts]]: refusing to sign",
             p.safe_tx_hash,
             p.target,
@@ -502,17 +739,18 @@ fn check_labels(config: &Config, p: &Proposal) -> Result<()> {
         ProposalKind::Pause => &target.pause,
         _ => &target.unpause,
     };
-    ensure!(
-        target.name == p.contract && &p.calldata == expected,
-        "proposal {} is labelled {}() on {:?} but calls {} with {}; your config has {:?} there with {}() = {expected}: refusing to sign",
-        p.safe_tx_hash,
-        p.kind.as_str(),
-        p.contract,
-        p.target,
-        p.calldata,
-        target.name,
-        p.kind.as_str()
-    );
+    if !(target.name == p.contract && &p.calldata == expected) {
+        return Err(refused!(
+            "proposal {} is labelled {}() on {:?} but calls {} with {}; your config has {:?} there with {}() = {expected}: refusing to sign",
+            p.safe_tx_hash,
+            p.kind.as_str(),
+            p.contract,
+            p.target,
+            p.calldata,
+            target.name,
+            p.kind.as_str()
+        ));
+    }
     Ok(())
 }
 
@@ -546,19 +784,21 @@ fn check_module_labels(config: &Config, p: &Proposal) -> Result<()> {
     Ok(())
 }
 
-/// Print the proposal and what the owner is about to do; true when they confirm (or `yes`).
-fn show_and_confirm(
-    detail: &ProposalDetail,
-    key: &PrivateKeySigner,
-    onchain: bool,
-    yes: bool,
-) -> Result<bool> {
-    let p = &detail.proposal;
-    print_detail(detail);
-    let how = if onchain { "approveHash on chain (a transaction)" } else { "EIP-712 signature" };
-    println!();
-    println!(
-        "You are about to approve, as {}, with an {how}:\n  {}() on {} ({}) through Safe {} on chain {}, Safe nonce {}\n  safeTxHash {}",
+/// Say what the owner is about to do and ask (unless `--yes`); true when they confirm.
+fn confirm(view: &ProposalDetailView, key: &PrivateKeySigner, args: &ApproveArgs) -> Result<bool> {
+    if args.json {
+        return Ok(true); // --json requires --yes
+    }
+    let p = &view.detail.proposal;
+    let how =
+        if args.onchain { "approveHash on chain (a transaction)" } else { "EIP-712 signature" };
+    let count = match (view.approvals, view.threshold) {
+        (Some(a), Some(t)) => format!("\n  approvals so far: {a} of {t}; yours makes {}", a + 1),
+        _ => String::new(),
+    };
+    outln!();
+    outln!(
+        "You are about to approve, as {}, with an {how}:\n  {}() on {} ({}) through Safe {} on chain {}, Safe nonce {}\n  safeTxHash {}{count}",
         key.address(),
         p.kind.as_str(),
         p.contract,
@@ -568,16 +808,7 @@ fn show_and_confirm(
         p.nonce,
         p.safe_tx_hash
     );
-    Ok(yes || crate::prompt::confirm("Approve?")?)
-}
-
-fn print_submitted(submitted: &Submitted) {
-    println!(
-        "signature {}; approvals: {} of {}",
-        if submitted.added { "recorded" } else { "was already recorded" },
-        submitted.approvals,
-        submitted.threshold
-    );
+    Ok(args.yes || crate::prompt::confirm("Approve?")?)
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -606,10 +837,10 @@ pub(crate) async fn propose(args: PauseArgs, kind: ProposalKind) -> Result<()> {
         ProposalKind::Pause => {
             let outcome = desk.pause(&args.contract, &actor, &args.reason).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                outln!("{}", serde_json::to_string_pretty(&outcome)?);
                 return Ok(());
             }
-            println!(
+            outln!(
                 "incident #{}{}",
                 outcome.incident,
                 if outcome.opened {
@@ -619,23 +850,23 @@ pub(crate) async fn propose(args: PauseArgs, kind: ProposalKind) -> Result<()> {
                 }
             );
             if let Some(note) = &outcome.note {
-                println!("{note}");
+                outln!("{note}");
             }
             outcome.proposal.map(|v| v.proposal)
         }
         ProposalKind::Unpause => {
             let proposed = desk.unpause(&args.contract, &actor, &args.reason).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&proposed)?);
+                outln!("{}", serde_json::to_string_pretty(&proposed)?);
                 return Ok(());
             }
             match &proposed {
-                Proposed::New { .. } => println!("proposed unpause() on {}", args.contract),
+                Proposed::New { .. } => outln!("proposed unpause() on {}", args.contract),
                 Proposed::Existing { .. } => {
-                    println!("already proposed unpause() on {}", args.contract)
+                    outln!("already proposed unpause() on {}", args.contract)
                 }
                 Proposed::AlreadyInState { contract, state } => {
-                    println!("nothing to do: {contract} is {state}");
+                    outln!("nothing to do: {contract} is {state}");
                 }
             }
             proposed.proposal().cloned()
@@ -643,9 +874,9 @@ pub(crate) async fn propose(args: PauseArgs, kind: ProposalKind) -> Result<()> {
         other => bail!("{} is proposed with `guardian module`", other.as_str()),
     };
     if let Some(p) = proposal {
-        println!("{}() on {} at Safe nonce {}", p.kind.as_str(), p.contract, p.nonce);
-        println!("safeTxHash {}", p.safe_tx_hash);
-        println!("owners approve with: guardian approve {}", p.safe_tx_hash);
+        outln!("{}() on {} at Safe nonce {}", p.kind.as_str(), p.contract, p.nonce);
+        outln!("safeTxHash {}", p.safe_tx_hash);
+        outln!("owners approve with: guardian approve {}", p.safe_tx_hash);
     }
     Ok(())
 }
@@ -678,6 +909,9 @@ enum SafeCommand {
         /// Chain id the node must report (refuses anything else).
         #[arg(long, default_value_t = 138)]
         chain_id: u64,
+        /// Print the deployed addresses as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -693,26 +927,45 @@ enum SafeCommand {
 
 pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
     match args.command {
-        SafeCommand::Deploy { owners, threshold, rpc_url, salt_nonce, chain_id, key } => {
+        SafeCommand::Deploy { owners, threshold, rpc_url, salt_nonce, chain_id, json, key } => {
+            // The URL may carry a key: never in a log line.
+            guardian_config::remember_secret(rpc_url.as_str());
             let key = key.load()?;
             let provider = wallet_provider(rpc_url, key.clone());
             let node_chain = provider.get_chain_id().await.wrap_err("eth_chainId")?;
             ensure!(node_chain == chain_id, "the node serves chain {node_chain}, not {chain_id}");
             let toolchain = Toolchain::discover()?;
             let contracts = guardian_solidity::compile(&toolchain)?;
-            println!("deploying Safe 1.4.1 from {} on chain {chain_id}", key.address());
+            if !json {
+                outln!("deploying Safe 1.4.1 from {} on chain {chain_id}", key.address());
+            }
             let singletons = SafeSingletons::deploy(&provider, &contracts).await?;
             let address = singletons
                 .create_safe(&provider, &owners, threshold, U256::from(salt_nonce))
                 .await?;
             let safe = SafeClient::connect(provider, address).await?;
-            println!("singleton        {}", singletons.singleton);
-            println!("proxy factory    {}", singletons.proxy_factory);
-            println!("fallback handler {}", singletons.fallback_handler);
-            println!("safe             {address}");
-            println!("owners           {:?}", safe.owners().await?);
-            println!("threshold        {}", safe.threshold().await?);
-            println!("put it in guardian.toml:\n\n[safe]\naddress = \"{address}\"");
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "safe": address,
+                        "chain_id": chain_id,
+                        "singleton": singletons.singleton,
+                        "proxy_factory": singletons.proxy_factory,
+                        "fallback_handler": singletons.fallback_handler,
+                        "owners": safe.owners().await?,
+                        "threshold": safe.threshold().await?,
+                    }))?
+                );
+                return Ok(());
+            }
+            outln!("singleton        {}", singletons.singleton);
+            outln!("proxy factory    {}", singletons.proxy_factory);
+            outln!("fallback handler {}", singletons.fallback_handler);
+            outln!("safe             {address}");
+            outln!("owners           {:?}", safe.owners().await?);
+            outln!("threshold        {}", safe.threshold().await?);
+            outln!("put it in guardian.toml:\n\n[safe]\naddress = \"{address}\"");
         }
         SafeCommand::Info { config, json } => {
             let config = config.load()?;
@@ -727,19 +980,19 @@ pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
                 "nonce": safe.nonce().await?,
             });
             if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                outln!("{}", serde_json::to_string_pretty(&info)?);
             } else {
-                println!(
+                outln!(
                     "safe       {} (Safe {})",
                     safe.address(),
                     guardian_chain::safe::SAFE_VERSION
                 );
-                println!("chain id   {}", safe.chain_id());
-                println!("threshold  {} of {}", info["threshold"], safe.owners().await?.len());
+                outln!("chain id   {}", safe.chain_id());
+                outln!("threshold  {} of {}", info["threshold"], safe.owners().await?.len());
                 for owner in safe.owners().await? {
-                    println!("owner      {owner}");
+                    outln!("owner      {owner}");
                 }
-                println!("nonce      {}", info["nonce"]);
+                outln!("nonce      {}", info["nonce"]);
             }
         }
     }

@@ -9,7 +9,7 @@ use eyre::Result;
 /// Print `question` and read one line: true only for `yes`. End of input (a script without
 /// `--yes`) is a no.
 pub(crate) fn confirm(question: &str) -> Result<bool> {
-    print!("{question} Type 'yes' to continue: ");
+    out!("{question} Type 'yes' to continue: ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

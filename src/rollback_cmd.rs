@@ -24,8 +24,8 @@ use serde::Serialize;
 /// (`guardian backup restore STAMP --config FILE`).
 #[derive(Debug, Args)]
 pub(crate) struct Files {
-    /// guardian's config file; its [rollback] table names the managed configs (and, for
-    /// rollback and versions add, its [[rpc]] endpoints are used).
+    /// guardian's config file (guardian.toml); its [rollback] table names the managed configs
+    /// (and, for rollback and versions add, its [[rpc]] endpoints are used).
     #[arg(
         long,
         global = true,
@@ -72,18 +72,25 @@ const POLL: Duration = Duration::from_secs(1);
 /// A provider over every configured `[[rpc]]` endpoint (bearer tokens included), failing over
 /// like the daemon and refusing an endpoint whose chain id is not `[chain] id`.
 fn chain(files: &Files) -> Result<DynProvider> {
-    let config = guardian_config::Config::load(&files.config)?;
-    Ok(guardian_daemon::daemon::rpc_pool(&config)?.failover_provider(POLL))
+    // The chain's secrets only: the webhook's URL is the daemon's business.
+    let config =
+        guardian_config::Config::load_needing(&files.config, guardian_config::Secrets::Rpc)?;
+    Ok(guardian_operator::rpc_pool(&config)?.failover_provider(POLL))
 }
 
 /// Finish or undo what a killed guardian left half-done, and say so. Commands that write take
 /// the lock for it; read-only ones only when a journal is waiting.
-fn recover_first(settings: &RollbackSettings, ledger: &SqliteLedger, writes: bool) -> Result<()> {
+fn recover_first(
+    settings: &RollbackSettings,
+    ledger: &SqliteLedger,
+    writes: bool,
+    json: bool,
+) -> Result<()> {
     if !writes && !journal_pending(settings) {
         return Ok(());
     }
     let lock = WriteLock::acquire(&settings.lock_path())?;
-    print_recovery(recover_interrupted(&lock, settings, ledger)?.as_ref());
+    print_recovery(recover_interrupted(&lock, settings, ledger)?.as_ref(), json);
     Ok(())
 }
 
@@ -92,15 +99,24 @@ fn recover_locked(
     lock: &WriteLock,
     settings: &RollbackSettings,
     ledger: &SqliteLedger,
+    json: bool,
 ) -> Result<()> {
-    print_recovery(recover_interrupted(lock, settings, ledger)?.as_ref());
+    print_recovery(recover_interrupted(lock, settings, ledger)?.as_ref(), json);
     Ok(())
 }
 
-fn print_recovery(report: Option<&RecoveryReport>) {
+/// What recovery did, on stdout; with `--json` on stderr, so stdout stays one JSON document.
+fn print_recovery(report: Option<&RecoveryReport>, json: bool) {
     if let Some(report) = report {
         for line in report.to_string().lines() {
-            println!("{line}");
+            if json {
+                #[allow(clippy::print_stderr, reason = "stdout holds the JSON answer")]
+                {
+                    eprintln!("{line}");
+                }
+            } else {
+                outln!("{line}");
+            }
         }
     }
 }
@@ -150,6 +166,9 @@ struct AddArgs {
     /// keccak256 of its runtime code (default: read from the chain, over [[rpc]]).
     #[arg(long)]
     code_hash: Option<B256>,
+    /// Print what was recorded as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `guardian rollback`.
@@ -197,6 +216,9 @@ enum BackupCommand {
         /// run` has created it).
         #[arg(long)]
         new_ledger: bool,
+        /// Print the backup set as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List backups, oldest first.
     List {
@@ -214,6 +236,9 @@ enum BackupCommand {
         /// Only this managed config.
         #[arg(long, value_name = "NAME")]
         only: Option<String>,
+        /// Print the checks and the restore preview as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check every backup (or those of one timestamp) against its sha256 sidecar and the ledger.
     ///
@@ -241,6 +266,9 @@ enum BackupCommand {
         /// With --keep 0, delete without asking.
         #[arg(long)]
         yes: bool,
+        /// Print what was (or would be) deleted and kept as JSON (--keep 0 needs --yes then).
+        #[arg(long)]
+        json: bool,
     },
     /// Restore the configs backed up at a timestamp.
     ///
@@ -263,6 +291,9 @@ enum BackupCommand {
         /// Restore a backup the ledger has no record of (its sidecar must still match).
         #[arg(long)]
         force: bool,
+        /// Print the outcome as JSON (needs --yes or --dry-run: nothing is asked).
+        #[arg(long)]
+        json: bool,
     },
     /// List the open incidents (opened by each rollback) whose backups prune keeps, or close
     /// one.
@@ -270,11 +301,14 @@ enum BackupCommand {
         /// Close the incident with this id: prune may delete its backups again.
         #[arg(long, value_name = "ID")]
         close: Option<i64>,
+        /// Print the open incidents as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn print_json(value: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -288,12 +322,12 @@ pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
         );
     };
     let (settings, ledger) = args.files.open()?;
-    recover_first(&settings, &ledger, false)?;
+    recover_first(&settings, &ledger, false, args.json)?;
     let report = describe(&settings, &contract)?;
     if args.json {
         return print_json(&report);
     }
-    println!("{contract}: {} recorded version(s), newest first", report.versions.len());
+    outln!("{contract}: {} recorded version(s), newest first", report.versions.len());
     for row in &report.versions {
         let v = &row.version;
         let current = if row.pointed_at_by.is_empty() {
@@ -302,13 +336,10 @@ pub(crate) async fn versions(args: VersionsArgs) -> Result<()> {
             let keys: Vec<String> = row.pointed_at_by.iter().map(ToString::to_string).collect();
             format!("  <- {}", keys.join(", "))
         };
-        println!(
-            "  {:<12} {}  {:<16} code {}{current}",
-            v.label, v.address, v.deployed, v.code_hash
-        );
+        outln!("  {:<12} {}  {:<16} code {}{current}", v.label, v.address, v.deployed, v.code_hash);
     }
     for (key, value) in &report.unrecorded {
-        println!("  warning: {key} holds {value}, not a recorded version");
+        outln!("  warning: {key} holds {value}, not a recorded version");
     }
     Ok(())
 }
@@ -337,22 +368,41 @@ async fn versions_add(args: AddArgs, files: &Files) -> Result<()> {
     };
     let version = ContractVersion { label: args.label, address: args.address, deployed, code_hash };
     let lock = WriteLock::acquire(&settings.lock_path())?;
-    recover_locked(&lock, &settings, &ledger)?;
+    recover_locked(&lock, &settings, &ledger, args.json)?;
     let backup = record_deployment(&settings, &ledger, &lock, &args.contract, version.clone())?;
-    println!(
+    if args.json {
+        return print_json(&Recorded {
+            contract: &args.contract,
+            version: &version,
+            backup: backup.as_ref(),
+        });
+    }
+    outln!(
         "recorded {} {} at {} (code {})",
-        args.contract, version.label, version.address, version.code_hash
+        args.contract,
+        version.label,
+        version.address,
+        version.code_hash
     );
     if let Some(backup) = backup {
-        println!("previous history backed up as {}", backup.stamp);
+        outln!("previous history backed up as {}", backup.stamp);
     }
     Ok(())
+}
+
+/// What `versions add --json` prints.
+#[derive(Debug, Serialize)]
+struct Recorded<'a> {
+    contract: &'a str,
+    version: &'a ContractVersion,
+    /// The backup of the history taken first, when there was one.
+    backup: Option<&'a guardian_rollback::backup::BackupSet>,
 }
 
 pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     let (settings, ledger) = args.files.open()?;
     let provider = chain(&args.files)?;
-    recover_first(&settings, &ledger, !args.dry_run)?;
+    recover_first(&settings, &ledger, !args.dry_run, args.json)?;
     let to = VersionSelector::from_arg(args.to.as_deref());
     let rollback = Rollback::new(&settings, &ledger);
     if args.json && !args.dry_run && !args.yes {
@@ -368,43 +418,52 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
     };
     let plan = rollback.plan(&provider, &args.contract, &to).await?;
     if args.json {
-        return match &lock {
-            Some(lock) => print_json(&rollback.apply(lock, &plan)?),
-            None => print_json(&plan),
+        let Some(lock) = lock else { return print_json(&plan) };
+        let outcome = rollback.apply(&lock, &plan)?;
+        audit_rollback(&settings, &args.contract, &outcome)?;
+        drop(lock);
+        print_json(&outcome)?;
+        return match recover(&settings, &provider, &args.contract, &outcome).await? {
+            Some(checks) if !checks.passed() => Err(eyre::eyre!("recovery check failed: {checks}")),
+            _ => Ok(()),
         };
     }
     // The operator sees what will change before anything is written.
     let r = &plan.repoint;
-    println!(
+    outln!(
         "{}: {} ({}) -> {} ({})",
-        r.contract, r.from.label, r.from.address, r.to.label, r.to.address
+        r.contract,
+        r.from.label,
+        r.from.address,
+        r.to.label,
+        r.to.address
     );
-    println!(
+    outln!(
         "verified on chain {}: code hash {}{}",
         plan.target.chain_id,
         plan.target.code_hash,
         plan.target.health_call.as_deref().map(|c| format!(", {c} == true")).unwrap_or_default()
     );
     for change in &r.changes {
-        println!("  {}: {} -> {}", change.key, change.from, change.to);
+        outln!("  {}: {} -> {}", change.key, change.from, change.to);
     }
     for key in &r.unchanged {
-        println!("  {key}: already at {}", r.to.label);
+        outln!("  {key}: already at {}", r.to.label);
     }
-    print!("{}", plan.diff());
+    out!("{}", plan.diff());
     if args.dry_run {
-        println!("dry run: nothing written");
+        outln!("dry run: nothing written");
         return Ok(());
     }
     let (lock, plan) = match lock {
         Some(lock) => (lock, plan),
         None if plan.is_noop() => {
-            println!("nothing to change");
+            outln!("nothing to change");
             return Ok(());
         }
         None => {
             if !crate::prompt::confirm("Write this rollback (a backup is taken first)?")? {
-                bail!("not rolled back: nothing written");
+                return Err(refused!("not rolled back: nothing written"));
             }
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let again = rollback.plan(&provider, &args.contract, &to).await?;
@@ -416,16 +475,80 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
             (lock, again)
         }
     };
-    match rollback.apply(&lock, &plan)?.backup {
-        None => println!("nothing to change"),
-        Some(backup) => println!(
+    let outcome = rollback.apply(&lock, &plan)?;
+    audit_rollback(&settings, &args.contract, &outcome)?;
+    drop(lock);
+    match &outcome.backup {
+        None => outln!("nothing to change"),
+        Some(backup) => outln!(
             "rolled back; previous configs saved as {} (undo: guardian backup restore {}); \
              an incident is open, so prune keeps every backup from now on (guardian backup \
              incidents)",
-            backup.stamp, backup.stamp
+            backup.stamp,
+            backup.stamp
         ),
     }
-    Ok(())
+    match recover(&settings, &provider, &args.contract, &outcome).await? {
+        None => Ok(()),
+        Some(checks) => {
+            for check in &checks.checks {
+                let mark = if check.passed { "ok    " } else { "FAILED" };
+                outln!("recovery {mark} {}: {}", check.name, check.detail);
+            }
+            if checks.passed() {
+                outln!("recovery verified");
+                Ok(())
+            } else {
+                Err(eyre::eyre!("recovery check failed: {checks}"))
+            }
+        }
+    }
+}
+
+/// The audit record of a rollback that wrote files.
+fn audit_rollback(
+    settings: &guardian_rollback::RollbackSettings,
+    contract: &str,
+    outcome: &guardian_rollback::RollbackOutcome,
+) -> Result<()> {
+    if outcome.backup.is_none() {
+        return Ok(());
+    }
+    audit_change(
+        settings,
+        &format!("guardian rollback {contract}"),
+        guardian_core::audit::Record::Rollback {
+            incident: None,
+            plan: outcome.plan.summary(),
+            undo_stamp: outcome.backup.as_ref().map(|b| b.stamp.to_string()),
+            error: None,
+        },
+    )
+}
+
+/// After a rollback that wrote files: the `[rollback]` restart hooks and recovery checks, as
+/// the daemon runs them (`None`: nothing written, or nothing configured).
+async fn recover(
+    settings: &guardian_rollback::RollbackSettings,
+    provider: &DynProvider,
+    contract: &str,
+    outcome: &guardian_rollback::RollbackOutcome,
+) -> Result<Option<guardian_rollback::RecoveryChecks>> {
+    let Some(backup) = &outcome.backup else { return Ok(None) };
+    if settings.recovery.is_empty() {
+        return Ok(None);
+    }
+    let label = format!("rollback-{}", backup.stamp);
+    let target = guardian_rollback::RecoveryTarget {
+        contract,
+        address: outcome.plan.target.address,
+        health_call: outcome.plan.target.health_call.as_deref(),
+        restart: true,
+        from_block: provider.get_block_number().await?,
+        label: &label,
+        undo: Some(backup.stamp.to_string()),
+    };
+    Ok(Some(guardian_rollback::run_recovery(settings, provider, &target).await))
 }
 
 pub(crate) fn backup(args: BackupArgs) -> Result<()> {
@@ -437,37 +560,41 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
             | BackupCommand::Restore { dry_run: false, .. }
             | BackupCommand::Prune { dry_run: false, .. }
     );
-    recover_first(&settings, &ledger, writes)?;
+    let json = match &args.command {
+        BackupCommand::Create { json, .. }
+        | BackupCommand::List { json, .. }
+        | BackupCommand::Show { json, .. }
+        | BackupCommand::Verify { json, .. }
+        | BackupCommand::Prune { json, .. }
+        | BackupCommand::Restore { json, .. }
+        | BackupCommand::Incidents { json, .. } => *json,
+    };
+    recover_first(&settings, &ledger, writes, json)?;
     let backups = Backups::new(&settings, &ledger);
     match args.command {
-        BackupCommand::Create { only, reason, .. } => {
+        BackupCommand::Create { only, reason, json, .. } => {
             let files = if only.is_empty() {
                 default_backup_files(&settings)
             } else {
-                only.iter()
-                    .map(|name| {
-                        settings.backed_up_files().into_iter().find(|c| &c.name == name).ok_or_else(
-                            || {
-                                let known: Vec<String> = settings
-                                    .backed_up_files()
-                                    .into_iter()
-                                    .map(|c| c.name)
-                                    .collect();
-                                eyre::eyre!(
-                                    "no managed config named {name:?} (known: {})",
-                                    known.join(", ")
-                                )
-                            },
-                        )
-                    })
-                    .collect::<Result<_>>()?
+                only.iter().map(|name| managed_file(&settings, name)).collect::<Result<_>>()?
             };
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let set = backups.create(&lock, &files, &reason)?;
-            for file in &set.files {
-                println!("{}", file.path.display());
+            audit_change(
+                &settings,
+                &format!("guardian backup create ({reason})"),
+                guardian_core::audit::Record::BackupCreated {
+                    stamp: set.stamp.to_string(),
+                    configs: set.files.iter().map(|f| f.name.config.clone()).collect(),
+                },
+            )?;
+            if json {
+                return print_json(&set);
             }
-            println!("backup {} taken ({} file(s))", set.stamp, set.files.len());
+            for file in &set.files {
+                outln!("{}", file.path.display());
+            }
+            outln!("backup {} taken ({} file(s))", set.stamp, set.files.len());
         }
         BackupCommand::List { only, json } => {
             let list: Vec<_> = backups
@@ -479,33 +606,48 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 return print_json(&list);
             }
             for entry in &list {
-                println!(
+                outln!(
                     "{:<22} {:<28} {:>8} B  {}",
-                    entry.name.stamp, entry.name.config, entry.bytes, entry.file
+                    entry.name.stamp,
+                    entry.name.config,
+                    entry.bytes,
+                    entry.file
                 );
             }
             if list.is_empty() {
-                println!("no backups in {}", settings.backup_dir.display());
+                outln!("no backups in {}", settings.backup_dir.display());
             }
         }
-        BackupCommand::Show { timestamp, only } => {
-            for entry in backups.at_stamp(&timestamp, only.as_deref())? {
-                let check = backups.verify(&entry)?;
-                println!("{}  ({} B)", entry.path.display(), entry.bytes);
-                println!("  checksum: {}", verdict_line(&check.verdict));
+        BackupCommand::Show { timestamp, only, json } => {
+            let checks = backups
+                .at_stamp(&timestamp, only.as_deref())?
+                .iter()
+                .map(|entry| backups.verify(entry))
+                .collect::<Result<Vec<_>>>()?;
+            let preview = backups.preview_restore(&timestamp, only.as_deref());
+            if json {
+                return print_json(&serde_json::json!({
+                    "backups": checks,
+                    "restore": preview.as_ref().ok(),
+                    "restore_refused": preview.as_ref().err().map(|e| format!("{e:#}")),
+                }));
             }
-            match backups.preview_restore(&timestamp, only.as_deref()) {
+            for check in &checks {
+                outln!("{}  ({} B)", check.backup.path.display(), check.backup.bytes);
+                outln!("  checksum: {}", verdict_line(&check.verdict));
+            }
+            match preview {
                 Ok(outcome) => {
                     for file in outcome.files {
                         if file.diff.is_empty() {
-                            println!("{}: identical to the backup", file.path.display());
+                            outln!("{}: identical to the backup", file.path.display());
                         } else {
-                            println!("restoring would change {}:", file.path.display());
-                            print!("{}", file.diff);
+                            outln!("restoring would change {}:", file.path.display());
+                            out!("{}", file.diff);
                         }
                     }
                 }
-                Err(err) => println!("restore would be refused: {err:#}"),
+                Err(err) => outln!("restore would be refused: {err:#}"),
             }
         }
         BackupCommand::Verify { timestamp, json } => {
@@ -520,28 +662,43 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 print_json(&reports)?;
             } else {
                 for report in &reports {
-                    println!("{}: {}", report.backup.path.display(), verdict_line(&report.verdict));
+                    outln!("{}: {}", report.backup.path.display(), verdict_line(&report.verdict));
                 }
-                println!("{} backup(s) checked, {bad} bad", reports.len());
+                outln!("{} backup(s) checked, {bad} bad", reports.len());
             }
             ensure!(bad == 0, "{bad} backup(s) failed verification");
         }
-        BackupCommand::Prune { keep, dry_run, yes } => {
+        BackupCommand::Prune { keep, dry_run, yes, json } => {
             if keep == 0 && !dry_run && !yes {
-                println!(
+                if json {
+                    bail!("--json cannot ask before deleting every backup: add --yes");
+                }
+                outln!(
                     "--keep 0 deletes every backup set not protected by an open incident or \
                      keep_undo_for ({}).",
                     settings.keep_undo_for
                 );
                 if !crate::prompt::confirm("Delete them?")? {
-                    bail!("not pruned: nothing deleted");
+                    return Err(refused!("not pruned: nothing deleted"));
                 }
             }
             let lock = WriteLock::acquire(&settings.lock_path())?;
             let plan = backups.prune(&lock, keep, dry_run)?;
+            if !dry_run && !plan.delete.is_empty() {
+                audit_change(
+                    &settings,
+                    &format!("guardian backup prune --keep {keep}"),
+                    guardian_core::audit::Record::Pruned {
+                        stamps: plan.delete.iter().map(|n| n.file_name()).collect(),
+                    },
+                )?;
+            }
+            if json {
+                return print_json(&serde_json::json!({ "dry_run": dry_run, "plan": plan }));
+            }
             let verb = if dry_run { "would delete" } else { "deleted" };
             for name in &plan.delete {
-                println!("{verb} {}", name.file_name());
+                outln!("{verb} {}", name.file_name());
             }
             for (name, why) in &plan.keep {
                 let why = match why {
@@ -549,31 +706,37 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                     KeepReason::UndoBackup => "undo backup younger than keep_undo_for",
                     _ => continue,
                 };
-                println!("kept {} ({why})", name.file_name());
+                outln!("kept {} ({why})", name.file_name());
             }
-            println!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
+            outln!("{verb} {} backup(s), kept {}", plan.delete.len(), plan.keep.len());
         }
-        BackupCommand::Restore { timestamp, only, dry_run, yes, force } => {
+        BackupCommand::Restore { timestamp, only, dry_run, yes, force, json } => {
+            if json && !dry_run && !yes {
+                bail!("--json cannot ask before writing: add --yes, or --dry-run to see the diff");
+            }
             let show = |outcome: &guardian_rollback::RestoreOutcome| {
                 for file in &outcome.files {
-                    println!("{} <- {}", file.path.display(), file.from.display());
-                    print!("{}", file.diff);
+                    outln!("{} <- {}", file.path.display(), file.from.display());
+                    out!("{}", file.diff);
                 }
             };
-            if dry_run || !yes {
+            if dry_run {
+                let preview = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
+                if json {
+                    return print_json(&preview);
+                }
+                show(&preview);
+                outln!("dry run: nothing written");
+            } else if !yes {
                 let preview = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 show(&preview);
-                if dry_run {
-                    println!("dry run: nothing written");
-                    return Ok(());
-                }
                 if !crate::prompt::confirm(
                     "Restore these files (the current ones are backed up first)?",
                 )? {
-                    bail!("not restored: nothing written");
+                    return Err(refused!("not restored: nothing written"));
                 }
                 let lock = WriteLock::acquire(&settings.lock_path())?;
-                recover_locked(&lock, &settings, &ledger)?;
+                recover_locked(&lock, &settings, &ledger, json)?;
                 let again = backups.preview_restore_with(&timestamp, only.as_deref(), force)?;
                 ensure!(
                     again.files.iter().map(|f| &f.diff).eq(preview.files.iter().map(|f| &f.diff)),
@@ -581,33 +744,90 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                      restore again to see the new diff"
                 );
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
+                audit_restore(&settings, &outcome)?;
                 print_restored(&outcome);
             } else {
                 let lock = WriteLock::acquire(&settings.lock_path())?;
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
+                audit_restore(&settings, &outcome)?;
+                if json {
+                    return print_json(&outcome);
+                }
                 show(&outcome);
                 print_restored(&outcome);
             }
         }
-        BackupCommand::Incidents { close } => {
+        BackupCommand::Incidents { close, json } => {
             if let Some(id) = close {
                 use guardian_rollback::BackupLedger as _;
                 ledger.close_incident(id, jiff::Timestamp::now())?;
-                println!("closed incident {id}: prune may delete its backups again");
+                if !json {
+                    outln!("closed incident {id}: prune may delete its backups again");
+                }
             }
             let open = ledger.list_open_incidents()?;
-            for incident in &open {
-                println!("{:>4}  since {}  {}", incident.id, incident.opened_at, incident.reason);
+            if json {
+                return print_json(&serde_json::json!({ "closed": close, "open": open }));
             }
-            println!("{} open incident(s)", open.len());
+            for incident in &open {
+                outln!("{:>4}  since {}  {}", incident.id, incident.opened_at, incident.reason);
+            }
+            outln!("{} open incident(s)", open.len());
         }
     }
     Ok(())
 }
 
+/// Record an operator's change in the audit log of the guardian database holding the ledger:
+/// the command as typed, then what it did. The change is made already; a failure here says so.
+fn audit_change(
+    settings: &RollbackSettings,
+    command: &str,
+    record: guardian_core::audit::Record,
+) -> Result<()> {
+    let mut store = guardian_store::Store::open(&settings.ledger_path).wrap_err_with(|| {
+        format!(
+            "the change is made, but the audit log in {} cannot record it",
+            settings.ledger_path.display()
+        )
+    })?;
+    store.audit(guardian_core::audit::Record::OperatorCommand {
+        command: command.to_owned(),
+        reason: String::new(),
+        incident: None,
+    })?;
+    store.audit(record)
+}
+
+fn audit_restore(
+    settings: &RollbackSettings,
+    outcome: &guardian_rollback::RestoreOutcome,
+) -> Result<()> {
+    audit_change(
+        settings,
+        &format!("guardian backup restore {}", outcome.stamp),
+        guardian_core::audit::Record::Restored {
+            stamp: outcome.stamp.to_string(),
+            configs: outcome.files.iter().map(|f| f.config.clone()).collect(),
+            undo_stamp: outcome.undo_stamp.as_ref().map(ToString::to_string),
+        },
+    )
+}
+
+/// The managed config (or the version history) called `name`.
+fn managed_file(
+    settings: &RollbackSettings,
+    name: &str,
+) -> Result<guardian_rollback::ManagedConfig> {
+    settings.backed_up_files().into_iter().find(|c| c.name == name).ok_or_else(|| {
+        let known: Vec<String> = settings.backed_up_files().into_iter().map(|c| c.name).collect();
+        eyre::eyre!("no managed config named {name:?} (known: {})", known.join(", "))
+    })
+}
+
 fn print_restored(outcome: &guardian_rollback::RestoreOutcome) {
     if let Some(undo) = &outcome.undo_stamp {
-        println!(
+        outln!(
             "restored {}; the previous state is backup {undo} (undo: guardian backup restore {undo})",
             outcome.stamp
         );

@@ -9,7 +9,7 @@ use tracing::info;
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The config file (see config/guardian.toml for a commented template).
+    /// guardian's config file (guardian.toml; config/guardian.toml is the commented template).
     #[arg(long, env = "GUARDIAN_CONFIG", default_value = "config/guardian.toml")]
     config: PathBuf,
 }

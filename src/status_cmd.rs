@@ -12,7 +12,7 @@ use guardian_operator::{
     status::{EndpointHealth, EndpointState, Status},
 };
 
-use crate::multisig_cmd::{ApiClient, ConfigArg};
+use crate::multisig_cmd::{ApiClient, ApiTokenArg, ConfigArg};
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
@@ -24,12 +24,14 @@ pub(crate) struct StatusArgs {
     #[arg(long, env = "GUARDIAN_API")]
     api: Option<Url>,
     #[command(flatten)]
+    token: ApiTokenArg,
+    #[command(flatten)]
     config: ConfigArg,
 }
 
 pub(crate) async fn run(args: StatusArgs) -> Result<()> {
     let status = match args.api {
-        Some(api) => ApiClient::new(api)?.get::<Status>("/status").await?,
+        Some(api) => ApiClient::new(api, &args.token)?.get::<Status>("/status").await?,
         None => local(&args.config).await?,
     };
     if args.json {
@@ -44,7 +46,7 @@ pub(crate) async fn run(args: StatusArgs) -> Result<()> {
 async fn local(config: &ConfigArg) -> Result<Status> {
     let config = config.load()?;
     let desk = Desk::local(&config)?;
-    let pool = guardian_daemon::daemon::rpc_pool(&config)?;
+    let pool = guardian_operator::rpc_pool(&config)?;
     let current = pool.current();
     let endpoints: Vec<EndpointState> = pool
         .heads()
@@ -53,7 +55,7 @@ async fn local(config: &ConfigArg) -> Result<Status> {
         .zip(pool.endpoints())
         .enumerate()
         .map(|(index, (head, endpoint))| EndpointState {
-            endpoint: endpoint.label(),
+            endpoint: endpoint.label().to_owned(),
             current: index == current,
             health: if head.is_some() { EndpointHealth::Ok } else { EndpointHealth::Failing },
             head,

@@ -105,3 +105,65 @@ fn run_refuses_a_broken_config_before_starting() {
         assert!(!dir.path().join("guardian.sqlite").exists(), "{what}: nothing written");
     }
 }
+
+/// `config check --online` asks the chain what `run` will rely on: the endpoint's chain id,
+/// code at every contract, a Safe 1.4.1 at [safe] address, an executor that can pay.
+#[tokio::test]
+async fn config_check_online_asks_the_chain() {
+    let bed = crate::support::testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    let toml = crate::support::GuardianToml::new(
+        &bed,
+        &dir.path().join("g.sqlite"),
+        crate::support::EVERY_WITHDRAWAL,
+    )
+    .render()
+    .replace("[safe]\n", "[safe]\nexecutor_key_env = \"TEST_EXECUTOR\"\n");
+    std::fs::write(&path, &toml).expect("write");
+    let check = |path: &std::path::Path, key: String| {
+        guardian()
+            .args(["config", "check", "--online", "--config"])
+            .arg(path)
+            .env("TEST_EXECUTOR", key)
+            .output()
+            .expect("guardian runs")
+    };
+    let funded = crate::support::key_hex(&bed.deployer);
+    let output = check(&path, funded.clone());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for line in
+        ["ok     [[rpc]]", "ok     contract vault", "ok     [safe]: Safe 1.4.1", "ok     executor"]
+    {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+
+    // A contract without code and an executor with nothing: each check says so, exit 1.
+    let nobody = "0x00000000000000000000000000000000000000aa";
+    std::fs::write(&path, toml.replace(&bed.targets.vault_v2.to_string(), nobody)).expect("write");
+    let poor = alloy::signers::local::PrivateKeySigner::random();
+    let output = check(&path, crate::support::key_hex(&poor));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let nobody: alloy::primitives::Address = nobody.parse().expect("address");
+    assert!(stdout.contains(&format!("FAILED contract vault: no code at {nobody}")), "{stdout}");
+    assert!(stdout.contains("FAILED executor") && stdout.contains("holds 0 wei"), "{stdout}");
+}
+
+/// Bytes that are not UTF-8 are reported with their line and column.
+#[test]
+fn config_check_reports_bytes_that_are_not_utf8_with_their_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    std::fs::write(&path, [TYPO.replace("adress", "address").as_bytes(), b"# \xff\n"].concat())
+        .expect("write");
+    let output =
+        guardian().args(["config", "check", "--config"]).arg(&path).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:7:3: byte 0xff is not UTF-8", path.display())),
+        "{stderr}"
+    );
+}

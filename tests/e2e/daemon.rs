@@ -247,3 +247,66 @@ target = "implementation"
         bed.targets.vault_logic_v1.to_checksum(None)
     );
 }
+
+/// A port already in use for `[api] bind` stops `guardian run` at start, naming the address:
+/// owners' `--api` calls must not reach whatever holds the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_api_port_stops_the_start() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = files(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let text = GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL)
+        .render()
+        .replace("bind = \"127.0.0.1:0\"", &format!("bind = \"127.0.0.1:{port}\""));
+    std::fs::write(&config, text).expect("config");
+    let mut daemon = Daemon::start(&config, &log);
+    let status = eventually("guardian to exit", DEADLINE, || daemon.exited()).await;
+    assert!(!status.success());
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("binding the HTTP API to 127.0.0.1:{port} ([api] bind)")),
+        "{log}"
+    );
+    assert!(!log.contains("guardian is following the chain"), "{log}");
+    drop(taken);
+}
+
+/// A second `guardian run` on the same database refuses to start, naming the first one's pid;
+/// after the first is killed with SIGKILL (no clean-up at all) a new one starts at once: the
+/// lock died with its holder. A `-shm` left without its `-wal` is warned about at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_daemon_per_database_and_a_lost_wal_is_reported() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, db, log) = files(dir.path());
+    GuardianToml::new(&bed, &db, EVERY_WITHDRAWAL).write(&config);
+    let follows = |daemon: &mut Daemon| {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        daemon.log().contains("guardian is following the chain").then_some(())
+    };
+    let mut first = Daemon::start(&config, &log);
+    eventually("the first daemon to follow", DEADLINE, || follows(&mut first)).await;
+
+    let second_log = dir.path().join("second.log");
+    let mut second = Daemon::start(&config, &second_log);
+    let status = eventually("the second daemon to exit", DEADLINE, || second.exited()).await;
+    assert!(!status.success());
+    let said = second.log();
+    assert!(said.contains("another guardian daemon is running on the database"), "{said}");
+    assert!(said.contains(&format!("pid {}", first.pid())), "names the holder: {said}");
+    assert!(first.exited().is_none(), "the first one runs on");
+
+    // SIGKILL: nothing is released by guardian itself. A -shm without its -wal is left too.
+    first.kill();
+    let wal = dir.path().join("guardian.sqlite-wal");
+    let _ = std::fs::remove_file(&wal);
+    std::fs::write(dir.path().join("guardian.sqlite-shm"), b"").expect("shm");
+    let third_log = dir.path().join("third.log");
+    let mut third = Daemon::start(&config, &third_log);
+    eventually("a new daemon to follow", DEADLINE, || follows(&mut third)).await;
+    let said = third.log();
+    assert!(said.contains("the database lost its write-ahead log"), "{said}");
+    assert!(said.contains("guardian.sqlite-wal is not"), "{said}");
+}

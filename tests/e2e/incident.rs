@@ -40,6 +40,8 @@ struct Setup {
     extra: String,
     /// The drain rule's severity.
     severity: Option<&'static str>,
+    /// More `[rollback]` TOML, after the vault's (restart hooks, health checks).
+    recovery: String,
 }
 
 /// guardian.toml, the managed deployment config and the version history, in `dir`.
@@ -94,6 +96,8 @@ where = ["amount > 1 ether"]
     if setup.rollback {
         toml.push('\n');
         toml.push_str(VAULT_ROLLBACK_TOML);
+        toml.push('\n');
+        toml.push_str(&setup.recovery);
     }
     std::fs::write(dir.join("guardian.toml"), toml).expect("guardian.toml");
 }
@@ -215,9 +219,17 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
     .await;
     assert!(!is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
 
-    // One owner signs off chain through the CLI; a second approves on chain.
-    approve(cfg, &hash, &bed.owners[0], false);
-    approve(cfg, &hash, &bed.owners[1], true);
+    // One owner signs off chain through the CLI; a second approves on chain. Each sees the
+    // finding's rule and severity, the approvals so far of the threshold and when the
+    // simulation ran.
+    let (ok, stdout, stderr) = try_approve(cfg, &hash, &bed.owners[0], false);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("critical: rule vault-drain (critical, finding #1)"), "{stdout}");
+    assert!(stdout.contains("approvals   0 of 2"), "{stdout}");
+    assert!(stdout.contains("simulation  ok") && stdout.contains("when proposed"), "{stdout}");
+    let (ok, stdout, stderr) = try_approve(cfg, &hash, &bed.owners[1], true);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("approvals   1 of 2"), "{stdout}");
 
     // The daemon executes, verifies the pause and rolls the config back to V1.
     rolled_back(&bed, dir.path(), &mut daemon).await;
@@ -249,7 +261,8 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
             "executed",
             "contained",
             "rollback_started",
-            "rollback_done"
+            "rollback_done",
+            "recovery_verified"
         ]
     );
     // A backup of the pre-rollback config exists, so the rollback can be undone.
@@ -259,6 +272,52 @@ async fn drain_is_paused_through_the_safe_and_configs_roll_back() {
         .filter(|n| n.starts_with("smart-accounts-config_") && n.ends_with(".json"))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
+
+    // Resolving writes the post-mortem beside the backups: every section of the template, the
+    // facts it measured, and the incident's own timeline event for event.
+    let (ok, stdout, stderr) =
+        guardian(&["incidents", "resolve", "1", "--note", "drill", "--config", cfg], &[]);
+    assert!(ok, "{stdout}{stderr}");
+    let written = dir.path().join("backups/postmortems/incident-1.md");
+    assert!(stdout.contains(&written.display().to_string()), "{stdout}");
+    let md = std::fs::read_to_string(&written).expect("the post-mortem is written");
+    let headings: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+    assert_eq!(
+        headings,
+        guardian_core::postmortem::PostMortem::SECTIONS,
+        "the template's sections, in order"
+    );
+    assert!(md.contains("- **Severity:** critical"), "{md}");
+    assert!(md.contains("- **Duration:** "), "{md}");
+    assert!(md.contains("Moved before containment: 2 ETH (2000000000000000000 wei)"), "{md}");
+    assert!(md.contains("rule vault-drain fired"), "{md}");
+    let report =
+        json(&["incidents", "report", "1", "--format", "json", "--config", cfg]).expect("report");
+    let shown = incident(cfg, 1).expect("show");
+    let kinds = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("timeline")
+            .iter()
+            .map(|e| e["kind"].as_str().expect("kind").to_owned())
+            .collect()
+    };
+    assert_eq!(kinds(&report["timeline"]), kinds(&shown["timeline"]), "event for event");
+    assert_eq!(report["severity"], "critical");
+    assert_eq!(report["resolved"], true);
+    // An auditor elsewhere gets the same post-mortem from the export alone.
+    let export = dir.path().join("export.jsonl");
+    let export_arg = export.to_str().expect("utf-8");
+    let (ok, _, stderr) = guardian(
+        &["audit", "export", "--incident", "1", "--out", export_arg, "--config", cfg],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, from_export, stderr) = guardian(
+        &["incidents", "report", "1", "--from", export_arg, "--config", "/nonexistent"],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(from_export, md, "reproducible from the export");
 }
 
 /// Lines of `log` after its first line containing `mark`, without their timestamps.
@@ -662,14 +721,22 @@ async fn the_drain_notifies_every_step_once_in_order_even_after_the_receiver_was
     tokio::time::sleep(Duration::from_secs(120).saturating_sub(started.elapsed())).await;
     switch.set_up(true);
     eventually("every notification", DEADLINE, || {
-        receiver.kinds().contains(&"rollback_done".to_owned()).then_some(())
+        receiver.kinds().contains(&"recovery_verified".to_owned()).then_some(())
     })
     .await;
     let unique = receiver.unique();
     let kinds: Vec<&str> = unique.iter().map(|d| d.kind()).collect();
     assert_eq!(
         kinds,
-        ["opened", "pause_proposed", "approval", "approval", "executed", "rollback_done"],
+        [
+            "opened",
+            "pause_proposed",
+            "approval",
+            "approval",
+            "executed",
+            "rollback_done",
+            "recovery_verified"
+        ],
         "{unique:#?}"
     );
     assert!(unique[1].text().contains(&format!("guardian approve {hash}")), "{}", unique[1].text());
@@ -837,4 +904,103 @@ async fn the_pause_goes_through_the_second_endpoint_when_the_first_dies() {
     .await;
     assert!(is_paused(&bed.devnet.reader(), bed.targets.vault_v2).await.expect("paused()"));
     assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(1), "one execution");
+}
+
+/// After the rollback the restart hook runs once; a health endpoint answering 500 fails the
+/// recovery (notified, audited, naming the check and the undo backup) and the incident stays
+/// `recovering`; once it answers 200 the retry verifies it — without restarting again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_health_check_holds_the_incident_until_the_service_answers_200() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU16, Ordering},
+    };
+    let bed = testbed_with(TestbedOptions {
+        devnet: guardian_chain::devnet::DevnetOptions { block_time: Some(1), ..Default::default() },
+        ..TestbedOptions::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let status = Arc::new(AtomicU16::new(500));
+    let answer = status.clone();
+    let service = crate::support::HttpStub::start(move |_| {
+        let status = answer.load(Ordering::SeqCst);
+        Box::pin(async move { (status, "{}".to_owned()) })
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("restart.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho restarted >> restarts.log\necho restarting the service\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let recovery = format!(
+        "[[rollback.restart]]\nconfigs = [\"smart-accounts-config\"]\ncommand = [\"./restart.sh\"]\n\n\
+         [[rollback.health]]\nurl = \"http://127.0.0.1:{}/health\"\nwithin_secs = 2\n\n\
+         [rollback.verify]\nerror_rate_blocks = 2\n",
+        service.port
+    );
+    let hook = "[webhook]\nurl_env = \"TEST_WEBHOOK_URL\"\n";
+    let setup = Setup { rollback: true, extra: hook.into(), recovery, ..Setup::default() };
+    write_files(&bed, dir.path(), &setup).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let mut daemon = start_daemon_with(
+        dir.path(),
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
+    )
+    .await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    rolled_back(&bed, dir.path(), &mut daemon).await;
+
+    let failed = eventually("the recovery to fail", DEADLINE, || {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        receiver.unique().into_iter().find(|d| d.kind() == "recovery_failed")
+    })
+    .await;
+    let text = failed.text();
+    assert!(text.contains("recovery check failed: health http://127.0.0.1:"), "{text}");
+    assert!(text.contains("HTTP 500, not 200 within 2 s"), "{text}");
+    assert!(
+        text.contains("undo the rollback with `guardian backup restore 20"),
+        "the undo: {text}"
+    );
+    let view = incident(cfg, 1).expect("show");
+    assert_eq!(view["state"], "recovering", "{view}");
+    assert_eq!(view["incident"]["recovery"]["status"], "failed", "{view}");
+
+    status.store(200, Ordering::SeqCst);
+    let view = eventually("the incident to be recovered", DEADLINE, || {
+        incident(cfg, 1).filter(|v| v["state"] == "recovered")
+    })
+    .await;
+    let report = view["incident"]["recovery"]["report"].as_str().expect("report").to_owned();
+    assert!(report.contains("health http://127.0.0.1:"), "{report}");
+    assert!(report.contains(": 200 after"), "{report}");
+    assert!(report.contains("transactions reverted over blocks"), "{report}");
+    assert!(report.contains("solvent() on"), "the target's health view: {report}");
+    // The restart ran once, with the first check; the retry only asked again.
+    let restarts = std::fs::read_to_string(dir.path().join("restarts.log")).expect("restarts");
+    assert_eq!(restarts.lines().count(), 1, "{restarts}");
+    let output = dir.path().join("backups/recovery/incident-1-restart-1.log");
+    let output = std::fs::read_to_string(&output).expect("the restart's output is kept");
+    assert!(output.contains("restarting the service"), "{output}");
+    // Both outcomes are in the audit log, with the reports.
+    let (ok, text, stderr) =
+        guardian(&["audit", "show", "--incident", "1", "--json", "--config", cfg], &[]);
+    assert!(ok, "{stderr}");
+    assert!(text.contains(r#""event":"recovery_checked","passed":false"#), "{text}");
+    assert!(text.contains(r#""event":"recovery_checked","passed":true"#), "{text}");
+    assert!(text.contains("restart `./restart.sh`: exit status: 0"), "{text}");
+    eventually("the recovered notification", DEADLINE, || {
+        receiver.kinds().contains(&"recovery_verified".to_owned()).then_some(())
+    })
+    .await;
 }

@@ -3,6 +3,8 @@
 //! One test binary so the workspace links once; the Solidity project compiles once per run
 //! (see [`support::contracts`]) and every test starts its own Anvil, so tests stay independent.
 
+mod audit;
+mod cli;
 mod config_check;
 mod daemon;
 mod follow;
@@ -16,7 +18,9 @@ mod pause_module;
 mod rehearse;
 mod rollback;
 mod rollback_files;
+mod rpc;
 mod rules_on_chain;
 mod safe_flow;
+mod secrets;
 mod sender;
 mod support;

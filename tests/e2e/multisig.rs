@@ -20,7 +20,7 @@ use guardian_chain::{
 use guardian_core::{
     finding::{Anomaly, Evidence, Finding},
     incident::{Attribution, RollbackStatus, State},
-    proposal::proposal_tx,
+    proposal::{SignedDomain, proposal_tx},
     safe::Approvals,
     severity::{Action, Severity},
 };
@@ -181,22 +181,29 @@ async fn bad_signatures_are_rejected_each_with_its_own_message() {
         proposal_tx(proposal.target, proposal.calldata.clone(), proposal.nonce + U256::from(1))
             .safe_tx_hash(138, bed.safe.address());
     let chain_1 = proposal.safe_tx().safe_tx_hash(1, bed.safe.address());
+    let on_chain_1 = SignedDomain { chain_id: 1, safe: bed.safe.address() };
+    // personal_sign's answer: the prefixed message signed, v 27/28.
+    let prefixed = signature(owner, alloy::primitives::eip191_hash_message(hash));
 
-    let cases: [(&str, Address, Vec<u8>); 4] = [
-        ("non-owner", stranger.address(), signature(&stranger, hash)),
-        ("other hash", owner.address(), signature(owner, other_hash)),
-        ("chain id 1", owner.address(), signature(owner, chain_1)),
-        ("malformed", owner.address(), vec![0xde, 0xad, 0xbe]),
+    let cases: [(&str, Address, Vec<u8>, Option<SignedDomain>); 6] = [
+        ("non-owner", stranger.address(), signature(&stranger, hash), None),
+        ("other hash", owner.address(), signature(owner, other_hash), None),
+        ("chain id 1", owner.address(), signature(owner, chain_1), Some(on_chain_1)),
+        ("malformed", owner.address(), vec![0xde, 0xad, 0xbe], None),
+        ("other owner", owner.address(), signature(&bed.owners[1], hash), None),
+        ("prefixed", owner.address(), prefixed, None),
     ];
     let mut messages = BTreeSet::new();
-    for (what, signer, sig) in cases {
-        match replica.ms.submit_signature(hash, signer, &sig).await {
+    for (what, signer, sig, domain) in cases {
+        match replica.ms.submit_signature_in(hash, signer, &sig, domain).await {
             Err(SubmitError::Rejected(rejection)) => {
                 let message = rejection.to_string();
                 match what {
                     "non-owner" => assert!(message.contains("not an owner"), "{message}"),
                     "other hash" => assert!(message.contains("another hash"), "{message}"),
                     "chain id 1" => assert!(message.contains("chain id 1,"), "{message}"),
+                    "other owner" => assert!(message.contains("do not match"), "{message}"),
+                    "prefixed" => assert!(message.contains("v + 4"), "{message}"),
                     _ => assert!(message.starts_with("malformed"), "{message}"),
                 }
                 messages.insert(message);
@@ -204,12 +211,15 @@ async fn bad_signatures_are_rejected_each_with_its_own_message() {
             other => panic!("{what}: expected a rejection, got {other:?}"),
         }
     }
-    assert_eq!(messages.len(), 4, "each rejection has its own message");
+    assert_eq!(messages.len(), 6, "each rejection has its own message");
     let detail = replica.ms.detail(hash).expect("detail").expect("exists");
     assert!(detail.signatures.is_empty(), "nothing stored");
-    let rejections: BTreeSet<String> =
+    let rejections: Vec<String> =
         detail.events.iter().filter(|e| e.event == "rejection").map(|e| e.detail.clone()).collect();
-    assert_eq!(rejections, messages, "every rejection is audited with its message");
+    assert_eq!(rejections.len(), 6, "every rejection is audited: {rejections:#?}");
+    for message in &messages {
+        assert!(rejections.iter().any(|r| r.starts_with(message.as_str())), "{message} audited");
+    }
 
     // The same good signature twice: stored once, the second is a no-op.
     let good = signature(owner, hash);
@@ -283,6 +293,16 @@ async fn executions_guardian_did_not_record_are_attributed_by_their_sender() {
         assert_eq!((execution.by, execution.sender), (by, sender.address()), "{name}");
         assert!(now.state.is_contained(), "{name}: {:?}", now.state);
         assert_ne!(now.rollback, RollbackStatus::NotOwed, "{name}: the rollback follows the pause");
+        // The proposal as operators see it names who sent the execution.
+        let view = replica.desk.proposal(hash).expect("view");
+        let sender_text = sender.address().to_string();
+        let executed_by = view.detail.proposal.executed_by.clone().unwrap_or_default();
+        assert!(executed_by.contains(&sender_text), "{name}: {executed_by}");
+        let by_incident = view.incident.and_then(|i| i.executed_by).unwrap_or_default();
+        assert!(
+            by_incident.contains(by.as_str()) && by_incident.contains(&sender_text),
+            "{by_incident}"
+        );
         // Unpause for the next round (the owners' business, at the full threshold).
         let unpause = replica.desk.unpause("vault", "test", "next round").await.expect("unpause");
         let unpause = unpause.proposal().expect("proposed").safe_tx_hash;

@@ -18,7 +18,7 @@ use guardian_core::{incident::ResponsePolicy, proposal::proposal_tx, safe::Appro
 use guardian_multisig::Multisig;
 use guardian_operator::{Desk, api};
 
-use crate::support::{Replica, contracts, guardian, key_hex, testbed};
+use crate::support::{Replica, contracts, guardian, guardian_code, key_hex, testbed};
 
 #[tokio::test]
 async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
@@ -247,6 +247,30 @@ async fn http_api_verifies_signatures_before_storing_them() {
     let (status, body) = post_sig(bed.owners[0].address(), "0x1234".into()).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().expect("msg").starts_with("malformed"));
+    // A wallet on another network (any chain id): named from the domain the client says it
+    // signed, recovered under that domain.
+    let elsewhere = Desk::over(ms.clone()).proposal(hash).expect("view").detail.proposal.safe_tx();
+    let on_2018 = elsewhere.safe_tx_hash(2018, bed.safe.address());
+    let signature = alloy::hex::encode_prefixed(
+        bed.owners[0].sign_hash_sync(&on_2018).expect("sign").as_bytes(),
+    );
+    let answer = http
+        .post(format!("{base}/proposals/{hash}/signatures"))
+        .json(&serde_json::json!({
+            "signer": bed.owners[0].address(),
+            "signature": signature,
+            "domain": {"chainId": 2018, "verifyingContract": bed.safe.address()},
+        }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 422);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    let message = body["error"].as_str().expect("msg");
+    assert!(
+        message.contains("for chain id 2018, not 138: the wallet is on the wrong network"),
+        "{message}"
+    );
 
     let good =
         alloy::hex::encode_prefixed(bed.owners[0].sign_hash_sync(&hash).expect("sign").as_bytes());
@@ -273,7 +297,7 @@ async fn http_api_verifies_signatures_before_storing_them() {
         .iter()
         .filter(|e| e["event"] == "rejection")
         .count();
-    assert_eq!(rejections, 2);
+    assert_eq!(rejections, 3);
     let missing = http.get(format!("{base}/proposals/{}", B256::ZERO)).send().await.expect("get");
     assert_eq!(missing.status(), 404);
     let list: serde_json::Value = http
@@ -329,6 +353,15 @@ async fn served_api(
     bed: &Testbed,
     dir: &Path,
 ) -> (Arc<Multisig>, String, tokio::sync::watch::Sender<bool>) {
+    served_api_with(bed, dir, api::ApiAccess::default()).await
+}
+
+/// [`served_api`] with `access` (a token, unpause allowed).
+async fn served_api_with(
+    bed: &Testbed,
+    dir: &Path,
+    access: api::ApiAccess,
+) -> (Arc<Multisig>, String, tokio::sync::watch::Sender<bool>) {
     let ms = Arc::new(
         Multisig::connect(
             bed.devnet.reader(),
@@ -345,6 +378,7 @@ async fn served_api(
     let state = api::ApiState {
         desk: Arc::new(Desk::over(ms.clone())),
         wake: Arc::new(tokio::sync::Notify::new()),
+        access,
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
@@ -435,11 +469,13 @@ async fn cli_lists_and_approves_over_the_http_api() {
     assert_eq!(detail.signatures.len(), 1);
     assert_eq!(detail.signatures[0].owner, bed.owners[0].address());
 
-    // A non-owner's signature is refused by the daemon: its message and HTTP status are shown.
+    // A non-owner is refused before anything is signed (the daemon lists the Safe's owners);
+    // the daemon would refuse it too, with its own check.
     let stranger = bed.devnet.signer(8).expect("key");
     let (ok, stdout, stderr) = approve_over_api(hash, &url, &cfg, &stranger, &[]).await;
     assert!(!ok, "{stdout}");
-    assert!(stderr.contains("HTTP 422") && stderr.contains("not an owner"), "{stderr}");
+    assert!(stderr.contains("is not an owner of Safe"), "{stderr}");
+    assert_eq!(ms.detail(hash).expect("detail").expect("proposal").signatures.len(), 1);
 
     // Owner 1 has no config file: --chain-id and --safe name what to sign for.
     let (ok, stdout, stderr) = guardian_async(
@@ -541,4 +577,279 @@ async fn approve_over_the_api_refuses_what_does_not_hash_locally() {
     let (_, stdout, _) = approve(&liar, &[]).await;
     assert!(stdout.contains("You are about to approve"), "{stdout}");
     assert!(seen.lock().expect("lock").iter().any(|r| r.starts_with("POST ")));
+}
+
+/// `[api] token_env`: every write needs the token (compared in constant time), reads do not;
+/// an unpause needs `allow_unpause`; a body over 64 KiB is 413, declared or chunked; text that
+/// is not hex is refused as such; 150 junk posts are one or two counted rows in the trail, not
+/// 150; and the CLI's `--api` commands send the token.
+#[tokio::test]
+async fn api_writes_need_the_token_bodies_are_bounded_and_junk_is_counted_not_stored() {
+    const TOKEN: &str = "api-T0KEN-for-the-test";
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&bed, dir.path());
+    let cfg = config.to_str().expect("utf-8").to_owned();
+    let access =
+        api::ApiAccess { token: Some(guardian_config::Secret::new(TOKEN)), allow_unpause: false };
+    let (ms, base, _stop) = served_api_with(&bed, dir.path(), access).await;
+    let http = reqwest::Client::new();
+    let pause = serde_json::json!({"contract": "vault", "action": "pause", "reason": "api drill"});
+    let post = |path: &str, token: Option<&str>, body: serde_json::Value| {
+        let mut request = http.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let answer = request.send().await.expect("post");
+            let status = answer.status().as_u16();
+            let www = answer.headers().get("www-authenticate").is_some();
+            (status, www, answer.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+
+    // Without the token, or with one that differs in its last character: 401, nothing done.
+    let (status, www, body) = post("/proposals", None, pause.clone()).await;
+    assert_eq!((status, www), (401, true), "{body}");
+    assert!(body["error"].as_str().expect("msg").contains("Bearer"), "{body}");
+    let near = format!("{}X", &TOKEN[..TOKEN.len() - 1]);
+    assert_eq!(post("/proposals", Some(&near), pause.clone()).await.0, 401);
+    assert!(ms.store().proposals(None).expect("list").is_empty(), "nothing was proposed");
+    // Reads need no token.
+    let list = http.get(format!("{base}/proposals")).send().await.expect("get");
+    assert_eq!(list.status(), 200);
+
+    let (status, _, created) = post("/proposals", Some(TOKEN), pause.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    let hash: B256 =
+        created["proposal"]["safe_tx_hash"].as_str().expect("hash").parse().expect("b256");
+    let unpause =
+        serde_json::json!({"contract": "vault", "action": "unpause", "reason": "api drill"});
+    let (status, _, body) = post("/proposals", Some(TOKEN), unpause).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().expect("msg").contains("allow_unpause"), "{body}");
+
+    // Over 64 KiB: 413 whether the length is declared or the body is chunked.
+    let big =
+        serde_json::json!({"contract": "vault", "action": "pause", "reason": "x".repeat(70_000)});
+    assert_eq!(post("/proposals", Some(TOKEN), big.clone()).await.0, 413);
+    let chunked = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket =
+            tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.expect("tcp");
+        let body = big.to_string();
+        let request = format!(
+            "POST /proposals HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let _ = socket.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+
+    // Not hex is said so.
+    let sigs = format!("/proposals/{hash}/signatures");
+    let owner = bed.owners[0].address();
+    let (status, _, body) = post(
+        &sigs,
+        Some(TOKEN),
+        serde_json::json!({"signer": owner, "signature": "this is not hex"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().expect("msg").contains("is not hex"), "{body}");
+
+    // 150 junk posts, 10 at a time (the issue saw 300 make 301 rows; each post costs a
+    // database commit, so fewer keep the test short and prove the same): signatures of nobody, under made-up signers.
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..150u32 {
+        let seed = alloy::primitives::keccak256(i.to_be_bytes());
+        let mut junk = [seed.0, alloy::primitives::keccak256(seed).0].concat();
+        junk.push(27);
+        let signer = Address::from_slice(&seed[..20]);
+        let body =
+            serde_json::json!({"signer": signer, "signature": alloy::hex::encode_prefixed(&junk)});
+        let request = http.post(format!("{base}{sigs}")).bearer_auth(TOKEN).json(&body);
+        posts.spawn(async move { request.send().await.expect("post").status().as_u16() });
+        if posts.len() >= 10 {
+            assert_eq!(posts.join_next().await.expect("a post").expect("task"), 422);
+        }
+    }
+    while let Some(status) = posts.join_next().await {
+        assert_eq!(status.expect("task"), 422);
+    }
+    let events = ms.store().proposal_events(hash).expect("events");
+    let rejections: Vec<_> = events.iter().filter(|e| e.event == "rejection").collect();
+    assert!(
+        (1..=3).contains(&rejections.len()),
+        "151 rejections are aggregated per source and reason: {rejections:#?}"
+    );
+    assert_eq!(rejections.iter().map(|e| e.count).sum::<u64>(), 151);
+    let not_hex = rejections
+        .iter()
+        .find(|e| e.actor.as_deref() == Some(&owner.to_string()))
+        .expect("the not-hex post, by an owner");
+    assert_eq!(not_hex.count, 1);
+    let junk: u64 = rejections
+        .iter()
+        .filter(|e| e.actor.as_deref() == Some("not an owner"))
+        .map(|e| e.count)
+        .sum();
+    assert_eq!(junk, 150, "made-up signers share a source: {rejections:#?}");
+
+    // The CLI sends the token: without one the daemon refuses the approval, with
+    // $GUARDIAN_API_TOKEN or --api-token-env it takes it. Reads work without.
+    let (ok, stdout, stderr) =
+        guardian_async(strings(&["proposals", "list", "--api", &base, "--json"]), vec![]).await;
+    assert!(ok && stdout.contains(&hash.to_string()), "{stderr}");
+    let (ok, _, stderr) = approve_over_api(hash, &base, &cfg, &bed.owners[0], &[]).await;
+    assert!(!ok && stderr.contains("HTTP 401"), "{stderr}");
+    let (ok, stdout, stderr) = guardian_async(
+        strings(&[
+            "approve",
+            &hash.to_string(),
+            "--api",
+            &base,
+            "--yes",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--config",
+            &cfg,
+        ]),
+        vec![("OWNER_KEY", key_hex(&bed.owners[0])), ("GUARDIAN_API_TOKEN", TOKEN.to_owned())],
+    )
+    .await;
+    assert!(ok && stdout.contains("approvals: 1 of 2"), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = guardian_async(
+        strings(&[
+            "approve",
+            &hash.to_string(),
+            "--api",
+            &base,
+            "--yes",
+            "--private-key-env",
+            "OWNER_KEY",
+            "--api-token-env",
+            "MY_API_TOKEN",
+            "--config",
+            &cfg,
+        ]),
+        vec![("OWNER_KEY", key_hex(&bed.owners[1])), ("MY_API_TOKEN", TOKEN.to_owned())],
+    )
+    .await;
+    assert!(ok && stdout.contains("approvals: 2 of 2"), "{stdout}\n{stderr}");
+}
+
+/// `approve` says no before it asks anything: a key that does not own the Safe is refused
+/// before the keystore's password is asked (the keystore names its address) or, when it does
+/// not, before the confirmation; a proposal that is not pending is refused before the key is
+/// even read. The proposal (approvals of the threshold, simulation time) is shown before the
+/// password is asked. Refusals exit 3, failures 1.
+#[tokio::test]
+async fn approve_refuses_before_asking_and_shows_the_proposal_before_the_password() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&bed, dir.path());
+    let cfg = config.to_str().expect("utf-8").to_owned();
+    let (ok, stdout, stderr) =
+        guardian(&["pause", "vault", "--reason", "drill", "--config", &cfg], &[]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let hash = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("safeTxHash "))
+        .expect("hash line")
+        .trim()
+        .to_owned();
+    let stranger = bed.devnet.signer(8).expect("key");
+    let keystore = |key: &PrivateKeySigner, name: &str, with_address: bool| {
+        let mut rng = rand::thread_rng();
+        PrivateKeySigner::encrypt_keystore(dir.path(), &mut rng, key.to_bytes(), "pw", Some(name))
+            .expect("keystore");
+        let path = dir.path().join(name);
+        if with_address {
+            // As `cast wallet new` and geth write it.
+            let mut json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+            json["address"] = format!("{:x}", key.address()).trim_start_matches("0x").into();
+            std::fs::write(&path, json.to_string()).expect("write");
+        }
+        path.to_str().expect("utf-8").to_owned()
+    };
+
+    // A stranger's keystore naming its address: refused before any password is asked (there is
+    // no terminal here, so asking would fail with another error), exit 3.
+    let named = keystore(&stranger, "stranger", true);
+    let (code, stdout, stderr) =
+        guardian_code(&["approve", &hash, "--keystore", &named, "--config", &cfg], &[]);
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("is not an owner"), "{stderr}");
+    assert!(!stdout.contains("Approve?"), "{stdout}");
+
+    // A keystore without its address: the proposal is shown, then the password asked (here it
+    // cannot be: no terminal), never the other way round.
+    let unnamed = keystore(&bed.owners[0], "owner0", false);
+    let (code, stdout, stderr) =
+        guardian_code(&["approve", &hash, "--keystore", &unnamed, "--config", &cfg], &[]);
+    assert_eq!(code, Some(1), "no terminal for the password: {stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("safeTxHash  {hash}")), "shown first: {stdout}");
+    assert!(stdout.contains("approvals   0 of 2"), "{stdout}");
+    assert!(stdout.contains("simulation  ok") && stdout.contains("when proposed"), "{stdout}");
+    assert!(stdout.contains("an operator's pause, no finding"), "{stdout}");
+    // With the password, a stranger's address-less keystore is refused after decrypting and
+    // before the question.
+    let stranger_unnamed = keystore(&stranger, "stranger2", false);
+    let (code, stdout, stderr) = guardian_code(
+        &["approve", &hash, "--keystore", &stranger_unnamed, "--config", &cfg],
+        &[("GUARDIAN_KEYSTORE_PASSWORD", "pw".to_owned())],
+    );
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("is not an owner") && !stdout.contains("Approve?"), "{stdout}");
+
+    // Declining the question (end of input) is a refusal too; nothing is recorded.
+    let (code, stdout, stderr) = guardian_code(
+        &["approve", &hash, "--private-key-env", "OWNER_KEY", "--config", &cfg],
+        &[("OWNER_KEY", key_hex(&bed.owners[0]))],
+    );
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Approve?") && stdout.contains("yours makes 1"), "{stdout}");
+
+    // --json: the outcome only.
+    let (code, stdout, stderr) = guardian_code(
+        &["approve", &hash, "--yes", "--json", "--private-key-env", "OWNER_KEY", "--config", &cfg],
+        &[("OWNER_KEY", key_hex(&bed.owners[0]))],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let outcome: serde_json::Value = serde_json::from_str(&stdout).expect("only JSON on stdout");
+    assert_eq!((outcome["added"].as_bool(), outcome["approvals"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(outcome["threshold"], 2);
+
+    // `proposals show` carries approvals and threshold, in text and JSON.
+    let (ok, stdout, _) = guardian(&["proposals", "show", &hash, "--json", "--config", &cfg], &[]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(ok && shown["approvals"] == 1 && shown["threshold"] == 2, "{shown}");
+
+    // Withdrawn by cancelling the incident: refused before the key is read (the variable is
+    // not even set), exit 3, naming why.
+    let incident = shown["incident"]["id"].as_i64().expect("the pause's incident");
+    let (ok, _, stderr) = guardian(
+        &[
+            "incidents",
+            "cancel",
+            &incident.to_string(),
+            "--reason",
+            "false alarm",
+            "--config",
+            &cfg,
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let (code, stdout, stderr) = guardian_code(
+        &["approve", &hash, "--yes", "--private-key-env", "UNSET_KEY", "--config", &cfg],
+        &[],
+    );
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("refusing to approve") && stderr.contains("withdrawn"), "{stderr}");
 }

@@ -16,7 +16,18 @@ use guardian_chain::safe::{deploy, encode_address};
 
 use guardian_chain::TestbedOptions;
 
-use crate::support::{GuardianToml, contracts, testbed_with};
+use crate::support::{GuardianToml, HttpStub, StubRequest, contracts, testbed, testbed_with};
+
+/// Every process's command line, as `ps` shows them.
+fn command_lines() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_owned())
+        .filter(|line| !line.is_empty())
+        .collect()
+}
 
 fn rehearse(report_dir: &Path, extra: &[&str]) -> (bool, String, String) {
     rehearse_scenario("drain", report_dir, extra)
@@ -254,22 +265,67 @@ async fn rehearse_on_a_fork_impersonates_the_configured_safe_and_leaves_the_chai
     );
     std::fs::write(&config, toml).expect("config");
     let reports = dir.path().join("report");
-    let url = bed.devnet.http_url().to_string();
-    let args = ["--fork-url", url.as_str(), "--config", config.to_str().expect("utf-8")];
-    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
-        let reports = reports.clone();
-        let args = args.map(str::to_owned);
-        move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            rehearse_scenario("drain-multisig,levers", &reports, &args)
+    // A provider URL with a key in its path: given through an environment variable, it never
+    // appears in a command line (the drill hands Anvil its loopback forwarder).
+    let provider = HttpStub::forwarding_to(bed.devnet.http_url()).await;
+    let secret_url = format!("http://127.0.0.1:{}/v1/FORK-KEY-s3cret", provider.port);
+    let args = ["--fork-url-env", "TEST_FORK_URL", "--config", config.to_str().expect("utf-8")];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["rehearse", "--scenario", "drain-multisig,levers", "--report-dir"])
+        .arg(&reports)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("TEST_FORK_URL", &secret_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("guardian starts");
+    // Every command line on the host while the drill runs: none holds the key.
+    let mut anvils = Vec::new();
+    while child.try_wait().expect("wait").is_none() {
+        for line in command_lines() {
+            assert!(!line.contains("FORK-KEY-s3cret"), "the key is in a command line: {line}");
+            if line.contains("anvil") && line.contains(" -f ") && !anvils.contains(&line) {
+                anvils.push(line);
+            }
         }
-    })
-    .await
-    .expect("rehearse ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().expect("output");
+    let (ok, stdout, stderr) = (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
     assert!(!ok, "the stray contract's lever fails the drill:\n{stdout}\n{stderr}");
+    assert!(!anvils.is_empty(), "the scan saw the forked Anvil");
+    assert!(anvils.iter().all(|l| l.contains(" -f http://127.0.0.1:")), "{anvils:?}");
+    assert!(
+        provider.requests().iter().all(|r| r.target == "/v1/FORK-KEY-s3cret"),
+        "the forwarder adds the key"
+    );
 
     let report = report(&reports);
     assert!(report["forked_from"].as_str().expect("forked_from").starts_with("http://"));
+    assert!(!report.to_string().contains("FORK-KEY"), "the report never shows the key");
+    // The forked block and the Safe as it stood there, and what the drill asked of the endpoint.
+    let fork = &report["fork"];
+    let forked = origin.get_block_by_number(head.into()).await.expect("block").expect("exists");
+    assert_eq!(fork["block"], head, "{fork}");
+    assert_eq!(fork["block_hash"], forked.header.hash.to_string(), "{fork}");
+    let owners: Vec<String> =
+        bed.owners.iter().map(|o| o.address().to_string().to_lowercase()).collect();
+    let reported: Vec<String> = fork["owners"]
+        .as_array()
+        .expect("owners")
+        .iter()
+        .map(|o| o.as_str().expect("address").to_lowercase())
+        .collect();
+    assert_eq!(reported, owners, "{fork}");
+    assert_eq!((fork["threshold"].as_u64(), fork["nonce"].as_str()), (Some(2), Some("0x1")));
+    let requests = fork["footprint"]["requests"].as_u64().expect("counted");
+    assert!(requests > 0 && fork["footprint"]["peak_per_second"].as_u64() > Some(0), "{fork}");
+    assert_eq!(requests as usize, provider.requests().len().max(requests as usize), "{fork}");
     assert_eq!(report["scenarios"][0]["scenario"], "drain-multisig");
     assert_eq!(report["scenarios"][0]["passed"], true, "{report:#}");
     // The configured Safe's own owners approved, impersonated on the fork.
@@ -356,4 +412,155 @@ fn rehearse_keep_running_keeps_the_stage_until_interrupted() {
     assert!(status.success(), "a passing drill exits 0 after Ctrl-C: {status:?}");
     let gone = runtime.block_on(provider.get_chain_id());
     assert!(gone.is_err(), "Anvil stops with the rehearsal");
+}
+
+/// The drill's own actors (users, drainer, release key) are never the Safe's owners, even when
+/// the owners are the Anvil dev accounts the drill used to take by number (6, 7, 8).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_drills_actors_are_never_the_safes_owners() {
+    let bed = testbed().await;
+    let owners: Vec<alloy::primitives::Address> =
+        [6, 7, 8].map(|i| bed.devnet.signer(i).expect("key").address()).to_vec();
+    let safe = bed
+        .singletons
+        .create_safe(&bed.executor(), &owners, 2, alloy::primitives::U256::from(7))
+        .await
+        .expect("a Safe of accounts 6, 7, 8");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = bed.devnet.http_url().to_string();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        let safe = safe.to_string();
+        move || rehearse_scenario("drain", &dir, &["--fork-url", &url, "--safe", &safe])
+    })
+    .await
+    .expect("rehearse ran");
+    assert!(ok, "the drill passes with such a Safe:\n{stdout}\n{stderr}");
+    let report = report(dir.path());
+    let actors = &report["actors"];
+    let address = |v: &serde_json::Value| v.as_str().expect("an address").to_lowercase();
+    let mut acting: Vec<String> =
+        actors["users"].as_array().expect("users").iter().map(address).collect();
+    for role in ["executor", "release_key", "attacker", "spammer"] {
+        acting.push(address(&actors[role]));
+    }
+    assert_eq!(acting.len(), 6, "{actors}");
+    for owner in &owners {
+        let owner = owner.to_string().to_lowercase();
+        assert!(!acting.contains(&owner), "{owner} acts in the drill: {actors}");
+    }
+}
+
+/// A fork endpoint that accepts connections and never answers stops the drill within its
+/// timeout, once for the whole drill (not once per scenario), naming what did not answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_endpoint_that_never_answers_stops_the_drill_once_and_soon() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // accepted, never answered
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || {
+            let url = format!("http://127.0.0.1:{port}");
+            rehearse_scenario(
+                "drain,upgrade,levers",
+                &dir,
+                &[
+                    "--fork-url",
+                    &url,
+                    "--safe",
+                    "0x5afe000000000000000000000000000000000001",
+                    "--fork-timeout",
+                    "2",
+                ],
+            )
+        }
+    })
+    .await
+    .expect("rehearse ran");
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("did not answer eth_chainId"), "named on exit: {stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "it hung: {:?}",
+        started.elapsed()
+    );
+    let report = report(dir.path());
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    assert_eq!(scenarios.len(), 1, "one failure for the whole drill: {report:#}");
+    assert_eq!(scenarios[0]["scenario"], "preflight");
+    let detail = scenarios[0]["checks"][0]["detail"].as_str().expect("detail");
+    assert!(detail.contains("did not answer eth_chainId within 2s"), "{detail}");
+    assert_eq!(stdout.matches("FAILED").count(), 2, "one scenario line and its check: {stdout}");
+}
+
+/// An endpoint that answers eth_chainId and then rate-limits is named as such, not as Anvil
+/// failing to start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limiting_fork_endpoint_is_named_http_429() {
+    let stub = HttpStub::start(|request: StubRequest| {
+        Box::pin(async move {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            if body["method"] == "eth_chainId" {
+                (
+                    200,
+                    serde_json::json!({"jsonrpc": "2.0", "id": body["id"], "result": "0x8a"})
+                        .to_string(),
+                )
+            } else {
+                (429, "{\"error\":\"too many requests\"}".to_owned())
+            }
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        let url = format!("http://127.0.0.1:{}", stub.port);
+        move || {
+            rehearse_scenario(
+                "drain",
+                &dir,
+                &["--fork-url", &url, "--safe", "0x5afe000000000000000000000000000000000001"],
+            )
+        }
+    })
+    .await
+    .expect("rehearse ran");
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("HTTP 429 rate limited"), "{stderr}");
+    assert!(!stderr.contains("timed out waiting for node to spawn"), "{stderr}");
+}
+
+/// `--chain-id` may not contradict the config's `[chain] id`; nothing is asked of the network.
+#[test]
+fn rehearse_refuses_a_chain_id_that_contradicts_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        "[chain]\nid = 138\n\n[[rpc]]\nurl = \"http://127.0.0.1:9\"\n\n[safe]\naddress = \"0x5afe000000000000000000000000000000000001\"\n\n[[contracts]]\nname = \"vault\"\naddress = \"0x1000000000000000000000000000000000000001\"\n",
+    )
+    .expect("config");
+    let (ok, _, stderr) = rehearse(
+        dir.path(),
+        &[
+            "--fork-url",
+            "http://127.0.0.1:9",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--chain-id",
+            "1",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--chain-id 1 contradicts [chain] id = 138"), "{stderr}");
+    assert!(!dir.path().join("report.json").exists(), "nothing was rehearsed");
 }

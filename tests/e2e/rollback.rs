@@ -554,3 +554,36 @@ async fn rollback_and_restore_ask_before_writing() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stage.read(&stage.accounts()), before, "the restore brought V2 back byte for byte");
 }
+
+/// `guardian rollback` runs the restart hooks of the configs it rewrote, once, and the recovery
+/// checks, as the daemon does: a hook that fails makes the command fail, naming it and the undo.
+#[tokio::test]
+async fn a_cli_rollback_restarts_the_services_and_reports_a_failed_hook() {
+    let hooks = "[[rollback.restart]]\nconfigs = [\"monitoring-config\"]\ncommand = [\"./restart.sh\", \"monitor\"]\n\n\
+                 [[rollback.restart]]\nconfigs = [\"smart-accounts-config\"]\ncommand = [\"sh\", \"-c\", \"echo broken >&2; exit 3\"]\n";
+    let stage = Stage::with_extra(hooks).await;
+    let script = stage.root().join("restart.sh");
+    fs::write(&script, "#!/bin/sh\necho \"$1\" >> restarts.log\n").expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let output = stage.guardian(&["rollback", "vault", "--yes"]).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a failed restart fails the command: {stdout}");
+    assert_eq!(stage.read(&stage.accounts()), stage.accounts_text(stage.bed.targets.vault_v1));
+    assert_eq!(fs::read_to_string(stage.root().join("restarts.log")).expect("ran"), "monitor\n");
+    assert!(
+        stdout.contains("recovery ok     restart `./restart.sh monitor`: exit status: 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("recovery FAILED restart `sh -c echo broken >&2; exit 3`: exit status: 3"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("undo the rollback with `guardian backup restore 20"), "{stderr}");
+    let logs: Vec<_> = fs::read_dir(stage.root().join("backups/recovery"))
+        .expect("the outputs are kept")
+        .map(|e| fs::read_to_string(e.expect("entry").path()).expect("read"))
+        .collect();
+    assert!(logs.iter().any(|l| l.contains("broken")), "{logs:?}");
+}

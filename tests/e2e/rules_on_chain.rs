@@ -172,7 +172,7 @@ where = ["amount > 1000 wei"]
     let f = &found.finding;
     assert_eq!((f.contract.as_str(), f.address), ("vault", w.vault()));
     assert_eq!(f.severity, Severity::High);
-    assert_eq!(f.action, Action::PauseNow { then_rollback: false });
+    assert_eq!(f.action, Action::ProposePause { then_rollback: false });
     assert_eq!(f.evidence.tx_hash, Some(over.transaction_hash));
     assert_eq!(f.evidence.block_number, over.block_number.expect("block"));
     assert_eq!(f.evidence.values.get("amount").map(String::as_str), Some("1001"));

@@ -15,7 +15,8 @@ use alloy::{
 };
 use guardian_chain::{Contracts, Testbed, TestbedOptions, Toolchain};
 use guardian_config::Config;
-use guardian_daemon::{Engine, Evaluator, Follower, RpcPool, Step};
+use guardian_daemon::{Engine, Evaluator, Follower, Step};
+use guardian_rpc::RpcPool;
 use guardian_store::Store;
 
 /// The toolchain and the compiled project, shared by every test in this binary.
@@ -23,7 +24,7 @@ pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
     static COMPILED: OnceLock<(Toolchain, Contracts)> = OnceLock::new();
     COMPILED.get_or_init(|| {
         // Every test starts here, before it builds an HTTP client of its own.
-        guardian_chain::tls::install_crypto_provider();
+        guardian_rpc::tls::install_crypto_provider();
         let toolchain = Toolchain::discover().expect("toolchain installed (scripts/setup.sh)");
         let contracts = guardian_solidity::compile(&toolchain).expect("contracts/ compiles");
         (toolchain, contracts)
@@ -257,6 +258,11 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Exit status if it has exited.
     pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("wait on guardian")
@@ -285,15 +291,28 @@ pub(crate) fn cursor(db: &Path) -> Option<u64> {
 /// Run the `guardian` binary with `args` and extra `env`, without the caller's GUARDIAN_CONFIG
 /// or RUST_LOG: (success, stdout, stderr).
 pub(crate) fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let (code, stdout, stderr) = guardian_code(args, env);
+    (code == Some(0), stdout, stderr)
+}
+
+/// [`guardian`], with the exit status (`None`: killed by a signal). Standard input is empty,
+/// so a question gets end of input.
+pub(crate) fn guardian_code(
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
         .args(args)
         .env_remove("GUARDIAN_CONFIG")
         .env_remove("RUST_LOG")
+        .env_remove("GUARDIAN_API_TOKEN")
+        .env_remove("GUARDIAN_KEYSTORE_PASSWORD")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
         .output()
         .expect("guardian runs");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -533,6 +552,138 @@ impl Receiver {
 }
 
 impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One request an [`HttpStub`] got.
+#[derive(Debug, Clone)]
+pub(crate) struct StubRequest {
+    /// The request target: path and query.
+    pub(crate) target: String,
+    /// Header names (lower-case) and values.
+    pub(crate) headers: Vec<(String, String)>,
+    /// The body.
+    pub(crate) body: Vec<u8>,
+}
+
+impl StubRequest {
+    /// The value of header `name` (lower-case), if sent.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What an [`HttpStub`] handler answers: status and JSON body.
+pub(crate) type StubAnswer = std::pin::Pin<Box<dyn Future<Output = (u16, String)> + Send>>;
+
+/// A loopback HTTP/1.1 server (keep-alive) whose answers come from a handler, standing in for
+/// an RPC provider (a path with a key, rate limits) or forwarding to Anvil. Keeps every request.
+pub(crate) struct HttpStub {
+    pub(crate) port: u16,
+    seen: Arc<std::sync::Mutex<Vec<StubRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpStub {
+    pub(crate) async fn start(
+        handler: impl Fn(StubRequest) -> StubAnswer + Send + Sync + 'static,
+    ) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let handler = Arc::new(handler);
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (log, handler) = (log.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 16384];
+                    loop {
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                        let mut lines = head.lines();
+                        let target = lines
+                            .next()
+                            .and_then(|l| l.split(' ').nth(1))
+                            .unwrap_or("/")
+                            .to_owned();
+                        let headers: Vec<(String, String)> = lines
+                            .filter_map(|l| l.split_once(':'))
+                            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+                            .collect();
+                        let length = headers
+                            .iter()
+                            .find(|(n, _)| n == "content-length")
+                            .and_then(|(_, v)| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + length {
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body = buf[head_end..head_end + length].to_vec();
+                        buf.drain(..head_end + length);
+                        let request = StubRequest { target, headers, body };
+                        log.lock().expect("lock").push(request.clone());
+                        let (status, answer) = handler(request).await;
+                        let response = format!(
+                            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            if status == 200 { "OK" } else { "Refused" },
+                            answer.len()
+                        );
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, seen, task }
+    }
+
+    /// A stub that forwards every request's body to `upstream` (an Anvil), whatever its path.
+    pub(crate) async fn forwarding_to(upstream: Url) -> Self {
+        let http = alloy::transports::http::reqwest::Client::new();
+        Self::start(move |request| {
+            let (http, upstream) = (http.clone(), upstream.clone());
+            Box::pin(async move {
+                let answer = http
+                    .post(upstream)
+                    .header("content-type", "application/json")
+                    .body(request.body)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(answer) => {
+                        (answer.status().as_u16(), answer.text().await.unwrap_or_default())
+                    }
+                    Err(_) => (502, String::new()),
+                }
+            })
+        })
+        .await
+    }
+
+    /// Every request so far.
+    pub(crate) fn requests(&self) -> Vec<StubRequest> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for HttpStub {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -26,13 +26,22 @@ pub struct DevnetOptions {
     pub block_time: Option<u64>,
     /// Fork this RPC endpoint instead of starting from genesis.
     pub fork_url: Option<String>,
+    /// Fork at this block (every scenario of a drill forks the same state) instead of the
+    /// latest.
+    pub fork_block: Option<u64>,
     /// How many funded dev accounts to create.
     pub accounts: u32,
 }
 
 impl Default for DevnetOptions {
     fn default() -> Self {
-        Self { chain_id: CHAIN_138, block_time: None, fork_url: None, accounts: 10 }
+        Self {
+            chain_id: CHAIN_138,
+            block_time: None,
+            fork_url: None,
+            fork_block: None,
+            accounts: 10,
+        }
     }
 }
 
@@ -55,6 +64,9 @@ impl Devnet {
         }
         if let Some(url) = &options.fork_url {
             anvil = anvil.fork(url.clone());
+        }
+        if let Some(block) = options.fork_block {
+            anvil = anvil.fork_block_number(block);
         }
         let anvil = anvil
             .try_spawn()
@@ -83,6 +95,11 @@ impl Devnet {
         self.anvil.child().id()
     }
 
+    /// How many funded dev accounts there are.
+    pub fn accounts(&self) -> usize {
+        self.signers.len()
+    }
+
     /// The `index`-th funded dev account.
     pub fn signer(&self, index: usize) -> Result<PrivateKeySigner> {
         self.signers.get(index).cloned().ok_or_else(|| {
@@ -97,13 +114,13 @@ impl Devnet {
 
     /// A provider that only reads.
     pub fn reader(&self) -> DynProvider {
-        crate::tls::install_crypto_provider();
+        guardian_rpc::tls::install_crypto_provider();
         ProviderBuilder::new().connect_http(self.http_url()).erased()
     }
 }
 
 /// A provider on `url` that signs with `signer` and fills gas, nonce and chain id.
 pub fn wallet_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
-    crate::tls::install_crypto_provider();
+    guardian_rpc::tls::install_crypto_provider();
     ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased()
 }

@@ -1,12 +1,13 @@
 //! guardian's chain adapter.
 //!
 //! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), the project's
-//! compiled Solidity ([`contracts`]; compiled by `guardian-solidity`), a local Anvil chain ([`devnet`]),
-//! deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module ([`pause_module`]),
-//! and the TLS crypto provider of every connection ([`tls`]).
+//! compiled Solidity ([`contracts`]; compiled by `guardian-solidity`), a local Anvil chain
+//! ([`devnet`]), deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module
+//! ([`pause_module`]).
 //! Used by the tests, the rehearsal and real deployments alike, so the code path a drill
 //! exercises is the one production uses.
 
+pub mod audit_anchor;
 pub mod contracts;
 pub mod devnet;
 pub mod multicall;
@@ -14,7 +15,6 @@ pub mod pause_module;
 pub mod safe;
 pub mod sender;
 pub mod testbed;
-pub mod tls;
 pub mod toolchain;
 
 pub use contracts::{CompiledContract, Contracts};

@@ -69,7 +69,8 @@ pub struct Targets {
 }
 
 /// The dev account that owns the proxied vault's ProxyAdmin: the "release key" a team keeps for
-/// upgrades, separate from the Safe that pauses.
+/// upgrades, separate from the Safe that pauses (the first account past the owners when there
+/// are more than 8 of them).
 pub const RELEASE_KEY_INDEX: usize = 9;
 
 /// ERC-1967 admin slot: `bytes32(uint256(keccak256("eip1967.proxy.admin")) - 1)`.
@@ -113,7 +114,8 @@ impl Testbed {
             &DevnetOptions { block_time: None, ..options.devnet.clone() },
         )?;
         let deployer = devnet.signer(0)?;
-        let release_key = devnet.signer(RELEASE_KEY_INDEX)?;
+        // Past the owners (dev accounts 1..=owners): the release key is never an operator.
+        let release_key = devnet.signer(RELEASE_KEY_INDEX.max(options.owners + 1))?;
         let owners = (1..=options.owners).map(|i| devnet.signer(i)).collect::<Result<Vec<_>>>()?;
         let provider = devnet.provider_for(deployer.clone());
 

@@ -7,7 +7,9 @@
 //!
 //! `config/guardian.toml` in the repository is the commented reference.
 
+mod audit;
 mod error;
+pub mod limits;
 mod observe;
 mod raw;
 mod secret;
@@ -33,6 +35,7 @@ use guardian_core::{
     severity::{Action, Severity, SeverityPolicy},
 };
 
+pub use audit::{AnchorConfig, AuditConfig};
 pub use error::ConfigError;
 use error::Locator;
 pub use observe::{
@@ -40,7 +43,7 @@ pub use observe::{
     ReadyConfig,
 };
 use raw::{RawCall, RawConfig, RawContract, RawPolicy, RawRule, S};
-pub use secret::Secret;
+pub use secret::{Secret, remember as remember_secret, scrub_known as scrub_secrets};
 
 /// Chain 138: Defi Oracle Meta mainnet.
 pub const DEFAULT_CHAIN_ID: u64 = 138;
@@ -77,6 +80,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[ready]`: readiness thresholds.
     pub ready: ReadyConfig,
+    /// `[audit]`: post-mortems and anchoring the audit log on chain.
+    pub audit: AuditConfig,
     /// Severity → action.
     pub policy: SeverityPolicy,
     /// Severity → how long an incident may stay uncontained before it is escalated.
@@ -90,6 +95,9 @@ pub struct Config {
     pub preempt: std::collections::BTreeSet<String>,
     /// The `[rollback]` table: managed deployment configs, backups, address keys per contract.
     pub rollback: Option<guardian_rollback::RollbackConfig>,
+    /// What is valid but probably not meant (no `[safe]`: nothing is paused; a file without a
+    /// final newline, perhaps cut short), for `config check` to say.
+    pub warnings: Vec<String>,
 }
 
 /// `[chain]`.
@@ -162,10 +170,18 @@ pub struct StorageConfig {
 }
 
 /// `[api]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// Listen address.
     pub bind: SocketAddr,
+    /// The token write routes require as `Authorization: Bearer …`, from the variable
+    /// `token_env` names (`None`: writes need no token, allowed on loopback only).
+    pub token: Option<Secret>,
+    /// The variable `token` comes from.
+    pub token_env: Option<String>,
+    /// Whether `POST /proposals` may propose an unpause (default: no; `guardian unpause` on the
+    /// host always may).
+    pub allow_unpause: bool,
 }
 
 /// `[safe]`: the operators' Safe 1.4.1 that owns the watched contracts.
@@ -223,11 +239,24 @@ pub struct ContractConfig {
 }
 
 impl Config {
+    /// Where resolved incidents' post-mortems are written: `[audit] postmortem_dir`, else a
+    /// `postmortems` folder beside the backups (`[rollback] backup_dir`), else beside the
+    /// database.
+    pub fn postmortem_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.audit.postmortem_dir {
+            return dir.clone();
+        }
+        let base = self.source.parent().unwrap_or(Path::new("."));
+        match &self.rollback {
+            Some(rollback) => base.join(&rollback.backup_dir).join("postmortems"),
+            None => self.storage.path.parent().unwrap_or(Path::new(".")).join("postmortems"),
+        }
+    }
+
     /// Read, parse and validate `path`, resolving secrets from the process environment.
     pub fn load(path: impl AsRef<Path>) -> eyre::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| eyre::eyre!("cannot read config file {}: {e}", path.display()))?;
+        let text = read_text(path)?;
         Ok(Self::parse(&text, path, &|name| std::env::var(name).ok())?)
     }
 
@@ -239,8 +268,7 @@ impl Config {
     /// or a drill needs none ([`Secrets::None`]).
     pub fn load_needing(path: impl AsRef<Path>, needs: Secrets) -> eyre::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| eyre::eyre!("cannot read config file {}: {e}", path.display()))?;
+        let text = read_text(path)?;
         let at = Locator { path, text: &text };
         let raw: RawConfig =
             toml::from_str(&text).map_err(|e| at.error(e.span(), e.message().trim()))?;
@@ -303,7 +331,16 @@ impl Config {
             let _ = writeln!(out, "rpc {}{auth}", rpc.display);
         }
         let _ = writeln!(out, "storage {}", self.storage.path.display());
-        let _ = writeln!(out, "api {}", self.api.bind);
+        let _ = writeln!(
+            out,
+            "api {}{}{}",
+            self.api.bind,
+            match &self.api.token_env {
+                Some(var) => format!(" (write routes need the bearer token in ${var})"),
+                None => " (no token: loopback only)".to_owned(),
+            },
+            if self.api.allow_unpause { ", unpause allowed" } else { "" }
+        );
         if let Some(safe) = &self.safe {
             let _ = writeln!(out, "safe {}", safe.address);
             if let Some(module) = &safe.module {
@@ -422,11 +459,23 @@ impl Loader<'_> {
                 start_block: StartBlock::Head,
             },
             Some(c) => {
-                if let Some(ms) = c.poll_interval_ms.as_ref().filter(|ms| *ms.get_ref() == 0) {
-                    return Err(self.err(span(ms), "poll_interval_ms must be above 0"));
+                use limits::*;
+                if let Some(id) = c.id.as_ref().filter(|id| *id.get_ref() == 0) {
+                    return Err(self.err(span(id), "[chain] id must be above 0 (chain 138 is 138)"));
                 }
-                if let Some(r) = c.max_log_range.as_ref().filter(|r| *r.get_ref() == 0) {
-                    return Err(self.err(span(r), "max_log_range must be at least 1 block"));
+                for (key, value, min, max) in [
+                    ("confirmations", &c.confirmations, 0, MAX_CONFIRMATIONS),
+                    (
+                        "poll_interval_ms",
+                        &c.poll_interval_ms,
+                        MIN_POLL_INTERVAL_MS,
+                        MAX_POLL_INTERVAL_MS,
+                    ),
+                    ("max_log_range", &c.max_log_range, 1, MAX_LOG_RANGE),
+                ] {
+                    if let Some(v) = value {
+                        within(key, *v.get_ref(), min, max).map_err(|e| self.err(span(v), e))?;
+                    }
                 }
                 ChainConfig {
                     id: c.id.as_ref().map_or(DEFAULT_CHAIN_ID, |i| *i.get_ref()),
@@ -469,24 +518,19 @@ impl Loader<'_> {
                 .map_or_else(|| self.base.join("guardian.sqlite"), |p| self.base.join(p.get_ref())),
             keep_occurrences: self.keep_occurrences(raw.storage.as_ref())?,
         };
-        let api = ApiConfig {
-            bind: match &raw.api {
-                None => DEFAULT_API_BIND.parse().map_err(|_| self.err(None, "bad default bind"))?,
-                Some(api) => api.bind.get_ref().parse().map_err(|_| {
-                    self.err(
-                        span(&api.bind),
-                        format!(
-                            "expected ip:port such as {DEFAULT_API_BIND:?}, got {:?}",
-                            api.bind.get_ref()
-                        ),
-                    )
-                })?,
-            },
-        };
+        let api = self.api(raw.api.as_ref())?;
         let safe = match &raw.safe {
             None => None,
             Some(s) => Some(SafeConfig {
-                address: self.address(&s.address)?,
+                address: match self.address(&s.address)? {
+                    Address::ZERO => {
+                        return Err(self.err(
+                            span(&s.address),
+                            "[safe] address is the zero address: no Safe lives there",
+                        ));
+                    }
+                    address => address,
+                },
                 executor_key_env: match &s.executor_key_env {
                     None => None,
                     Some(name) => Some(self.env_name(name)?.to_owned()),
@@ -504,6 +548,7 @@ impl Loader<'_> {
         let notify = self.notify(&raw.notify, webhook.as_ref())?;
         let metrics = self.metrics(raw.metrics.as_ref())?;
         let ready = self.ready(raw.ready.as_ref())?;
+        let audit = self.audit(raw.audit.as_ref(), safe.as_ref())?;
         let policy = self.policy(raw.policy.as_ref(), SeverityPolicy::default())?;
         let response = self.response(raw.response.as_ref())?;
         let contracts = self.contracts(&raw.contracts)?;
@@ -518,7 +563,8 @@ impl Loader<'_> {
             rules.push(spec);
             rule_spans.push(spans);
         }
-        let config = Config {
+        let rollback = self.rollback(raw.rollback.as_ref(), &contracts, &raw.contracts)?;
+        let mut config = Config {
             source: self.at.path.to_owned(),
             chain,
             rpc,
@@ -529,12 +575,14 @@ impl Loader<'_> {
             notify,
             metrics,
             ready,
+            audit,
             policy,
             response,
             contracts,
             rules,
             preempt,
-            rollback: raw.rollback,
+            rollback,
+            warnings: Vec::new(),
         };
         // Pre-emption acts only through the module: a rule marked `preempt` must pause now.
         if let Ok(engine) = config.rule_engine() {
@@ -557,6 +605,7 @@ impl Loader<'_> {
                 }
             }
         }
+        config.warnings = self.warnings(&config);
         // Compile the rules exactly as the daemon will, and point at the key at fault.
         if let Err(e) = config.rule_engine() {
             return Err(match e {
@@ -612,6 +661,45 @@ impl Loader<'_> {
         }
     }
 
+    /// `[api]`: a bind beyond loopback needs a token (anyone who reaches the port could
+    /// otherwise propose pauses and post signatures).
+    fn api(&self, raw: Option<&raw::RawApi>) -> Result<ApiConfig, ConfigError> {
+        let bind_key = raw.and_then(|a| a.bind.as_ref());
+        let bind: SocketAddr = match bind_key {
+            None => DEFAULT_API_BIND.parse().map_err(|_| self.err(None, "bad default bind"))?,
+            Some(bind) => bind.get_ref().parse().map_err(|_| {
+                self.err(
+                    span(bind),
+                    format!(
+                        "expected ip:port such as {DEFAULT_API_BIND:?}, got {:?}",
+                        bind.get_ref()
+                    ),
+                )
+            })?,
+        };
+        let token_env = raw.and_then(|a| a.token_env.as_ref());
+        let token = match token_env {
+            None => None,
+            Some(var) => Some(self.secret(var, "api.token_env")?),
+        };
+        if token_env.is_none() && !bind.ip().is_loopback() {
+            return Err(self.err(
+                bind_key.and_then(span),
+                format!(
+                    "the HTTP API would listen on {bind}, beyond loopback, without a token: set \
+                     `token_env` (the variable holding the token its write routes require) or \
+                     bind to 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(ApiConfig {
+            bind,
+            token,
+            token_env: token_env.map(|v| v.get_ref().clone()),
+            allow_unpause: raw.and_then(|a| a.allow_unpause.as_ref()).is_some_and(|a| *a.get_ref()),
+        })
+    }
+
     fn rpc(&self, raw: &S<raw::RawRpc>) -> Result<RpcEndpoint, ConfigError> {
         let r = raw.get_ref();
         let (url, origin, url_span) = match (&r.url, &r.url_env) {
@@ -662,18 +750,22 @@ impl Loader<'_> {
                  `max_backoff_ms` sets the longest wait between attempts (default 300000)",
             ));
         }
-        let positive = |key: &Option<S<u64>>, name: &str, default: u64| match key {
-            Some(v) if *v.get_ref() == 0 => {
-                Err(self.err(span(v), format!("{name} must be above 0")))
-            }
-            Some(v) => Ok(Duration::from_millis(*v.get_ref())),
+        let positive = |key: &Option<S<u64>>, name: &str, default: u64, max: u64| match key {
+            Some(v) => limits::within(name, *v.get_ref(), 1, max)
+                .map(Duration::from_millis)
+                .map_err(|e| self.err(span(v), e)),
             None => Ok(Duration::from_millis(default)),
         };
         Ok(WebhookConfig {
             url,
             url_env: var.get_ref().clone(),
-            timeout: positive(&w.timeout_ms, "timeout_ms", 5_000)?,
-            max_backoff: positive(&w.max_backoff_ms, "max_backoff_ms", 300_000)?,
+            timeout: positive(&w.timeout_ms, "timeout_ms", 5_000, limits::MAX_TIMEOUT_MS)?,
+            max_backoff: positive(
+                &w.max_backoff_ms,
+                "max_backoff_ms",
+                300_000,
+                limits::MAX_BACKOFF_MS,
+            )?,
         })
     }
 
@@ -796,6 +888,7 @@ impl Loader<'_> {
                     format!("cannot parse event signature {:?}: {e} (expected e.g. \"Paused(address account)\")", sig.get_ref()),
                 )
             })?;
+            limits::check_indexed(sig.get_ref()).map_err(|e| self.err(span(sig), e))?;
             events.push(event.full_signature());
         }
         if let Some(abi) = &c.abi {
@@ -857,6 +950,7 @@ impl Loader<'_> {
         contracts: &[ContractConfig],
     ) -> Result<(RuleSpec, RuleSpans), ConfigError> {
         let r = raw.get_ref();
+        self.rule_bounds(r)?;
         let mut spans =
             RuleSpans { table: raw.span(), keys: BTreeMap::new(), elements: BTreeMap::new() };
         let optional: [(&'static str, Option<Range<usize>>); 17] = [
@@ -1060,6 +1154,100 @@ impl Loader<'_> {
         ))
     }
 
+    /// What a valid file may still get wrong: a file cut short (no final newline, often in the
+    /// middle of a comment, with the tables after the cut gone) and the tables whose absence
+    /// turns a part of guardian off.
+    fn warnings(&self, config: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        let text = self.at.text;
+        if !text.is_empty() && !text.ends_with('\n') {
+            let last = text.lines().last().unwrap_or_default().trim_start();
+            let place = if last.starts_with('#') { " in the middle of a comment" } else { "" };
+            out.push(format!(
+                "the file ends without a final newline{place}: if it was cut short (a partial copy \
+                 or an editor crash), the tables after the cut are missing; compare it with its \
+                 source"
+            ));
+        }
+        if config.rules.is_empty() {
+            out.push("no [[rules]]: the chain is followed but nothing is evaluated".to_owned());
+        }
+        if config.safe.is_none() {
+            out.push("no [safe]: findings are recorded and notified, but nothing is paused".into());
+        }
+        if config.webhook.is_none() {
+            out.push(
+                "no [webhook]: incidents are recorded and logged, but nobody is notified".into(),
+            );
+        }
+        out
+    }
+
+    /// A rule's name and numbers, each within its documented bound ([`limits`]).
+    fn rule_bounds(&self, r: &RawRule) -> Result<(), ConfigError> {
+        if r.name.get_ref().trim().is_empty() {
+            return Err(self
+                .err(span(&r.name), "a rule needs a name (findings and notifications carry it)"));
+        }
+        if let Some(blocks) = &r.blocks {
+            limits::within("blocks", *blocks.get_ref(), 1, limits::MAX_WINDOW_BLOCKS).map_err(
+                |e| self.err(span(blocks), format!("{e} (a restart replays the longest window)")),
+            )?;
+        }
+        if let Some(min) = &r.min_sample {
+            limits::within("min_sample", *min.get_ref(), 1, u64::MAX)
+                .map_err(|e| self.err(span(min), e))?;
+        }
+        if let Some(event) = &r.event {
+            limits::check_indexed(event.get_ref()).map_err(|e| self.err(span(event), e))?;
+        }
+        Ok(())
+    }
+
+    /// `[rollback]`: its own checks (names, pointers, paths, health calls), then against the
+    /// watched contracts: every `[rollback.contracts.NAME]` is one of them, and every contract
+    /// with `on_pause = "rollback"` says which keys to repoint.
+    fn rollback(
+        &self,
+        raw: Option<&S<guardian_rollback::RollbackConfig>>,
+        contracts: &[ContractConfig],
+        raw_contracts: &S<Vec<S<RawContract>>>,
+    ) -> Result<Option<guardian_rollback::RollbackConfig>, ConfigError> {
+        if let Some(table) = raw {
+            table
+                .get_ref()
+                .clone()
+                .resolve(self.base)
+                .map_err(|e| self.err(span(table), format!("{e:#}")))?;
+            for name in table.get_ref().contracts.keys() {
+                if !contracts.iter().any(|c| &c.name == name) {
+                    let known: Vec<&str> = contracts.iter().map(|c| c.name.as_str()).collect();
+                    return Err(self.err(
+                        span(table),
+                        format!(
+                            "[rollback.contracts.{name}] is not a watched contract (the [[contracts]] are: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        for (contract, entry) in contracts.iter().zip(raw_contracts.get_ref()) {
+            let has_keys = raw.is_some_and(|t| t.get_ref().contracts.contains_key(&contract.name));
+            if contract.policy.rollback_after_pause && !has_keys {
+                return Err(self.err(
+                    entry.get_ref().on_pause.as_ref().and_then(span),
+                    format!(
+                        "contract {:?} rolls back after its pause, but [rollback.contracts.{}] does \
+                         not say which config keys hold its address",
+                        contract.name, contract.name
+                    ),
+                ));
+            }
+        }
+        Ok(raw.map(|t| t.get_ref().clone()))
+    }
+
     fn call(&self, raw: &RawCall) -> Result<CallSpec, ConfigError> {
         Ok(CallSpec {
             signature: raw.call.get_ref().clone(),
@@ -1167,6 +1355,30 @@ fn scalar_text(value: &toml::Value) -> Option<String> {
         toml::Value::Integer(i) => Some(i.to_string()),
         toml::Value::Boolean(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// The file as text; bytes that are not UTF-8 are reported with their line and column.
+fn read_text(path: &Path) -> eyre::Result<String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| eyre::eyre!("cannot read config file {}: {e}", path.display()))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            // Valid up to here, so this prefix is text.
+            let before = String::from_utf8_lossy(good);
+            let at = Locator { path, text: &before };
+            let bad = e.as_bytes().get(good.len()).copied().unwrap_or_default();
+            Err(at
+                .error(
+                    Some(before.len()..before.len()),
+                    format!(
+                        "byte 0x{bad:02x} is not UTF-8: guardian reads config files as UTF-8 (re-save it as UTF-8, without a BOM in another encoding)"
+                    ),
+                )
+                .into())
+        }
     }
 }
 

@@ -141,7 +141,11 @@ impl Loader<'_> {
     }
 
     /// A duration such as `"2s"`, `"500ms"`, `"5m"` (jiff's friendly format, as `[response]`).
-    fn positive_duration(&self, key: &S<String>, name: &str) -> Result<Duration, ConfigError> {
+    pub(crate) fn positive_duration(
+        &self,
+        key: &S<String>,
+        name: &str,
+    ) -> Result<Duration, ConfigError> {
         let parsed = key.get_ref().trim().parse::<jiff::SignedDuration>().map_err(|_| {
             self.err(
                 span(key),

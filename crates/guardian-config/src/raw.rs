@@ -29,6 +29,9 @@ pub(crate) struct RawConfig {
     /// `[ready]`: readiness thresholds.
     #[serde(default)]
     pub(crate) ready: Option<RawReady>,
+    /// `[audit]`: post-mortems and anchoring.
+    #[serde(default)]
+    pub(crate) audit: Option<RawAudit>,
     #[serde(default)]
     pub(crate) policy: Option<RawPolicy>,
     #[serde(default)]
@@ -38,7 +41,7 @@ pub(crate) struct RawConfig {
     pub(crate) rules: Vec<S<RawRule>>,
     /// Defined by `guardian-rollback`; parsed here so its typos get file:line:column too.
     #[serde(default)]
-    pub(crate) rollback: Option<guardian_rollback::RollbackConfig>,
+    pub(crate) rollback: Option<S<guardian_rollback::RollbackConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +81,9 @@ pub(crate) struct RawStorage {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
-    pub(crate) bind: S<String>,
+    pub(crate) bind: Option<S<String>>,
+    pub(crate) token_env: Option<S<String>>,
+    pub(crate) allow_unpause: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +211,18 @@ pub(crate) struct RawNotify {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     pub(crate) bind: Option<S<String>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) postmortem_dir: Option<S<String>>,
+    pub(crate) anchor: Option<S<String>>,
+    pub(crate) anchor_key_env: Option<S<String>>,
+    pub(crate) anchor_every: Option<S<u64>>,
+    pub(crate) anchor_interval: Option<S<String>>,
+    pub(crate) anchor_from_block: Option<S<u64>>,
 }
 
 /// `[ready]`.

@@ -261,7 +261,8 @@ fn the_config_builds_the_engine_the_daemon_runs() {
         "{}\n[[rules]]\nname = \"balance\"\nkind = \"balance_drop\"\nseverity = \"medium\"\ncontracts = [\"vault\"]\ndrop = \"50%\"\nblocks = 2\n",
         with_rule("name = \"big\"\nkind = \"event\"\nseverity = \"critical\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"\nwhere = [\"amount >= 1 gwei\"]")
     )
-    .replace("events = [", "on_pause = \"rollback\"\nevents = [");
+    .replace("events = [", "on_pause = \"rollback\"\nevents = [")
+        + "\n[rollback]\n[[rollback.configs]]\nname = \"accounts\"\npath = \"accounts.json\"\n\n[rollback.contracts.vault]\nkeys = [{ config = \"accounts\", pointer = \"/vault\" }]\n";
     let config = parse(&text).expect("valid");
     assert_eq!(config.storage.path, Path::new("conf/guardian.sqlite"));
     let mut engine = config.rule_engine().expect("engine");
@@ -505,4 +506,160 @@ fn start_block_is_a_number_or_the_head() {
     assert!(pointed.starts_with("\"genesis\""), "{pointed}");
     let (message, _) = error(&format!("[chain]\nstart_block = -1\n{BASE}"));
     assert!(message.starts_with("conf/test.toml:2:"), "points at the key's line: {message}");
+}
+
+#[test]
+fn an_api_beyond_loopback_needs_a_token() {
+    let open = format!("{BASE}\n[api]\nbind = \"0.0.0.0:8787\"\n");
+    let (message, pointed) = error(&open);
+    assert!(message.contains("beyond loopback, without a token"), "{message}");
+    assert!(pointed.starts_with("\"0.0.0.0:8787\""), "{pointed}");
+    let with_token = format!("{BASE}\n[api]\nbind = \"0.0.0.0:8787\"\ntoken_env = \"RPC_TOKEN\"\n");
+    let config = parse(&with_token).expect("a token makes it acceptable");
+    assert_eq!(config.api.token.as_ref().map(Secret::expose), Some("T0KEN2"));
+    assert!(!config.api.allow_unpause, "unpause over the API is off unless allowed");
+    let unset = format!("{BASE}\n[api]\ntoken_env = \"UNSET_TOKEN\"\nallow_unpause = true\n");
+    let (message, _) = error(&unset);
+    assert!(message.contains("UNSET_TOKEN (named by api.token_env) is not set"), "{message}");
+    let loopback = parse(&format!("{BASE}\n[api]\nallow_unpause = true\n")).expect("loopback");
+    assert!(loopback.api.allow_unpause && loopback.api.token.is_none());
+}
+
+/// Every number `run` uses has a documented bound, each refused where it is written.
+#[test]
+fn numbers_are_held_to_their_documented_bounds() {
+    let window = |blocks: &str| {
+        with_rule(&format!(
+            "name = \"w\"\nkind = \"window\"\nseverity = \"high\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"\nblocks = {blocks}\nthreshold = 3"
+        ))
+    };
+    parse(&window(&limits::MAX_WINDOW_BLOCKS.to_string())).expect("the limit itself is fine");
+    let (message, pointed) = error(&window(&u64::MAX.to_string()));
+    assert!(message.contains("blocks must be at most 100000"), "{message}");
+    assert!(message.contains("a restart replays the longest window"), "{message}");
+    assert!(pointed.starts_with("18446744073709551615"), "{pointed}");
+    let (message, _) = error(&window("0"));
+    assert!(message.contains("blocks must be above 0"), "{message}");
+
+    let cases: [(String, &str); 9] = [
+        (format!("[chain]\nid = 0\n{BASE}"), "[chain] id must be above 0"),
+        (format!("[chain]\nconfirmations = 5000\n{BASE}"), "confirmations must be at most 1000"),
+        (format!("[chain]\npoll_interval_ms = 5\n{BASE}"), "poll_interval_ms must be at least 10"),
+        (
+            format!("[chain]\npoll_interval_ms = 86400000\n{BASE}"),
+            "poll_interval_ms must be at most 600000",
+        ),
+        (
+            format!("[chain]\nmax_log_range = 10000000\n{BASE}"),
+            "max_log_range must be at most 100000",
+        ),
+        (
+            format!("{BASE}\n[safe]\naddress = \"0x0000000000000000000000000000000000000000\"\n"),
+            "[safe] address is the zero address",
+        ),
+        (
+            format!("{BASE}\n[webhook]\nurl_env = \"GUARDIAN_WEBHOOK_URL\"\ntimeout_ms = 0\n"),
+            "timeout_ms must be above 0",
+        ),
+        (
+            BASE.replace(
+                "Withdrawn(address indexed account, address indexed to, uint256 amount)",
+                "Moved(address indexed a, address indexed b, address indexed c, uint256 indexed d)",
+            ),
+            "has 4 indexed arguments; an event has at most 3",
+        ),
+        (
+            with_rule(
+                "name = \"\"\nkind = \"event\"\nseverity = \"high\"\ncontracts = [\"vault\"]\nevent = \"Withdrawn\"",
+            ),
+            "a rule needs a name",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (message, _) = error(&text);
+        assert!(message.contains(expected), "expected {expected:?}, got {message}");
+    }
+    let revert = |min: u64| {
+        with_rule(&format!(
+            "name = \"r\"\nkind = \"revert_rate\"\nseverity = \"high\"\ncontracts = [\"vault\"]\nblocks = 10\nmin_sample = {min}"
+        ))
+    };
+    assert!(error(&revert(0)).0.contains("min_sample must be above 0"));
+    parse(&revert(1)).expect("one transaction is a sample");
+}
+
+/// The `[rollback]` table is checked as `run` would use it, against the watched contracts.
+#[test]
+fn the_rollback_table_is_checked_against_the_contracts() {
+    let table = |configs: &str, keys: &str| {
+        format!(
+            "{}\n[rollback]\n{configs}\n[rollback.contracts.vault]\nkeys = [{keys}]\n",
+            BASE.replace("events = [", "on_pause = \"rollback\"\nevents = [")
+        )
+    };
+    let accounts = "[[rollback.configs]]\nname = \"accounts\"\npath = \"accounts.json\"\n";
+    let key = "{ config = \"accounts\", pointer = \"/vault\" }";
+    parse(&table(accounts, key)).expect("valid");
+    let cases = [
+        (
+            table(accounts, "{ config = \"acounts\", pointer = \"/vault\" }"),
+            "names config \"acounts\"",
+        ),
+        (table(accounts, "{ config = \"accounts\", pointer = \"vault\" }"), "JSON pointer"),
+        (table(&format!("{accounts}{accounts}"), key), "used twice"),
+        (
+            table(&accounts.replace("accounts.json", "../../etc/accounts.json"), key),
+            "goes up with `..`",
+        ),
+        (table(&accounts.replace("name = \"accounts\"", "name = \"../accounts\""), key), "name"),
+        (
+            table(accounts, key).replace("keys = [", "health_call = \"solvent\"\nkeys = ["),
+            "health_call \"solvent\" must be the signature",
+        ),
+        (
+            table(accounts, key)
+                .replace("[rollback.contracts.vault]", "[rollback.contracts.vualt]"),
+            "[rollback.contracts.vualt] is not a watched contract",
+        ),
+        (
+            BASE.replace("events = [", "on_pause = \"rollback\"\nevents = ["),
+            "rolls back after its pause, but [rollback.contracts.vault] does not say",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (message, _) = error(&text);
+        assert!(message.contains(expected), "expected {expected:?}, got {message}");
+    }
+    let (_, pointed) = error(&BASE.replace("events = [", "on_pause = \"rollback\"\nevents = ["));
+    assert!(pointed.starts_with("\"rollback\""), "points at on_pause: {pointed}");
+}
+
+/// Bytes that are not UTF-8 are reported with their line; a file that ends without a newline
+/// (cut short, in a comment) and the tables whose absence turns guardian off are warned about.
+#[test]
+fn bad_bytes_have_a_line_and_truncated_files_are_flagged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    let mut bytes = BASE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# caf\xe9 in Latin-1\n");
+    std::fs::write(&path, &bytes).expect("write");
+    let message = format!("{:#}", Config::load(&path).expect_err("not UTF-8"));
+    let line = BASE.lines().count() + 1;
+    assert!(
+        message.contains(&format!("guardian.toml:{line}:6: byte 0xe9 is not UTF-8")),
+        "{message}"
+    );
+
+    let cut = format!(
+        "{BASE}\n[safe]\naddress = \"0x5afe000000000000000000000000000000000001\"\n# the webhook te"
+    );
+    let config = parse(&cut).expect("valid, if cut short");
+    let warnings = config.warnings.join("\n");
+    assert!(
+        warnings.contains("ends without a final newline in the middle of a comment"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("no [[rules]]"), "{warnings}");
+    assert!(warnings.contains("no [webhook]"), "{warnings}");
+    assert!(!warnings.contains("no [safe]"), "{warnings}");
 }

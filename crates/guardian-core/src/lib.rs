@@ -6,9 +6,11 @@
 //! prune may delete). Adapters that talk to the chain, SQLite or files live in other
 //! crates and call into this one, so every decision that matters is unit tested without a node.
 
+pub mod audit;
 pub mod backup;
 pub mod finding;
 pub mod incident;
+pub mod postmortem;
 pub mod proposal;
 pub mod rules;
 pub mod safe;

@@ -5,7 +5,7 @@
 //! Safe nonce), so every daemon replica and every operator derives the same `safeTxHash`
 //! without talking to each other.
 
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, Signature, U256, eip191_hash_message, keccak256};
 
 use crate::safe::{OwnerApproval, SafeTx, SignatureError, recover_approval};
 
@@ -103,13 +103,32 @@ pub fn proposal_tx(target: Address, calldata: Bytes, nonce: U256) -> SafeTx {
     SafeTx::call(target, U256::ZERO, calldata, nonce)
 }
 
-/// Chain ids a misconfigured wallet is most likely to have signed for, checked only to explain a
-/// rejection (Ethereum, its testnets, and common L2s).
-const LIKELY_WRONG_CHAINS: [u64; 8] = [1, 11_155_111, 17_000, 10, 137, 8_453, 42_161, 31_337];
+/// The EIP-712 domain a signer says their wallet signed under (Safe 1.4.1's domain is the chain
+/// id and the Safe's address). Sent with a signature, it lets a wrong network be named exactly:
+/// the signature is recovered under that domain, and if it is the signer's there, the chain or
+/// the Safe it was made for is known, not guessed from a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedDomain {
+    /// The chain id signed for.
+    #[serde(alias = "chainId")]
+    pub chain_id: u64,
+    /// The Safe signed for (`verifyingContract`).
+    #[serde(alias = "verifyingContract")]
+    pub safe: Address,
+}
 
 /// Why a submitted signature was refused. Each case has its own message for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Rejection {
+    /// Not hexadecimal at all.
+    #[error(
+        "signature {shown:?} is not hex: expected 0x followed by 130 hex digits ({{r}}{{s}}{{v}}, 65 bytes)"
+    )]
+    NotHex {
+        /// The start of what was sent.
+        shown: String,
+    },
     /// Not a well-formed 65-byte Safe signature.
     #[error("malformed signature: {0}")]
     Malformed(#[from] SignatureError),
@@ -126,7 +145,8 @@ pub enum Rejection {
         /// The Safe.
         safe: Address,
     },
-    /// The signer signed this transaction under another chain's EIP-712 domain.
+    /// The signer signed this transaction under another chain's EIP-712 domain (recovered
+    /// under the domain they said they signed).
     #[error(
         "{signer} signed this transaction for chain id {signed_for}, not {expected}: the wallet is on the wrong network"
     )]
@@ -138,9 +158,41 @@ pub enum Rejection {
         /// The chain id guardian is bound to.
         expected: u64,
     },
-    /// The signature is not over this proposal's `safeTxHash` (another hash, or another signer).
+    /// The signer signed this transaction for another Safe (recovered under the domain they
+    /// said they signed).
+    #[error("{signer} signed this transaction for Safe {signed_for}, not {expected}")]
+    WrongSafe {
+        /// Who signed.
+        signer: Address,
+        /// The Safe the signature is valid for.
+        signed_for: Address,
+        /// The proposal's Safe.
+        expected: Address,
+    },
+    /// The signature is another owner's than the one named with it.
     #[error(
-        "signature is not {claimed}'s signature of safeTxHash {hash} (it recovers to {recovered}): it was made for another hash"
+        "the signature is {recovered}'s (an owner of the Safe), not {claimed}'s: the signer and the signature do not match; submit it as {recovered}'s"
+    )]
+    OtherSigner {
+        /// Who the submitter said signed.
+        claimed: Address,
+        /// The owner it recovers to.
+        recovered: Address,
+    },
+    /// An eth_sign signature (over the prefixed message) sent with the plain v.
+    #[error(
+        "{claimed} signed safeTxHash as an eth_sign message (\"\\x19Ethereum Signed Message:\\n32\" prefix) but v is {v}: the Safe checks a prefixed signature only with v + 4; send it with v = {}",
+        .v + 4
+    )]
+    PrefixedWithPlainV {
+        /// Who signed.
+        claimed: Address,
+        /// The v it came with (27 or 28).
+        v: u8,
+    },
+    /// The signature is not over this proposal's `safeTxHash` and recovers to no owner.
+    #[error(
+        "signature does not recover to {claimed} over safeTxHash {hash} (it recovers to {recovered}, not an owner): it was made for another hash, another chain or Safe (send the domain signed to have it named), or with another key"
     )]
     OtherHash {
         /// Who the submitter said signed.
@@ -152,9 +204,41 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// A signature `text` that is not hex (`shown` keeps its first 20 characters).
+    pub fn not_hex(text: &str) -> Self {
+        let mut shown: String = text.chars().take(20).collect();
+        if text.chars().count() > 20 {
+            shown.push('…');
+        }
+        Self::NotHex { shown }
+    }
+
+    /// The kind, for aggregating rejections in the audit trail: `not_hex`, `malformed`,
+    /// `approved_hash_marker`, `not_an_owner`, `wrong_chain`, `other_hash`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::NotHex { .. } => "not_hex",
+            Self::Malformed(_) => "malformed",
+            Self::ApprovedHashMarker => "approved_hash_marker",
+            Self::NotAnOwner { .. } => "not_an_owner",
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::WrongSafe { .. } => "wrong_safe",
+            Self::OtherSigner { .. } => "other_signer",
+            Self::PrefixedWithPlainV { .. } => "prefixed_with_plain_v",
+            Self::OtherHash { .. } => "other_hash",
+        }
+    }
+}
+
 /// Check an owner signature submitted for `tx` on `safe` at chain `chain_id`.
 ///
-/// `claimed` is the signer the submitter names; `owners` the Safe's current owners.
+/// `claimed` is the signer the submitter names; `owners` the Safe's current owners; `domain`
+/// the EIP-712 domain the submitter says was signed, if they say. A signature that does not
+/// verify is explained from what it does recover to: under the prefixed (eth_sign) message
+/// with its own v (v + 4 was forgotten), under the stated domain (the wallet was on another
+/// network, or another Safe), to another owner (signer and signature do not match), or to
+/// nobody known (another hash).
 pub fn check_signature(
     tx: &SafeTx,
     chain_id: u64,
@@ -162,6 +246,7 @@ pub fn check_signature(
     claimed: Address,
     signature: &[u8],
     owners: &[Address],
+    domain: Option<SignedDomain>,
 ) -> Result<OwnerApproval, Rejection> {
     let hash = tx.safe_tx_hash(chain_id, safe);
     let (recovered, approval) = recover_approval(hash, signature)?;
@@ -175,17 +260,33 @@ pub fn check_signature(
             Err(Rejection::NotAnOwner { signer: claimed, safe })
         };
     }
-    for other in LIKELY_WRONG_CHAINS.into_iter().filter(|c| *c != chain_id) {
-        let wrong = tx.safe_tx_hash(other, safe);
-        if recover_approval(wrong, signature).is_ok_and(|(who, _)| who == claimed) {
-            return Err(Rejection::WrongChain {
-                signer: claimed,
-                signed_for: other,
-                expected: chain_id,
+    if let OwnerApproval::Signature(sig) = approval
+        && recover(sig, eip191_hash_message(hash)) == Some(claimed)
+    {
+        return Err(Rejection::PrefixedWithPlainV { claimed, v: signature[64] });
+    }
+    if let Some(signed) = domain.filter(|d| (d.chain_id, d.safe) != (chain_id, safe)) {
+        let under_theirs = tx.safe_tx_hash(signed.chain_id, signed.safe);
+        if recover_approval(under_theirs, signature).is_ok_and(|(who, _)| who == claimed) {
+            return Err(if signed.chain_id != chain_id {
+                Rejection::WrongChain {
+                    signer: claimed,
+                    signed_for: signed.chain_id,
+                    expected: chain_id,
+                }
+            } else {
+                Rejection::WrongSafe { signer: claimed, signed_for: signed.safe, expected: safe }
             });
         }
     }
+    if owners.contains(&recovered) {
+        return Err(Rejection::OtherSigner { claimed, recovered });
+    }
     Err(Rejection::OtherHash { claimed, hash, recovered })
+}
+
+fn recover(signature: Signature, digest: B256) -> Option<Address> {
+    signature.recover_address_from_prehash(&digest).ok()
 }
 
 #[cfg(test)]
@@ -230,7 +331,8 @@ mod tests {
     fn accepts_an_owner_signature_of_this_proposal() {
         let owner = key(1);
         let sig = sign(&owner, tx(0).safe_tx_hash(138, SAFE));
-        let got = check_signature(&tx(0), 138, SAFE, owner.address(), &sig, &[owner.address()]);
+        let got =
+            check_signature(&tx(0), 138, SAFE, owner.address(), &sig, &[owner.address()], None);
         assert!(matches!(got, Ok(OwnerApproval::Signature(_))));
     }
 
@@ -244,30 +346,107 @@ mod tests {
 
         let not_owner = sign(&stranger, hash);
         assert_eq!(
-            check_signature(&this, 138, SAFE, stranger.address(), &not_owner, &owners),
+            check_signature(&this, 138, SAFE, stranger.address(), &not_owner, &owners, None),
             Err(Rejection::NotAnOwner { signer: stranger.address(), safe: SAFE })
         );
 
-        let for_chain_1 = sign(&owner, this.safe_tx_hash(1, SAFE));
+        // A wallet on another network: named from the domain the submitter says was signed
+        // (any chain id, not a list), and only if the signature is theirs under it.
+        for chain in [1, 2_018, 4_242_424_242] {
+            let elsewhere = sign(&owner, this.safe_tx_hash(chain, SAFE));
+            let domain = SignedDomain { chain_id: chain, safe: SAFE };
+            assert_eq!(
+                check_signature(
+                    &this,
+                    138,
+                    SAFE,
+                    owner.address(),
+                    &elsewhere,
+                    &owners,
+                    Some(domain)
+                ),
+                Err(Rejection::WrongChain {
+                    signer: owner.address(),
+                    signed_for: chain,
+                    expected: 138
+                })
+            );
+        }
+        let other_safe = address!("0x00000000000000000000000000000000000000cc");
+        let for_other_safe = sign(&owner, this.safe_tx_hash(138, other_safe));
+        let domain = SignedDomain { chain_id: 138, safe: other_safe };
         assert_eq!(
-            check_signature(&this, 138, SAFE, owner.address(), &for_chain_1, &owners),
-            Err(Rejection::WrongChain { signer: owner.address(), signed_for: 1, expected: 138 })
+            check_signature(
+                &this,
+                138,
+                SAFE,
+                owner.address(),
+                &for_other_safe,
+                &owners,
+                Some(domain)
+            ),
+            Err(Rejection::WrongSafe {
+                signer: owner.address(),
+                signed_for: other_safe,
+                expected: SAFE
+            })
         );
+        // A domain that is not where it was signed proves nothing: another hash.
+        let wrong_claim = SignedDomain { chain_id: 5, safe: SAFE };
+        assert!(matches!(
+            check_signature(
+                &this,
+                138,
+                SAFE,
+                owner.address(),
+                &for_other_safe,
+                &owners,
+                Some(wrong_claim)
+            ),
+            Err(Rejection::OtherHash { .. })
+        ));
+
+        // Signer and signature do not match: the signature is another owner's.
+        let second = key(3);
+        let both = [owner.address(), second.address()];
+        let by_second = sign(&second, hash);
+        assert_eq!(
+            check_signature(&this, 138, SAFE, owner.address(), &by_second, &both, None),
+            Err(Rejection::OtherSigner { claimed: owner.address(), recovered: second.address() })
+        );
+
+        // An eth_sign (prefixed) signature with its plain v: the hint is v + 4.
+        let mut prefixed = sign(&owner, alloy_primitives::eip191_hash_message(hash));
+        let v = prefixed[64];
+        assert_eq!(
+            check_signature(&this, 138, SAFE, owner.address(), &prefixed, &owners, None),
+            Err(Rejection::PrefixedWithPlainV { claimed: owner.address(), v })
+        );
+        assert!(
+            Rejection::PrefixedWithPlainV { claimed: owner.address(), v: 27 }
+                .to_string()
+                .contains("v = 31"),
+        );
+        prefixed[64] += 4;
+        assert!(matches!(
+            check_signature(&this, 138, SAFE, owner.address(), &prefixed, &owners, None),
+            Ok(OwnerApproval::EthSign(_))
+        ));
 
         let other_hash = sign(&owner, tx(1).safe_tx_hash(138, SAFE));
         assert!(matches!(
-            check_signature(&this, 138, SAFE, owner.address(), &other_hash, &owners),
+            check_signature(&this, 138, SAFE, owner.address(), &other_hash, &owners, None),
             Err(Rejection::OtherHash { claimed, hash: h, .. }) if claimed == owner.address() && h == hash
         ));
 
         assert!(matches!(
-            check_signature(&this, 138, SAFE, owner.address(), &[1, 2, 3], &owners),
+            check_signature(&this, 138, SAFE, owner.address(), &[1, 2, 3], &owners, None),
             Err(Rejection::Malformed(SignatureError::Length(3)))
         ));
 
         let marker = OwnerApproval::ApprovedHash.encode(owner.address());
         assert_eq!(
-            check_signature(&this, 138, SAFE, owner.address(), &marker, &owners),
+            check_signature(&this, 138, SAFE, owner.address(), &marker, &owners, None),
             Err(Rejection::ApprovedHashMarker)
         );
 
@@ -279,9 +458,19 @@ mod tests {
             Rejection::OtherHash { claimed: owner.address(), hash, recovered: stranger.address() }
                 .to_string(),
             Rejection::Malformed(SignatureError::Length(3)).to_string(),
+            Rejection::OtherSigner { claimed: owner.address(), recovered: second.address() }
+                .to_string(),
+            Rejection::PrefixedWithPlainV { claimed: owner.address(), v: 27 }.to_string(),
+            Rejection::WrongSafe {
+                signer: owner.address(),
+                signed_for: other_safe,
+                expected: SAFE,
+            }
+            .to_string(),
+            Rejection::not_hex("zz").to_string(),
         ]
         .into();
-        assert_eq!(messages.len(), 4);
+        assert_eq!(messages.len(), 8);
     }
 
     #[test]

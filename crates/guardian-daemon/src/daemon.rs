@@ -12,16 +12,9 @@ use tracing::{info, warn};
 use guardian_operator::Desk;
 
 use crate::{
-    Engine, Follower, FollowerOptions, RpcPool, heads, lifecycle,
-    metrics::Metrics,
-    notifier, pauser,
-    rpc::{EndpointSpec, redact},
+    Engine, Follower, FollowerOptions, heads, lifecycle, metrics::Metrics, notifier, pauser,
     server, watch,
 };
-
-/// Per-request RPC timeout: a node slower than this counts as stalled and the next endpoint is
-/// tried.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run the daemon until `shutdown` flips.
 ///
@@ -29,24 +22,6 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// the database belongs to another chain; while no endpoint is reachable it waits with backoff.
 pub async fn run(config: &Config, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     run_with(config, shutdown, Keys::default()).await
-}
-
-/// The endpoint pool of `config`'s `[[rpc]]` list (bearer tokens included), bound to its chain id.
-pub fn rpc_pool(config: &Config) -> Result<Arc<RpcPool>> {
-    let place = config.source.display();
-    let endpoints = config
-        .rpc
-        .iter()
-        .map(|e| {
-            let url = e
-                .url
-                .expose()
-                .parse()
-                .map_err(|_| eyre!("{place}: RPC endpoint {} is not a valid URL", e.display))?;
-            Ok(EndpointSpec { url, bearer: e.bearer.as_ref().map(|b| b.expose().to_owned()) })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Arc::new(RpcPool::new(endpoints, config.chain.id, RPC_TIMEOUT)?))
 }
 
 /// Where one of the daemon's keys comes from.
@@ -78,7 +53,14 @@ pub async fn run_with(
     keys: Keys,
 ) -> Result<()> {
     let place = config.source.display().to_string();
-    let rpc = rpc_pool(config)?;
+    // One daemon per database (released when this returns, or by the kernel when the process
+    // dies), then what SQLite's files beside it say, before anything opens it.
+    let _only_daemon = guardian_store::DaemonLock::acquire(&config.storage.path)
+        .wrap_err_with(|| format!("refusing to start: [storage] path of {place}"))?;
+    if let Some(warning) = guardian_store::inspect_files(&config.storage.path) {
+        warn!(%warning, "the database lost its write-ahead log");
+    }
+    let rpc = guardian_operator::rpc_pool(config)?;
     // Every request and failover of the pool is counted from the first one on.
     let metrics = Arc::new(Metrics::new(config));
     rpc.set_observer(metrics.clone());
@@ -104,7 +86,7 @@ pub async fn run_with(
                 break;
             }
             Err(error) => {
-                return Err(error.wrap_err(format!(
+                return Err(eyre!(error).wrap_err(format!(
                     "refusing to start: [chain] id = {} in {place}",
                     config.chain.id
                 )));
@@ -112,11 +94,22 @@ pub async fn run_with(
         }
     }
 
+    // Every audit entry this process writes from now on names the daemon on this host.
+    guardian_store::audit::set_process_actor(guardian_store::audit::daemon());
     let mut store = Store::open(&config.storage.path)?;
     store.bind_chain(config.chain.id).wrap_err_with(|| {
         format!("refusing to start: database {}", config.storage.path.display())
     })?;
     store.set_policy(config.response);
+    let (version, commit) = crate::metrics::build_info();
+    let config_text = std::fs::read(&config.source)
+        .wrap_err_with(|| format!("reading {place} for the audit log"))?;
+    store.audit(guardian_core::audit::Record::DaemonStarted {
+        version: format!("{version} ({commit})"),
+        config: place.clone(),
+        config_sha256: guardian_core::audit::hash(&String::from_utf8_lossy(&config_text)),
+        chain_id: config.chain.id,
+    })?;
     // guardian-rollback: finish or undo a config write a killed guardian left half-done (its
     // journal), before the pause flow can write configs again. Logged, not fatal: watching the
     // chain matters more, and every later config write retries the recovery and stops on it.
@@ -183,7 +176,11 @@ pub async fn run_with(
         chain_id: config.chain.id,
         started_at: guardian_store::now_ms(),
     });
-    let api_state = guardian_operator::api::ApiState { desk, wake: respond_wake.clone() };
+    let api_state = guardian_operator::api::ApiState {
+        desk,
+        wake: respond_wake.clone(),
+        access: guardian_operator::api::ApiAccess::from_config(&config.api),
+    };
     let http = tokio::spawn(server::serve(listeners, api_state, observe, shutdown.clone()));
     let chain_watch = tokio::spawn(watch::chain_facts(
         config.clone(),
@@ -242,7 +239,7 @@ pub async fn run_with(
 
     let heads = heads::spawn(rpc.clone());
     info!(
-        endpoints = ?rpc.endpoints().iter().map(|e| redact(&e.url)).collect::<Vec<_>>(),
+        endpoints = ?rpc.endpoints().iter().map(|e| e.label()).collect::<Vec<_>>(),
         database = %config.storage.path.display(),
         "guardian is following the chain"
     );

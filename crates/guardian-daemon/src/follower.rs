@@ -27,12 +27,12 @@ use std::{
 use alloy::primitives::{Address, B256};
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_core::finding::{BlockInput, Finding, StateQuery};
+use guardian_rpc::RpcPool;
 use guardian_store::{BlockRef, Recorded, Store};
 use tracing::{info, warn};
 
 use crate::{
     heads::{Head, Heads},
-    rpc::RpcPool,
     source::{self, Header, Reader, Reads},
 };
 

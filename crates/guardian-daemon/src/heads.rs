@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::{rpc::RpcPool, source::Header};
+use guardian_rpc::RpcPool;
+
+use crate::source::Header;
 
 /// A head pushed by an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +38,13 @@ pub fn spawn(rpc: Arc<RpcPool>) -> Heads {
         return rx;
     };
     tokio::spawn(async move {
-        let label = rpc.endpoints()[index].label();
+        let label = rpc.endpoints()[index].label().to_owned();
         let mut backoff = Duration::from_millis(500);
         loop {
             let subscribed = async {
                 let provider = rpc.provider_at(index).await?;
                 let sub = provider.subscribe_blocks().await?;
-                eyre::Ok(sub)
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(sub)
             };
             match subscribed.await {
                 Ok(sub) => {
@@ -59,7 +61,7 @@ pub fn spawn(rpc: Arc<RpcPool>) -> Heads {
                     rpc.drop_connection(index).await;
                 }
                 Err(error) => {
-                    let error = rpc.endpoints()[index].describe(&error);
+                    let error = rpc.endpoints()[index].describe(&*error);
                     warn!(endpoint = %label, %error, retry_in = ?backoff, "cannot subscribe to new heads");
                 }
             }

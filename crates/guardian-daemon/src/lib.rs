@@ -1,6 +1,6 @@
 //! guardian's daemon: follows the chain, evaluates rules, records findings, notifies.
 //!
-//! - [`rpc`]: endpoints with failover and chain-id verification.
+//! - the endpoint pool (failover, chain-id proof) is `guardian-rpc`.
 //! - [`source`]: what the engine needs, read from the chain.
 //! - [`heads`]: WebSocket new-head wake-ups.
 //! - [`follower`]: the reorg-safe follower and backfill.
@@ -24,11 +24,10 @@ pub mod metrics;
 pub mod notifier;
 pub mod pauser;
 pub mod ready;
-pub mod rpc;
 pub mod server;
 pub mod source;
 pub mod watch;
 
 pub use engine::Engine;
 pub use follower::{Evaluator, Follower, FollowerObserver, FollowerOptions, Step};
-pub use rpc::RpcPool;
+pub use guardian_rpc::RpcPool;

@@ -40,10 +40,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{
-    follower::FollowerObserver,
-    rpc::{RpcObserver, RpcOutcome, RpcPool},
-};
+use guardian_rpc::{RpcObserver, RpcOutcome, RpcPool};
+
+use crate::follower::FollowerObserver;
 
 /// The OpenMetrics text content type `/metrics` answers with when the scraper accepts it (as
 /// Prometheus does).
@@ -85,7 +84,7 @@ pub fn set_build_info(version: &str, commit: &str) {
     let _first_wins = BUILD_INFO.set((version.to_owned(), commit.to_owned()));
 }
 
-fn build_info() -> (String, String) {
+pub(crate) fn build_info() -> (String, String) {
     BUILD_INFO
         .get()
         .cloned()
@@ -209,14 +208,14 @@ impl Metrics {
             .iter()
             .enumerate()
             .map(|(index, endpoint)| {
-                let record = records.get(&crate::rpc::host_port(&endpoint.url));
+                let record = records.get(endpoint.host_port());
                 let health = match record {
                     Some(r) if r.seen && r.last_ok => EndpointHealth::Ok,
                     Some(r) if r.seen => EndpointHealth::Failing,
                     _ => EndpointHealth::Unknown,
                 };
                 EndpointState {
-                    endpoint: endpoint.label(),
+                    endpoint: endpoint.label().to_owned(),
                     current: index == current,
                     health,
                     head: None,

@@ -254,6 +254,13 @@ pub fn payload(store: &Store, row: &OutboxEffect) -> Result<Value> {
                 _ => serde_json::to_value(&incident.rollback)?,
             };
         }
+        NoticeKind::RecoveryVerified | NoticeKind::RecoveryFailed => {
+            if let Some(Event::RecoveryChecked { passed, report }) =
+                event.as_ref().map(|e| &e.event)
+            {
+                body["recovery"] = json!({ "passed": passed, "report": report });
+            }
+        }
         NoticeKind::Escalation => {
             let count = notice
                 .key
@@ -370,7 +377,7 @@ async fn deliver_channel(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut store = Store::open(&db).wrap_err("opening the database for the notifier")?;
-    guardian_chain::tls::install_crypto_provider();
+    guardian_rpc::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(channel.hook.timeout)
         // A redirect would turn the POST into a bodyless GET somewhere else: count it as a

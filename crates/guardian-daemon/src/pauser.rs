@@ -20,7 +20,7 @@ use guardian_chain::{
 use guardian_config::Config;
 use guardian_core::{
     backup::VersionSelector,
-    incident::{Attribution, Effect, Event, RollbackStatus, same_cause},
+    incident::{Attribution, Effect, Event, RecoveryStatus, RollbackStatus, same_cause},
 };
 use guardian_multisig::Multisig;
 use guardian_operator::{Desk, api};
@@ -37,6 +37,18 @@ const PAUSE_NOW_RETRY_CAP: Duration = Duration::from_secs(2);
 const PAUSE_NOW_ATTEMPTS: u32 = 3;
 /// Longest wait before retrying a failed rollback.
 const ROLLBACK_RETRY_CAP: Duration = Duration::from_secs(60);
+/// A failed recovery check is asked again (health only: the restarts ran once) at most this often;
+/// each failure is notified.
+const RECOVERY_RETRY_CAP: Duration = Duration::from_secs(300);
+
+/// The outbox rows the responder carries out, the immediate pause first.
+const RESPONDER_EFFECTS: [EffectKind; 5] = [
+    EffectKind::PauseNow,
+    EffectKind::Propose,
+    EffectKind::Execute,
+    EffectKind::Rollback,
+    EffectKind::Recovery,
+];
 
 /// When to retry after `attempts` failures: 1, 2, 4, … seconds up to `cap`.
 pub fn retry_delay(attempts: u32, cap: Duration) -> Duration {
@@ -155,7 +167,11 @@ impl Pauser {
         notify_wake: Arc<Notify>,
     ) -> Result<()> {
         let desk = Arc::new(Desk::over(self.multisig.clone()));
-        let state = api::ApiState { desk, wake: self.wake.clone() };
+        let state = api::ApiState {
+            desk,
+            wake: self.wake.clone(),
+            access: api::ApiAccess::from_config(&config.api),
+        };
         let api_task = tokio::spawn(api::serve(listener, state, shutdown.clone()));
         self.respond(config, shutdown, notify_wake).await;
         match api_task.await {
@@ -194,7 +210,7 @@ impl Pauser {
     fn due_now(&self) -> bool {
         let store = self.multisig.store();
         let now = now_ms();
-        [EffectKind::PauseNow, EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback]
+        RESPONDER_EFFECTS
             .into_iter()
             .any(|kind| store.next_effect_at(kind).ok().flatten().is_some_and(|at| at <= now))
     }
@@ -204,9 +220,7 @@ impl Pauser {
     pub async fn step(&mut self) -> bool {
         let mut did = false;
         // The immediate pause first: nothing else matters while a Critical finding waits.
-        for kind in
-            [EffectKind::PauseNow, EffectKind::Propose, EffectKind::Execute, EffectKind::Rollback]
-        {
+        for kind in RESPONDER_EFFECTS {
             let due = self.multisig.store().due_effects(kind, now_ms(), 32);
             let due = match due {
                 Ok(due) => due,
@@ -248,6 +262,9 @@ impl Pauser {
                 (self.multisig.run_effect(row).await, SAFE_RETRY_CAP)
             }
             Effect::RunRollback { from } => (self.rollback(row, *from).await, ROLLBACK_RETRY_CAP),
+            Effect::RunRecovery { restart } => {
+                (self.recovery(row, *restart).await, RECOVERY_RETRY_CAP)
+            }
             other => (Err(eyre!("not a responder effect: {other:?}")), SAFE_RETRY_CAP),
         };
         let key = format!("effect {}", row.id);
@@ -340,6 +357,68 @@ impl Pauser {
                 self.tell(id, &Event::RollbackFailed { error: format!("{error:#}") })?;
                 Err(error)
             }
+        }
+    }
+
+    /// Carry out a `RunRecovery`: restart the services that read the repointed configs (once:
+    /// a retry only checks again), then the health endpoints, the target's health view and the
+    /// error rate. A failed check is told to the incident (which notifies) and retried.
+    async fn recovery(&self, row: &OutboxEffect, restart: bool) -> Result<String> {
+        let id = row.incident_id;
+        let incident = self
+            .multisig
+            .store()
+            .incident(id)?
+            .ok_or_else(|| eyre!("outbox row {} names missing incident #{id}", row.id))?;
+        if !matches!(
+            incident.incident.recovery,
+            RecoveryStatus::Owed | RecoveryStatus::Failed { .. }
+        ) {
+            return Ok(format!(
+                "dropped: incident #{id} owes no recovery check ({})",
+                incident.incident.recovery.as_str()
+            ));
+        }
+        let contract = incident.incident.contract.clone();
+        let undo = match &incident.incident.rollback {
+            RollbackStatus::Done { undo } => undo.clone(),
+            _ => None,
+        };
+        let settings = RollbackSettings::load(&self.guardian_toml)?;
+        let ledger = SqliteLedger::open(&settings.ledger_path)?;
+        let plan = match Rollback::new(&settings, &ledger)
+            .plan(&self.provider, &contract, &VersionSelector::Before(incident.incident.address))
+            .await
+        {
+            Ok(plan) => plan,
+            Err(error) => {
+                // The target no longer checks out (no code, its health view false): a failed
+                // recovery the operators hear about, not a silent retry.
+                let report = format!("the rollback target of {contract} failed: {error:#}");
+                self.tell(id, &Event::RecoveryChecked { passed: false, report: report.clone() })?;
+                return Err(eyre!(report));
+            }
+        };
+        let health_call = settings.contracts.get(&contract).and_then(|c| c.health_call.clone());
+        let label = format!("incident-{id}");
+        let target = guardian_rollback::RecoveryTarget {
+            contract: &contract,
+            address: plan.target.address,
+            health_call: health_call.as_deref(),
+            restart: restart && row.attempts == 0,
+            from_block: self.provider.get_block_number().await?,
+            label: &label,
+            undo,
+        };
+        let checks = guardian_rollback::run_recovery(&settings, &self.provider, &target).await;
+        let report = checks.to_string();
+        let passed = checks.passed();
+        self.tell(id, &Event::RecoveryChecked { passed, report: report.clone() })?;
+        if passed {
+            info!(incident = id, %report, "recovery verified");
+            Ok(report)
+        } else {
+            Err(eyre!("recovery check failed: {report}"))
         }
     }
 
@@ -443,6 +522,7 @@ impl Pauser {
         self.tell(id, &execution)?;
         if is_paused(&self.provider, target).await? {
             self.tell(id, &Event::PauseVerified { block })?;
+            self.multisig.record_impact(id, block).await;
         }
         Ok(format!("paused through the module in {tx} (block {block})"))
     }

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::rpc::RpcPool;
+use guardian_rpc::RpcPool;
 
 alloy::sol! {
     function balanceOf(address holder) external view returns (uint256);
@@ -135,7 +135,7 @@ impl Reader {
     pub async fn detect_multicall(&mut self, queries: usize) -> Result<()> {
         let code: Bytes = self
             .rpc
-            .call("eth_getCode", |p| async move { Ok(p.get_code_at(MULTICALL3).await?) })
+            .call("eth_getCode", |p| async move { p.get_code_at(MULTICALL3).await })
             .await?;
         if code.is_empty() {
             self.multicall = None;
@@ -184,7 +184,8 @@ impl Reader {
 
     async fn one_batch(&self, requests: &[Request]) -> Result<Vec<Answer>> {
         let what = format!("a batch of {} requests", requests.len());
-        self.rpc
+        let answers = self
+            .rpc
             .call(&what, |p| async move {
                 let mut batch = BatchRequest::new(p.client());
                 let mut waiters = Vec::with_capacity(requests.len());
@@ -198,16 +199,18 @@ impl Reader {
                 }
                 Ok(answers)
             })
-            .await
+            .await?;
+        Ok(answers)
     }
 
     async fn one_by_one(&self, requests: &[Request]) -> Result<Vec<Answer>> {
-        try_join_all(requests.iter().map(|(method, params)| {
+        let answers = try_join_all(requests.iter().map(|(method, params)| {
             self.rpc.call(method, move |p| async move {
                 answer(p.client().request::<_, Value>(*method, params.clone()).await)
             })
         }))
-        .await
+        .await?;
+        Ok(answers)
     }
 
     /// The head's header (`eth_getBlockByNumber("latest")`): the head's number, and for the
@@ -448,12 +451,14 @@ struct StatePlan {
 
 /// An alloy answer as an [`Answer`]: a JSON-RPC error (a revert) is data; a transport failure
 /// is an error, so the pool fails over.
-fn answer(result: alloy::transports::TransportResult<Value>) -> Result<Answer> {
+fn answer(
+    result: alloy::transports::TransportResult<Value>,
+) -> alloy::transports::TransportResult<Answer> {
     match result {
         Ok(value) => Ok(Ok(value)),
         Err(error) => match error.as_error_resp() {
             Some(resp) => Ok(Err(resp.message.to_string())),
-            None => Err(error.into()),
+            None => Err(error),
         },
     }
 }
@@ -548,14 +553,14 @@ fn tx_outcomes(receipts: Vec<TransactionReceipt>, watched: &BTreeSet<Address>) -
 
 /// Header of block `number`, or `None` when the node does not have it (yet).
 pub async fn header(rpc: &RpcPool, number: u64) -> Result<Option<Header>> {
-    rpc.call("eth_getBlockByNumber", |p| async move {
-        let block = p
-            .client()
-            .request::<_, Option<RawHeader>>("eth_getBlockByNumber", (U64::from(number), false))
-            .await?;
-        Ok(block.map(Header::from))
-    })
-    .await
+    let block = rpc
+        .call("eth_getBlockByNumber", |p| async move {
+            p.client()
+                .request::<_, Option<RawHeader>>("eth_getBlockByNumber", (U64::from(number), false))
+                .await
+        })
+        .await?;
+    Ok(block.map(Header::from))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod service;
 pub mod store;
 
 pub use service::{
-    Multisig, Observed, ProposalDetail, Proposed, SubmitError, Submitted, Target, already_contained,
+    ApproveError, Multisig, Observed, ProposalDetail, Proposed, SubmitError, Submitted, Target,
+    already_contained,
 };
 pub use store::{AuditEvent, Proposal, ProposalStatus, StoredSignature};

@@ -25,10 +25,12 @@ use guardian_chain::{
 };
 use guardian_core::{
     incident::{Attribution, Event, ResponsePolicy, StepError},
-    proposal::{ProposalKind, Rejection, check_signature, no_arg_calldata, proposal_tx},
+    proposal::{
+        ProposalKind, Rejection, SignedDomain, check_signature, no_arg_calldata, proposal_tx,
+    },
     safe::{Approvals, OwnerApproval},
 };
-use guardian_store::{Applied, IncidentError, Store, StoredIncident};
+use guardian_store::{Applied, IncidentError, Store, StoredIncident, Trail};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -133,6 +135,49 @@ pub enum SubmitError {
     /// Database or chain failure.
     #[error(transparent)]
     Internal(#[from] eyre::Report),
+}
+
+/// Why a proposal may not be approved (checked before anything is signed).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApproveError {
+    /// No proposal with this hash.
+    #[error("no proposal with safeTxHash {0}")]
+    NotFound(B256),
+    /// It no longer collects approvals (withdrawn, stale, executed, skipped).
+    #[error("refusing to approve: {0}")]
+    NotPending(String),
+    /// Its stored fields do not hash to it for this chain and Safe.
+    #[error(
+        "proposal {hash} does not hash to itself for chain {chain_id} and Safe {safe} (got {recomputed}): refusing to sign"
+    )]
+    HashMismatch {
+        /// The hash asked for.
+        hash: B256,
+        /// The chain the node serves.
+        chain_id: u64,
+        /// The configured Safe.
+        safe: Address,
+        /// What the fields hash to.
+        recomputed: B256,
+    },
+    /// Database failure.
+    #[error(transparent)]
+    Internal(#[from] eyre::Report),
+}
+
+impl ApproveError {
+    /// A safety check refused (as opposed to a failure to look).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::NotPending(_) | Self::HashMismatch { .. })
+    }
+}
+
+impl SubmitError {
+    /// The proposal or the signature was refused by a check (as opposed to a failure).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::NotPending { .. } | Self::Rejected(_))
+    }
 }
 
 fn reason_text(reason: Option<&str>, replaced_by: &Option<B256>) -> String {
@@ -559,29 +604,80 @@ impl Multisig {
         signer: Address,
         signature: &[u8],
     ) -> Result<Submitted, SubmitError> {
+        self.submit_signature_in(hash, signer, signature, None).await
+    }
+
+    /// [`submit_signature`](Self::submit_signature), with the EIP-712 domain the signer says
+    /// was signed: a signature made on another network is then named as such.
+    pub async fn submit_signature_in(
+        &self,
+        hash: B256,
+        signer: Address,
+        signature: &[u8],
+        domain: Option<SignedDomain>,
+    ) -> Result<Submitted, SubmitError> {
         let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
         not_pending(&proposal)?;
         let owners = self.safe.owners().await?;
         let tx = proposal.safe_tx();
-        match check_signature(&tx, proposal.chain_id, proposal.safe, signer, signature, &owners) {
+        let checked = check_signature(
+            &tx,
+            proposal.chain_id,
+            proposal.safe,
+            signer,
+            signature,
+            &owners,
+            domain,
+        );
+        match checked {
             Ok(_) => {
                 let added = self.store().add_signature(hash, signer, signature)?;
                 let approvals = self.count(&proposal).await?;
                 info!(%hash, %signer, added, approvals = approvals.0, threshold = approvals.1, "owner signature verified");
                 Ok(Submitted { added, approvals: approvals.0, threshold: approvals.1 })
             }
-            Err(rejection) => {
-                let message = rejection.to_string();
-                self.store().proposal_audit(
-                    hash,
-                    "rejection",
-                    Some(&signer.to_string()),
-                    &message,
-                )?;
-                warn!(%hash, %signer, reason = %message, "signature rejected");
-                Err(SubmitError::Rejected(rejection))
-            }
+            Err(rejection) => Err(self.rejected(hash, signer, &owners, rejection)?),
         }
+    }
+
+    /// [`submit_signature`](Self::submit_signature) of a signature as the text an owner
+    /// sent: text that is not hex is refused (and recorded) as such, not as 0 bytes.
+    pub async fn submit_signature_hex(
+        &self,
+        hash: B256,
+        signer: Address,
+        text: &str,
+        domain: Option<SignedDomain>,
+    ) -> Result<Submitted, SubmitError> {
+        if let Ok(bytes) = text.trim().parse::<Bytes>() {
+            return self.submit_signature_in(hash, signer, &bytes, domain).await;
+        }
+        let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
+        not_pending(&proposal)?;
+        let owners = self.safe.owners().await?;
+        Err(self.rejected(hash, signer, &owners, Rejection::not_hex(text))?)
+    }
+
+    /// Record a refused signature in the proposal's trail, aggregated: one row per source (the
+    /// claimed signer when it owns the Safe, else "not an owner", so posts naming random
+    /// signers share one row) and reason, counting repeats. Logged the first time and at each
+    /// power of two, so a flood of junk is neither a flood of rows nor of log lines.
+    fn rejected(
+        &self,
+        hash: B256,
+        signer: Address,
+        owners: &[Address],
+        rejection: Rejection,
+    ) -> Result<SubmitError, SubmitError> {
+        let source =
+            if owners.contains(&signer) { signer.to_string() } else { "not an owner".to_owned() };
+        let message = rejection.to_string();
+        let detail = format!("{message} (submitted as {signer}'s)");
+        let count = self.store().proposal_rejection(hash, &source, rejection.kind(), &detail)?;
+        if count.is_power_of_two() {
+            warn!(%hash, %signer, reason = %message, count, "signature rejected");
+        }
+        Ok(SubmitError::Rejected(rejection))
     }
 
     /// Count `proposal`'s approvals and tell its incident when the count changed (which asks
@@ -619,6 +715,7 @@ impl Multisig {
                 stored.owner,
                 &stored.signature,
                 &owners,
+                None,
             ) {
                 approvals.insert(stored.owner, approval);
             }
@@ -629,15 +726,10 @@ impl Multisig {
             }
             if self.safe.is_hash_approved(owner, hash).await? {
                 approvals.insert(owner, OwnerApproval::ApprovedHash);
-                let db = self.store();
+                let mut db = self.store();
                 let actor = owner.to_string();
                 if !db.proposal_has_event(hash, "onchain_approval", &actor)? {
-                    db.proposal_audit(
-                        hash,
-                        "onchain_approval",
-                        Some(&actor),
-                        "approveHash read from the Safe",
-                    )?;
+                    db.proposal_trail(hash, Trail::OnchainApproval { owner })?;
                 }
             }
         }
@@ -861,15 +953,15 @@ impl Multisig {
             (ProposalKind::Pause, Some(id)) => Some((id, &event)),
             _ => None,
         };
-        self.store().record_execution(proposal.safe_tx_hash, tx, &who, &detail, linked).or_else(
-            |e| match e {
+        self.store()
+            .record_execution(proposal.safe_tx_hash, tx, sender, &who, &detail, linked)
+            .or_else(|e| match e {
                 IncidentError::Refused(refused) => {
                     debug!(%refused, "the incident did not take the execution");
                     Ok(None)
                 }
                 other => Err(eyre!(other)),
-            },
-        )?;
+            })?;
         info!(hash = %proposal.safe_tx_hash, %tx, %sender, by = by.as_str(), paused, "proposal executed");
         if !verified {
             warn!(hash = %proposal.safe_tx_hash, %detail, "executed, but the target is not in the requested state");
@@ -878,6 +970,7 @@ impl Multisig {
         match (proposal.kind, proposal.incident_id) {
             (ProposalKind::Pause, Some(id)) => {
                 self.tell(id, &Event::PauseVerified { block })?;
+                self.record_impact(id, block).await;
             }
             (ProposalKind::Unpause, _) => {
                 let open = self.store().open_incident(proposal.target)?;
@@ -888,6 +981,43 @@ impl Multisig {
             _ => {}
         }
         Ok(Observed::Executed { tx, sender })
+    }
+
+    /// Measure what incident `id` cost, once it is contained in `contained_block`, and put it
+    /// in the audit log (once per incident): the contract's ether balance at the block before
+    /// the anomaly, and how much left it by the pause's block. Logged, never fatal: the pause
+    /// stands whatever the node answers about history.
+    pub async fn record_impact(&self, id: i64, contained_block: u64) {
+        if let Err(error) = self.try_record_impact(id, contained_block).await {
+            warn!(incident = id, error = %format!("{error:#}"), "impact not measured");
+        }
+    }
+
+    async fn try_record_impact(&self, id: i64, contained_block: u64) -> Result<()> {
+        let (address, anomaly_block) = {
+            let store = self.store();
+            if store.has_audit_record(id, "impact")? {
+                return Ok(());
+            }
+            let incident = store.incident(id)?.ok_or_else(|| eyre!("no incident #{id}"))?;
+            let first = store
+                .incident_findings(id)?
+                .iter()
+                .map(|f| f.finding.evidence.block_number)
+                .min()
+                .unwrap_or(contained_block);
+            (incident.incident.address, first)
+        };
+        let at_risk =
+            self.provider.get_balance(address).number(anomaly_block.saturating_sub(1)).await?;
+        let left = self.provider.get_balance(address).number(contained_block).await?;
+        self.store().audit(guardian_core::audit::Record::Impact {
+            incident: id,
+            at_risk_wei: at_risk,
+            moved_wei: at_risk.saturating_sub(left),
+            anomaly_block,
+            contained_block,
+        })
     }
 
     /// Proposals, newest first.
@@ -904,20 +1034,22 @@ impl Multisig {
     /// collects approvals, then its hash recomputed from the stored fields for this chain and
     /// Safe. Never sign a hash taken on trust from the database; `guardian approve` and the
     /// rehearsal both go through here.
-    pub fn detail_to_approve(&self, hash: B256) -> Result<ProposalDetail> {
-        let detail =
-            self.detail(hash)?.ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))?;
+    pub fn detail_to_approve(&self, hash: B256) -> Result<ProposalDetail, ApproveError> {
+        let detail = self.detail(hash)?.ok_or(ApproveError::NotFound(hash))?;
         let p = &detail.proposal;
-        not_pending(p).map_err(|e| eyre!("refusing to approve: {e}"))?;
+        not_pending(p).map_err(|e| ApproveError::NotPending(e.to_string()))?;
         let recomputed = self.safe.tx_hash(&p.safe_tx());
-        eyre::ensure!(
-            recomputed == hash
-                && p.chain_id == self.safe.chain_id()
-                && p.safe == self.safe.address(),
-            "proposal {hash} does not hash to itself for chain {} and Safe {} (got {recomputed}): refusing to sign",
-            self.safe.chain_id(),
-            self.safe.address()
-        );
+        if !(recomputed == hash
+            && p.chain_id == self.safe.chain_id()
+            && p.safe == self.safe.address())
+        {
+            return Err(ApproveError::HashMismatch {
+                hash,
+                chain_id: self.safe.chain_id(),
+                safe: self.safe.address(),
+                recomputed,
+            });
+        }
         Ok(detail)
     }
 
@@ -929,7 +1061,7 @@ impl Multisig {
     ) -> Result<Submitted> {
         self.detail_to_approve(hash)?;
         let signature = guardian_chain::safe::owner_signature(owner, hash)?;
-        self.submit_signature(hash, owner.address(), &signature).await.map_err(|e| eyre!("{e}"))
+        self.submit_signature(hash, owner.address(), &signature).await.map_err(eyre::Report::new)
     }
 
     /// Approve `hash` on chain with the Safe's `approveHash`, sent as `owner` by `owner_wallet`

@@ -16,17 +16,25 @@
 //! | `GET /proposals/{hash}` | one proposal with its signatures and trail |
 //! | `POST /proposals/{hash}/signatures` | `{signer, signature}`: verified, then stored |
 //! | `POST /proposals` | `{contract, action: "pause"\|"unpause", reason}` |
+//!
+//! Every route that is not a read (any method but GET, HEAD, OPTIONS: the write routes above
+//! and any added later) requires `Authorization: Bearer <token>` when `[api] token_env` is set
+//! (401 otherwise); the config refuses a bind beyond loopback without one. Bodies over
+//! [`BODY_LIMIT`] are refused with 413. An unpause is proposed over the API only with
+//! `[api] allow_unpause = true` (403 otherwise).
 
 use std::{net::SocketAddr, sync::Arc};
 
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{Address, B256};
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
-    http::StatusCode,
+    extract::{DefaultBodyLimit, Path, Query, Request, State, rejection::JsonRejection},
+    http::{Method, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use guardian_config::{ApiConfig, Secret};
 use guardian_core::proposal::ProposalKind;
 use serde::Deserialize;
 use serde_json::json;
@@ -44,10 +52,32 @@ pub struct ApiState {
     /// Woken after a signature or a proposal arrives, so execution does not wait for the next
     /// poll.
     pub wake: Arc<Notify>,
+    /// Who may write, and what.
+    pub access: ApiAccess,
 }
+
+/// Who may use the write routes, and what they may ask.
+#[derive(Debug, Clone, Default)]
+pub struct ApiAccess {
+    /// The bearer token every write must carry (`None`: none needed, loopback only).
+    pub token: Option<Secret>,
+    /// Whether `POST /proposals` may propose an unpause.
+    pub allow_unpause: bool,
+}
+
+impl ApiAccess {
+    /// As `[api]` says.
+    pub fn from_config(api: &ApiConfig) -> Self {
+        Self { token: api.token.clone(), allow_unpause: api.allow_unpause }
+    }
+}
+
+/// The largest request body the API reads (a signature post is about 200 bytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
+    let access = state.access.clone();
     Router::new()
         .route("/health", get(health))
         .route("/incidents", get(incidents))
@@ -57,6 +87,69 @@ pub fn router(state: ApiState) -> Router {
         .route("/proposals/{hash}", get(show))
         .route("/proposals/{hash}/signatures", post(sign))
         .with_state(state)
+        // Outermost: the size and the token are checked before any handler runs.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(access, guard))
+}
+
+/// Refuse a declared body over [`BODY_LIMIT`] (413) and a write without the token (401).
+/// Writes are recognised by method, so a write route added later is covered too.
+async fn guard(State(access): State<ApiAccess>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return too_large();
+    }
+    let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
+    if let Some(token) = &access.token
+        && !reads.contains(request.method())
+    {
+        let sent = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !sent.is_some_and(|sent| same_token(sent.trim(), token.expose())) {
+            let mut refused = error(
+                StatusCode::UNAUTHORIZED,
+                "this route needs `Authorization: Bearer <token>` with the token of [api] token_env \
+                 (the CLI sends $GUARDIAN_API_TOKEN, or the variable --api-token-env names)",
+            );
+            refused
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return refused;
+        }
+    }
+    next.run(request).await
+}
+
+/// Compare tokens in time that depends on their lengths only, never on where they differ.
+fn same_token(sent: &str, expected: &str) -> bool {
+    let (sent, expected) = (sent.as_bytes(), expected.as_bytes());
+    let mut diff = sent.len() ^ expected.len();
+    for i in 0..sent.len().max(expected.len()) {
+        let a = sent.get(i).copied().unwrap_or(0);
+        let b = expected.get(i).copied().unwrap_or(0);
+        diff |= usize::from(a ^ b);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn too_large() -> Response {
+    error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {} KiB", BODY_LIMIT / 1024))
+}
+
+/// A JSON body that could not be read: 413 when too large (a chunked body without a length),
+/// else 400 with what was expected.
+fn bad_body(rejection: &JsonRejection, expected: &str) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large();
+    }
+    error(StatusCode::BAD_REQUEST, format!("expected a JSON body {expected}"))
 }
 
 /// Bind the API's listener on `bind`: done before the daemon starts following, so a port that
@@ -160,8 +253,15 @@ async fn show(State(state): State<ApiState>, Path(hash): Path<String>) -> Respon
         Ok(h) => h,
         Err(r) => return *r,
     };
+    // Approvals counted now and the owners, when the chain answers; as last counted if not.
+    match state.desk.proposal_live(hash).await {
+        Ok(view) => return Json(view).into_response(),
+        Err(e) => {
+            tracing::debug!(%hash, error = %format!("{e:#}"), "proposal read without the chain")
+        }
+    }
     match state.desk.proposal(hash) {
-        Ok(detail) => Json(detail).into_response(),
+        Ok(view) => Json(view).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, format!("{e:#}")),
     }
 }
@@ -171,22 +271,26 @@ async fn show(State(state): State<ApiState>, Path(hash): Path<String>) -> Respon
 struct SignatureBody {
     signer: String,
     signature: String,
+    /// The EIP-712 domain the wallet signed under, when the client says: a signature made on
+    /// another network (or for another Safe) is then refused naming it.
+    #[serde(default)]
+    domain: Option<guardian_core::proposal::SignedDomain>,
 }
 
 async fn sign(
     State(state): State<ApiState>,
     Path(hash): Path<String>,
-    body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SignatureBody>, JsonRejection>,
 ) -> Response {
     let hash = match parse_hash(&hash) {
         Ok(h) => h,
         Err(r) => return *r,
     };
-    let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"signer\": \"0x…\", \"signature\": \"0x…\"}",
-        );
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => {
+            return bad_body(&rejection, "{\"signer\": \"0x…\", \"signature\": \"0x…\"}");
+        }
     };
     let Ok(signer) = body.signer.parse::<Address>() else {
         return error(
@@ -194,9 +298,8 @@ async fn sign(
             format!("signer {:?} is not an address", body.signer),
         );
     };
-    // Bad hex is a malformed signature like any other: verified path, recorded rejection.
-    let signature: Bytes = body.signature.parse().unwrap_or_default();
-    match state.desk.submit_signature(hash, signer, &signature).await {
+    // Text that is not hex is refused as such, and recorded like any other rejection.
+    match state.desk.submit_signature_hex(hash, signer, &body.signature, body.domain).await {
         Ok(submitted) => {
             state.wake.notify_one();
             Json(submitted).into_response()
@@ -218,16 +321,26 @@ struct CreateBody {
 
 async fn create(
     State(state): State<ApiState>,
-    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
-    let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"contract\": NAME, \"action\": \"pause\"|\"unpause\", \"reason\": TEXT}",
-        );
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => {
+            return bad_body(
+                &rejection,
+                "{\"contract\": NAME, \"action\": \"pause\"|\"unpause\", \"reason\": TEXT}",
+            );
+        }
     };
     if body.reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "a reason is required");
+    }
+    if body.action == ProposalKind::Unpause && !state.access.allow_unpause {
+        return error(
+            StatusCode::FORBIDDEN,
+            "proposing an unpause over the HTTP API is off ([api] allow_unpause = false): run \
+             `guardian unpause` on the validator host, or set allow_unpause = true",
+        );
     }
     let actor = "operator (HTTP API)";
     let outcome = match body.action {

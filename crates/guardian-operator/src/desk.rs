@@ -11,7 +11,10 @@ use alloy::{
 };
 use eyre::{Result, WrapErr, eyre};
 use guardian_config::Config;
-use guardian_core::incident::{Event, Millis, RollbackStatus, State};
+use guardian_core::{
+    incident::{Event, Millis, RollbackStatus, State},
+    proposal::SignedDomain,
+};
 use guardian_multisig::{
     Multisig, Proposal, ProposalDetail, Proposed, SubmitError, Submitted, Target,
 };
@@ -128,6 +131,44 @@ pub struct ProposalView {
     pub approve_command: Option<String>,
 }
 
+/// One proposal as `proposals show`, `GET /proposals/{hash}` and `approve` show it: its
+/// signatures and trail, its approvals of the threshold, the Safe's owners when read from the
+/// chain, and the incident (severity, the rules that fired) it answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProposalDetailView {
+    /// The proposal, its signatures and its trail.
+    #[serde(flatten)]
+    pub detail: ProposalDetail,
+    /// Approvals (off-chain signatures and on-chain `approveHash`): counted now when the
+    /// chain was read, else as last counted.
+    #[serde(default)]
+    pub approvals: Option<u64>,
+    /// What the Safe needs.
+    #[serde(default)]
+    pub threshold: Option<u64>,
+    /// The Safe's owners, when read from the chain.
+    #[serde(default)]
+    pub owners: Option<Vec<Address>>,
+    /// The incident it answers.
+    #[serde(default)]
+    pub incident: Option<ProposalIncident>,
+}
+
+/// The incident a proposal answers, as its approvers need it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProposalIncident {
+    /// Its number.
+    pub id: i64,
+    /// Where it stands.
+    pub state: String,
+    /// Its severity (the highest of its standing findings).
+    pub severity: String,
+    /// Its findings: (id, rule, severity), retracted ones left out.
+    pub findings: Vec<(i64, String, String)>,
+    /// Who executed its pause, when someone did.
+    pub executed_by: Option<String>,
+}
+
 /// One line of an incident list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncidentSummary {
@@ -240,7 +281,7 @@ pub struct PauseOutcome {
 }
 
 enum Backend {
-    Local(std::sync::Mutex<Store>),
+    Local(Box<std::sync::Mutex<Store>>),
     Connected(Arc<Multisig>),
 }
 
@@ -278,7 +319,7 @@ impl Desk {
         })?;
         store.set_policy(config.response);
         Ok(Self {
-            backend: Backend::Local(std::sync::Mutex::new(store)),
+            backend: Backend::Local(Box::new(std::sync::Mutex::new(store))),
             targets: targets(config)?,
             response: config.response,
         })
@@ -455,10 +496,54 @@ impl Desk {
         Ok(out)
     }
 
-    /// One proposal with its signatures and trail.
-    pub fn proposal(&self, hash: B256) -> Result<ProposalDetail> {
-        guardian_multisig::service::detail(&self.store(), hash)?
-            .ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))
+    /// One proposal with its signatures, trail, incident and approvals as last counted (the
+    /// database only).
+    pub fn proposal(&self, hash: B256) -> Result<ProposalDetailView> {
+        let detail = guardian_multisig::service::detail(&self.store(), hash)?
+            .ok_or_else(|| eyre!("no proposal with safeTxHash {hash}"))?;
+        self.detail_view(detail)
+    }
+
+    /// [`proposal`](Self::proposal), the approvals counted now (on-chain `approveHash`
+    /// included), the threshold and the owners read from the chain when the desk has the Safe.
+    pub async fn proposal_live(&self, hash: B256) -> Result<ProposalDetailView> {
+        let mut view = self.proposal(hash)?;
+        if let Some(multisig) = self.multisig() {
+            let safe = multisig.safe();
+            view.approvals = Some(multisig.approvals(&view.detail.proposal).await?.len() as u64);
+            view.threshold = Some(safe.threshold().await?);
+            view.owners = Some(safe.owners().await?);
+        }
+        Ok(view)
+    }
+
+    /// `detail` with its incident and its approvals as last counted.
+    pub fn detail_view(&self, detail: ProposalDetail) -> Result<ProposalDetailView> {
+        let stored = match detail.proposal.incident_id {
+            Some(id) => self.store().incident(id)?,
+            None => None,
+        };
+        let link =
+            stored.as_ref().and_then(|s| s.incident.proposals.get(&detail.proposal.safe_tx_hash));
+        let (approvals, threshold) = (link.map(|l| l.approvals), link.map(|l| l.threshold));
+        let incident = stored.map(|s| ProposalIncident {
+            id: s.id,
+            state: s.incident.state.as_str().to_owned(),
+            severity: s.incident.severity.as_str().to_owned(),
+            findings: s
+                .incident
+                .findings
+                .iter()
+                .filter(|(_, f)| !f.retracted)
+                .map(|(id, f)| (*id, f.rule.clone(), f.severity.as_str().to_owned()))
+                .collect(),
+            executed_by: s
+                .incident
+                .execution
+                .as_ref()
+                .map(|e| format!("{} {} in tx {}", e.by.as_str(), e.sender, e.tx)),
+        });
+        Ok(ProposalDetailView { detail, approvals, threshold, owners: None, incident })
     }
 
     /// An operator's pause of `contract` (`guardian pause`, `POST /proposals`): recorded on the
@@ -548,6 +633,21 @@ impl Desk {
             .multisig()
             .ok_or_else(|| SubmitError::Internal(eyre!("approving needs the Safe")))?;
         multisig.submit_signature(hash, signer, signature).await
+    }
+
+    /// [`submit_signature`](Self::submit_signature) of the signature as an owner sent it
+    /// (hex text): text that is not hex is refused as such.
+    pub async fn submit_signature_hex(
+        &self,
+        hash: B256,
+        signer: Address,
+        signature: &str,
+        domain: Option<SignedDomain>,
+    ) -> Result<Submitted, SubmitError> {
+        let multisig = self
+            .multisig()
+            .ok_or_else(|| SubmitError::Internal(eyre!("approving needs the Safe")))?;
+        multisig.submit_signature_hex(hash, signer, signature, domain).await
     }
 
     fn target(&self, contract: &str) -> Result<&Target> {

@@ -6,10 +6,13 @@
 
 pub mod api;
 pub mod desk;
+pub mod endpoints;
 pub mod status;
 pub mod status_page;
 
 pub use desk::{
     Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,
-    ProposalView, TimelineEntry, connect, executor_key, pauser_key, targets, utc,
+    ProposalDetailView, ProposalIncident, ProposalView, TimelineEntry, connect, executor_key,
+    pauser_key, targets, utc,
 };
+pub use endpoints::{RPC_TIMEOUT, rpc_pool};

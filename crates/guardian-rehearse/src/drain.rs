@@ -142,7 +142,7 @@ async fn anomaly(stage: &Stage) -> Result<(Clock, String)> {
 pub(crate) async fn deposits(stage: &Stage) -> Result<()> {
     let world = &stage.world;
     let vault_address = world.targets.vault_v2;
-    let users = [world.devnet.signer(6)?, world.devnet.signer(7)?];
+    let users = world.roles.users.clone();
     let mut pending = Vec::new();
     for (user, amount) in users.iter().zip(["3", "2"]) {
         let wallet = world.devnet.provider_for(user.clone());
@@ -168,7 +168,7 @@ pub(crate) type Pending = Vec<PendingTransactionBuilder<Ethereum>>;
 pub(crate) async fn send_drain(stage: &Stage, max_calls: usize) -> Result<(Pending, U256)> {
     let world = &stage.world;
     let vault_address = world.targets.vault_v2;
-    let attacker = world.devnet.signer(8)?;
+    let attacker = world.roles.attacker.clone();
     let wallet = world.devnet.provider_for(attacker.clone());
     let vault = IVault::new(vault_address, &wallet);
     let step = parse_ether("1.5")?;

@@ -116,7 +116,7 @@ async fn broadcast(stage: &Stage, balance: U256) -> Result<((Clock, B256), Strin
     })
     .await?
     .ok_or_else(|| eyre!("no block mined within 5 s of block {head}"))?;
-    let attacker = world.devnet.signer(8)?;
+    let attacker = world.roles.attacker.clone();
     let wallet = world.devnet.provider_for(attacker.clone());
     // A fixed gas limit: the drain does not wait for an estimate.
     let pending = IVault::new(world.targets.vault_v2, &wallet)

@@ -7,15 +7,21 @@
 //! `report.json`, `report.md` and an SVG timeline; [`report::write`] is the only function here
 //! that writes the report files.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use alloy::{primitives::Address, transports::http::reqwest::Url};
-use eyre::{Result, bail};
+use alloy::{
+    eips::BlockNumberOrTag,
+    primitives::{Address, B256},
+    providers::{Provider, ProviderBuilder},
+    transports::http::reqwest::Url,
+};
+use eyre::{Result, WrapErr, bail, eyre};
 use guardian_chain::{Contracts, Toolchain};
 use tracing::info;
 
 mod drain;
 mod drill;
+pub mod forwarder;
 mod frontrun;
 mod levers;
 mod quiet;
@@ -113,10 +119,89 @@ impl Scenario {
 /// Rehearse against a fork of a live chain instead of a fresh one.
 #[derive(Debug, Clone)]
 pub struct Fork {
-    /// The RPC endpoint to fork. Only read, never written to.
+    /// The RPC endpoint to fork (it may carry a key: Anvil only ever sees the loopback
+    /// forwarder's URL). Only read, never written to.
     pub url: Url,
     /// The operators' Safe on that chain: its owners are impersonated on the fork.
     pub safe: Address,
+    /// How long each request to the endpoint may take.
+    pub timeout: Duration,
+}
+
+/// A drill's fork, set up once for all its scenarios: the endpoint behind its forwarder, the
+/// block every scenario forks at, and the Safe as it stands there.
+#[derive(Debug)]
+pub(crate) struct ForkSession {
+    pub(crate) forwarder: forwarder::Forwarder,
+    pub(crate) block: u64,
+    pub(crate) block_hash: B256,
+    pub(crate) safe: Address,
+    pub(crate) owners: Vec<Address>,
+    pub(crate) threshold: u64,
+    pub(crate) nonce: alloy::primitives::U256,
+}
+
+impl ForkSession {
+    /// The preconditions of a fork drill, asked once, through the forwarder: the endpoint
+    /// answers (in time, without a rate limit) with the configured chain id, its latest block
+    /// (which every scenario then forks), and a Safe 1.4.1 at the configured address.
+    async fn open(fork: &Fork, chain_id: u64) -> Result<Self> {
+        let forwarder = forwarder::Forwarder::start(fork.url.clone(), fork.timeout).await?;
+        let shown = forwarder.endpoint().to_owned();
+        let provider = ProviderBuilder::new().connect_http(forwarder.url().clone()).erased();
+        // The forwarder times each request out; this bounds the whole question anyway.
+        let bound = fork.timeout + Duration::from_secs(5);
+        let asked = async {
+            let reported = provider.get_chain_id().await.wrap_err("eth_chainId")?;
+            if reported != chain_id {
+                bail!(
+                    "{shown} serves chain {reported}, not {chain_id}: pass --chain-id {reported} \
+                     (and a config for that chain)"
+                );
+            }
+            let block = provider
+                .get_block_by_number(BlockNumberOrTag::Latest)
+                .await
+                .wrap_err("eth_getBlockByNumber(latest)")?
+                .ok_or_else(|| eyre!("{shown} has no latest block"))?;
+            let safe = guardian_chain::safe::SafeClient::connect(provider.clone(), fork.safe)
+                .await
+                .wrap_err_with(|| format!("the Safe {} on {shown}", fork.safe))?;
+            Ok((block.header.number, block.header.hash, safe))
+        };
+        let outcome = match tokio::time::timeout(bound, asked).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(eyre!("{shown} did not answer within {bound:?}")),
+        };
+        // The forwarder knows why better than the JSON-RPC client (a 429, a timeout).
+        let (block, block_hash, safe) = match (outcome, forwarder.failure()) {
+            (Ok(found), None) => found,
+            (_, Some(failure)) => return Err(eyre!(failure)),
+            (Err(error), None) => return Err(error),
+        };
+        Ok(Self {
+            owners: safe.owners().await?,
+            threshold: safe.threshold().await?,
+            nonce: safe.nonce().await?,
+            safe: safe.address(),
+            forwarder,
+            block,
+            block_hash,
+        })
+    }
+
+    fn report(&self) -> report::ForkReport {
+        report::ForkReport {
+            endpoint: self.forwarder.endpoint().to_owned(),
+            block: self.block,
+            block_hash: self.block_hash,
+            safe: self.safe,
+            owners: self.owners.clone(),
+            threshold: self.threshold,
+            nonce: self.nonce,
+            footprint: self.forwarder.footprint(),
+        }
+    }
 }
 
 /// How to lay out every scenario's stage.
@@ -188,12 +273,16 @@ impl Default for Options {
 
 /// The last scenario's stage, kept running after the drill (`--keep-running`): its Anvil, Safe,
 /// contracts, config and daemon, for the operator to inspect.
-pub struct Kept(stage::Stage);
+pub struct Kept {
+    stage: stage::Stage,
+    /// Anvil reads the fork lazily, through the forwarder: it lives as long as the stage.
+    _fork: Option<Arc<ForkSession>>,
+}
 
 impl Kept {
     /// What to connect to, one `name: value` per line.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let world = &self.0.world;
+        let world = &self.stage.world;
         let targets = &world.targets;
         let mut lines = vec![
             ("rpc", world.devnet.http_url().to_string()),
@@ -204,8 +293,8 @@ impl Kept {
             ("proxied vault", targets.proxied_vault.to_string()),
             ("factory", targets.factory.to_string()),
             ("pause module", world.module.to_string()),
-            ("pauser", format!("{} (Anvil dev account 5)", world.pauser.address())),
-            ("config", self.0.config.source.display().to_string()),
+            ("pauser", world.pauser.address().to_string()),
+            ("config", self.stage.config.source.display().to_string()),
         ];
         match &world.forked_from {
             Some(url) => lines.push(("forked from", format!("{url} (owners impersonated)"))),
@@ -216,7 +305,7 @@ impl Kept {
 
     /// Stop the daemon; Anvil and the stage folder go with it.
     pub async fn stop(self) -> Result<()> {
-        self.0.stop().await
+        self.stage.stop().await
     }
 }
 
@@ -231,18 +320,43 @@ pub async fn rehearse(
 ) -> (Report, Option<Kept>) {
     let mut reports = Vec::with_capacity(scenarios.len());
     let mut kept = None;
+    let mut actors = None;
+    // A fork's preconditions are asked once: when they fail, no scenario can pass, so the
+    // drill stops there with one failure instead of one per scenario.
+    let session = match &options.fork {
+        None => None,
+        Some(fork) => match ForkSession::open(fork, options.chain_id).await {
+            Ok(session) => Some(Arc::new(session)),
+            Err(error) => {
+                let check = Check::fail("fork endpoint ready", format!("{error:#}"));
+                let preflight = ScenarioReport::new(
+                    "preflight",
+                    vec![check],
+                    vec![],
+                    report::Latencies::default(),
+                );
+                let mut report = Report::new(options.chain_id, vec![preflight]);
+                report.forked_from = Some(redact(&fork.url));
+                return (report, None);
+            }
+        },
+    };
     for (index, &scenario) in scenarios.iter().enumerate() {
         info!(scenario = scenario.name(), "rehearsing");
         // `restart` starts its own daemon, as a process; `levers` needs none; the others get
         // one in-process.
+        let fork = session.as_deref();
         let layout = scenario.layout();
         let stage = if matches!(scenario, Scenario::Restart | Scenario::Levers) {
-            stage::Stage::prepare(toolchain, contracts, options, layout).await
+            stage::Stage::prepare(toolchain, contracts, options, fork, layout).await
         } else {
-            stage::Stage::start(toolchain, contracts, options, layout).await
+            stage::Stage::start(toolchain, contracts, options, fork, layout).await
         };
         let report = match stage {
             Ok(mut stage) => {
+                if actors.is_none() {
+                    actors = Some(stage.world.roles.report(&stage.world));
+                }
                 let report = match scenario {
                     Scenario::Drain => drain::run(&stage, options, drain::Response::AtOnce).await,
                     Scenario::DrainMultisig => {
@@ -256,7 +370,7 @@ pub async fn rehearse(
                     Scenario::Levers => levers::run(&stage, options).await,
                 };
                 if keep_running && index + 1 == scenarios.len() {
-                    kept = Some(Kept(stage));
+                    kept = Some(Kept { stage, _fork: session.clone() });
                     report
                 } else if !stage.ever_ran_daemon() {
                     report // nothing to stop: Anvil dies with the stage
@@ -276,12 +390,14 @@ pub async fn rehearse(
     }
     let mut report = Report::new(options.chain_id, reports);
     report.forked_from = options.fork.as_ref().map(|f| redact(&f.url));
+    report.fork = session.as_deref().map(ForkSession::report);
+    report.actors = actors;
     (report, kept)
 }
 
 /// An RPC URL without credentials, path or query (they may hold API keys).
 fn redact(url: &Url) -> String {
-    guardian_daemon::rpc::redact(url)
+    guardian_rpc::redact(url)
 }
 
 /// Add "daemon stopped cleanly" to a scenario's checks.

@@ -103,7 +103,7 @@ pub(crate) async fn caught_up(
 /// Deposits and withdrawals, one transaction a block, for [`BLOCKS`] blocks.
 async fn traffic(stage: &Stage) -> Result<((Clock, u64), String)> {
     let bed = &stage.world;
-    let users = [bed.devnet.signer(6)?, bed.devnet.signer(7)?];
+    let users = bed.roles.users.clone();
     let wallets: Vec<_> = users.iter().map(|u| bed.devnet.provider_for(u.clone())).collect();
     let vaults: Vec<_> = wallets.iter().map(|w| IVault::new(bed.targets.vault_v2, w)).collect();
     let ether = |s: &str| parse_ether(s).expect("constant amount");

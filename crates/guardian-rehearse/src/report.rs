@@ -97,6 +97,43 @@ impl ScenarioReport {
     }
 }
 
+/// What a drill on a fork ran against: the block every scenario forked at, the Safe as it
+/// stood there, and what the drill asked of the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkReport {
+    /// The endpoint, without credentials, path or query.
+    pub endpoint: String,
+    /// The block every scenario forked at.
+    pub block: u64,
+    /// Its hash.
+    pub block_hash: alloy::primitives::B256,
+    /// The Safe.
+    pub safe: alloy::primitives::Address,
+    /// Its owners at that block.
+    pub owners: Vec<alloy::primitives::Address>,
+    /// Its threshold.
+    pub threshold: u64,
+    /// Its nonce.
+    pub nonce: alloy::primitives::U256,
+    /// Requests the whole drill made of the endpoint (through the forwarder).
+    pub footprint: crate::forwarder::Footprint,
+}
+
+/// The accounts the drill itself acts as: never one of the Safe's owners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actors {
+    /// Sends `execTransaction` for the daemon.
+    pub executor: alloy::primitives::Address,
+    /// Owns the proxied vault's ProxyAdmin (upgrade).
+    pub release_key: alloy::primitives::Address,
+    /// Deposit and withdraw.
+    pub users: Vec<alloy::primitives::Address>,
+    /// Drains (drain) and steals (upgrade).
+    pub attacker: alloy::primitives::Address,
+    /// Sends the reverting calls (revert-storm).
+    pub spammer: alloy::primitives::Address,
+}
+
 /// The whole rehearsal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -106,6 +143,12 @@ pub struct Report {
     /// shown without credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<String>,
+    /// On a fork: the forked block, the Safe there, the requests made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkReport>,
+    /// The accounts the drill acted as (none is an owner of the Safe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actors: Option<Actors>,
     /// True when every scenario passed.
     pub passed: bool,
     /// Each scenario.
@@ -116,7 +159,7 @@ impl Report {
     /// A report over `scenarios`; `passed` is derived.
     pub fn new(chain_id: u64, scenarios: Vec<ScenarioReport>) -> Self {
         let passed = !scenarios.is_empty() && scenarios.iter().all(|s| s.passed);
-        Self { chain_id, forked_from: None, passed, scenarios }
+        Self { chain_id, forked_from: None, fork: None, actors: None, passed, scenarios }
     }
 
     /// `report.md`.
@@ -129,6 +172,24 @@ impl Report {
             let _ = write!(md, ", forked from {url} (the forked chain itself is never written to)");
         }
         let _ = writeln!(md, ". Timeline picture: `timeline.svg`.\n");
+        if let Some(fork) = &self.fork {
+            let owners: Vec<String> = fork.owners.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                md,
+                "Forked at block {} ({}). Safe {}: {} of {} owners ({}), nonce {}. The drill made \
+                 {} request(s) of the endpoint ({} HTTP), at most {} in one second.\n",
+                fork.block,
+                fork.block_hash,
+                fork.safe,
+                fork.threshold,
+                fork.owners.len(),
+                owners.join(", "),
+                fork.nonce,
+                fork.footprint.requests,
+                fork.footprint.http_requests,
+                fork.footprint.peak_per_second
+            );
+        }
         for s in &self.scenarios {
             let _ = writeln!(
                 md,

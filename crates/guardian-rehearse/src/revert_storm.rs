@@ -46,7 +46,7 @@ async fn steps(stage: &Stage, options: &Options, drill: &mut Drill) {
 async fn storm(stage: &Stage) -> Result<(Clock, String)> {
     let bed = &stage.world;
     let vault_address = bed.targets.vault_v2;
-    let users = [bed.devnet.signer(6)?, bed.devnet.signer(7)?];
+    let users = bed.roles.users.clone();
     let wallets: Vec<_> = users.iter().map(|u| bed.devnet.provider_for(u.clone())).collect();
     let amount = parse_ether("0.1")?;
     let mut good = Vec::new();
@@ -59,7 +59,7 @@ async fn storm(stage: &Stage) -> Result<(Clock, String)> {
     }
     // Withdrawals of more than was deposited revert (InsufficientBalance). An explicit gas limit
     // skips estimation, so Anvil mines the failing transactions instead of refusing them.
-    let attacker = bed.devnet.provider_for(bed.devnet.signer(5)?);
+    let attacker = bed.devnet.provider_for(bed.roles.spammer.clone());
     let vault = IVault::new(vault_address, &attacker);
     let mut bad = Vec::new();
     for _ in 0..BAD {

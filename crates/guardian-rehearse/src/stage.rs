@@ -16,13 +16,12 @@ use alloy::{
     primitives::{Address, B256, U256, keccak256, utils::parse_ether},
     providers::{DynProvider, Provider, ext::AnvilApi},
     signers::local::PrivateKeySigner,
-    transports::http::reqwest::Url,
 };
 use eyre::{Result, WrapErr, bail, ensure, eyre};
 use guardian_chain::{
     Contracts, Devnet, DevnetOptions, Testbed, TestbedOptions, Toolchain,
     safe::SafeClient,
-    testbed::{ModuleEnabler, RELEASE_KEY_INDEX, Targets, deploy_targets, install_pause_module},
+    testbed::{ModuleEnabler, Targets, deploy_targets, install_pause_module},
 };
 use guardian_config::Config;
 use guardian_daemon::daemon::{KeySource, Keys};
@@ -30,7 +29,7 @@ use guardian_multisig::Multisig;
 use guardian_store::{Store, StoredFinding};
 use tokio::sync::watch;
 
-use crate::{Options, report::Event};
+use crate::{ForkSession, Options, report::Event};
 
 /// The variable the rehearsal config names as `[safe] executor_key_env`. The in-process daemon
 /// gets its key directly; a `guardian run` child process (or an operator poking at a kept
@@ -66,6 +65,67 @@ pub(crate) struct Operator {
     pub(crate) key: Option<PrivateKeySigner>,
 }
 
+/// The drill's own actors: dev accounts that are none of the Safe's owners, nor the executor
+/// (account 0) or the release key. A drill must never deposit, drain or spam as an operator,
+/// which fixed account numbers would do on a fork of a chain whose Safe is owned by Anvil's
+/// well-known dev keys, or with `--owners 9`.
+#[derive(Debug, Clone)]
+pub(crate) struct Roles {
+    /// Two users who deposit and withdraw.
+    pub(crate) users: [PrivateKeySigner; 2],
+    /// Drains the vault (drain) and steals through the rogue implementation (upgrade).
+    pub(crate) attacker: PrivateKeySigner,
+    /// Sends the reverting withdrawals (revert-storm).
+    pub(crate) spammer: PrivateKeySigner,
+}
+
+/// The first `n` of `accounts` (dev account 1 onwards; 0 is the executor) whose address is not
+/// in `taken`, by index; `None` if there are not that many.
+pub(crate) fn free_accounts(
+    accounts: &[Address],
+    taken: &[Address],
+    n: usize,
+) -> Option<Vec<usize>> {
+    let free: Vec<usize> =
+        (1..accounts.len()).filter(|i| !taken.contains(&accounts[*i])).take(n).collect();
+    (free.len() == n).then_some(free)
+}
+
+/// `n` dev accounts of `devnet` that are not `taken`.
+fn free_signers(devnet: &Devnet, taken: &[Address], n: usize) -> Result<Vec<PrivateKeySigner>> {
+    let accounts = (0..devnet.accounts())
+        .map(|i| devnet.signer(i).map(|s| s.address()))
+        .collect::<Result<Vec<_>>>()?;
+    let free = free_accounts(&accounts, taken, n).ok_or_else(|| {
+        eyre!(
+            "Anvil has {} dev accounts and {} of them are taken by the Safe's owners and the \
+             drill: {n} more are needed for the drill's own actors",
+            accounts.len(),
+            taken.len()
+        )
+    })?;
+    free.into_iter().map(|i| devnet.signer(i)).collect()
+}
+
+impl Roles {
+    fn pick(devnet: &Devnet, taken: &[Address]) -> Result<Self> {
+        let mut picked = free_signers(devnet, taken, 4)?.into_iter();
+        let mut next = || picked.next().ok_or_else(|| eyre!("four accounts were picked"));
+        Ok(Self { users: [next()?, next()?], attacker: next()?, spammer: next()? })
+    }
+
+    /// The drill's accounts, for the report.
+    pub(crate) fn report(&self, world: &World) -> crate::report::Actors {
+        crate::report::Actors {
+            executor: world.executor.address(),
+            release_key: world.release_key.address(),
+            users: self.users.iter().map(PrivateKeySigner::address).collect(),
+            attacker: self.attacker.address(),
+            spammer: self.spammer.address(),
+        }
+    }
+}
+
 /// The chain, the Safe and the drill targets.
 #[derive(Debug)]
 pub(crate) struct World {
@@ -86,6 +146,8 @@ pub(crate) struct World {
     pub(crate) safe_nonce: U256,
     /// The RPC the chain was forked from (without credentials), if any.
     pub(crate) forked_from: Option<String>,
+    /// The drill's own actors, none of them an owner.
+    pub(crate) roles: Roles,
 }
 
 impl World {
@@ -116,6 +178,8 @@ impl World {
                 devnet: DevnetOptions {
                     chain_id: options.chain_id,
                     block_time: Some(options.block_time),
+                    // The owners, the release key past them, and the drill's four actors.
+                    accounts: u32::try_from(options.owners + 6).unwrap_or(u32::MAX).max(10),
                     ..DevnetOptions::default()
                 },
                 owners: options.owners,
@@ -131,6 +195,10 @@ impl World {
         let Testbed { devnet, deployer, owners, release_key, safe, targets, module, .. } = bed;
         let module = module.ok_or_else(|| eyre!("the testbed deployed no pause module"))?;
         let pauser = devnet.signer(PAUSER_INDEX)?;
+        let mut taken: Vec<Address> = owners.iter().map(PrivateKeySigner::address).collect();
+        taken.push(release_key.address());
+        taken.push(pauser.address());
+        let roles = Roles::pick(&devnet, &taken)?;
         let operators = owners
             .into_iter()
             .map(|key| Operator { address: key.address(), key: Some(key) })
@@ -147,51 +215,60 @@ impl World {
             targets,
             safe_nonce,
             forked_from: None,
+            roles,
         })
     }
 
-    /// A fork of `url` in which the Safe at `safe` already lives: its owners are impersonated
-    /// (and funded for gas) instead of a Safe being deployed; the drill targets are deployed on
-    /// the fork, owned by that Safe. Nothing is ever sent to `url`.
+    /// A fork, at the drill's block, of the endpoint behind `fork`'s forwarder, in which the
+    /// Safe already lives: its owners are impersonated (and funded for gas) instead of a Safe
+    /// being deployed; the drill targets are deployed on the fork, owned by that Safe. Nothing
+    /// is ever sent to the endpoint; Anvil only reads through the forwarder.
     async fn fork(
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &Options,
-        url: &Url,
-        safe: Address,
+        fork: &ForkSession,
     ) -> Result<Self> {
-        let shown = guardian_daemon::rpc::redact(url);
-        // Read-only: the one question asked of the forked endpoint itself.
-        guardian_chain::tls::install_crypto_provider();
-        let source = alloy::providers::ProviderBuilder::new().connect_http(url.clone());
-        let source_chain = source
-            .get_chain_id()
-            .await
-            .wrap_err_with(|| format!("reading eth_chainId from {shown}"))?;
-        ensure!(
-            source_chain == options.chain_id,
-            "{shown} serves chain {source_chain}, not {}: pass --chain-id {source_chain} (and a config for that chain)",
-            options.chain_id
-        );
+        let shown = fork.forwarder.endpoint().to_owned();
         let devnet = Devnet::spawn(
             toolchain,
             &DevnetOptions {
                 chain_id: options.chain_id,
                 block_time: None,
-                fork_url: Some(url.to_string()),
-                ..DevnetOptions::default()
+                fork_url: Some(fork.forwarder.url().to_string()),
+                fork_block: Some(fork.block),
+                // The owners may be dev accounts too: room for the drill's own actors.
+                accounts: 20,
             },
         )
-        .wrap_err_with(|| format!("forking {shown}"))?;
+        // Anvil only says it did not start; the forwarder knows why (a 429, a timeout).
+        .map_err(|error| match fork.forwarder.failure() {
+            Some(failure) => eyre!(failure),
+            None => error,
+        })
+        .wrap_err_with(|| format!("forking {shown} at block {}", fork.block))?;
         let executor = devnet.signer(0)?;
-        let release_key = devnet.signer(RELEASE_KEY_INDEX)?;
+        let owners = fork.owners.clone();
+        if owners.contains(&executor.address()) {
+            bail!(
+                "the Safe's owner {} is Anvil's dev account 0, the drill's executor: rehearse \
+                 with a Safe whose owners are not Anvil's well-known keys",
+                executor.address()
+            );
+        }
+        let release_key = free_signers(&devnet, &owners, 1)?.remove(0);
+        let mut taken = owners.clone();
+        taken.push(release_key.address());
+        let pauser = free_signers(&devnet, &taken, 1)?.remove(0);
+        taken.push(pauser.address());
+        let roles = Roles::pick(&devnet, &taken)?;
         let provider = devnet.provider_for(executor.clone());
-        let safe = SafeClient::connect(provider.clone(), safe)
+        let safe = SafeClient::connect(provider.clone(), fork.safe)
             .await
-            .wrap_err_with(|| format!("the Safe {safe} on the fork of {shown}"))?;
+            .wrap_err_with(|| format!("the Safe {} on the fork of {shown}", fork.safe))?;
         let reader = devnet.reader();
         let mut operators = Vec::new();
-        for owner in safe.owners().await? {
+        for owner in owners {
             reader
                 .anvil_impersonate_account(owner)
                 .await
@@ -202,7 +279,6 @@ impl World {
         let targets =
             deploy_targets(&provider, contracts, safe.address(), release_key.address()).await?;
         // The Safe's own owners cannot sign here: the fork's Safe enables the module itself.
-        let pauser = devnet.signer(PAUSER_INDEX)?;
         let module = install_pause_module(
             &provider,
             contracts,
@@ -230,6 +306,7 @@ impl World {
             targets,
             safe_nonce,
             forked_from: Some(shown),
+            roles,
         })
     }
 }
@@ -270,11 +347,12 @@ impl Stage {
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &Options,
+        fork: Option<&ForkSession>,
         layout: Layout,
     ) -> Result<Self> {
-        let world = match &options.fork {
+        let world = match fork {
             None => World::fresh(toolchain, contracts, options).await?,
-            Some(fork) => World::fork(toolchain, contracts, options, &fork.url, fork.safe).await?,
+            Some(fork) => World::fork(toolchain, contracts, options, fork).await?,
         };
         let dir = tempfile::Builder::new().prefix("guardian-rehearsal-").tempdir()?;
         write_files(&world, dir.path(), layout).await?;
@@ -288,9 +366,10 @@ impl Stage {
         toolchain: &Toolchain,
         contracts: &Contracts,
         options: &Options,
+        fork: Option<&ForkSession>,
         layout: Layout,
     ) -> Result<Self> {
-        let mut stage = Self::prepare(toolchain, contracts, options, layout).await?;
+        let mut stage = Self::prepare(toolchain, contracts, options, fork, layout).await?;
         stage.start_daemon().await?;
         Ok(stage)
     }
@@ -675,4 +754,22 @@ expected = "{logic}"
         ),
     )
     .wrap_err("writing guardian.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drills_actors_skip_every_owner() {
+        let accounts: Vec<Address> = (0..12u8).map(Address::with_last_byte).collect();
+        // Owners that sit where fixed indices would put the drill's actors (6, 7, 8, 9).
+        let owners: Vec<Address> = [6u8, 7, 8, 9].map(Address::with_last_byte).to_vec();
+        let free = free_accounts(&accounts, &owners, 5).expect("enough accounts");
+        assert_eq!(free, [1, 2, 3, 4, 5]);
+        let owners: Vec<Address> = (1..=8u8).map(Address::with_last_byte).collect();
+        assert_eq!(free_accounts(&accounts, &owners, 3), Some(vec![9, 10, 11]));
+        assert_eq!(free_accounts(&accounts, &owners, 4), None, "not enough: said, not reused");
+        assert!(!free_accounts(&accounts, &[], 11).expect("all").contains(&0), "0 is the executor");
+    }
 }

@@ -53,8 +53,8 @@ async fn upgrade(stage: &Stage, contracts: &Contracts) -> Result<((Clock, U256),
     let world = &stage.world;
     let proxy = world.targets.proxied_vault;
     let mut pending = Vec::new();
-    for (user, amount) in [(6, "2"), (7, "1.5")] {
-        let wallet = world.devnet.provider_for(world.devnet.signer(user)?);
+    for (user, amount) in world.roles.users.iter().zip(["2", "1.5"]) {
+        let wallet = world.devnet.provider_for(user.clone());
         pending
             .push(IVault::new(proxy, &wallet).deposit().value(parse_ether(amount)?).send().await?);
     }
@@ -89,7 +89,7 @@ async fn upgrade(stage: &Stage, contracts: &Contracts) -> Result<((Clock, U256),
 async fn held(stage: &Stage, deposited: U256) -> Result<String> {
     let world = &stage.world;
     let proxy = world.targets.proxied_vault;
-    let thief = world.devnet.signer(8)?;
+    let thief = world.roles.attacker.clone();
     let wallet = world.devnet.provider_for(thief.clone());
     let sweep = IVaultLogic::new(proxy, &wallet).sweep(thief.address()).call().await;
     ensure!(sweep.is_err(), "sweep() would still succeed on the paused vault");

@@ -123,20 +123,24 @@ impl Verification {
                 tracing::warn!(backup = %path, "restoring a backup the ledger has no row for (--force)");
                 Ok(())
             }
-            Verdict::Unrecorded { .. } => bail!(
+            Verdict::Unrecorded { .. } => Err(not_restorable(format!(
                 "backup {path} matches its sidecar but the ledger has no record of it: guardian \
                  did not take it, or it was taken with another ledger (check --db); refusing to \
                  restore it. If you trust the file, add --force"
-            ),
-            Verdict::Corrupted { expected, actual, recorded_in } => bail!(
+            ))),
+            Verdict::Corrupted { expected, actual, recorded_in } => Err(not_restorable(format!(
                 "backup {path} is corrupted or was edited: the {recorded_in} records sha256 \
                  {expected} but the file hashes to {actual}; refusing to restore it"
-            ),
-            Verdict::Unverifiable { reason } => {
-                bail!("backup {path} cannot be verified ({reason}); refusing to restore it")
-            }
+            ))),
+            Verdict::Unverifiable { reason } => Err(not_restorable(format!(
+                "backup {path} cannot be verified ({reason}); refusing to restore it"
+            ))),
         }
     }
+}
+
+fn not_restorable(message: String) -> eyre::Report {
+    crate::Refused::new(crate::RefusalKind::BackupNotRestorable, message).into()
 }
 
 /// Backups taken together in one operation.

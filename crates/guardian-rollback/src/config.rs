@@ -7,9 +7,9 @@
 //!
 //! ```toml
 //! [rollback]
-//! backup_dir = "../backups"            # default "backups"
+//! backup_dir = "/var/lib/guardian/backups"  # default "backups"
 //! versions = "contract-versions.json"  # default; guardian-managed version history
-//! ledger = "../guardian.sqlite"        # default "guardian.sqlite"
+//! ledger = "guardian.sqlite"          # default "guardian.sqlite"
 //! keep_undo_for = "7d"                 # default; prune keeps undo backups this long
 //!
 //! [[rollback.configs]]
@@ -29,6 +29,8 @@ use std::{
 use eyre::{Result, WrapErr, bail, ensure};
 use guardian_core::backup::{AddressKey, RetentionPeriod, validate_config_name};
 use serde::Deserialize;
+
+use crate::recovery::{ErrorRateCheck, HealthCheck, RecoverySettings, RestartHook};
 
 /// The backup name under which the version history file is backed up.
 pub const VERSIONS_CONFIG_NAME: &str = "contract-versions";
@@ -56,6 +58,15 @@ pub struct RollbackConfig {
     /// Per watched contract: where its address lives.
     #[serde(default)]
     pub contracts: BTreeMap<String, ContractRollback>,
+    /// `[[rollback.restart]]`: what to restart after a rollback rewrote configs.
+    #[serde(default)]
+    pub restart: Vec<RestartHook>,
+    /// `[[rollback.health]]`: the endpoints that must answer after it.
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
+    /// `[rollback.verify]`: the error rate that must be back under its baseline.
+    #[serde(default)]
+    pub verify: Option<ErrorRateCheck>,
 }
 
 fn default_backup_dir() -> PathBuf {
@@ -124,6 +135,8 @@ pub struct RollbackSettings {
     pub configs: Vec<ManagedConfig>,
     /// Per watched contract: where its address lives.
     pub contracts: BTreeMap<String, ContractRollback>,
+    /// What to restart and verify after a rollback.
+    pub recovery: RecoverySettings,
 }
 
 impl RollbackConfig {
@@ -163,12 +176,40 @@ impl RollbackConfig {
             }
             if let Some(call) = &entry.health_call {
                 ensure!(
-                    call.ends_with("()") && call.len() > 2,
-                    "[rollback.contracts.{contract}] health_call {call:?} must be a view function \
-                     without arguments, written like solvent()"
+                    guardian_core::proposal::no_arg_calldata(call).is_ok(),
+                    "[rollback.contracts.{contract}] health_call {call:?} must be the signature of \
+                     a view function without arguments, written like solvent()"
                 );
             }
         }
+        let paths = [
+            ("backup_dir", &self.backup_dir),
+            ("versions", &self.versions),
+            ("ledger", &self.ledger),
+        ]
+        .into_iter()
+        .map(|(key, path)| (format!("[rollback] {key}"), path))
+        .chain(
+            self.configs
+                .iter()
+                .map(|c| (format!("[[rollback.configs]] {:?} path", c.name), &c.path)),
+        );
+        for (key, path) in paths {
+            ensure!(
+                !path.components().any(|c| c == std::path::Component::ParentDir),
+                "{key} {} goes up with `..`: write it as an absolute path, or one below the \
+                 config's folder, so what guardian writes does not depend on where guardian.toml \
+                 is copied",
+                path.display()
+            );
+        }
+        let recovery = RecoverySettings {
+            restart: self.restart,
+            health: self.health,
+            verify: self.verify,
+            base_dir: base_dir.to_path_buf(),
+        };
+        recovery.check(&names)?;
         Ok(RollbackSettings {
             backup_dir: base_dir.join(self.backup_dir),
             versions_path: base_dir.join(self.versions),
@@ -180,6 +221,7 @@ impl RollbackConfig {
                 .map(|entry| ManagedConfig { name: entry.name, path: base_dir.join(entry.path) })
                 .collect(),
             contracts: self.contracts,
+            recovery,
         })
     }
 }
@@ -253,7 +295,7 @@ mod tests {
 rpc_url = "http://127.0.0.1:8545"
 
 [rollback]
-backup_dir = "../backups"
+backup_dir = "old-backups"
 
 [[rollback.configs]]
 name = "smart-accounts-config"
@@ -282,7 +324,7 @@ keys = [
     fn loads_the_rollback_table_and_ignores_the_rest() {
         let (dir, path) = write(EXAMPLE);
         let settings = RollbackSettings::load(&path).expect("loads");
-        assert_eq!(settings.backup_dir, dir.path().join("../backups"));
+        assert_eq!(settings.backup_dir, dir.path().join("old-backups"));
         assert_eq!(settings.versions_path, dir.path().join("contract-versions.json"));
         assert_eq!(settings.ledger_path, dir.path().join("guardian.sqlite"));
         assert_eq!(settings.keep_undo_for, DEFAULT_KEEP_UNDO_FOR);
@@ -310,11 +352,11 @@ keys = [
     #[test]
     fn keep_undo_for_is_a_period_checked_with_file_and_line() {
         let (_dir, path) =
-            write(&EXAMPLE.replace("backup_dir = \"../backups\"", "keep_undo_for = \"36h\""));
+            write(&EXAMPLE.replace("backup_dir = \"old-backups\"", "keep_undo_for = \"36h\""));
         let settings = RollbackSettings::load(&path).expect("loads");
         assert_eq!(settings.keep_undo_for.as_seconds(), 36 * 3_600);
         let (_dir, path) =
-            write(&EXAMPLE.replace("backup_dir = \"../backups\"", "keep_undo_for = \"a week\""));
+            write(&EXAMPLE.replace("backup_dir = \"old-backups\"", "keep_undo_for = \"a week\""));
         let err = format!("{:#}", RollbackSettings::load(&path).expect_err("bad period"));
         assert!(err.contains("line 6") && err.contains("e.g. \"7d\""), "{err}");
     }
@@ -339,5 +381,20 @@ keys = [
         let (_dir, path) = write("[chain]\nrpc_url = \"x\"\n");
         let err = format!("{:#}", RollbackSettings::load(&path).expect_err("no table"));
         assert!(err.contains("no [rollback] table"), "{err}");
+
+        for (from, to, says) in [
+            ("health_call = \"solvent()\"", "health_call = \"is solvent()\"", "signature"),
+            ("health_call = \"solvent()\"", "health_call = \"()\"", "signature"),
+            (
+                "path = \"monitoring-config.json\"",
+                "path = \"../../etc/monitoring.json\"",
+                "goes up",
+            ),
+            ("backup_dir = \"old-backups\"", "backup_dir = \"a/../../b\"", "goes up"),
+        ] {
+            let (_dir, path) = write(&EXAMPLE.replace(from, to));
+            let err = format!("{:#}", RollbackSettings::load(&path).expect_err(to));
+            assert!(err.contains(says), "{to}: {err}");
+        }
     }
 }

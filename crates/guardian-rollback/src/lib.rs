@@ -41,6 +41,8 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod managed_config;
+pub mod recovery;
+pub mod refusal;
 pub mod rollback;
 pub mod version;
 
@@ -52,5 +54,7 @@ pub use journal::{
 };
 pub use ledger::{BackupLedger, LedgerMissing, SqliteLedger};
 pub use lock::WriteLock;
+pub use recovery::{RecoveryChecks, RecoveryTarget, run_recovery};
+pub use refusal::{RefusalKind, Refused};
 pub use rollback::{Rollback, RollbackOutcome, RollbackPlan};
 pub use version::{VersionBook, VersionReport};

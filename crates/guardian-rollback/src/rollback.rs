@@ -21,7 +21,7 @@ use alloy::{
     providers::Provider,
     rpc::types::{TransactionInput, TransactionRequest},
 };
-use eyre::{Result, WrapErr, bail, ensure};
+use eyre::{Result, WrapErr};
 use guardian_core::backup::{
     ContractVersion, KeyValue, RepointPlan, VersionSelector, plan_repoint,
 };
@@ -37,6 +37,7 @@ use crate::{
     },
     lock::WriteLock,
     managed_config::{locate_string, read_config, rewrite_strings, unified_diff},
+    refusal::{RefusalKind, Refused},
     version::VersionBook,
 };
 
@@ -198,12 +199,17 @@ impl<'a> Rollback<'a> {
         }
         for file in &plan.files {
             let now = sha256_hex(&sha256(read_config(&file.path)?.as_bytes()));
-            ensure!(
-                now == file.before_sha256,
-                "{} changed since the rollback was planned (sha256 was {}, is {now}); plan again",
-                file.path.display(),
-                file.before_sha256
-            );
+            if now != file.before_sha256 {
+                return Err(Refused::new(
+                    RefusalKind::ChangedSincePlanned,
+                    format!(
+                        "{} changed since the rollback was planned (sha256 was {}, is {now}); plan again",
+                        file.path.display(),
+                        file.before_sha256
+                    ),
+                )
+                .into());
+            }
         }
         let configs: Vec<ManagedConfig> = plan
             .files
@@ -279,34 +285,50 @@ pub async fn check_target<P: Provider>(
         .get_code_at(address)
         .await
         .wrap_err_with(|| format!("reading the code of {contract} {label} at {address}"))?;
-    ensure!(
-        !code.is_empty(),
-        "refusing to roll {contract} back to {label}: there is no code at {address} on chain \
-         {chain_id} (wrong chain, or the version was never deployed there)"
-    );
+    let unverified = |message: String| -> eyre::Report {
+        Refused::new(RefusalKind::UnverifiedTarget, message).into()
+    };
+    if code.is_empty() {
+        return Err(unverified(format!(
+            "refusing to roll {contract} back to {label}: there is no code at {address} on chain \
+             {chain_id} (wrong chain, or the version was never deployed there)"
+        )));
+    }
     let code_hash = keccak256(&code);
-    ensure!(
-        code_hash == version.code_hash,
-        "refusing to roll {contract} back to {label}: the code at {address} on chain {chain_id} \
-         hashes to {code_hash}, but the version history records {} (a different contract, or \
-         the history is wrong)",
-        version.code_hash
-    );
+    if code_hash != version.code_hash {
+        return Err(unverified(format!(
+            "refusing to roll {contract} back to {label}: the code at {address} on chain {chain_id} \
+             hashes to {code_hash}, but the version history records {} (a different contract, or \
+             the history is wrong)",
+            version.code_hash
+        )));
+    }
     if let Some(signature) = health_call {
         let selector = &keccak256(signature.as_bytes())[..4];
         let request = TransactionRequest::default()
             .to(address)
             .input(TransactionInput::new(Bytes::copy_from_slice(selector)));
-        let returned = provider.call(request).await.wrap_err_with(|| {
-            format!("refusing to roll {contract} back to {label}: health check {signature} on {address} reverted")
-        })?;
+        let returned = match provider.call(request).await {
+            Ok(returned) => returned,
+            // The node answered: the view reverted. Any other error is a failure to look.
+            Err(error) if error.as_error_resp().is_some() => {
+                return Err(unverified(format!(
+                    "refusing to roll {contract} back to {label}: health check {signature} on {address} reverted: {error}"
+                )));
+            }
+            Err(error) => {
+                return Err(eyre::Report::new(error).wrap_err(format!(
+                    "calling the health check {signature} of {contract} {label} at {address}"
+                )));
+            }
+        };
         let healthy =
             returned.len() == 32 && returned[31] == 1 && returned[..31].iter().all(|b| *b == 0);
         if !healthy {
-            bail!(
+            return Err(unverified(format!(
                 "refusing to roll {contract} back to {label}: health check {signature} on \
                  {address} returned {returned}, not true"
-            );
+            )));
         }
     }
     Ok(TargetCheck { chain_id, address, code_hash, health_call: health_call.map(str::to_owned) })

@@ -16,7 +16,7 @@
 //! not replayed to it.
 
 use eyre::{Result, WrapErr};
-use guardian_core::incident::Millis;
+use guardian_core::{audit::Record as AuditRecord, incident::Millis};
 use rusqlite::params;
 use serde::Serialize;
 
@@ -192,12 +192,25 @@ impl Store {
         channels: &[String],
     ) -> Result<()> {
         let now = to_i64(now_ms())?;
-        self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        let done = tx.execute(
             "UPDATE deliveries SET done_at = ?3, outcome = ?4
              WHERE effect_id = ?1 AND channel = ?2 AND done_at IS NULL",
             params![effect_id, channel, now, outcome],
         )?;
-        self.conn.execute(SETTLE, params![channel_list(channels)?, now, effect_id])?;
+        tx.execute(SETTLE, params![channel_list(channels)?, now, effect_id])?;
+        if done == 1 && outcome == "delivered" {
+            let (incident, key, attempts) = delivery_facts(&tx, effect_id, channel)?;
+            let record = AuditRecord::NotificationSent {
+                incident,
+                key,
+                channel: channel.to_owned(),
+                attempts: attempts + 1,
+            };
+            crate::audit::append(&tx, &self.actor, record, now_ms())?;
+        }
+        tx.commit()?;
+        self.mirror_audit();
         Ok(())
     }
 
@@ -212,16 +225,31 @@ impl Store {
         retry_at: Millis,
     ) -> Result<()> {
         let now = to_i64(now_ms())?;
-        self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        let (incident, key, attempts) = delivery_facts(&tx, effect_id, channel)?;
+        tx.execute(
             "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3, next_try_at = ?4,
              failing_since = COALESCE(failing_since, ?5) WHERE effect_id = ?1 AND channel = ?2",
             params![effect_id, channel, error, to_i64(retry_at)?, now],
         )?;
-        self.conn.execute(
+        tx.execute(
             "UPDATE effects SET attempts = attempts + 1, last_error = ?2,
              failing_since = COALESCE(failing_since, ?3) WHERE id = ?1",
             params![effect_id, format!("{channel}: {error}"), now],
         )?;
+        // The first failure is audited; the retries are counted on the rows, and the delivery
+        // (with its attempts) is audited when it comes.
+        if attempts == 0 {
+            let record = AuditRecord::NotificationFailed {
+                incident,
+                key,
+                channel: channel.to_owned(),
+                error: error.to_owned(),
+            };
+            crate::audit::append(&tx, &self.actor, record, now_ms())?;
+        }
+        tx.commit()?;
+        self.mirror_audit();
         Ok(())
     }
 
@@ -306,4 +334,18 @@ impl Store {
         })
         .collect()
     }
+}
+
+/// A delivery's incident, its notification's key and the attempts made so far.
+fn delivery_facts(
+    tx: &rusqlite::Connection,
+    effect_id: i64,
+    channel: &str,
+) -> Result<(i64, String, u32)> {
+    Ok(tx.query_row(
+        "SELECT e.incident_id, e.key, COALESCE(d.attempts, 0) FROM effects e
+         LEFT JOIN deliveries d ON d.effect_id = e.id AND d.channel = ?2 WHERE e.id = ?1",
+        params![effect_id, channel],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
 }

@@ -7,6 +7,7 @@
 use alloy_primitives::{Address, B256};
 use eyre::{Result, WrapErr, eyre};
 use guardian_core::{
+    audit::{Actor, Record as AuditRecord},
     finding::Finding,
     incident::{
         AuditKind, Effect, Event, Incident, Millis, ProposalState, ResponsePolicy, State,
@@ -20,7 +21,7 @@ use crate::{
     Store, cursor,
     findings::Recorded,
     now_ms,
-    proposals::{self, Proposal},
+    proposals::{self, Proposal, Trail},
     to_i64, to_u64,
 };
 
@@ -118,6 +119,8 @@ pub enum EffectKind {
     Execute,
     /// Roll the configs back.
     Rollback,
+    /// Restart and verify the services after the rollback.
+    Recovery,
 }
 
 impl EffectKind {
@@ -129,6 +132,7 @@ impl EffectKind {
             Self::Propose => "propose",
             Self::Execute => "execute",
             Self::Rollback => "rollback",
+            Self::Recovery => "recovery",
         }
     }
 
@@ -139,6 +143,7 @@ impl EffectKind {
             Effect::ProposePause => Some(Self::Propose),
             Effect::Execute { .. } => Some(Self::Execute),
             Effect::RunRollback { .. } => Some(Self::Rollback),
+            Effect::RunRecovery { .. } => Some(Self::Recovery),
             _ => None,
         }
     }
@@ -231,8 +236,13 @@ fn event_block(tx: &Connection, event: &Event) -> Result<Option<u64>> {
     })
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one transition's parts, written together in one place"
+)]
 fn persist(
     tx: &Connection,
+    actor: &Actor,
     id: i64,
     before: &Incident,
     event: &Event,
@@ -271,6 +281,21 @@ fn persist(
         ],
     )?;
     let event_id = tx.last_insert_rowid();
+    // The same event, in the hash-chained audit log, in the same transaction.
+    crate::audit::append(
+        tx,
+        actor,
+        AuditRecord::Incident {
+            incident: id,
+            step: to_u64(seq)?,
+            kind,
+            event: event.clone(),
+            from: before.state,
+            to: after.state,
+            block,
+        },
+        now,
+    )?;
     tx.execute(
         "UPDATE incidents SET state = ?2, severity = ?3, updated_at = ?4, body = ?5 WHERE id = ?1",
         params![
@@ -303,7 +328,7 @@ fn persist(
                      WHERE safe_tx_hash = ?1 AND status = 'pending'",
                     params![proposal.to_string(), reason],
                 )?;
-                proposals::audit(tx, *proposal, "withdrawn", None, reason)?;
+                proposals::audit(tx, actor, *proposal, Trail::Withdrawn { reason })?;
                 // An execution asked for earlier must not be sent now.
                 tx.execute(
                     "UPDATE effects SET done_at = ?2, outcome = 'dropped: proposal withdrawn'
@@ -381,28 +406,42 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::Execute { .. } => "execute",
         Effect::Withdraw { .. } => "withdraw",
         Effect::RunRollback { .. } => "rollback",
+        Effect::RunRecovery { .. } => "recovery",
         Effect::ScheduleTimer { .. } => "schedule",
         Effect::CancelTimer { .. } => "cancel",
+    }
+}
+
+/// What a transition needs besides the transaction: the response policy and who is acting.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) policy: ResponsePolicy,
+    pub(crate) actor: Actor,
+}
+
+impl Store {
+    pub(crate) fn ctx(&self) -> Ctx {
+        Ctx { policy: self.policy, actor: self.actor.clone() }
     }
 }
 
 /// Apply `event` to incident `id` in the caller's transaction.
 fn apply_in(
     tx: &Connection,
-    policy: &ResponsePolicy,
+    ctx: &Ctx,
     id: i64,
     event: &Event,
     now: Millis,
 ) -> Result<Applied, IncidentError> {
     let before = load(tx, id)?.ok_or(IncidentError::NotFound(id))?;
-    let transition = before.step(event, now, policy)?;
-    Ok(persist(tx, id, &before, event, transition, false, now)?)
+    let transition = before.step(event, now, &ctx.policy)?;
+    Ok(persist(tx, &ctx.actor, id, &before, event, transition, false, now)?)
 }
 
 /// Open a new incident with `event` in the caller's transaction.
 fn open_in(
     tx: &Connection,
-    policy: &ResponsePolicy,
+    ctx: &Ctx,
     key: String,
     contract: &str,
     address: Address,
@@ -422,7 +461,7 @@ fn open_in(
         unique = format!("{key}-{n}");
     }
     let transition =
-        Incident::open(unique.clone(), contract.to_owned(), address, event, now, policy)?;
+        Incident::open(unique.clone(), contract.to_owned(), address, event, now, &ctx.policy)?;
     let opened = &transition.incident;
     tx.execute(
         "INSERT INTO incidents (key, contract, address, state, severity, opened_at, updated_at, body)
@@ -442,14 +481,14 @@ fn open_in(
     // a blank "before" in the open state.
     let mut before = transition.incident.clone();
     before.findings.clear();
-    Ok(persist(tx, id, &before, event, transition, true, now)?)
+    Ok(persist(tx, &ctx.actor, id, &before, event, transition, true, now)?)
 }
 
 /// Give a new (or re-included) finding to its contract's incident, opening one if none is
 /// open.
 fn attach_finding(
     tx: &Connection,
-    policy: &ResponsePolicy,
+    ctx: &Ctx,
     chain_id: u64,
     finding_id: i64,
     finding: &Finding,
@@ -462,7 +501,7 @@ fn attach_finding(
         action: finding.action,
     };
     let applied = match open_for(tx, finding.address)? {
-        Some(id) => match apply_in(tx, policy, id, &event, now) {
+        Some(id) => match apply_in(tx, ctx, id, &event, now) {
             Ok(applied) => Some(applied),
             Err(IncidentError::Refused(StepError::Closed { .. })) => None,
             Err(e) => return Err(eyre!(e)),
@@ -474,7 +513,7 @@ fn attach_finding(
         None => {
             let key =
                 incident_key(chain_id, finding.address, &finding.rule, &finding.anomaly_key());
-            open_in(tx, policy, key, &finding.contract, finding.address, &event, now)
+            open_in(tx, ctx, key, &finding.contract, finding.address, &event, now)
                 .map_err(|e| eyre!(e))?
         }
     };
@@ -482,13 +521,41 @@ fn attach_finding(
         "UPDATE findings SET incident_id = ?2 WHERE id = ?1",
         params![finding_id, applied.incident_id],
     )?;
+    audit_finding(tx, ctx, finding_id, finding, Some(applied.incident_id), now)?;
     Ok(applied)
+}
+
+/// Audit `finding` (stored as `id`) as recorded.
+fn audit_finding(
+    tx: &Connection,
+    ctx: &Ctx,
+    id: i64,
+    finding: &Finding,
+    incident: Option<i64>,
+    now: Millis,
+) -> Result<()> {
+    let ev = &finding.evidence;
+    let record = AuditRecord::FindingRecorded {
+        finding: id,
+        incident,
+        rule: finding.rule.clone(),
+        contract: finding.contract.clone(),
+        address: finding.address,
+        severity: finding.severity,
+        block: ev.block_number,
+        block_hash: ev.block_hash,
+        tx: ev.tx_hash,
+        predicted_from: ev.predicted_from,
+        summary: finding.summary.clone(),
+    };
+    crate::audit::append(tx, &ctx.actor, record, now)?;
+    Ok(())
 }
 
 /// The incident transitions a commit's findings cause, in the commit's transaction.
 pub(crate) fn feed_findings(
     tx: &Connection,
-    policy: &ResponsePolicy,
+    ctx: &Ctx,
     chain_id: u64,
     recorded: &[(Recorded, &Finding)],
     retracted: &[i64],
@@ -497,7 +564,7 @@ pub(crate) fn feed_findings(
     let mut out = Vec::new();
     for (outcome, finding) in recorded {
         match *outcome {
-            Recorded::New(id) => out.push(attach_finding(tx, policy, chain_id, id, finding, now)?),
+            Recorded::New(id) => out.push(attach_finding(tx, ctx, chain_id, id, finding, now)?),
             Recorded::Reinstated(id) => {
                 let incident: Option<i64> =
                     tx.query_row("SELECT incident_id FROM findings WHERE id = ?1", [id], |r| {
@@ -514,15 +581,18 @@ pub(crate) fn feed_findings(
                     // Its own incident takes it back (reopening it if it was withdrawn), unless
                     // another incident of the contract opened meanwhile.
                     Some(incident) if other_open.is_none() || other_open == Some(incident) => {
-                        match apply_in(tx, policy, incident, &event, now) {
-                            Ok(applied) => out.push(applied),
+                        match apply_in(tx, ctx, incident, &event, now) {
+                            Ok(applied) => {
+                                audit_finding(tx, ctx, id, finding, Some(incident), now)?;
+                                out.push(applied)
+                            }
                             Err(IncidentError::Refused(StepError::Closed { .. })) => {
-                                out.push(attach_finding(tx, policy, chain_id, id, finding, now)?)
+                                out.push(attach_finding(tx, ctx, chain_id, id, finding, now)?)
                             }
                             Err(e) => return Err(eyre!(e)),
                         }
                     }
-                    _ => out.push(attach_finding(tx, policy, chain_id, id, finding, now)?),
+                    _ => out.push(attach_finding(tx, ctx, chain_id, id, finding, now)?),
                 }
             }
             Recorded::Occurrence(_) | Recorded::Duplicate(_) => {}
@@ -531,8 +601,14 @@ pub(crate) fn feed_findings(
     for id in retracted {
         let incident: Option<i64> =
             tx.query_row("SELECT incident_id FROM findings WHERE id = ?1", [id], |r| r.get(0))?;
+        crate::audit::append(
+            tx,
+            &ctx.actor,
+            AuditRecord::FindingRetracted { finding: *id, incident },
+            now,
+        )?;
         if let Some(incident) = incident {
-            match apply_in(tx, policy, incident, &Event::FindingRetracted { finding: *id }, now) {
+            match apply_in(tx, ctx, incident, &Event::FindingRetracted { finding: *id }, now) {
                 Ok(applied) => out.push(applied),
                 Err(IncidentError::Refused(e)) => {
                     tracing::warn!(finding = id, incident, error = %e, "retraction not applied");
@@ -619,11 +695,12 @@ impl Store {
         event: &Event,
         now: Millis,
     ) -> Result<Applied, IncidentError> {
-        let policy = self.policy;
+        let ctx = self.ctx();
         let tx = self.conn.transaction()?;
-        let applied = apply_in(&tx, &policy, id, event, now)?;
+        let applied = apply_in(&tx, &ctx, id, event, now)?;
         if applied.changed() {
             tx.commit()?;
+            self.mirror_audit();
         }
         Ok(applied)
     }
@@ -638,18 +715,19 @@ impl Store {
         reason: &str,
         rollback: bool,
     ) -> Result<Applied, IncidentError> {
-        let (policy, chain_id, now) = (self.policy, self.chain_id, now_ms());
+        let (ctx, chain_id, now) = (self.ctx(), self.chain_id, now_ms());
         let event =
             Event::PauseRequested { actor: actor.to_owned(), reason: reason.to_owned(), rollback };
         let tx = self.conn.transaction()?;
         let applied = match open_for(&tx, address)? {
-            Some(id) => apply_in(&tx, &policy, id, &event, now)?,
+            Some(id) => apply_in(&tx, &ctx, id, &event, now)?,
             None => {
                 let key = incident_key(chain_id, address, "operator", &format!("pause:{now}"));
-                open_in(&tx, &policy, key, contract, address, &event, now)?
+                open_in(&tx, &ctx, key, contract, address, &event, now)?
             }
         };
         tx.commit()?;
+        self.mirror_audit();
         Ok(applied)
     }
 
@@ -663,12 +741,12 @@ impl Store {
         actor: &str,
         detail: &str,
     ) -> Result<Applied, IncidentError> {
-        let (policy, now) = (self.policy, now_ms());
+        let (ctx, now) = (self.ctx(), now_ms());
         let tx = self.conn.transaction()?;
         let mut row = proposal.clone();
         row.incident_id = Some(incident_id);
         if proposals::insert_row(&tx, &row)? {
-            proposals::audit(&tx, row.safe_tx_hash, "proposed", Some(actor), detail)?;
+            proposals::audit(&tx, &ctx.actor, row.safe_tx_hash, Trail::Proposed { actor, detail })?;
         } else {
             let revived = tx.execute(
                 "UPDATE proposals SET status = 'pending', withdrawn_reason = NULL, incident_id = ?2,
@@ -677,7 +755,12 @@ impl Store {
                 params![row.safe_tx_hash.to_string(), incident_id],
             )?;
             if revived == 1 {
-                proposals::audit(&tx, row.safe_tx_hash, "reinstated", Some(actor), detail)?;
+                proposals::audit(
+                    &tx,
+                    &ctx.actor,
+                    row.safe_tx_hash,
+                    Trail::Reinstated { actor, detail },
+                )?;
             }
             // A pending proposal made before the incident (by an older guardian, or adopted
             // from another incident's race) now answers this one.
@@ -698,8 +781,9 @@ impl Store {
             threshold,
             replaces: row.replaces,
         };
-        let applied = apply_in(&tx, &policy, incident_id, &event, now)?;
+        let applied = apply_in(&tx, &ctx, incident_id, &event, now)?;
         tx.commit()?;
+        self.mirror_audit();
         Ok(applied)
     }
 
@@ -710,11 +794,12 @@ impl Store {
         &mut self,
         proposal: B256,
         executed_tx: B256,
+        sender: Address,
         by: &str,
         detail: &str,
         event: Option<(i64, &Event)>,
     ) -> Result<Option<Applied>, IncidentError> {
-        let (policy, now) = (self.policy, now_ms());
+        let (ctx, now) = (self.ctx(), now_ms());
         let tx = self.conn.transaction()?;
         let changed = tx.execute(
             "UPDATE proposals SET status = 'executed', executed_tx = ?2, executed_by = ?3,
@@ -723,13 +808,15 @@ impl Store {
             params![proposal.to_string(), executed_tx.to_string(), by],
         )?;
         if changed == 1 {
-            proposals::audit(&tx, proposal, "executed", Some(by), detail)?;
+            let step = Trail::Executed { tx: executed_tx, sender, by, detail };
+            proposals::audit(&tx, &ctx.actor, proposal, step)?;
         }
         let applied = match event {
-            Some((id, event)) => Some(apply_in(&tx, &policy, id, event, now)?),
+            Some((id, event)) => Some(apply_in(&tx, &ctx, id, event, now)?),
             None => None,
         };
         tx.commit()?;
+        self.mirror_audit();
         Ok(applied)
     }
 
@@ -850,14 +937,15 @@ impl Store {
         at: Millis,
         now: Millis,
     ) -> Result<Applied, IncidentError> {
-        let policy = self.policy;
+        let ctx = self.ctx();
         let tx = self.conn.transaction()?;
         tx.execute(
             "DELETE FROM timers WHERE incident_id = ?1 AND timer = ?2 AND at = ?3",
             params![id, timer.as_str(), to_i64(at)?],
         )?;
-        let applied = apply_in(&tx, &policy, id, &Event::TimerFired { timer, at }, now)?;
+        let applied = apply_in(&tx, &ctx, id, &Event::TimerFired { timer, at }, now)?;
         tx.commit()?;
+        self.mirror_audit();
         Ok(applied)
     }
 
@@ -958,7 +1046,7 @@ impl Store {
     /// incidents). `announced` lists (finding, delivered) from the old outbox: a finding
     /// already announced is not announced again. Returns how many incidents were opened.
     pub(crate) fn adopt_unlinked_findings(&mut self, announced: &[(i64, bool)]) -> Result<usize> {
-        let (policy, chain_id, now) = (self.policy, self.chain_id, now_ms());
+        let (ctx, chain_id, now) = (self.ctx(), self.chain_id, now_ms());
         let tx = self.conn.transaction()?;
         let mut stmt = tx.prepare(&format!(
             "{} WHERE f.status = 'open' AND f.incident_id IS NULL ORDER BY f.id",
@@ -972,7 +1060,7 @@ impl Store {
         drop(stmt);
         let mut opened = 0;
         for stored in unlinked {
-            let applied = attach_finding(&tx, &policy, chain_id, stored.id, &stored.finding, now)?;
+            let applied = attach_finding(&tx, &ctx, chain_id, stored.id, &stored.finding, now)?;
             if applied.opened {
                 opened += 1;
                 if announced.iter().any(|(id, delivered)| *id == stored.id && *delivered) {
@@ -985,6 +1073,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(opened)
     }
 }

@@ -25,7 +25,9 @@ use guardian_core::{finding::Finding, incident::ResponsePolicy};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+pub mod audit;
 mod deliveries;
+pub mod exclusive;
 mod findings;
 mod incidents;
 pub mod proposals;
@@ -36,12 +38,13 @@ mod tallies;
 mod tests;
 
 pub use deliveries::{Delivery, DeliveryState};
+pub use exclusive::{DaemonLock, LockError, inspect_files};
 pub use findings::{FindingStatus, Occurrence, Recorded, Sighting, StoredFinding};
 pub use incidents::{
     Applied, EffectKind, IncidentError, IncidentEvent, NotificationBacklog, OutboxEffect,
     StoredIncident,
 };
-pub use proposals::{AuditEvent, Proposal, ProposalStatus, StoredSignature};
+pub use proposals::{AuditEvent, Proposal, ProposalStatus, StoredSignature, Trail};
 pub use tallies::Tallies;
 
 /// How many recent block hashes are kept for reorg detection.
@@ -141,14 +144,35 @@ pub struct Store {
     conn: Connection,
     policy: ResponsePolicy,
     chain_id: u64,
+    /// Who this process's audit entries name.
+    actor: guardian_core::audit::Actor,
+    /// The database file (none in memory): `audit.jsonl` lives beside it.
+    path: Option<std::path::PathBuf>,
+    /// The last audit entry this connection saw mirrored to `audit.jsonl`.
+    mirrored: std::cell::Cell<u64>,
 }
 
 impl Store {
     /// Open (creating if needed) the database at `path` in WAL mode, migrating an older schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::init(open_connection(path)?)
-            .wrap_err_with(|| format!("preparing the guardian database {}", path.display()))
+        let mut store = Self::init(open_connection(path)?)
+            .wrap_err_with(|| format!("preparing the guardian database {}", path.display()))?;
+        store.path = Some(path.to_owned());
+        Ok(store)
+    }
+
+    /// Open a database that must exist already: what the operators' read-only commands use,
+    /// so a mistyped path is an error rather than a new, empty database.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.exists() {
+            bail!(
+                "no guardian database at {}: `guardian run` creates it ([storage] path)",
+                path.display()
+            );
+        }
+        Self::open(path)
     }
 
     /// An in-memory database (tests and benchmarks).
@@ -161,7 +185,14 @@ impl Store {
     fn init(conn: Connection) -> Result<Self> {
         let found = schema::version(&conn)?;
         schema::check_version(found)?;
-        let mut store = Self { conn, policy: ResponsePolicy::default(), chain_id: 0 };
+        let mut store = Self {
+            conn,
+            policy: ResponsePolicy::default(),
+            chain_id: 0,
+            actor: audit::default_actor(),
+            path: None,
+            mirrored: std::cell::Cell::new(0),
+        };
         let mut announced = None;
         if found == 1 {
             // Foreign keys are off until the tables are rebuilt (see `migrate_v1`; the bundled
@@ -180,6 +211,7 @@ impl Store {
         store.conn.execute_batch(schema::SCHEMA)?;
         store.conn.execute_batch(deliveries::SCHEMA)?;
         retention::ensure_seen_at(&store.conn)?;
+        schema::add_columns(&mut store.conn)?;
         let version = claim_meta(&store.conn, "schema_version", &schema::VERSION.to_string())?;
         if version != schema::VERSION.to_string() {
             bail!(
@@ -282,7 +314,7 @@ impl Store {
                 f.evidence.block_hash
             ));
         }
-        let policy = self.policy;
+        let ctx = self.ctx();
         let chain_id = self.chain_id;
         let now = now_ms();
         let tx = self.conn.transaction()?;
@@ -293,8 +325,9 @@ impl Store {
             recorded.push(outcome);
             pairs.push((outcome, finding));
         }
-        let transitions = incidents::feed_findings(&tx, &policy, chain_id, &pairs, &[], now)?;
+        let transitions = incidents::feed_findings(&tx, &ctx, chain_id, &pairs, &[], now)?;
         tx.commit()?;
+        self.mirror_audit();
         Ok(Committed { recorded, retracted: Vec::new(), transitions })
     }
 
@@ -308,7 +341,7 @@ impl Store {
         if rewind_to.is_none() && blocks.is_empty() {
             return Ok(Committed::default());
         }
-        let policy = self.policy;
+        let ctx = self.ctx();
         let chain_id = self.chain_id;
         let tx = self.conn.transaction()?;
         if let Some(ancestor) = rewind_to {
@@ -356,9 +389,9 @@ impl Store {
         } else {
             Vec::new()
         };
-        let transitions =
-            incidents::feed_findings(&tx, &policy, chain_id, &pairs, &retracted, now)?;
+        let transitions = incidents::feed_findings(&tx, &ctx, chain_id, &pairs, &retracted, now)?;
         tx.commit()?;
+        self.mirror_audit();
         Ok(Committed { recorded, retracted, transitions })
     }
 }

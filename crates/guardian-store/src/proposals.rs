@@ -8,6 +8,7 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_core::{
+    audit::{Actor, ProposalStep, Record as AuditRecord},
     proposal::{ProposalKind, proposal_tx},
     safe::SafeTx,
 };
@@ -123,8 +124,18 @@ pub struct AuditEvent {
     pub actor: Option<String>,
     /// What happened, in words.
     pub detail: String,
-    /// When (UTC).
+    /// When (UTC); for an aggregated rejection, the first time.
     pub at: String,
+    /// How many times this happened: rejections of one source for one reason share a row.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// The last time, when it happened more than once.
+    #[serde(default)]
+    pub last_at: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// A stored owner signature.
@@ -138,17 +149,128 @@ pub struct StoredSignature {
     pub received_at: String,
 }
 
+/// One step of a proposal's trail: a row of `proposal_events` (what `proposals show` lists)
+/// and, in the same transaction, a typed entry of the audit log.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Trail<'a> {
+    /// Made (simulated as the Safe first).
+    Proposed {
+        /// Who asked.
+        actor: &'a str,
+        /// What, in words.
+        detail: &'a str,
+    },
+    /// Recorded without being proposed (the target already had the state).
+    Skipped {
+        /// Who asked.
+        actor: &'a str,
+        /// Why, in words.
+        detail: &'a str,
+    },
+    /// Its nonce was consumed by another Safe transaction.
+    Stale {
+        /// What consumed it.
+        detail: &'a str,
+    },
+    /// Made again at a new nonce in place of a stale one.
+    Reproposed {
+        /// In words.
+        detail: &'a str,
+    },
+    /// Withdrawn: it must never collect approvals.
+    Withdrawn {
+        /// Why.
+        reason: &'a str,
+    },
+    /// Taken back after a withdrawal.
+    Reinstated {
+        /// Who.
+        actor: &'a str,
+        /// Why.
+        detail: &'a str,
+    },
+    /// An owner's off-chain signature, verified and stored.
+    Approval {
+        /// The owner.
+        owner: Address,
+    },
+    /// An owner's `approveHash`, read from the Safe.
+    OnchainApproval {
+        /// The owner.
+        owner: Address,
+    },
+    /// Executed, verified from the receipt.
+    Executed {
+        /// The transaction.
+        tx: B256,
+        /// The mined transaction's sender.
+        sender: Address,
+        /// Whose it was, in words.
+        by: &'a str,
+        /// In words.
+        detail: &'a str,
+    },
+}
+
+impl Trail<'_> {
+    /// The row's event name, its actor and its detail.
+    fn row(&self) -> (&'static str, Option<String>, String) {
+        match *self {
+            Self::Proposed { actor, detail } => {
+                ("proposed", Some(actor.to_owned()), detail.to_owned())
+            }
+            Self::Skipped { actor, detail } => {
+                ("skipped", Some(actor.to_owned()), detail.to_owned())
+            }
+            Self::Stale { detail } => ("stale", None, detail.to_owned()),
+            Self::Reproposed { detail } => ("reproposed", None, detail.to_owned()),
+            Self::Withdrawn { reason } => ("withdrawn", None, reason.to_owned()),
+            Self::Reinstated { actor, detail } => {
+                ("reinstated", Some(actor.to_owned()), detail.to_owned())
+            }
+            Self::Approval { owner } => {
+                ("approval", Some(owner.to_string()), "off-chain signature verified".to_owned())
+            }
+            Self::OnchainApproval { owner } => (
+                "onchain_approval",
+                Some(owner.to_string()),
+                "approveHash read from the Safe".to_owned(),
+            ),
+            Self::Executed { by, detail, .. } => {
+                ("executed", Some(by.to_owned()), detail.to_owned())
+            }
+        }
+    }
+}
+
 impl Store {
+    /// Record one step of `hash`'s trail in a transaction of its own.
+    pub fn proposal_trail(&mut self, hash: B256, step: Trail<'_>) -> Result<()> {
+        let actor = self.actor.clone();
+        let tx = self.conn.transaction()?;
+        audit(&tx, &actor, hash, step)?;
+        tx.commit()?;
+        self.mirror_audit();
+        Ok(())
+    }
+
     /// Insert `proposal` unless a row with its hash exists; returns whether it was new.
     /// Recorded with its `proposed` (or `skipped`) audit entry in one transaction.
     pub fn insert_proposal(&mut self, p: &Proposal, actor: &str, detail: &str) -> Result<bool> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         let new = insert_row(&tx, p)?;
         if new {
-            let event = if p.status == ProposalStatus::Skipped { "skipped" } else { "proposed" };
-            audit(&tx, p.safe_tx_hash, event, Some(actor), detail)?;
+            let step = if p.status == ProposalStatus::Skipped {
+                Trail::Skipped { actor, detail }
+            } else {
+                Trail::Proposed { actor, detail }
+            };
+            audit(&tx, &me, p.safe_tx_hash, step)?;
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(new)
     }
 
@@ -159,62 +281,42 @@ impl Store {
         new: &Proposal,
         detail: &str,
     ) -> Result<()> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE proposals SET status = 'stale', replaced_by = ?2,
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE safe_tx_hash = ?1",
             params![old.to_string(), new.safe_tx_hash.to_string()],
         )?;
-        audit(&tx, old, "stale", None, detail)?;
+        audit(&tx, &me, old, Trail::Stale { detail })?;
         if insert_row(&tx, new)? {
-            audit(
-                &tx,
-                new.safe_tx_hash,
-                "reproposed",
-                None,
-                &format!("re-proposed at Safe nonce {} in place of stale {old}", new.nonce),
-            )?;
+            let detail = format!("re-proposed at Safe nonce {} in place of stale {old}", new.nonce);
+            audit(&tx, &me, new.safe_tx_hash, Trail::Reproposed { detail: &detail })?;
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(())
     }
 
     /// Mark a proposal stale with nothing in its place (the target already has the state).
     pub fn mark_proposal_stale(&mut self, hash: B256, detail: &str) -> Result<()> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE proposals SET status = 'stale',
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE safe_tx_hash = ?1",
             [hash.to_string()],
         )?;
-        audit(&tx, hash, "stale", None, detail)?;
+        audit(&tx, &me, hash, Trail::Stale { detail })?;
         tx.commit()?;
-        Ok(())
-    }
-
-    /// Record the verified execution of a proposal.
-    pub fn mark_proposal_executed(
-        &mut self,
-        hash: B256,
-        executed_tx: B256,
-        by: &str,
-        event: &str,
-        detail: &str,
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE proposals SET status = 'executed', executed_tx = ?2, executed_by = ?3,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE safe_tx_hash = ?1",
-            params![hash.to_string(), executed_tx.to_string(), by],
-        )?;
-        audit(&tx, hash, event, Some(by), detail)?;
-        tx.commit()?;
+        self.mirror_audit();
         Ok(())
     }
 
     /// Store a verified owner signature; returns false when the same owner's signature was
     /// already stored (the first one is kept).
     pub fn add_signature(&mut self, hash: B256, owner: Address, signature: &[u8]) -> Result<bool> {
+        let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         let added = tx.execute(
             "INSERT OR IGNORE INTO proposal_signatures (safe_tx_hash, owner, signature)
@@ -226,21 +328,56 @@ impl Store {
             ],
         )? == 1;
         if added {
-            audit(&tx, hash, "approval", Some(&owner.to_string()), "off-chain signature verified")?;
+            audit(&tx, &me, hash, Trail::Approval { owner })?;
         }
         tx.commit()?;
+        self.mirror_audit();
         Ok(added)
     }
 
-    /// Append an audit entry.
-    pub fn proposal_audit(
-        &self,
+    /// Record that a signature for `hash` from `source` was refused for `reason` (a kind, e.g.
+    /// `not_an_owner`): the first time as a `rejection` entry with `detail`, every later time by
+    /// counting on that entry and keeping the latest detail. Junk posted 300 times is one row
+    /// with count 300, not 300 rows. Returns the count.
+    pub fn proposal_rejection(
+        &mut self,
         hash: B256,
-        event: &str,
-        actor: Option<&str>,
+        source: &str,
+        reason: &str,
         detail: &str,
-    ) -> Result<()> {
-        audit(&self.conn, hash, event, actor, detail)
+    ) -> Result<u64> {
+        let me = self.actor.clone();
+        let tx = self.conn.transaction()?;
+        let key = hash.to_string();
+        let counted: Option<i64> = tx
+            .query_row(
+                "UPDATE proposal_events SET count = count + 1, detail = ?4,
+                     last_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE safe_tx_hash = ?1 AND event = 'rejection' AND actor = ?2 AND reason = ?3
+                 RETURNING count",
+                params![key, source, reason, detail],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(count) = counted {
+            tx.commit()?;
+            return Ok(count.max(1) as u64);
+        }
+        tx.execute(
+            "INSERT INTO proposal_events (safe_tx_hash, event, actor, detail, reason)
+             VALUES (?1, 'rejection', ?2, ?3, ?4)",
+            params![key, source, detail, reason],
+        )?;
+        // The first refusal of each (source, reason) is audited; repeats are counted above.
+        let record = AuditRecord::SignatureRejected {
+            safe_tx_hash: hash,
+            signer: source.to_owned(),
+            reason: detail.to_owned(),
+        };
+        crate::audit::append(&tx, &me, record, crate::now_ms())?;
+        tx.commit()?;
+        self.mirror_audit();
+        Ok(1)
     }
 
     /// Whether an audit entry of `event` by `actor` exists for `hash`.
@@ -343,23 +480,58 @@ impl Store {
 
 /// A proposal's audit entries, read by [`audit_row`].
 const SELECT_EVENTS: &str =
-    "SELECT event, actor, detail, at FROM proposal_events WHERE safe_tx_hash = ?1";
+    "SELECT event, actor, detail, at, count, last_at FROM proposal_events WHERE safe_tx_hash = ?1";
 
 fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
-    Ok(AuditEvent { event: r.get(0)?, actor: r.get(1)?, detail: r.get(2)?, at: r.get(3)? })
+    Ok(AuditEvent {
+        event: r.get(0)?,
+        actor: r.get(1)?,
+        detail: r.get(2)?,
+        at: r.get(3)?,
+        count: r.get::<_, i64>(4)?.max(1) as u64,
+        last_at: r.get(5)?,
+    })
 }
 
-pub(crate) fn audit(
-    conn: &Connection,
-    hash: B256,
-    event: &str,
-    actor: Option<&str>,
-    detail: &str,
-) -> Result<()> {
+/// Write `step` of `hash`'s trail, and its audit entry, in the caller's transaction.
+pub(crate) fn audit(conn: &Connection, me: &Actor, hash: B256, step: Trail<'_>) -> Result<()> {
+    let (event, actor, detail) = step.row();
     conn.execute(
         "INSERT INTO proposal_events (safe_tx_hash, event, actor, detail) VALUES (?1, ?2, ?3, ?4)",
         params![hash.to_string(), event, actor, detail],
     )?;
+    let (kind, contract, nonce, incident): (String, String, String, Option<i64>) = conn.query_row(
+        "SELECT kind, contract, nonce, incident_id FROM proposals WHERE safe_tx_hash = ?1",
+        [hash.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let proposal = |step| AuditRecord::Proposal {
+        safe_tx_hash: hash,
+        incident,
+        step,
+        kind: kind.clone(),
+        contract: contract.clone(),
+        nonce: nonce.parse().unwrap_or_default(),
+        detail: detail.clone(),
+    };
+    let record = match step {
+        Trail::Proposed { .. } => proposal(ProposalStep::Proposed),
+        Trail::Skipped { .. } => proposal(ProposalStep::Skipped),
+        Trail::Stale { .. } => proposal(ProposalStep::Stale),
+        Trail::Reproposed { .. } => proposal(ProposalStep::Reproposed),
+        Trail::Withdrawn { .. } => proposal(ProposalStep::Withdrawn),
+        Trail::Reinstated { .. } => proposal(ProposalStep::Reinstated),
+        Trail::Approval { owner } => {
+            AuditRecord::SignatureAccepted { safe_tx_hash: hash, owner, onchain: false }
+        }
+        Trail::OnchainApproval { owner } => {
+            AuditRecord::SignatureAccepted { safe_tx_hash: hash, owner, onchain: true }
+        }
+        Trail::Executed { tx, sender, by, .. } => {
+            AuditRecord::Executed { safe_tx_hash: hash, tx, sender, by: by.to_owned() }
+        }
+    };
+    crate::audit::append(conn, me, record, crate::now_ms())?;
     Ok(())
 }
 

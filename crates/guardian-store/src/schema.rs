@@ -8,6 +8,17 @@ pub(crate) const VERSION: i64 = 2;
 
 /// The whole schema, version 2. Idempotent (`IF NOT EXISTS`).
 pub(crate) const SCHEMA: &str = r#"
+-- The audit log, a hash chain (guardian_core::audit): `body` is the entry's canonical JSON,
+-- `hash` its sha256; the other columns are copies for queries. Mirrored to audit.jsonl.
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq         INTEGER PRIMARY KEY,
+    at_ms       INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    incident_id INTEGER,
+    body        TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_incident ON audit_log (incident_id);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -108,7 +119,7 @@ CREATE TABLE IF NOT EXISTS effects (
     incident_id   INTEGER NOT NULL REFERENCES incidents (id),
     event_id      INTEGER NOT NULL REFERENCES incident_events (id),
     kind          TEXT NOT NULL
-        CHECK (kind IN ('notify', 'pause_now', 'propose', 'execute', 'rollback')),
+        CHECK (kind IN ('notify', 'pause_now', 'propose', 'execute', 'rollback', 'recovery')),
     key           TEXT NOT NULL UNIQUE,
     body          TEXT NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
@@ -168,13 +179,18 @@ CREATE TABLE IF NOT EXISTS proposal_signatures (
     PRIMARY KEY (safe_tx_hash, owner)
 );
 -- A proposal's own trail: signatures accepted or refused, on-chain approvals, executions.
+-- `reason`, `count` and `last_at` aggregate rejections: one row per (source, reason), however
+-- many times it was posted (see `Store::proposal_rejection`).
 CREATE TABLE IF NOT EXISTS proposal_events (
     id           INTEGER PRIMARY KEY,
     safe_tx_hash TEXT NOT NULL,
     event        TEXT NOT NULL,
     actor        TEXT,
     detail       TEXT NOT NULL,
-    at           TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    at           TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    reason       TEXT,
+    count        INTEGER NOT NULL DEFAULT 1,
+    last_at      TEXT
 );
 CREATE INDEX IF NOT EXISTS proposal_events_hash ON proposal_events (safe_tx_hash);
 "#;
@@ -276,6 +292,31 @@ pub(crate) fn migrate_v1(conn: &Connection) -> Result<Vec<(i64, bool)>> {
         conn.execute_batch("DROP TABLE outbox;")?;
     }
     Ok(announced)
+}
+
+/// Columns added to version 2 after it shipped, each with a default that older rows and older
+/// guardians live with: added when missing, under an immediate transaction so two processes
+/// opening one database do not both add them.
+pub(crate) fn add_columns(conn: &mut Connection) -> Result<()> {
+    const ADDED: [(&str, &str, &str); 3] = [
+        ("proposal_events", "reason", "TEXT"),
+        ("proposal_events", "count", "INTEGER NOT NULL DEFAULT 1"),
+        ("proposal_events", "last_at", "TEXT"),
+    ];
+    if ADDED
+        .iter()
+        .try_fold(true, |all, (t, c, _)| Ok::<_, eyre::Report>(all && has_column(conn, t, c)?))?
+    {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (table, column, ty) in ADDED {
+        if !has_column(&tx, table, column)? {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty};"))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Refuse a database written by a newer guardian.

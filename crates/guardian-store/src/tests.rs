@@ -516,4 +516,5 @@ fn a_mined_prediction_is_confirmed_in_place_and_a_reorg_does_not_retract_it() {
     assert_eq!(evidence.predicted_from, Some(B256::repeat_byte(0xaa)), "the prediction is kept");
 }
 
+mod audit;
 mod observe;

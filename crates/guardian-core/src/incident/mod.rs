@@ -288,6 +288,40 @@ pub enum RollbackStatus {
     },
 }
 
+/// Where the verification after the config rollback stands: the restart hooks of the
+/// services that read the repointed configs, then the health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum RecoveryStatus {
+    /// Not owed (no rollback finished yet).
+    #[default]
+    NotOwed,
+    /// Owed: the rollback finished; restart (when it changed files) and check.
+    Owed,
+    /// Every check passed.
+    Passed {
+        /// What was run and checked, in words.
+        report: String,
+    },
+    /// A check failed: nothing is undone by itself; the operator decides.
+    Failed {
+        /// Which check failed, with what, in words.
+        report: String,
+    },
+}
+
+impl RecoveryStatus {
+    /// Lower-case name.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::NotOwed => "not_owed",
+            Self::Owed => "owed",
+            Self::Passed { .. } => "passed",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// An operator's request to pause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseRequest {
@@ -363,6 +397,12 @@ pub struct Incident {
     pub unpaused: Option<B256>,
     /// The config rollback.
     pub rollback: RollbackStatus,
+    /// The restart and checks after the rollback.
+    #[serde(default)]
+    pub recovery: RecoveryStatus,
+    /// How many recovery checks failed so far.
+    #[serde(default)]
+    pub recovery_failures: u32,
     /// When the escalation timer fires next.
     pub escalation_at: Option<Millis>,
     /// Escalations sent so far.
@@ -490,6 +530,13 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// The restart hooks ran and the recovery checks were made.
+    RecoveryChecked {
+        /// Every check passed.
+        passed: bool,
+        /// Each hook and check with its outcome, in words (the failed ones named).
+        report: String,
+    },
     /// An unpause of the target was executed.
     Unpaused {
         /// The transaction.
@@ -576,6 +623,12 @@ impl Event {
                 None => format!("configs already pointed at the previous version ({summary})"),
             },
             Self::RollbackFailed { error } => format!("config rollback failed: {error}"),
+            Self::RecoveryChecked { passed: true, report } => {
+                format!("recovery verified: {report}")
+            }
+            Self::RecoveryChecked { passed: false, report } => {
+                format!("recovery check failed: {report}")
+            }
             Self::Unpaused { tx, block } => {
                 format!("unpaused in transaction {tx} (block {block})")
             }
@@ -605,6 +658,7 @@ impl Event {
             Self::RollbackStarted => "rollback_started",
             Self::RollbackFinished { .. } => "rollback_finished",
             Self::RollbackFailed { .. } => "rollback_failed",
+            Self::RecoveryChecked { .. } => "recovery_checked",
             Self::Unpaused { .. } => "unpaused",
             Self::OperatorResolve { .. } => "operator_resolve",
             Self::OperatorCancel { .. } => "operator_cancel",
@@ -657,6 +711,10 @@ pub enum AuditKind {
     RollbackDone,
     /// The rollback failed.
     RollbackFailed,
+    /// The restart hooks ran and every recovery check passed.
+    RecoveryVerified,
+    /// A recovery check failed.
+    RecoveryFailed,
     /// Every finding was retracted before containment.
     Withdrawn,
     /// Closed by an operator.
@@ -694,6 +752,8 @@ impl AuditKind {
             Self::RollbackStarted => "rollback_started",
             Self::RollbackDone => "rollback_done",
             Self::RollbackFailed => "rollback_failed",
+            Self::RecoveryVerified => "recovery_verified",
+            Self::RecoveryFailed => "recovery_failed",
             Self::Withdrawn => "withdrawn",
             Self::Resolved => "resolved",
             Self::Cancelled => "cancelled",
@@ -732,6 +792,10 @@ pub enum NoticeKind {
     RollbackDone,
     /// The rollback failed.
     RollbackFailed,
+    /// The services were restarted and verified after the rollback.
+    RecoveryVerified,
+    /// A recovery check failed: the operator decides (the undo backup is named).
+    RecoveryFailed,
     /// Every finding was retracted by a reorg; pending proposals withdrawn.
     Withdrawn,
     /// A retracted finding was re-included by a reorg.
@@ -762,6 +826,8 @@ impl NoticeKind {
             Self::AlreadyPaused => "already_paused",
             Self::RollbackDone => "rollback_done",
             Self::RollbackFailed => "rollback_failed",
+            Self::RecoveryVerified => "recovery_verified",
+            Self::RecoveryFailed => "recovery_failed",
             Self::Withdrawn => "withdrawn",
             Self::Reinstated => "reinstated",
             Self::Resolved => "resolved",
@@ -819,6 +885,12 @@ pub enum Effect {
     RunRollback {
         /// The paused contract's address.
         from: Address,
+    },
+    /// After the rollback: run the restart hooks (when `restart`: the configs changed) and the
+    /// recovery checks. Answered by `RecoveryChecked`.
+    RunRecovery {
+        /// Restart the services that read the repointed configs first.
+        restart: bool,
     },
     /// Fire `timer` at `at` (replaces any earlier schedule of the same timer).
     ScheduleTimer {
@@ -1079,6 +1151,8 @@ impl Incident {
             execution: None,
             unpaused: None,
             rollback: RollbackStatus::NotOwed,
+            recovery: RecoveryStatus::NotOwed,
+            recovery_failures: 0,
             escalation_at: None,
             escalations: 0,
             note: None,
@@ -1493,7 +1567,10 @@ impl Incident {
                 RollbackStatus::Owed | RollbackStatus::Running | RollbackStatus::Failed { .. } => {
                     step.next.rollback = RollbackStatus::Done { undo: undo.clone() };
                     if matches!(state, State::Contained | State::Recovering) {
-                        step.next.state = State::Recovered;
+                        // Recovered once the services reading the configs are verified.
+                        step.next.state = State::Recovering;
+                        step.next.recovery = RecoveryStatus::Owed;
+                        step.effect(Effect::RunRecovery { restart: undo.is_some() });
                     }
                     step.audit(AuditKind::RollbackDone);
                     step.notify(NoticeKind::RollbackDone, "rollback-done");
@@ -1515,6 +1592,33 @@ impl Incident {
                 }
                 _ => Err(self.unrequested(event)),
             },
+
+            Event::RecoveryChecked { passed, report } => {
+                if state.is_closed() {
+                    return closed(event);
+                }
+                match (&self.recovery, passed) {
+                    (RecoveryStatus::Passed { report: last }, true) if last == report => {
+                        step.done()
+                    }
+                    (RecoveryStatus::Owed | RecoveryStatus::Failed { .. }, true) => {
+                        step.next.recovery = RecoveryStatus::Passed { report: report.clone() };
+                        step.next.state = State::Recovered;
+                        step.audit(AuditKind::RecoveryVerified);
+                        step.notify(NoticeKind::RecoveryVerified, "recovery-verified");
+                        step.done()
+                    }
+                    (RecoveryStatus::Owed | RecoveryStatus::Failed { .. }, false) => {
+                        step.next.recovery = RecoveryStatus::Failed { report: report.clone() };
+                        step.next.recovery_failures = self.recovery_failures + 1;
+                        step.audit(AuditKind::RecoveryFailed);
+                        let n = step.next.recovery_failures;
+                        step.notify(NoticeKind::RecoveryFailed, format!("recovery-failed:{n}"));
+                        step.done()
+                    }
+                    _ => Err(self.unrequested(event)),
+                }
+            }
 
             Event::Unpaused { tx, .. } => {
                 if self.unpaused == Some(*tx) || state.is_closed() {
@@ -1545,6 +1649,11 @@ impl Incident {
                             return Err(StepError::RollbackPending { status: "running" });
                         }
                         _ => {}
+                    }
+                    if self.recovery == RecoveryStatus::Owed {
+                        return Err(StepError::RollbackPending {
+                            status: "verifying the services",
+                        });
                     }
                     step.next.note = Some(note.clone());
                     step.close(State::Resolved, now);

@@ -98,6 +98,7 @@ fn incident_in(state: State) -> Incident {
                     undo: Some("20261201T000000Z".into()),
                     summary: "".into(),
                 },
+                Event::RecoveryChecked { passed: true, report: "health 200".into() },
             ];
             if state == State::Resolved {
                 path.push(Event::OperatorResolve { actor: "op".into(), note: "done".into() });
@@ -143,6 +144,8 @@ fn every_event(incident: &Incident) -> Vec<(&'static str, Event)> {
         ("rollback started", Event::RollbackStarted),
         ("rollback done", Event::RollbackFinished { undo: None, summary: "".into() }),
         ("rollback failed", Event::RollbackFailed { error: "code hash differs".into() }),
+        ("recovery passed", Event::RecoveryChecked { passed: true, report: "health 200".into() }),
+        ("recovery failed", Event::RecoveryChecked { passed: false, report: "health 500".into() }),
         ("unpaused", Event::Unpaused { tx: h(0xdd), block: 20 }),
         ("resolve", Event::OperatorResolve { actor: "op".into(), note: "fixed".into() }),
         ("cancel", Event::OperatorCancel { actor: "op".into(), reason: "false alarm".into() }),
@@ -184,8 +187,10 @@ const TABLE: &[(&str, [&str; 8])] = &[
     ("verified",           ["contained/contained",      "contained/contained",         "-",                            "-",                             "-",                            "!closed",                     "contained/contained",          "!closed"]),
     ("already paused",     ["contained/contained",      "!unrequested",                "-",                            "-",                             "-",                            "!closed",                     "!unrequested",                 "!closed"]),
     ("rollback started",   ["!unrequested",             "!unrequested",                "recovering/rollback_started",  "-",                             "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
-    ("rollback done",      ["!unrequested",             "!unrequested",                "recovered/rollback_done",      "recovered/rollback_done",       "-",                            "-",                           "!unrequested",                 "!unrequested"]),
+    ("rollback done",      ["!unrequested",             "!unrequested",                "recovering/rollback_done",     "recovering/rollback_done",      "-",                            "-",                           "!unrequested",                 "!unrequested"]),
     ("rollback failed",    ["!unrequested",             "!unrequested",                "recovering/rollback_failed",   "recovering/rollback_failed",    "!unrequested",                 "!unrequested",                "!unrequested",                 "!unrequested"]),
+    ("recovery passed",    ["!unrequested",             "!unrequested",                "!unrequested",                 "!unrequested",                  "-",                            "!closed",                     "!closed",                      "!closed"]),
+    ("recovery failed",    ["!unrequested",             "!unrequested",                "!unrequested",                 "!unrequested",                  "!unrequested",                 "!closed",                     "!closed",                      "!closed"]),
     ("unpaused",           ["open/unpaused",            "responding/unpaused",         "resolved/unpaused",            "resolved/unpaused",             "resolved/unpaused",            "-",                           "-",                            "-"]),
     ("resolve",            ["!not_contained",           "!not_contained",              "!rollback_pending",            "!rollback_pending",             "resolved/resolved",            "-",                           "!closed",                      "!closed"]),
     ("cancel",             ["cancelled/cancelled",      "cancelled/cancelled",         "cancelled/cancelled",          "cancelled/cancelled",           "cancelled/cancelled",          "!closed",                     "!closed",                      "-"]),
@@ -424,8 +429,59 @@ fn own_and_outside_executions_both_lead_to_the_rollback() {
             ],
         );
         assert!(effects[1].is_empty());
+        assert_eq!(incident.state, State::Recovering, "recovered once the services are verified");
+        assert!(effects[2].contains(&Effect::RunRecovery { restart: true }), "{:?}", effects[2]);
+        let (incident, _) =
+            run(incident, &[Event::RecoveryChecked { passed: true, report: "api 200".into() }]);
         assert_eq!(incident.state, State::Recovered);
     }
+}
+
+/// After the rollback the services are restarted and checked: a failed check keeps the
+/// incident recovering, says which check and which backup undoes the rollback, and blocks
+/// nothing an operator may decide (resolve, or a check that passes later).
+#[test]
+fn a_failed_recovery_check_is_recorded_and_notified_and_a_passing_one_recovers() {
+    let open = open_with(&finding(1, Severity::Critical, pause_rollback())).incident;
+    let (incident, _) = run(
+        open,
+        &[
+            made(h(1), None),
+            approvals(h(1), 2),
+            seen(h(1), Attribution::ThisReplica),
+            Event::PauseVerified { block: 4 },
+            Event::RollbackStarted,
+            Event::RollbackFinished { undo: None, summary: "already at v1".into() },
+        ],
+    );
+    assert_eq!(incident.recovery, RecoveryStatus::Owed);
+    let early = incident.step(
+        &Event::OperatorResolve { actor: "op".into(), note: "done".into() },
+        T0,
+        &policy(),
+    );
+    assert!(matches!(early, Err(StepError::RollbackPending { .. })), "{early:?}");
+    let report = "health http://127.0.0.1:9/health answered 500; undo with backup 1".to_owned();
+    let (incident, effects) = run(
+        incident,
+        &[
+            Event::RecoveryChecked { passed: false, report: report.clone() },
+            Event::RecoveryChecked { passed: false, report: report.clone() },
+            Event::RecoveryChecked { passed: true, report: "health 200".into() },
+        ],
+    );
+    assert_eq!(incident.state, State::Recovered);
+    assert_eq!(
+        notices(&effects),
+        [
+            "recovery_failed@recovery-failed:1",
+            "recovery_failed@recovery-failed:2",
+            "recovery_verified@recovery-verified"
+        ]
+    );
+    assert!(
+        effects[0].iter().any(|e| matches!(e, Effect::Audit { kind: AuditKind::RecoveryFailed }))
+    );
 }
 
 #[test]

@@ -109,10 +109,14 @@ pub fn pagerduty_action(kind: NoticeKind) -> Option<&'static str> {
         | NoticeKind::ProposalFailed
         | NoticeKind::ExecutionFailed
         | NoticeKind::ImmediatePauseUnavailable
+        | NoticeKind::RecoveryFailed
         | NoticeKind::RollbackFailed => Some("trigger"),
         NoticeKind::Executed | NoticeKind::AlreadyPaused => Some("acknowledge"),
         NoticeKind::Resolved | NoticeKind::Withdrawn | NoticeKind::Cancelled => Some("resolve"),
-        NoticeKind::Approval | NoticeKind::PauseSent | NoticeKind::RollbackDone => None,
+        NoticeKind::Approval
+        | NoticeKind::PauseSent
+        | NoticeKind::RollbackDone
+        | NoticeKind::RecoveryVerified => None,
     }
 }
 
