@@ -168,7 +168,7 @@ fn run() -> eyre::Result<ExitCode> {
     match cli.command {
         // Pure: no runtime, no network.
         Command::Config(args) => Ok(config_cmd::run(args)),
-        Command::Backup(args) => rollback_cmd::backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => block_on(rollback_cmd::backup(args)),
         Command::Rehearse(args) => block_on(rehearse_cmd::run(args)),
         Command::Run(args) => block_on(run_cmd::run(args)),
         Command::Status(args) => block_on(status_cmd::run(args)),

@@ -423,9 +423,9 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         audit_rollback(&settings, &args.contract, &outcome)?;
         drop(lock);
         print_json(&outcome)?;
-        return match recover(&settings, &provider, &args.contract, &outcome).await? {
-            Some(checks) if !checks.passed() => Err(eyre::eyre!("recovery check failed: {checks}")),
-            _ => Ok(()),
+        return match recover(&settings, &provider, &outcome).await? {
+            Some(checks) => print_checks(&checks, true),
+            None => Ok(()),
         };
     }
     // The operator sees what will change before anything is written.
@@ -488,20 +488,9 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
             backup.stamp
         ),
     }
-    match recover(&settings, &provider, &args.contract, &outcome).await? {
+    match recover(&settings, &provider, &outcome).await? {
         None => Ok(()),
-        Some(checks) => {
-            for check in &checks.checks {
-                let mark = if check.passed { "ok    " } else { "FAILED" };
-                outln!("recovery {mark} {}: {}", check.name, check.detail);
-            }
-            if checks.passed() {
-                outln!("recovery verified");
-                Ok(())
-            } else {
-                Err(eyre::eyre!("recovery check failed: {checks}"))
-            }
-        }
+        Some(checks) => print_checks(&checks, false),
     }
 }
 
@@ -531,7 +520,6 @@ fn audit_rollback(
 async fn recover(
     settings: &guardian_rollback::RollbackSettings,
     provider: &DynProvider,
-    contract: &str,
     outcome: &guardian_rollback::RollbackOutcome,
 ) -> Result<Option<guardian_rollback::RecoveryChecks>> {
     let Some(backup) = &outcome.backup else { return Ok(None) };
@@ -540,8 +528,8 @@ async fn recover(
     }
     let label = format!("rollback-{}", backup.stamp);
     let target = guardian_rollback::RecoveryTarget {
-        contract,
-        address: outcome.plan.target.address,
+        configs: outcome.plan.files.iter().map(|f| f.config.clone()).collect(),
+        address: Some(outcome.plan.target.address),
         health_call: outcome.plan.target.health_call.as_deref(),
         restart: true,
         from_block: provider.get_block_number().await?,
@@ -551,7 +539,7 @@ async fn recover(
     Ok(Some(guardian_rollback::run_recovery(settings, provider, &target).await))
 }
 
-pub(crate) fn backup(args: BackupArgs) -> Result<()> {
+pub(crate) async fn backup(args: BackupArgs) -> Result<()> {
     let new_ledger = matches!(args.command, BackupCommand::Create { new_ledger: true, .. });
     let (settings, ledger) = args.files.open_with(new_ledger)?;
     let writes = matches!(
@@ -745,16 +733,21 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
                 );
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
                 audit_restore(&settings, &outcome)?;
+                drop(lock);
                 print_restored(&outcome);
+                recover_restore(&settings, &args.files, &outcome, false).await?;
             } else {
                 let lock = WriteLock::acquire(&settings.lock_path())?;
                 let outcome = backups.restore_with(&lock, &timestamp, only.as_deref(), force)?;
                 audit_restore(&settings, &outcome)?;
+                drop(lock);
                 if json {
-                    return print_json(&outcome);
+                    print_json(&outcome)?;
+                } else {
+                    show(&outcome);
+                    print_restored(&outcome);
                 }
-                show(&outcome);
-                print_restored(&outcome);
+                recover_restore(&settings, &args.files, &outcome, json).await?;
             }
         }
         BackupCommand::Incidents { close, json } => {
@@ -823,6 +816,50 @@ fn managed_file(
         let known: Vec<String> = settings.backed_up_files().into_iter().map(|c| c.name).collect();
         eyre::eyre!("no managed config named {name:?} (known: {})", known.join(", "))
     })
+}
+
+/// After a restore: the restart hooks of the restored configs and the health endpoints, as
+/// after a rollback.
+async fn recover_restore(
+    settings: &guardian_rollback::RollbackSettings,
+    files: &Files,
+    outcome: &guardian_rollback::RestoreOutcome,
+    quiet: bool,
+) -> Result<()> {
+    if settings.recovery.is_empty() || outcome.files.is_empty() {
+        return Ok(());
+    }
+    let provider = chain(files)?;
+    let label = format!("restore-{}", outcome.stamp);
+    let target = guardian_rollback::RecoveryTarget {
+        configs: outcome.files.iter().map(|f| f.config.clone()).collect(),
+        address: None,
+        health_call: None,
+        restart: true,
+        from_block: 0,
+        label: &label,
+        undo: outcome.undo_stamp.as_ref().map(ToString::to_string),
+    };
+    let checks = guardian_rollback::run_recovery(settings, &provider, &target).await;
+    print_checks(&checks, quiet)
+}
+
+/// Each recovery check, then the verdict (an error naming the failed checks).
+fn print_checks(checks: &guardian_rollback::RecoveryChecks, quiet: bool) -> Result<()> {
+    if !quiet {
+        for check in &checks.checks {
+            let mark = if check.passed { "ok    " } else { "FAILED" };
+            outln!("recovery {mark} {}: {}", check.name, check.detail);
+        }
+    }
+    if checks.passed() {
+        if !quiet {
+            outln!("recovery verified");
+        }
+        Ok(())
+    } else {
+        Err(eyre::eyre!("recovery check failed: {checks}"))
+    }
 }
 
 fn print_restored(outcome: &guardian_rollback::RestoreOutcome) {

@@ -1004,3 +1004,109 @@ async fn a_failed_health_check_holds_the_incident_until_the_service_answers_200(
     })
     .await;
 }
+
+/// With `[audit] anchor` on, the daemon publishes the chain head every 3 entries (or 2 s). Deleting the
+/// tail of both copies leaves a log that verifies by itself, but not against the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchoring_catches_a_tail_deleted_from_both_copies() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(&bed, dir.path(), &Setup::default()).await;
+    let cfg = dir.path().join("guardian.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    // Its own key, so anchors and executions never race for one nonce.
+    let anchorer = bed.devnet.signer(9).expect("dev account 9");
+    let deployer = [("TEST_EXECUTOR_KEY", key_hex(&bed.deployer))];
+    let anchorer_arg = anchorer.address().to_string();
+    let (ok, out, stderr) = guardian(
+        &[
+            "audit",
+            "deploy-anchor",
+            "--anchorer",
+            &anchorer_arg,
+            "--private-key-env",
+            "TEST_EXECUTOR_KEY",
+            "--config",
+            cfg,
+        ],
+        &deployer,
+    );
+    assert!(ok, "{out}{stderr}");
+    let table = out.split_once("[audit]\n").expect("the table to add").1;
+    let address = table.lines().next().expect("anchor = …").to_owned();
+    let from = table.lines().nth(1).expect("anchor_from_block = …").to_owned();
+    let extra = format!(
+        "[audit]\n{address}\n{from}\nanchor_every = 3\nanchor_interval = \"2s\"\nanchor_key_env = \"TEST_ANCHOR_KEY\"\n"
+    );
+    write_files(&bed, dir.path(), &Setup { extra, ..Setup::default() }).await;
+    let mut daemon = start_daemon_with(
+        dir.path(),
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_ANCHOR_KEY", key_hex(&anchorer))],
+    )
+    .await;
+    drain_vault(&bed).await;
+    let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
+    approve(cfg, &hash, &bed.owners[0], false);
+    approve(cfg, &hash, &bed.owners[1], false);
+    eventually("the execution", DEADLINE, || {
+        status(cfg, &hash).filter(|s| s == "executed").map(|_| ())
+    })
+    .await;
+    let db = dir.path().join("guardian.sqlite");
+    let anchored = || -> Vec<u64> {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT body FROM audit_log WHERE kind = 'anchored' ORDER BY seq")
+            .expect("query");
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .expect("rows")
+            .map(|b| {
+                let body: serde_json::Value = serde_json::from_str(&b.expect("row")).expect("json");
+                body["record"]["seq"].as_u64().expect("seq")
+            })
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    let published = loop {
+        assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
+        // Anchored up to the head: the last entry is the anchor of the one before it.
+        let seqs = anchored();
+        let head: u64 = rusqlite::Connection::open(&db)
+            .expect("open")
+            .query_row("SELECT MAX(seq) FROM audit_log", [], |r| r.get(0))
+            .expect("head");
+        if seqs.last().is_some_and(|last| last + 1 == head) {
+            break seqs;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the head was never anchored; the log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    daemon.kill();
+    let (ok, out, stderr) = guardian(&["audit", "verify", "--onchain", "--config", cfg], &[]);
+    assert!(ok, "{out}{stderr}");
+    assert!(out.contains("match the log"), "{out}");
+
+    // Delete every entry from the last anchored one on, in the table and the file alike.
+    let last = *published.last().expect("an anchor");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute("DELETE FROM audit_log WHERE seq >= ?1", [last]).expect("delete");
+    drop(conn);
+    let jsonl = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&jsonl).expect("jsonl");
+    let kept: Vec<&str> = text.lines().take(usize::try_from(last - 1).expect("usize")).collect();
+    std::fs::write(&jsonl, kept.join("\n") + "\n").expect("truncate");
+    let (ok, out, _) = guardian(&["audit", "verify", "--config", cfg], &[]);
+    assert!(ok, "both copies agree, so the log alone cannot tell: {out}");
+    let (ok, out, stderr) = guardian(&["audit", "verify", "--onchain", "--config", cfg], &[]);
+    assert!(!ok, "the chain can: {out}");
+    let said = out + &stderr;
+    assert!(
+        said.contains(&format!("published entry {last}"))
+            && said.contains(&format!("the log ends at entry {}", last - 1)),
+        "{said}"
+    );
+}

@@ -124,6 +124,32 @@ fn rehearse_drain_passes_and_writes_the_report() {
     let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");
     assert!(md.contains("Wei lost before the pause: 4500000000000000000 (4.5 ETH)."), "{md}");
     assert!(stdout.lines().any(|l| l.starts_with("drain ") && l.contains(" passed ")), "{stdout}");
+    // The audit log verifies after the drill, and the post-mortem written from it alone has
+    // the template's sections and the incident's timeline, event for event.
+    assert_eq!(check(&report, "audit log verifies")["passed"], true, "{report:#}");
+    assert!(drain["audit"].as_str().expect("audit").starts_with("audit log verified"), "{drain}");
+    assert_eq!(check(&report, "post-mortem generated from the audit log")["passed"], true);
+    let pm = std::fs::read_to_string(dir.path().join("postmortem-drain.md")).expect("written");
+    let headings: Vec<&str> = pm.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+    assert_eq!(headings, guardian_core::postmortem::PostMortem::SECTIONS);
+    assert!(pm.contains("- **Severity:** critical"), "{pm}");
+    assert!(pm.contains("Moved before containment: 4.5 ETH (4500000000000000000 wei)"), "{pm}");
+    assert!(pm.contains("paused at once through the pause module"), "{pm}");
+    let incident_events: Vec<&str> = labels
+        .iter()
+        .filter_map(|l| l.strip_prefix("incident #"))
+        .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest.split(' ').next().unwrap_or("")))
+        .collect();
+    let pm_events: Vec<&str> = pm
+        .lines()
+        .skip_while(|l| !l.starts_with("## Timeline"))
+        .skip(4)
+        .take_while(|l| l.starts_with("| "))
+        .filter_map(|l| l.split(" | ").nth(3))
+        .collect();
+    assert!(pm_events.len() >= 3, "the lifecycle is in it: {pm}");
+    assert_eq!(pm_events, incident_events, "{pm}");
+    assert!(md.contains("[postmortem-drain.md](postmortem-drain.md)"), "{md}");
 }
 
 #[test]

@@ -586,4 +586,43 @@ async fn a_cli_rollback_restarts_the_services_and_reports_a_failed_hook() {
         .map(|e| fs::read_to_string(e.expect("entry").path()).expect("read"))
         .collect();
     assert!(logs.iter().any(|l| l.contains("broken")), "{logs:?}");
+
+    // Restoring the undo backup rewrites both configs back: both hooks run again.
+    let undo = stderr
+        .split("guardian backup restore ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("the undo stamp")
+        .to_owned();
+    let output = stage.guardian(&["backup", "restore", &undo, "--yes"]).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "the broken hook fails the restore too: {stdout}");
+    assert_eq!(stage.read(&stage.accounts()), stage.accounts_text(stage.bed.targets.vault_v2));
+    let restarts = fs::read_to_string(stage.root().join("restarts.log")).expect("ran");
+    assert_eq!(restarts, "monitor\nmonitor\n", "once per rollback, once per restore");
+}
+
+#[test]
+fn a_restart_hook_is_a_command_or_a_unit_never_both() {
+    let base = "[rollback]\n[[rollback.configs]]\nname = \"svc\"\npath = \"svc.json\"\n";
+    for (hook, expected) in [
+        ("[[rollback.restart]]\nunit = \"svc.service\"\ncommand = [\"true\"]\n", "keep one"),
+        ("[[rollback.restart]]\n", "needs `unit"),
+        (
+            "[[rollback.restart]]\nconfigs = [\"nope\"]\nunit = \"svc\"\n",
+            "not a [[rollback.configs]]",
+        ),
+        ("[[rollback.health]]\nurl = \"ftp://x\"\n", "http:// or https://"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("guardian.toml");
+        fs::write(&path, format!("{base}{hook}")).expect("write");
+        let error = RollbackSettings::load(&path).expect_err(hook);
+        assert!(format!("{error:#}").contains(expected), "{hook}: {error:#}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardian.toml");
+    fs::write(&path, format!("{base}[[rollback.restart]]\nunit = \"svc.service\"\n")).expect("w");
+    let settings = RollbackSettings::load(&path).expect("a unit alone is fine");
+    assert_eq!(settings.recovery.restart[0].argv(), ["systemctl", "restart", "svc.service"]);
 }

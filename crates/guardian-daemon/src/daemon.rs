@@ -184,7 +184,7 @@ pub async fn run_with(
     let http = tokio::spawn(server::serve(listeners, api_state, observe, shutdown.clone()));
     let chain_watch = tokio::spawn(watch::chain_facts(
         config.clone(),
-        provider,
+        provider.clone(),
         rpc.clone(),
         executor_address,
         metrics.clone(),
@@ -220,6 +220,31 @@ pub async fn run_with(
         tokio::spawn(async move { lifecycle::run_timers(db, chain_id, policy, wake, stop).await })
     };
 
+    // Anchoring the audit log on chain, when configured.
+    let anchoring = match &config.audit.anchor {
+        Some(anchor) => {
+            let raw = std::env::var(&anchor.key_env).map_err(|_| {
+                eyre!(
+                    "refusing to start: ${} (named by [audit] anchor_key_env of {place}) is not \
+                     set: it must hold the AuditAnchor's anchorer key",
+                    anchor.key_env
+                )
+            })?;
+            guardian_config::remember_secret(&raw);
+            let key: alloy::signers::local::PrivateKeySigner =
+                raw.trim().parse().map_err(|_| {
+                    eyre!("refusing to start: ${} is not a private key", anchor.key_env)
+                })?;
+            let (db, anchor, stop) =
+                (config.storage.path.clone(), anchor.clone(), shutdown.clone());
+            let provider = provider.clone();
+            Some(tokio::spawn(
+                async move { crate::anchor::run(db, provider, key, anchor, stop).await },
+            ))
+        }
+        None => None,
+    };
+
     // Pre-emption: pending transactions predicted to fire a `preempt` rule ask for the
     // immediate pause before any block holds them.
     let mempool = match crate::mempool::preempt_engine(config)? {
@@ -244,7 +269,7 @@ pub async fn run_with(
         "guardian is following the chain"
     );
     let (followed, ()) = tokio::join!(follower.run(heads, shutdown.clone()), pause_flow);
-    for task in [Some(chain_watch), retention].into_iter().flatten() {
+    for task in [Some(chain_watch), retention, anchoring].into_iter().flatten() {
         if let Err(error) = task.await {
             warn!(%error, "a background task failed");
         }

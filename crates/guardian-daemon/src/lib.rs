@@ -14,6 +14,7 @@
 //! - [`engine`]: the rule engine behind the follower's [`Evaluator`] trait.
 //! - [`daemon`]: `guardian run`, all of the above wired from a config.
 
+pub mod anchor;
 pub mod daemon;
 pub mod engine;
 pub mod follower;

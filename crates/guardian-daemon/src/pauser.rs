@@ -401,9 +401,14 @@ impl Pauser {
         };
         let health_call = settings.contracts.get(&contract).and_then(|c| c.health_call.clone());
         let label = format!("incident-{id}");
+        let configs = settings
+            .contracts
+            .get(&contract)
+            .map(|c| c.keys.iter().map(|k| k.config.clone()).collect())
+            .unwrap_or_default();
         let target = guardian_rollback::RecoveryTarget {
-            contract: &contract,
-            address: plan.target.address,
+            configs,
+            address: Some(plan.target.address),
             health_call: health_call.as_deref(),
             restart: restart && row.attempts == 0,
             from_block: self.provider.get_block_number().await?,

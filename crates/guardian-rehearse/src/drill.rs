@@ -115,23 +115,63 @@ impl Drill {
     /// The report: the check list, the drill's timeline and, when the daemon opened an
     /// incident, every event of that incident's lifecycle placed on the same clock.
     pub(crate) fn report(mut self, stage: &Stage, scenario: &str) -> ScenarioReport {
-        let mut incident_id = None;
+        let (mut incident_id, mut postmortem, mut audit) = (None, None, None);
         if let Some((id, clock)) = self.incident {
             incident_id = Some(id);
             // The incident's events carry wall-clock times; the anomaly happened clock.ms() ago.
             let t0 = guardian_store::now_ms().saturating_sub(clock.ms());
-            match stage.incident_events(id) {
-                Ok(events) => self.timeline.extend(events.into_iter().map(|e| Event {
-                    label: format!("incident #{id}: {} ({})", e.kind.as_str(), e.to.as_str()),
-                    block: e.block.unwrap_or(clock.block),
-                    ms: e.at.saturating_sub(t0),
-                })),
-                Err(error) => self.list.record("incident timeline read", Err(error)),
+            let kinds = match stage.incident_events(id) {
+                Ok(events) => {
+                    let kinds: Vec<String> =
+                        events.iter().map(|e| e.kind.as_str().to_owned()).collect();
+                    self.timeline.extend(events.into_iter().map(|e| Event {
+                        label: format!("incident #{id}: {} ({})", e.kind.as_str(), e.to.as_str()),
+                        block: e.block.unwrap_or(clock.block),
+                        ms: e.at.saturating_sub(t0),
+                    }));
+                    Some(kinds)
+                }
+                Err(error) => {
+                    self.list.record("incident timeline read", Err(error));
+                    None
+                }
+            };
+            // The runbook's post-mortem, from the audit log alone: its timeline must be the
+            // incident's, event for event.
+            let built = stage.postmortem(id).and_then(|pm| {
+                let theirs: Vec<&str> = pm.timeline.iter().map(|r| r.kind.as_str()).collect();
+                match &kinds {
+                    Some(kinds) if kinds.iter().map(String::as_str).eq(theirs.iter().copied()) => {
+                        Ok(pm)
+                    }
+                    Some(kinds) => {
+                        Err(eyre::eyre!("its timeline {theirs:?} is not the incident's {kinds:?}"))
+                    }
+                    None => Ok(pm),
+                }
+            });
+            match built {
+                Ok(pm) => {
+                    self.list.record(
+                        POSTMORTEM,
+                        Ok(format!("{} timeline events; {}", pm.timeline.len(), pm.summary)),
+                    );
+                    postmortem = Some(pm.markdown());
+                }
+                Err(error) => self.list.record(POSTMORTEM, Err(error)),
             }
+            let verified = stage.verify_audit();
+            audit = Some(match &verified {
+                Ok(text) => text.clone(),
+                Err(error) => format!("{error:#}"),
+            });
+            self.list.record(AUDIT, verified);
         }
         let mut report =
             ScenarioReport::new(scenario, self.list.into_checks(), self.timeline, self.latencies);
         report.incident = incident_id;
+        report.postmortem = postmortem;
+        report.audit = audit;
         report.wei_lost = self.wei_lost.map(|w| w.to_string());
         report
     }
@@ -253,6 +293,10 @@ pub(crate) async fn wei_lost(
     Ok(then.saturating_sub(now))
 }
 
+/// The post-mortem generated from the audit log, its timeline the incident's.
+pub(crate) const POSTMORTEM: &str = "post-mortem generated from the audit log";
+/// `guardian audit verify` after the scenario.
+pub(crate) const AUDIT: &str = "audit log verifies";
 pub(crate) const AT_ONCE: &str = "paused at once through the pause module";
 
 /// Wait for the incident's immediate pause, then check it on chain. Fails at once, with the

@@ -73,6 +73,13 @@ pub struct ScenarioReport {
     /// nothing was attacked (`quiet`, `levers`).
     #[serde(default)]
     pub wei_lost: Option<String>,
+    /// The incident's post-mortem (Markdown), generated from the audit log; also written as
+    /// `postmortem-<scenario>.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmortem: Option<String>,
+    /// What `guardian audit verify` said of the daemon's log after the scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
 }
 
 impl ScenarioReport {
@@ -91,6 +98,8 @@ impl ScenarioReport {
             checks,
             timeline,
             latencies,
+            postmortem: None,
+            audit: None,
             incident: None,
             wei_lost: None,
         }
@@ -230,6 +239,16 @@ impl Report {
                 let ether = wei.parse().map(eth).unwrap_or_default();
                 let _ = writeln!(md, "Wei lost before the pause: {wei} ({ether} ETH).\n");
             }
+            if let Some(audit) = &s.audit {
+                let _ = writeln!(md, "Audit: {audit}.\n");
+            }
+            if s.postmortem.is_some() {
+                let _ = writeln!(
+                    md,
+                    "Post-mortem (from the audit log): [postmortem-{0}.md](postmortem-{0}.md).\n",
+                    s.scenario
+                );
+            }
         }
         md
     }
@@ -327,6 +346,13 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     {
         let path = dir.join(name);
         std::fs::write(&path, body).wrap_err_with(|| format!("writing {}", path.display()))?;
+    }
+    for scenario in &report.scenarios {
+        if let Some(postmortem) = &scenario.postmortem {
+            let path = dir.join(format!("postmortem-{}.md", scenario.scenario));
+            std::fs::write(&path, postmortem)
+                .wrap_err_with(|| format!("writing {}", path.display()))?;
+        }
     }
     Ok(())
 }

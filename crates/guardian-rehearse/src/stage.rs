@@ -535,6 +535,33 @@ impl Stage {
             .incident)
     }
 
+    /// `guardian audit verify` over the daemon's database and audit.jsonl: what it says, or
+    /// the first break.
+    pub(crate) fn verify_audit(&self) -> Result<String> {
+        let store = self.store()?;
+        let file = guardian_store::audit::jsonl_path(&self.config.storage.path);
+        let check = guardian_store::audit::verify_copies(store, &file)?;
+        match (&check.database, &check.file, &check.divergence) {
+            (Ok(db), Some(Ok(_)), None) => {
+                Ok(format!("audit log verified: {} entries, head {}", db.entries, db.head))
+            }
+            (Err(e), _, _) | (_, Some(Err(e)), _) => Err(eyre!("audit log broken: {e}")),
+            (_, None, _) => Err(eyre!("no {} beside the database", file.display())),
+            (_, _, Some(d)) => Err(eyre!("the database and audit.jsonl part: {d}")),
+        }
+    }
+
+    /// The post-mortem of incident `id`, from the daemon's audit log alone.
+    pub(crate) fn postmortem(&self, id: i64) -> Result<guardian_core::postmortem::PostMortem> {
+        let entries = self
+            .store()?
+            .audit_rows()?
+            .into_iter()
+            .map(|r| r.sealed.entry().map_err(|e| eyre!("an audit entry: {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(guardian_core::postmortem::PostMortem::build(&entries, id, &self.config.response)?)
+    }
+
     /// An incident's lifecycle events, oldest first.
     pub(crate) fn incident_events(&self, id: i64) -> Result<Vec<guardian_store::IncidentEvent>> {
         self.store()?.incident_events(id)

@@ -5,7 +5,7 @@
 //! ```toml
 //! [[rollback.restart]]
 //! configs = ["smart-accounts-config"]         # restart when one of these was rewritten (default: any)
-//! command = ["systemctl", "restart", "smart-accounts"]
+//! command = ["systemctl", "restart", "smart-accounts"]   # or: unit = "smart-accounts.service"
 //! timeout_secs = 60                           # default; killed after it
 //!
 //! [[rollback.health]]
@@ -33,7 +33,7 @@ use alloy::{
     providers::Provider,
     rpc::types::{TransactionRequest, TransactionTrait},
 };
-use eyre::{Result, WrapErr, ensure};
+use eyre::{Result, WrapErr, bail, ensure};
 use serde::Deserialize;
 
 use crate::config::RollbackSettings;
@@ -46,7 +46,11 @@ pub struct RestartHook {
     #[serde(default)]
     pub configs: Vec<String>,
     /// The program and its arguments, run without a shell, from guardian.toml's folder.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// Or a systemd unit: `systemctl restart UNIT`.
+    #[serde(default)]
+    pub unit: Option<String>,
     /// Seconds before the command is killed and counted as failed.
     #[serde(default = "default_restart_timeout")]
     pub timeout_secs: u64,
@@ -107,12 +111,22 @@ impl RecoverySettings {
     /// Check the entries against the managed config `names`.
     pub fn check(&self, names: &BTreeSet<&str>) -> Result<()> {
         for (i, hook) in self.restart.iter().enumerate() {
-            ensure!(
-                hook.command.first().is_some_and(|p| !p.is_empty()),
-                "[[rollback.restart]] #{} has an empty command: write it as an array, e.g. \
-                 [\"systemctl\", \"restart\", \"svc\"]",
-                i + 1
-            );
+            match (&hook.unit, hook.command.is_empty()) {
+                (Some(_), false) => {
+                    bail!("[[rollback.restart]] #{} has both `unit` and `command`: keep one", i + 1)
+                }
+                (Some(unit), true) => ensure!(
+                    !unit.is_empty() && !unit.starts_with('-'),
+                    "[[rollback.restart]] #{} unit {unit:?} is not a unit name",
+                    i + 1
+                ),
+                (None, _) => ensure!(
+                    hook.command.first().is_some_and(|p| !p.is_empty()),
+                    "[[rollback.restart]] #{} needs `unit = \"svc.service\"` or a `command` \
+                     array, e.g. [\"systemctl\", \"restart\", \"svc\"]",
+                    i + 1
+                ),
+            }
             ensure!(
                 hook.timeout_secs > 0,
                 "[[rollback.restart]] #{} timeout_secs must be above 0",
@@ -214,10 +228,11 @@ impl fmt::Display for RecoveryChecks {
 /// What one recovery is about.
 #[derive(Debug, Clone)]
 pub struct RecoveryTarget<'a> {
-    /// The watched contract's name.
-    pub contract: &'a str,
-    /// The address the configs now point to.
-    pub address: Address,
+    /// The managed configs that were rewritten (the restart hooks of these run).
+    pub configs: Vec<String>,
+    /// The address the configs now point to (a rollback; a restore has none): its health view
+    /// and error rate are checked.
+    pub address: Option<Address>,
     /// Its health view, when the contract has one.
     pub health_call: Option<&'a str>,
     /// Whether the rollback wrote files (the restarts run only then).
@@ -239,11 +254,7 @@ pub async fn run_recovery<P: Provider>(
     let recovery = &settings.recovery;
     let mut checks = Vec::new();
     if target.restart {
-        let written: BTreeSet<&str> = settings
-            .contracts
-            .get(target.contract)
-            .map(|c| c.keys.iter().map(|k| k.config.as_str()).collect())
-            .unwrap_or_default();
+        let written: BTreeSet<&str> = target.configs.iter().map(String::as_str).collect();
         let log_dir = settings.backup_dir.join("recovery");
         for (i, hook) in recovery.restart.iter().enumerate() {
             if !hook.configs.is_empty()
@@ -258,26 +269,39 @@ pub async fn run_recovery<P: Provider>(
     for check in &recovery.health {
         checks.push(health(check).await);
     }
-    if let Some(call) = target.health_call {
-        checks.push(health_view(provider, target.address, call).await);
-    }
-    if let Some(verify) = &recovery.verify {
-        checks.push(error_rate(provider, verify, target).await);
+    if let Some(address) = target.address {
+        if let Some(call) = target.health_call {
+            checks.push(health_view(provider, address, call).await);
+        }
+        if let Some(verify) = &recovery.verify {
+            checks.push(error_rate(provider, verify, address, target.from_block).await);
+        }
     }
     RecoveryChecks { checks, undo: target.undo.clone() }
 }
 
+impl RestartHook {
+    /// The command line it runs.
+    pub fn argv(&self) -> Vec<String> {
+        match &self.unit {
+            Some(unit) => vec!["systemctl".into(), "restart".into(), unit.clone()],
+            None => self.command.clone(),
+        }
+    }
+}
+
 async fn restart(hook: &RestartHook, base_dir: &Path, log: &Path) -> CheckResult {
-    let name = format!("restart `{}`", hook.command.join(" "));
+    let argv = hook.argv();
+    let name = format!("restart `{}`", argv.join(" "));
     let outcome = async {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
         }
         let file = open_log(log)?;
-        let program = &hook.command[0];
+        let program = &argv[0];
         let program = if program.contains('/') { base_dir.join(program) } else { program.into() };
         let mut child = tokio::process::Command::new(&program)
-            .args(&hook.command[1..])
+            .args(&argv[1..])
             .current_dir(base_dir)
             .stdin(std::process::Stdio::null())
             .stdout(file.try_clone()?)
@@ -386,11 +410,12 @@ async fn health_view<P: Provider>(provider: &P, address: Address, call: &str) ->
 async fn error_rate<P: Provider>(
     provider: &P,
     verify: &ErrorRateCheck,
-    target: &RecoveryTarget<'_>,
+    address: Address,
+    from_block: u64,
 ) -> CheckResult {
-    let name = format!("error rate to {}", target.address);
-    let first = target.from_block + 1;
-    let last = target.from_block + verify.error_rate_blocks;
+    let name = format!("error rate to {address}");
+    let first = from_block + 1;
+    let last = from_block + verify.error_rate_blocks;
     let outcome = async {
         // Wait for the blocks to exist: at most a minute a block, so a stalled chain fails the
         // check rather than holding the incident forever.
@@ -407,7 +432,7 @@ async fn error_rate<P: Provider>(
                 .await?
                 .ok_or_else(|| eyre::eyre!("block {number} is missing"))?;
             for tx in block.transactions.txns() {
-                if tx.to() != Some(target.address) {
+                if tx.to() != Some(address) {
                     continue;
                 }
                 total += 1;

@@ -149,6 +149,36 @@ impl Store {
             .is_some())
     }
 
+    /// Where anchoring stands: the last anchor (the entry it published, and when it was
+    /// recorded) and how many entries other than anchors came after that entry.
+    pub fn anchoring(&self) -> Result<(Option<(u64, u64)>, u64)> {
+        let last: Option<(String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT body, at_ms FROM audit_log WHERE kind = 'anchored' ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let last = match last {
+            None => None,
+            Some((body, at_ms)) => {
+                let sealed = Sealed { hash: guardian_core::audit::hash(&body), body };
+                match sealed.entry().map_err(|e| eyre!("the last anchor entry: {e}"))?.record {
+                    Record::Anchored { seq, .. } => Some((seq, to_u64(at_ms)?)),
+                    _ => None,
+                }
+            }
+        };
+        let after = i64::try_from(last.map_or(0, |(seq, _)| seq))?;
+        let pending: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE seq > ?1 AND kind != 'anchored'",
+            [after],
+            |r| r.get(0),
+        )?;
+        Ok((last, to_u64(pending)?))
+    }
+
     /// The chain's head: its last entry's position and hash.
     pub fn audit_head(&self) -> Result<Option<(u64, B256)>> {
         let head: Option<(i64, String)> = self
