@@ -144,6 +144,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any command builds an HTTP or WebSocket client.
+    guardian_rpc::tls::install_crypto_provider();
     match run() {
         Ok(code) => code,
         Err(error) => {

@@ -10,7 +10,7 @@ use alloy::primitives::Address;
 use clap::{Args, Subcommand};
 use eyre::{Result, WrapErr, bail, eyre};
 use guardian_chain::{
-    Contracts, Toolchain,
+    Toolchain,
     pause_module::{PauseModule, PauseTarget, enable_calldata},
     sender::SendOptions,
 };
@@ -114,7 +114,7 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<()> {
             }
             let deployer = key.load()?;
             let toolchain = Toolchain::discover()?;
-            let contracts = Contracts::compile(&toolchain)?;
+            let contracts = guardian_solidity::compile(&toolchain)?;
             let targets = config_targets(&config);
             let provider = crate::multisig_cmd::wallet(&config, deployer.clone())?;
             let module = PauseModule::deploy(

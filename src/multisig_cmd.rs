@@ -14,7 +14,7 @@ use alloy::{
 use clap::{Args, Subcommand};
 use eyre::{Result, WrapErr, bail, ensure, eyre};
 use guardian_chain::{
-    Contracts, Toolchain,
+    Toolchain,
     devnet::wallet_provider,
     safe::{SafeClient, SafeSingletons, owner_signature},
 };
@@ -935,7 +935,7 @@ pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
             let node_chain = provider.get_chain_id().await.wrap_err("eth_chainId")?;
             ensure!(node_chain == chain_id, "the node serves chain {node_chain}, not {chain_id}");
             let toolchain = Toolchain::discover()?;
-            let contracts = Contracts::compile(&toolchain)?;
+            let contracts = guardian_solidity::compile(&toolchain)?;
             if !json {
                 outln!("deploying Safe 1.4.1 from {} on chain {chain_id}", key.address());
             }

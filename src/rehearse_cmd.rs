@@ -8,7 +8,7 @@ use std::{path::PathBuf, time::Instant};
 use alloy::{primitives::Address, transports::http::reqwest::Url};
 use clap::Args;
 use eyre::{Result, WrapErr, bail, eyre};
-use guardian_chain::{Contracts, Toolchain};
+use guardian_chain::Toolchain;
 use guardian_rehearse::{Fork, Lever, Options, Scenario, report};
 
 #[derive(Debug, Args)]
@@ -113,7 +113,7 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         options.fork = Some(Fork { url, safe, timeout });
     }
     let toolchain = Toolchain::discover()?;
-    let contracts = Contracts::compile(&toolchain)?;
+    let contracts = guardian_solidity::compile(&toolchain)?;
     let (report, kept) = guardian_rehearse::rehearse(
         &toolchain,
         &contracts,

@@ -166,7 +166,7 @@ async fn fails_over_from_a_dead_endpoint_and_survives_a_full_outage() {
 
     // The endpoint returns: the run loop catches up on its own.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (_heads_tx, heads_rx) = tokio::sync::watch::channel(0u64);
+    let (_heads_tx, heads_rx) = tokio::sync::watch::channel(None);
     let handle = tokio::spawn(async move {
         follower.run(heads_rx, stop_rx).await.expect("run");
         follower
@@ -272,7 +272,7 @@ async fn new_heads_resume_after_the_websocket_connection_drops() {
         reader.anvil_mine(Some(1), None).await.expect("mine");
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), heads.changed()).await
         {
-            break *heads.borrow_and_update();
+            break heads.borrow_and_update().map_or(0, |h| h.header.block.number);
         }
     };
 
@@ -286,11 +286,71 @@ async fn new_heads_resume_after_the_websocket_connection_drops() {
         reader.anvil_mine(Some(1), None).await.expect("mine");
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(1500), heads.changed()).await
         {
-            after = *heads.borrow_and_update();
+            after = heads.borrow_and_update().map_or(0, |h| h.header.block.number);
             if after > first + 1 {
                 break;
             }
         }
     }
     assert!(after > first + 1, "heads resumed after the drop (first {first}, after {after})");
+}
+
+/// `[chain] start_block = 0` on a fresh database: `guardian run` backfills the whole history
+/// and records every matching event of it, each once.
+#[tokio::test]
+async fn a_fresh_database_from_start_block_0_records_every_event_in_history() {
+    let bed = testbed().await;
+    let (_, contracts) = crate::support::contracts();
+    let wallet = bed.devnet.provider_for(bed.devnet.signer(9).expect("dev key"));
+    let generator = guardian_chain::safe::deploy(
+        &wallet,
+        contracts.get("LoadGenerator").expect("compiled"),
+        &[],
+    )
+    .await
+    .expect("deploy LoadGenerator");
+    // 300 matching events in three transactions, with quiet blocks between them.
+    let reader = bed.devnet.reader();
+    for _ in 0..3 {
+        let call = ILoad::emitWithdrawalsCall { count: U256::from(100), amount: U256::from(1) };
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .to(generator)
+            .input(alloy::sol_types::SolCall::abi_encode(&call).into())
+            .gas_limit(5_000_000);
+        let receipt = crate::support::mined(&wallet, tx).await;
+        assert!(receipt.status(), "load transaction mined");
+        reader.anvil_mine(Some(100), None).await.expect("mine");
+    }
+    let head = reader.get_block_number().await.expect("head");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("guardian.sqlite");
+    let rule = r#"
+[[rules]]
+name = "withdrawn"
+kind = "event"
+severity = "low"
+contracts = ["vault"]
+event = "Withdrawn"
+"#;
+    let mut toml = crate::support::GuardianToml::new(&bed, &db, rule);
+    toml.vault = generator;
+    toml.start_block = Some("0".into());
+    let config = dir.path().join("guardian.toml");
+    toml.write(&config);
+    let daemon = crate::support::Daemon::start(&config, &dir.path().join("guardian.log"));
+    crate::support::eventually("the daemon to reach the head", Duration::from_secs(60), || {
+        crate::support::cursor(&db).filter(|c| *c >= head)
+    })
+    .await;
+    let store = Store::open(&db).expect("db");
+    assert_eq!(store.occurrence_count().expect("count"), 300, "every event of the history, once");
+    let log = daemon.log();
+    assert!(log.contains("starting to follow the chain") && log.contains("block=0"), "{log}");
+}
+
+alloy::sol! {
+    interface ILoad {
+        function emitWithdrawals(uint256 count, uint256 amount) external;
+    }
 }

@@ -8,16 +8,16 @@ use alloy::{
     providers::{DynProvider, Provider, ext::AnvilApi},
     rpc::types::{TransactionReceipt, TransactionRequest},
 };
-use guardian_chain::{Testbed, testbed::IVault};
+use guardian_chain::{Testbed, TestbedOptions, testbed::IVault};
 use guardian_config::Config;
 use guardian_core::{
     rules::EIP1967_IMPLEMENTATION_SLOT,
     severity::{Action, Severity},
 };
-use guardian_daemon::{Engine, Follower, FollowerOptions};
+use guardian_daemon::{Engine, Follower, FollowerOptions, Step};
 use guardian_store::{Occurrence, Store, StoredFinding};
 
-use crate::support::{GuardianToml, drain_until_idle, mined, pool, testbed};
+use crate::support::{GuardianToml, drain_until_idle, mined, pool, testbed, testbed_with};
 
 /// A follower running `rules` against the testbed's vault, from the next block on.
 struct Watch {
@@ -32,18 +32,28 @@ struct Watch {
 
 impl Watch {
     async fn start(bed: Testbed, rules: &str) -> Self {
+        let start = bed.devnet.reader().get_block_number().await.expect("head") + 1;
+        Self::start_at(
+            bed,
+            rules,
+            FollowerOptions { start_block: Some(start), ..Default::default() },
+        )
+        .await
+    }
+
+    /// A follower with `options` (its start block among them).
+    async fn start_at(bed: Testbed, rules: &str, options: FollowerOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let toml = GuardianToml::new(&bed, &dir.path().join("guardian.sqlite"), rules);
         let config = Config::parse(&toml.render(), &dir.path().join("guardian.toml"), &|_| None)
             .unwrap_or_else(|e| panic!("test config is valid: {e}"));
         let engine = Engine::new(config.rule_engine().expect("rules compile"));
         let urls: Vec<String> = config.rpc.iter().map(|r| r.url.expose().to_owned()).collect();
-        let start = bed.devnet.reader().get_block_number().await.expect("head") + 1;
         let follower = Follower::new(
             pool(&urls),
             Store::open(&config.storage.path).expect("store"),
             engine,
-            FollowerOptions { start_block: Some(start), ..Default::default() },
+            options,
         );
         let vault = bed.targets.vault_v2;
         let user = IVault::new(vault, bed.devnet.provider_for(bed.devnet.signer(7).expect("key")));
@@ -105,6 +115,30 @@ impl Watch {
         self.bed.targets.vault_v2
     }
 }
+
+/// The vault's native balance may not drop by 30 % or more within 10 blocks.
+const BALANCE_DROP_30: &str = r#"
+[[rules]]
+name = "vault-balance-drop"
+kind = "balance_drop"
+severity = "critical"
+contracts = ["vault"]
+asset = "native"
+drop = "30%"
+blocks = 10
+"#;
+
+/// VaultV2's `solvent()` must hold.
+const SOLVENT: &str = r#"
+[[rules]]
+name = "vault-solvent"
+kind = "invariant"
+severity = "critical"
+contracts = ["vault"]
+call = "solvent() returns (bool)"
+op = "=="
+value = true
+"#;
 
 fn wei(n: u64) -> U256 {
     U256::from(n)
@@ -230,17 +264,7 @@ min_sample = 10
 
 #[tokio::test]
 async fn balance_drop_fires_just_past_the_allowed_share() {
-    let rules = r#"
-[[rules]]
-name = "vault-balance-drop"
-kind = "balance_drop"
-severity = "critical"
-contracts = ["vault"]
-asset = "native"
-drop = "30%"
-blocks = 10
-"#;
-    let mut w = Watch::start(testbed().await, rules).await;
+    let mut w = Watch::start(testbed().await, BALANCE_DROP_30).await;
     w.deposit(ether("10")).await;
     w.drain(ether("3")).await; // 10 → 7 ether: exactly 30 % below the window's maximum
     w.settle().await;
@@ -318,16 +342,8 @@ target = "implementation"
 
 #[tokio::test]
 async fn invariants_break_one_wei_past_their_bound() {
-    let rules = r#"
-[[rules]]
-name = "vault-solvent"
-kind = "invariant"
-severity = "critical"
-contracts = ["vault"]
-call = "solvent() returns (bool)"
-op = "=="
-value = true
-
+    let rules = SOLVENT.to_owned()
+        + r#"
 [[rules]]
 name = "vault-deposits-cap"
 kind = "invariant"
@@ -337,7 +353,7 @@ call = "totalDeposits() returns (uint256)"
 op = "<="
 value = "10 ether"
 "#;
-    let mut w = Watch::start(testbed().await, rules).await;
+    let mut w = Watch::start(testbed().await, &rules).await;
     let reader = w.bed.devnet.reader();
     w.deposit(ether("10")).await; // totalDeposits exactly at the cap; balance == deposits
     // One wei of surplus, then drain exactly that wei: balance == totalDeposits, still solvent.
@@ -363,4 +379,66 @@ value = "10 ether"
     let total = cap.finding.evidence.values.get("totalDeposits()").map(String::as_str);
     assert_eq!(total, Some("10000000000000000001"));
     assert_eq!(w.only_finding("vault-solvent").occurrences, 2);
+}
+
+/// `balance_drop` and `invariant` on history (a start block in the past: the backfill reads
+/// ranges of blocks in batches), then live, on a chain with or without Multicall3.
+async fn state_rules_in_backfill_then_live(multicall3: bool) {
+    let rules = format!("{BALANCE_DROP_30}\n{SOLVENT}");
+    let bed = testbed_with(TestbedOptions { multicall3, ..TestbedOptions::default() }).await;
+    let reader = bed.devnet.reader();
+    assert_eq!(
+        reader.get_code_at(guardian_chain::multicall::MULTICALL3).await.expect("code").is_empty(),
+        !multicall3,
+        "the stage has Multicall3 exactly when asked"
+    );
+    let start = reader.get_block_number().await.expect("head") + 1;
+    let options =
+        FollowerOptions { start_block: Some(start), backfill_threshold: 4, ..Default::default() };
+    let mut w = Watch::start_at(bed, &rules, options).await;
+    // History: a deposit, 150 quiet blocks, a 40 % drain (insolvent from then on), 150 more.
+    w.deposit(ether("10")).await;
+    reader.anvil_mine(Some(150), None).await.expect("mine");
+    let drained = w.drain(ether("4")).await;
+    reader.anvil_mine(Some(150), None).await.expect("mine");
+    // The history is read by ranges of blocks (headers, logs, receipts and state in batches),
+    // not block by block.
+    let mut widest = 0;
+    for _ in 0..1_000 {
+        match w.follower.step().await.expect("step") {
+            Step::Idle => break,
+            Step::Processed { from, to, .. } => widest = widest.max(to - from + 1),
+            other => panic!("no reorg on this chain: {other:?}"),
+        }
+    }
+    assert!(widest >= 100, "history read by ranges of blocks: widest step {widest}");
+    let expected = multicall3.then_some(guardian_chain::multicall::MULTICALL3);
+    assert_eq!(w.follower.multicall3(), expected, "state read through Multicall3 when present");
+    let block = drained.block_number.expect("block");
+    let drop = w.only_finding("vault-balance-drop");
+    assert_eq!(drop.finding.evidence.block_number, block, "found in the backfill, at the drain");
+    assert_eq!(
+        drop.finding.evidence.values.get("drop").map(String::as_str),
+        Some("4000000000000000000")
+    );
+    let solvent = w.only_finding("vault-solvent");
+    assert_eq!(solvent.finding.evidence.block_number, block);
+    assert_eq!(solvent.finding.evidence.values.get("solvent()").map(String::as_str), Some("false"));
+    let backfilled = solvent.occurrences;
+    assert!(backfilled > 100, "every insolvent block of the history: {backfilled}");
+
+    // Live: one more block, one more occurrence of the broken invariant.
+    reader.anvil_mine(Some(1), None).await.expect("mine");
+    w.settle().await;
+    assert_eq!(w.only_finding("vault-solvent").occurrences, backfilled + 1);
+}
+
+#[tokio::test]
+async fn state_rules_read_through_multicall3_in_backfill_and_live() {
+    state_rules_in_backfill_then_live(true).await;
+}
+
+#[tokio::test]
+async fn state_rules_read_through_batches_without_multicall3() {
+    state_rules_in_backfill_then_live(false).await;
 }

@@ -7,7 +7,6 @@ use alloy::{
     sol_types::SolCall,
 };
 use guardian_chain::{
-    Contracts,
     safe::{IPausable, is_paused, sign_safe_tx_hash},
     sender::SendOptions,
 };
@@ -180,7 +179,7 @@ fn second_compile_reuses_the_cache() {
     for name in ["Safe", "SafeProxyFactory", "SmartAccountFactory", "VaultV1", "VaultV2"] {
         assert!(first.get(name).is_ok(), "{name} compiled");
     }
-    let again = Contracts::compile(toolchain).expect("recompile");
+    let again = guardian_solidity::compile(toolchain).expect("recompile");
     assert!(again.reused_cache(), "an unchanged project compiles nothing");
     assert_eq!(
         again.get("VaultV2").expect("VaultV2").deployed_bytecode,

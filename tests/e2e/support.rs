@@ -23,8 +23,10 @@ use guardian_store::Store;
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
     static COMPILED: OnceLock<(Toolchain, Contracts)> = OnceLock::new();
     COMPILED.get_or_init(|| {
+        // Every test starts here, before it builds an HTTP client of its own.
+        guardian_rpc::tls::install_crypto_provider();
         let toolchain = Toolchain::discover().expect("toolchain installed (scripts/setup.sh)");
-        let contracts = Contracts::compile(&toolchain).expect("contracts/ compiles");
+        let contracts = guardian_solidity::compile(&toolchain).expect("contracts/ compiles");
         (toolchain, contracts)
     })
 }
@@ -109,6 +111,8 @@ pub(crate) struct GuardianToml {
     pub(crate) vault: Address,
     pub(crate) safe: Address,
     pub(crate) rules: String,
+    /// `[chain] start_block` (as written in TOML), when set.
+    pub(crate) start_block: Option<String>,
 }
 
 impl GuardianToml {
@@ -122,18 +126,21 @@ impl GuardianToml {
             vault: bed.targets.vault_v2,
             safe: bed.safe.address(),
             rules: rules.to_owned(),
+            start_block: None,
         }
     }
 
     pub(crate) fn render(&self) -> String {
         let rpc: String =
             self.rpc.iter().map(|url| format!("[[rpc]]\nurl = \"{url}\"\n\n")).collect();
+        let start_block =
+            self.start_block.as_ref().map(|s| format!("start_block = {s}\n")).unwrap_or_default();
         format!(
             r#"[chain]
 id = {chain_id}
 poll_interval_ms = 100
 max_log_range = {max_log_range}
-
+{start_block}
 {rpc}[storage]
 path = "{db}"
 

@@ -2,8 +2,9 @@
 pragma solidity ^0.8.24;
 
 /// @notice Emits many vault-shaped events in one transaction, for guardian's benchmarks: it
-/// fills thousands of blocks with tens of thousands of logs quickly. Never deployed outside a
-/// local chain.
+/// fills thousands of blocks with tens of thousands of logs quickly; it also answers the views
+/// and takes the calls that state rules read (an invariant, a balance, reverting calls). Never
+/// deployed outside a local chain.
 contract LoadGenerator {
     event Withdrawn(address indexed account, address indexed to, uint256 amount);
 
@@ -12,4 +13,16 @@ contract LoadGenerator {
             emit Withdrawn(msg.sender, msg.sender, amount + i);
         }
     }
+
+    /// @notice An invariant that always holds.
+    function solvent() external pure returns (bool) {
+        return true;
+    }
+
+    /// @notice A call that always reverts (for revert_rate).
+    function fail() external pure {
+        revert("LoadGenerator: fail");
+    }
+
+    receive() external payable {}
 }

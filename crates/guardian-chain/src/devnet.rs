@@ -114,11 +114,13 @@ impl Devnet {
 
     /// A provider that only reads.
     pub fn reader(&self) -> DynProvider {
+        guardian_rpc::tls::install_crypto_provider();
         ProviderBuilder::new().connect_http(self.http_url()).erased()
     }
 }
 
 /// A provider on `url` that signs with `signer` and fills gas, nonce and chain id.
 pub fn wallet_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
+    guardian_rpc::tls::install_crypto_provider();
     ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased()
 }

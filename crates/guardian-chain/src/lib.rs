@@ -1,14 +1,16 @@
 //! guardian's chain adapter.
 //!
-//! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), compiling the
-//! project's Solidity with foundry-compilers ([`contracts`]), a local Anvil chain ([`devnet`]),
-//! deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module ([`pause_module`]).
+//! Thin I/O around the pure core: where the pinned toolchain lives ([`toolchain`]), the project's
+//! compiled Solidity ([`contracts`]; compiled by `guardian-solidity`), a local Anvil chain
+//! ([`devnet`]), deploying and driving a Safe 1.4.1 ([`safe`]) and its pause-only module
+//! ([`pause_module`]).
 //! Used by the tests, the rehearsal and real deployments alike, so the code path a drill
 //! exercises is the one production uses.
 
 pub mod audit_anchor;
 pub mod contracts;
 pub mod devnet;
+pub mod multicall;
 pub mod pause_module;
 pub mod safe;
 pub mod sender;

@@ -34,11 +34,19 @@ pub struct TestbedOptions {
     /// Dev accounts that are pausers of a [`PauseModule`] deployed and enabled for the Safe,
     /// with VaultV2 and the proxied vault as its targets (`pause()`); empty: no module.
     pub pausers: Vec<usize>,
+    /// Put Multicall3 at its canonical address (chain 138 may lack it: `false` stages that).
+    pub multicall3: bool,
 }
 
 impl Default for TestbedOptions {
     fn default() -> Self {
-        Self { devnet: DevnetOptions::default(), owners: 3, threshold: 2, pausers: Vec::new() }
+        Self {
+            devnet: DevnetOptions::default(),
+            owners: 3,
+            threshold: 2,
+            pausers: Vec::new(),
+            multicall3: true,
+        }
     }
 }
 
@@ -140,6 +148,13 @@ impl Testbed {
                 Some(module)
             }
         };
+        if options.multicall3 {
+            let code = contracts.get("Multicall3")?.deployed_bytecode.clone();
+            provider
+                .anvil_set_code(crate::multicall::MULTICALL3, code)
+                .await
+                .wrap_err("putting Multicall3 at its canonical address")?;
+        }
         if let Some(seconds) = options.devnet.block_time {
             provider
                 .anvil_set_interval_mining(seconds)

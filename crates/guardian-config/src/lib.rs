@@ -49,8 +49,10 @@ pub use secret::{Secret, remember as remember_secret, scrub_known as scrub_secre
 pub const DEFAULT_CHAIN_ID: u64 = 138;
 /// Where the HTTP API listens unless configured: loopback only.
 pub const DEFAULT_API_BIND: &str = "127.0.0.1:8787";
-/// How often the follower polls an HTTP endpoint for new blocks unless configured.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the follower polls an HTTP endpoint for new blocks unless configured: a few
+/// times per block at chain 138's 1–2 s block period, so a block is seen within a quarter
+/// second over HTTP (WebSocket endpoints push heads and need no polling).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Default upper bound on one `eth_getLogs` range (blocks).
 pub const DEFAULT_MAX_LOG_RANGE: u64 = 2_000;
 
@@ -110,6 +112,29 @@ pub struct ChainConfig {
     /// Upper bound on the blocks of one `eth_getLogs` request while catching up; guardian
     /// halves it on its own when the node refuses a range.
     pub max_log_range: u64,
+    /// Where a fresh database starts following the chain. Ignored once the database holds a
+    /// cursor: guardian always resumes from it.
+    pub start_block: StartBlock,
+}
+
+/// `[chain] start_block`: the first block a fresh database evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartBlock {
+    /// The head when guardian first starts (the default): nothing before it is scanned.
+    #[default]
+    Head,
+    /// This block: everything from it to the head is backfilled first.
+    Number(u64),
+}
+
+impl StartBlock {
+    /// The block number, or `None` for the head.
+    pub const fn number(self) -> Option<u64> {
+        match self {
+            Self::Head => None,
+            Self::Number(n) => Some(n),
+        }
+    }
 }
 
 /// How an endpoint is reached.
@@ -295,10 +320,11 @@ impl Config {
         let _ = writeln!(out, "config {} is valid", self.source.display());
         let _ = writeln!(
             out,
-            "chain id {} (confirmations {}, poll every {} ms)",
+            "chain id {} (confirmations {}, poll every {} ms, a fresh database starts at {})",
             self.chain.id,
             self.chain.confirmations,
-            self.chain.poll_interval.as_millis()
+            self.chain.poll_interval.as_millis(),
+            self.chain.start_block.number().map_or("the head".to_owned(), |n| format!("block {n}"))
         );
         for rpc in &self.rpc {
             let auth = if rpc.bearer.is_some() { " + bearer token" } else { "" };
@@ -430,6 +456,7 @@ impl Loader<'_> {
                 confirmations: 0,
                 poll_interval: DEFAULT_POLL_INTERVAL,
                 max_log_range: DEFAULT_MAX_LOG_RANGE,
+                start_block: StartBlock::Head,
             },
             Some(c) => {
                 use limits::*;
@@ -461,6 +488,21 @@ impl Loader<'_> {
                         .max_log_range
                         .as_ref()
                         .map_or(DEFAULT_MAX_LOG_RANGE, |r| *r.get_ref()),
+                    start_block: match &c.start_block {
+                        None => StartBlock::Head,
+                        Some(s) => match s.get_ref() {
+                            raw::RawStartBlock::Number(n) => StartBlock::Number(*n),
+                            raw::RawStartBlock::Word(w) if w == "head" => StartBlock::Head,
+                            raw::RawStartBlock::Word(w) => {
+                                return Err(self.err(
+                                    span(s),
+                                    format!(
+                                        "start_block must be a block number or \"head\", not {w:?}"
+                                    ),
+                                ));
+                            }
+                        },
+                    },
                 }
             }
         };

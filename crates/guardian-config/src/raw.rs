@@ -51,6 +51,15 @@ pub(crate) struct RawChain {
     pub(crate) confirmations: Option<S<u64>>,
     pub(crate) poll_interval_ms: Option<S<u64>>,
     pub(crate) max_log_range: Option<S<u64>>,
+    pub(crate) start_block: Option<S<RawStartBlock>>,
+}
+
+/// `start_block = 1234` or `start_block = "head"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawStartBlock {
+    Number(u64),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]

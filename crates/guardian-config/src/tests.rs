@@ -489,6 +489,26 @@ check_every = "500ms"
 }
 
 #[test]
+fn start_block_is_a_number_or_the_head() {
+    let default = parse(BASE).expect("valid");
+    assert_eq!(default.chain.start_block, StartBlock::Head);
+    assert_eq!(default.chain.poll_interval, std::time::Duration::from_millis(250));
+    for (value, expected) in [
+        ("0", StartBlock::Number(0)),
+        ("1234", StartBlock::Number(1234)),
+        ("\"head\"", StartBlock::Head),
+    ] {
+        let config = parse(&format!("[chain]\nstart_block = {value}\n{BASE}")).expect("valid");
+        assert_eq!(config.chain.start_block, expected, "start_block = {value}");
+    }
+    let (message, pointed) = error(&format!("[chain]\nstart_block = \"genesis\"\n{BASE}"));
+    assert!(message.contains("start_block must be a block number or \"head\""), "{message}");
+    assert!(pointed.starts_with("\"genesis\""), "{pointed}");
+    let (message, _) = error(&format!("[chain]\nstart_block = -1\n{BASE}"));
+    assert!(message.starts_with("conf/test.toml:2:"), "points at the key's line: {message}");
+}
+
+#[test]
 fn an_api_beyond_loopback_needs_a_token() {
     let open = format!("{BASE}\n[api]\nbind = \"0.0.0.0:8787\"\n");
     let (message, pointed) = error(&open);

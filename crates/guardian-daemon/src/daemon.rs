@@ -123,6 +123,7 @@ pub async fn run_with(
         confirmations: config.chain.confirmations,
         poll_interval: config.chain.poll_interval,
         max_range: config.chain.max_log_range,
+        start_block: config.chain.start_block.number(),
         ..FollowerOptions::default()
     };
     // Who to wake when an incident moves: the notifier (its notifications) and the responder

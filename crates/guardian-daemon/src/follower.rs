@@ -4,12 +4,16 @@
 //! processes what lies between. New-head notifications over WebSocket only wake the loop early;
 //! a dropped subscription loses nothing because the next step pulls from the cursor anyway.
 //!
-//! - Near the head, blocks are processed one at a time: header, logs by block hash, receipts
-//!   and state reads when rules need them; the parent hash must match the cursor, otherwise a
-//!   reorg is handled first (rewind to the common ancestor, retract what was orphaned,
-//!   re-evaluate).
-//! - Far behind (after downtime), logs are fetched with `eth_getLogs` over ranges whose size
-//!   adapts to the node's limits, and a whole range commits in one transaction.
+//! - Near the head, blocks are processed one at a time; the parent hash must match the cursor,
+//!   otherwise a reorg is handled first (rewind to the common ancestor, retract what was
+//!   orphaned, re-evaluate). Round trips per block (see `docs/ARCHITECTURE.md`): a head pushed
+//!   over WebSocket carries the header, so one batch (logs by block hash, receipts and state
+//!   when rules need them); over HTTP one `eth_getBlockByNumber("latest")` per poll (the head
+//!   and, when it is the next block, its header), then that batch.
+//! - Far behind (a start block in the past, or downtime), blocks are read by ranges whose size
+//!   adapts to the node's limits, and a whole range commits in one transaction: log-only rules
+//!   read the range's logs and its last header in one batch; rules that read state or receipts
+//!   add every header to that batch, then read every block's receipts and state in a second.
 //! - Every commit moves the cursor together with the findings, so a crash replays at most one
 //!   uncommitted step and the store's occurrence keys make the replay idempotent.
 
@@ -27,7 +31,10 @@ use guardian_rpc::RpcPool;
 use guardian_store::{BlockRef, Recorded, Store};
 use tracing::{info, warn};
 
-use crate::source;
+use crate::{
+    heads::{Head, Heads},
+    source::{self, Header, Reader, Reads},
+};
 
 /// What the follower needs from the rule engine. Implemented by `guardian_core`'s engine; kept
 /// as a trait so the follower can be exercised and benchmarked on its own.
@@ -126,6 +133,9 @@ pub struct Follower<E> {
     addresses: Vec<Address>,
     topics: Vec<B256>,
     rpc: Arc<RpcPool>,
+    reader: Reader,
+    /// Whether the reader looked for Multicall3 yet (only rules that read state need it).
+    multicall_checked: bool,
     store: Store,
     engine: E,
     options: FollowerOptions,
@@ -144,6 +154,10 @@ pub struct Follower<E> {
 /// How many blocks of a reorg's new branch are processed in the rewind's own transaction.
 const REORG_REPLAY: usize = 64;
 
+/// Most blocks of one backfill range when rules read state or receipts: their requests go out
+/// in one batch (split by [`source::MAX_BATCH`]).
+const STATE_RANGE: u64 = 100;
+
 impl<E: Evaluator> Follower<E> {
     /// A follower reading through `rpc`, committing to `store`.
     pub fn new(rpc: Arc<RpcPool>, store: Store, engine: E, options: FollowerOptions) -> Self {
@@ -153,6 +167,8 @@ impl<E: Evaluator> Follower<E> {
         Self {
             addresses,
             topics,
+            reader: Reader::new(rpc.clone()),
+            multicall_checked: false,
             rpc,
             store,
             engine,
@@ -202,6 +218,12 @@ impl<E: Evaluator> Follower<E> {
         &self.store
     }
 
+    /// Where state reads go through Multicall3: `None` on a chain without it (reads are
+    /// batched JSON-RPC requests then), or before the first state read looked.
+    pub fn multicall3(&self) -> Option<Address> {
+        self.reader.multicall()
+    }
+
     /// The store, mutably (the pause flow resolves findings through it).
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
@@ -209,28 +231,51 @@ impl<E: Evaluator> Follower<E> {
 
     /// Process what is new, once.
     pub async fn step(&mut self) -> Result<Step> {
-        let mut head = self.rpc.head().await?;
-        if let Some(ahead) = self.check_stall(head).await {
-            head = ahead;
-        }
-        if let Some(observer) = &self.observer {
-            observer.head(head);
-        }
-        let target = head.saturating_sub(self.options.confirmations);
+        self.step_with(None).await
+    }
+
+    /// [`step`](Self::step), given the latest head an endpoint pushed: when it is the block
+    /// after the cursor on the endpoint in use, it is read without asking for the head first.
+    async fn step_with(&mut self, pushed: Option<Head>) -> Result<Step> {
         let cursor = self.store.cursor();
-        let cursor = match self.db(cursor)? {
-            Some(cursor) => cursor,
-            None => return self.initialise(target).await,
-        };
+        let cursor = self.db(cursor)?;
+        if let (Some(cursor), Some(head)) = (cursor, pushed)
+            && self.warmed_up
+            && self.options.confirmations == 0
+            && head.endpoint == self.rpc.current()
+        {
+            let header = head.header;
+            if header.block.hash == cursor.hash {
+                return Ok(Step::Idle); // the node just told us the cursor is its head
+            }
+            if header.block.number == cursor.number + 1 && header.block.parent_hash == cursor.hash {
+                self.saw_head(header.block.number).await;
+                return self.process_block(cursor, Some(header)).await;
+            }
+        }
+        // One round trip: the head, and near the head the next block's header.
+        let latest = self.reader.latest().await?;
+        let head = self.saw_head(latest.block.number).await;
+        let target = head.saturating_sub(self.options.confirmations);
+        let Some(cursor) = cursor else { return self.initialise(target).await };
         if !self.warmed_up {
             self.warm_up(cursor).await?;
+        }
+        if self.options.confirmations == 0 && head == latest.block.number {
+            if latest.block.hash == cursor.hash {
+                self.observe_cursor(cursor.number, Some(latest.timestamp));
+                self.progress.finish();
+                return Ok(Step::Idle);
+            }
+            if latest.block.number == cursor.number + 1 && latest.block.parent_hash == cursor.hash {
+                self.observe_cursor(cursor.number, None);
+                return self.process_block(cursor, Some(latest)).await;
+            }
         }
 
         // Is the block under the cursor still canonical?
         let at_cursor = source::header(&self.rpc, cursor.number).await?;
-        if let Some(observer) = &self.observer {
-            observer.cursor(cursor.number, at_cursor.as_ref().map(|h| h.timestamp));
-        }
+        self.observe_cursor(cursor.number, at_cursor.as_ref().map(|h| h.timestamp));
         if at_cursor.map(|h| h.block.hash) != Some(cursor.hash) {
             return self.handle_reorg(cursor.number).await;
         }
@@ -239,23 +284,43 @@ impl<E: Evaluator> Follower<E> {
             return Ok(Step::Idle);
         }
         let behind = target - cursor.number;
-        if behind > self.options.backfill_threshold && self.log_only() {
+        if behind > self.options.backfill_threshold {
             // Stay `backfill_threshold` blocks short of the head: the last stretch is walked
             // block by block with full parent-hash checks.
             self.progress.update(cursor.number, target);
-            self.backfill(cursor, target - self.options.backfill_threshold).await
-        } else {
-            if behind > self.options.backfill_threshold {
-                self.progress.update(cursor.number, target);
+            let limit = target - self.options.backfill_threshold;
+            if self.log_only() {
+                self.backfill(cursor, limit).await
+            } else {
+                self.backfill_state(cursor, limit).await
             }
-            self.process_block(cursor).await
+        } else {
+            self.process_block(cursor, None).await
+        }
+    }
+
+    /// The head an endpoint reported: checked for a stall, told to the observer. Returns the
+    /// head to follow (another endpoint's, after switching away from a stalled one).
+    async fn saw_head(&mut self, mut head: u64) -> u64 {
+        if let Some(ahead) = self.check_stall(head).await {
+            head = ahead;
+        }
+        if let Some(observer) = &self.observer {
+            observer.head(head);
+        }
+        head
+    }
+
+    fn observe_cursor(&self, number: u64, timestamp: Option<u64>) {
+        if let Some(observer) = &self.observer {
+            observer.cursor(number, timestamp);
         }
     }
 
     /// Run until `shutdown` flips, backing off while every endpoint is down.
     pub async fn run(
         &mut self,
-        mut heads: tokio::sync::watch::Receiver<u64>,
+        mut heads: Heads,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<()> {
         let mut backoff = Duration::from_millis(250);
@@ -264,7 +329,8 @@ impl<E: Evaluator> Follower<E> {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            match self.step().await {
+            let pushed = *heads.borrow_and_update();
+            match self.step_with(pushed).await {
                 Ok(Step::Idle) => {
                     backoff = Duration::from_millis(250);
                     tokio::select! {
@@ -333,6 +399,25 @@ impl<E: Evaluator> Follower<E> {
         self.engine.queries().is_empty() && !self.engine.needs_receipts()
     }
 
+    /// What the rules read of each block.
+    fn reads(&self) -> Reads<'_> {
+        Reads {
+            addresses: &self.addresses,
+            topics: &self.topics,
+            receipts: self.engine.needs_receipts().then(|| self.engine.addresses()),
+            queries: self.engine.queries(),
+        }
+    }
+
+    /// Look for Multicall3 once, before the first state read.
+    async fn check_multicall(&mut self) -> Result<()> {
+        if !self.multicall_checked && !self.engine.queries().is_empty() {
+            self.reader.detect_multicall(self.engine.queries().len()).await?;
+        }
+        self.multicall_checked = true;
+        Ok(())
+    }
+
     async fn initialise(&mut self, target: u64) -> Result<Step> {
         // The block before the first one to process becomes the cursor, with no findings.
         let start = self.options.start_block.unwrap_or(target);
@@ -343,7 +428,7 @@ impl<E: Evaluator> Follower<E> {
         let committed = self.store.commit_blocks(&[(anchor.block, Vec::new())]);
         self.db(committed)?;
         self.warmed_up = true;
-        info!(block = start, "starting to follow the chain");
+        info!(block = start, head = target, "starting to follow the chain");
         Ok(Step::Processed { from: anchor_number, to: anchor_number, recorded: Vec::new() })
     }
 
@@ -354,6 +439,7 @@ impl<E: Evaluator> Follower<E> {
         let from = cursor.number.saturating_sub(span.saturating_sub(1)).max(1);
         if span > 0 && from <= cursor.number {
             info!(from, to = cursor.number, "replaying recent blocks to rebuild rule windows");
+            self.check_multicall().await?;
             for number in from..=cursor.number {
                 let Some(header) = source::header(&self.rpc, number).await? else { break };
                 let input = self.block_input(header).await?;
@@ -364,39 +450,23 @@ impl<E: Evaluator> Follower<E> {
         Ok(())
     }
 
-    async fn block_input(&mut self, header: source::Header) -> Result<BlockInput> {
-        let hash = header.block.hash;
-        let logs = source::block_logs(&self.rpc, hash, &self.addresses, &self.topics)
-            .await?
-            .iter()
-            .map(source::observed)
-            .collect::<Result<Vec<_>>>()?;
-        let transactions = if self.engine.needs_receipts() {
-            source::tx_outcomes(&self.rpc, hash, self.engine.addresses()).await?
-        } else {
-            Vec::new()
-        };
-        let state = if self.engine.queries().is_empty() {
-            BTreeMap::new()
-        } else {
-            source::read_state(&self.rpc, hash, self.engine.queries()).await?
-        };
-        Ok(BlockInput {
-            number: header.block.number,
-            hash,
-            parent_hash: header.block.parent_hash,
-            timestamp: header.timestamp,
-            logs,
-            transactions,
-            state,
-        })
+    /// Everything the rules read of one block: one batch.
+    async fn block_input(&mut self, header: Header) -> Result<BlockInput> {
+        self.check_multicall().await?;
+        let mut inputs = self.reader.inputs(&[header], &self.reads(), None).await?;
+        inputs.pop().ok_or_else(|| eyre!("no input read for block {}", header.block.number))
     }
 
-    async fn process_block(&mut self, cursor: BlockRef) -> Result<Step> {
+    /// Process the block after `cursor`; `header` when it is known already.
+    async fn process_block(&mut self, cursor: BlockRef, header: Option<Header>) -> Result<Step> {
         let started = Instant::now();
         let number = cursor.number + 1;
-        let Some(header) = source::header(&self.rpc, number).await? else {
-            return Ok(Step::Idle); // the endpoint we failed over to is a little behind
+        let header = match header {
+            Some(header) => header,
+            None => match source::header(&self.rpc, number).await? {
+                Some(header) => header,
+                None => return Ok(Step::Idle), // the endpoint we failed over to is a little behind
+            },
         };
         if header.block.parent_hash != cursor.hash {
             return self.handle_reorg(cursor.number).await;
@@ -414,16 +484,62 @@ impl<E: Evaluator> Follower<E> {
         Ok(Step::Processed { from: number, to: number, recorded: committed.recorded })
     }
 
+    /// A backfill range for rules that read state or receipts: every header and the range's
+    /// logs in one batch, every block's receipts and state in a second, one commit.
+    async fn backfill_state(&mut self, cursor: BlockRef, limit: u64) -> Result<Step> {
+        self.check_multicall().await?;
+        let from = cursor.number + 1;
+        let to = (from + STATE_RANGE - 1).min(limit);
+        let (headers, logs) = self.reader.range(from, to, &self.reads(), true).await?;
+        let mut parent = cursor.hash;
+        for header in &headers {
+            if header.block.parent_hash != parent {
+                bail!(
+                    "block {} changed while backfilling (reorg); retrying the range",
+                    header.block.number
+                );
+            }
+            parent = header.block.hash;
+        }
+        let mut by_block: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        let hashes: BTreeMap<u64, B256> =
+            headers.iter().map(|h| (h.block.number, h.block.hash)).collect();
+        for log in logs.iter().filter(|l| !l.removed) {
+            let number = log.block_number.ok_or_else(|| eyre!("log without block number"))?;
+            if log.block_hash != hashes.get(&number).copied() {
+                bail!("block {number} changed while backfilling (reorg); retrying the range");
+            }
+            by_block.entry(number).or_default().push(source::observed(log)?);
+        }
+        let inputs = self.reader.inputs(&headers, &self.reads(), Some(by_block)).await?;
+        let mut blocks = Vec::with_capacity(inputs.len());
+        for (header, input) in headers.iter().zip(&inputs) {
+            blocks.push((header.block, self.engine.evaluate(input)));
+        }
+        let committed = self.store.commit_blocks(&blocks);
+        let committed = self.db(committed).wrap_err("committing a backfilled range")?;
+        self.committed(&committed);
+        let end = headers.last().map(|h| (h.block.number, h.timestamp));
+        if let Some((number, timestamp)) = end {
+            self.observe_cursor(number, Some(timestamp));
+        }
+        Ok(Step::Processed { from, to, recorded: committed.recorded })
+    }
+
     async fn backfill(&mut self, cursor: BlockRef, limit: u64) -> Result<Step> {
         let from = cursor.number + 1;
-        let (to, logs) = loop {
+        let (to, end, logs) = loop {
             let to = (from + self.range - 1).min(limit);
-            match source::logs(&self.rpc, from, to, &self.addresses, &self.topics).await {
-                Ok(logs) => {
+            // The range's logs and its last header, in one round trip.
+            let read = self.reader.range(from, to, &self.reads(), false).await;
+            match read {
+                Ok((mut headers, logs)) => {
                     if to - from + 1 >= self.range {
                         self.range = (self.range * 2).min(self.options.max_range.max(1));
                     }
-                    break (to, logs);
+                    let end =
+                        headers.pop().ok_or_else(|| eyre!("the node does not have block {to}"))?;
+                    break (to, end, logs);
                 }
                 // Nodes cap ranges and result sizes in many ways; halving until it passes
                 // adapts to all of them without parsing their messages.
@@ -434,9 +550,6 @@ impl<E: Evaluator> Follower<E> {
                 Err(error) => return Err(error),
             }
         };
-        let end = source::header(&self.rpc, to)
-            .await?
-            .ok_or_else(|| eyre!("the node does not have block {to}"))?;
 
         let mut by_block: BTreeMap<u64, (B256, Vec<_>)> = BTreeMap::new();
         for log in &logs {

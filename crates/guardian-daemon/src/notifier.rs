@@ -346,7 +346,29 @@ pub async fn run_channels(
     Ok(())
 }
 
-/// One channel's delivery loop.
+/// When nothing is due and no retry is scheduled, look at the database this often anyway:
+/// another process (the CLI, writing to the same database) may have queued a notification
+/// without a way to wake this one. Off the hot path: the daemon's own transitions wake the
+/// channel at once.
+const FOREIGN_WRITES_EVERY: Duration = Duration::from_secs(1);
+
+/// One delivery ready to go out: what the database said, rendered for the channel.
+struct Outbound {
+    effect_id: i64,
+    incident_id: i64,
+    key: String,
+    attempts: u32,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// How one POST ended: `Err` carries the failure, already free of the channel's URL.
+type Sent = (Outbound, std::result::Result<(), String>);
+
+/// One channel's delivery loop: up to [`Channel::in_flight`] requests at once, never two of
+/// the same incident (so each incident's notifications arrive in order), each answer recorded
+/// as it comes and the next due one started at once. The database is used from this task
+/// only; the requests run on their own tasks.
 async fn deliver_channel(
     db: PathBuf,
     channel: Channel,
@@ -355,6 +377,7 @@ async fn deliver_channel(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut store = Store::open(&db).wrap_err("opening the database for the notifier")?;
+    guardian_rpc::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(channel.hook.timeout)
         // A redirect would turn the POST into a bodyless GET somewhere else: count it as a
@@ -362,26 +385,39 @@ async fn deliver_channel(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .wrap_err("building the notification HTTP client")?;
+    let name = channel.name.as_str();
+    let limit = channel.in_flight.max(1);
+    // Dropped on shutdown, which aborts what is in flight: an interrupted delivery stays due
+    // and is sent again (same idempotency key) on the next start.
+    let mut in_flight: tokio::task::JoinSet<Sent> = tokio::task::JoinSet::new();
+    let mut busy = std::collections::BTreeSet::new();
     let mut last_error: Option<String> = None;
     loop {
-        // A busy or failing database must not end notifications for good: log, wait, retry.
-        let delivered =
-            deliver_due(&mut store, &client, &channel, &channels, &mut shutdown, &mut last_error)
-                .await;
-        if let Err(error) = delivered {
-            warn!(channel = %channel.name, error = %format!("{error:#}"), "notifier could not use the database; retrying")
-        }
         if *shutdown.borrow() {
             return Ok(());
         }
-        // Sleep until the next retry is due, a new notification is queued, or a second has
-        // passed (another process, such as the CLI, may have queued one).
-        let wait = match store.next_delivery_at(&channel.name) {
-            Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())),
-            _ => Duration::from_secs(1),
+        // A busy or failing database must not end notifications for good: log, wait, retry.
+        let mut wait = FOREIGN_WRITES_EVERY;
+        if in_flight.len() < limit {
+            match start_due(&mut store, &client, &channel, &channels, &mut in_flight, &mut busy) {
+                Ok(()) => {
+                    if let Ok(Some(at)) = store.next_retry_at(name, now_ms()) {
+                        wait = wait.min(Duration::from_millis(at.saturating_sub(now_ms())));
+                    }
+                }
+                Err(error) => {
+                    warn!(channel = name, error = %format!("{error:#}"), "notifier could not use the database; retrying")
+                }
+            }
         }
-        .clamp(Duration::from_millis(5), Duration::from_secs(1));
         tokio::select! {
+            Some(sent) = in_flight.join_next(), if !in_flight.is_empty() => {
+                let Ok((outbound, result)) = sent else { continue }; // aborted or panicked: still due
+                busy.remove(&outbound.incident_id);
+                if let Err(error) = record(&store, &channel, &channels, outbound, result, &mut last_error) {
+                    warn!(channel = name, error = %format!("{error:#}"), "notifier could not record a delivery; it stays due")
+                }
+            }
             _ = tokio::time::sleep(wait) => {}
             _ = wake.notified() => {}
             _ = shutdown.changed() => return Ok(()),
@@ -389,18 +425,28 @@ async fn deliver_channel(
     }
 }
 
-async fn deliver_due(
-    // `&mut` only so the future stays `Send`: a `Store` is not `Sync`.
+/// Start every due delivery of `channel` whose incident has none in flight, up to the
+/// channel's bound. Notifications this channel skips are settled here.
+fn start_due(
     store: &mut Store,
     client: &reqwest::Client,
     channel: &Channel,
     channels: &[String],
-    shutdown: &mut watch::Receiver<bool>,
-    last_error: &mut Option<String>,
+    in_flight: &mut tokio::task::JoinSet<Sent>,
+    busy: &mut std::collections::BTreeSet<i64>,
 ) -> Result<()> {
     let name = channel.name.as_str();
-    for delivery in store.due_deliveries(name, now_ms(), 64)? {
+    let limit = channel.in_flight.max(1);
+    // Each busy incident's oldest undone notification is among the due ones: ask for enough
+    // to fill the free slots past them.
+    for delivery in store.due_deliveries(name, now_ms(), limit + busy.len())? {
+        if in_flight.len() >= limit {
+            break;
+        }
         let row = &delivery.notification;
+        if busy.contains(&row.incident_id) {
+            continue;
+        }
         let Effect::Notify(notice) = &row.effect else {
             store.delivery_done(row.id, name, "dropped: not a notification", channels)?;
             continue;
@@ -422,46 +468,79 @@ async fn deliver_due(
                 continue;
             }
         };
-        let mut request = client
-            .post(channel.hook.url.clone())
-            .header(IDEMPOTENCY_HEADER, &row.key)
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        for (header, value) in headers {
-            request = request.header(header, value);
+        busy.insert(row.incident_id);
+        let outbound = Outbound {
+            effect_id: row.id,
+            incident_id: row.incident_id,
+            key: row.key.clone(),
+            attempts: delivery.attempts,
+            body,
+            headers,
+        };
+        in_flight.spawn(post(
+            client.clone(),
+            channel.name.clone(),
+            channel.hook.url.clone(),
+            outbound,
+        ));
+    }
+    Ok(())
+}
+
+/// POST one notification.
+async fn post(
+    client: reqwest::Client,
+    name: String,
+    url: reqwest::Url,
+    outbound: Outbound,
+) -> Sent {
+    let mut request = client
+        .post(url.clone())
+        .header(IDEMPOTENCY_HEADER, &outbound.key)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (header, value) in &outbound.headers {
+        request = request.header(*header, value);
+    }
+    let result = match request.body(outbound.body.clone()).send().await {
+        Ok(response) if !response.status().is_success() => {
+            Err(format!("{name} answered {} (redirects are not followed)", response.status()))
         }
-        // A hanging channel must not hold up shutdown for a batch of timeouts: an
-        // interrupted delivery stays due and is sent again on the next start.
-        let result = tokio::select! {
-            result = request.body(body).send() => result,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let result = match result {
-            Ok(response) if !response.status().is_success() => {
-                Err(format!("{name} answered {} (redirects are not followed)", response.status()))
+        Ok(_) => Ok(()),
+        Err(error) => Err(describe(error, &url)),
+    };
+    (outbound, result)
+}
+
+/// Write down how one delivery went: done, or failed with its next try.
+fn record(
+    store: &Store,
+    channel: &Channel,
+    channels: &[String],
+    outbound: Outbound,
+    result: std::result::Result<(), String>,
+    last_error: &mut Option<String>,
+) -> Result<()> {
+    let name = channel.name.as_str();
+    let key = &outbound.key;
+    match result {
+        Ok(()) => {
+            store.delivery_done(outbound.effect_id, name, "delivered", channels)?;
+            *last_error = None;
+            info!(channel = name, incident = outbound.incident_id, %key, "notification delivered");
+        }
+        Err(message) => {
+            let attempts = outbound.attempts + 1;
+            let delay = channel.hook.backoff.delay(attempts);
+            let repeated = last_error.as_deref().is_some_and(|l| same_cause(l, &message));
+            if repeated {
+                debug!(channel = name, %key, attempts, error = %message, "{name} delivery failed again");
+            } else {
+                warn!(channel = name, %key, attempts, retry_in = ?delay, error = %message, "{name} delivery failed; it is kept and retried until delivered");
             }
-            Ok(_) => Ok(()),
-            Err(error) => Err(describe(error, &channel.hook.url)),
-        };
-        match result {
-            Ok(()) => {
-                store.delivery_done(row.id, name, "delivered", channels)?;
-                *last_error = None;
-                info!(channel = name, incident = row.incident_id, key = %row.key, "notification delivered");
-            }
-            Err(message) => {
-                let attempts = delivery.attempts + 1;
-                let delay = channel.hook.backoff.delay(attempts);
-                let repeated = last_error.as_deref().is_some_and(|l| same_cause(l, &message));
-                if repeated {
-                    debug!(channel = name, key = %row.key, attempts, error = %message, "{name} delivery failed again");
-                } else {
-                    warn!(channel = name, key = %row.key, attempts, retry_in = ?delay, error = %message, "{name} delivery failed; it is kept and retried until delivered");
-                }
-                *last_error = Some(message.clone());
-                let retry_at =
-                    now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-                store.delivery_failed(row.id, name, &message, retry_at)?;
-            }
+            *last_error = Some(message.clone());
+            let retry_at =
+                now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+            store.delivery_failed(outbound.effect_id, name, &message, retry_at)?;
         }
     }
     Ok(())

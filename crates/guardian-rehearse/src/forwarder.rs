@@ -132,6 +132,7 @@ impl Forwarder {
     /// Forward `127.0.0.1:<free port>` to `upstream`, each request answered within `timeout`.
     pub async fn start(upstream: Url, timeout: Duration) -> Result<Self> {
         let shown = guardian_rpc::redact(&upstream);
+        guardian_rpc::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()

@@ -185,6 +185,9 @@ impl World {
                 owners: options.owners,
                 threshold: options.threshold,
                 pausers: vec![PAUSER_INDEX],
+                // The drill reads state as on a chain that has Multicall3; the end-to-end
+                // tests cover one without it.
+                multicall3: true,
             },
         )
         .await

@@ -13,6 +13,7 @@
 //!   tower layer that times out and reports each request.
 //! - [`redact`]: endpoint labels and error text without credentials.
 //! - [`error`]: [`RpcError`], typed so callers branch on kinds, not on message text.
+//! - [`tls`]: rustls with *ring*, the crypto provider of every HTTPS and WSS connection.
 //!
 //! # What comes from alloy and what is ours
 //!
@@ -31,6 +32,7 @@ pub mod error;
 pub mod observe;
 pub mod pool;
 pub mod redact;
+pub mod tls;
 pub mod transport;
 
 pub use error::{EndpointFailure, FailureKind, RpcError};

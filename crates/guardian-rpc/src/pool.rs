@@ -155,6 +155,7 @@ impl RpcPool {
         if endpoints.is_empty() {
             return Err(RpcError::NoEndpoints);
         }
+        crate::tls::install_crypto_provider();
         let observer = ObserverSlot::default();
         let endpoints = endpoints
             .into_iter()

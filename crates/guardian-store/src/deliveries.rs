@@ -166,14 +166,17 @@ impl Store {
         Ok(due)
     }
 
-    /// When the next delivery on `channel` is due (`None`: nothing waits that it has seen).
-    /// Only the oldest undone one of each incident counts: the later ones wait for it.
-    pub fn next_delivery_at(&self, channel: &str) -> Result<Option<Millis>> {
+    /// When the next delivery on `channel` that waits for a retry is due: the earliest
+    /// `next_try_at` after `now` (`None`: nothing waits). Only the oldest undone one of each
+    /// incident counts: the later ones wait for it. What is due already is the caller's to
+    /// start (or in flight), so it does not count.
+    pub fn next_retry_at(&self, channel: &str, now: Millis) -> Result<Option<Millis>> {
         let at: Option<i64> = self.conn.query_row(
             "SELECT MIN(next_try_at) FROM deliveries d WHERE channel = ?1 AND done_at IS NULL
+             AND next_try_at > ?2
              AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.channel = d.channel
                  AND p.incident_id = d.incident_id AND p.done_at IS NULL AND p.effect_id < d.effect_id)",
-            [channel],
+            params![channel, to_i64(now)?],
             |r| r.get(0),
         )?;
         at.map(to_u64).transpose()

@@ -28,7 +28,14 @@ pub struct Channel {
     pub min_severity: Severity,
     /// Where and how to POST.
     pub hook: Webhook,
+    /// How many of its deliveries may be in flight at once (each of a different incident:
+    /// one incident's notifications go one after another, in order).
+    pub in_flight: usize,
 }
+
+/// Deliveries one channel has in flight at once, by default: enough that a burst of alerts
+/// about many contracts goes out in parallel, few enough not to hammer a receiver.
+pub const IN_FLIGHT: usize = 8;
 
 impl Channel {
     /// The channel `config` describes.
@@ -48,6 +55,7 @@ impl Channel {
                 timeout: config.timeout,
                 backoff: Backoff { cap: config.max_backoff, ..Backoff::default() },
             },
+            in_flight: IN_FLIGHT,
         })
     }
 
@@ -58,6 +66,7 @@ impl Channel {
             kind: ChannelKind::Webhook { secret: None },
             min_severity: Severity::Low,
             hook,
+            in_flight: IN_FLIGHT,
         }
     }
 }
@@ -237,6 +246,7 @@ mod tests {
                 timeout: std::time::Duration::from_secs(1),
                 backoff: Backoff::default(),
             },
+            in_flight: IN_FLIGHT,
         }
     }
 

@@ -417,3 +417,71 @@ async fn a_failing_channel_never_holds_up_another() {
     stop.send(true).expect("listening");
     within(task, "the notifier to stop").await.expect("no panic").expect("no error");
 }
+
+/// A webhook that holds every request open until `together` of them are open at once, then
+/// answers them all with 200. A notifier that sends one at a time never gets an answer.
+async fn webhook_answering_in_groups(
+    together: usize,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the test webhook");
+    let addr = listener.local_addr().expect("local addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let mut open = Vec::new();
+            while open.len() < together {
+                let Ok(Ok((stream, _))) = tokio::time::timeout(DEADLINE, listener.accept()).await
+                else {
+                    return;
+                };
+                open.push(stream);
+            }
+            for stream in open {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(received) = answer(stream, 200).await {
+                        let _ = tx.send(received);
+                    }
+                });
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn deliveries_of_different_incidents_are_in_flight_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("guardian.sqlite");
+    let mut store = Store::open(&db).expect("open the store");
+    store.bind_chain(138).expect("chain");
+    // Three contracts, three incidents, one notification each.
+    let findings: Vec<Finding> = (1..=3u8)
+        .map(|n| Finding {
+            contract: format!("vault-{n}"),
+            address: alloy::primitives::Address::repeat_byte(n),
+            ..alert()
+        })
+        .collect();
+    let block = BlockRef { number: 7, hash: B256::repeat_byte(0x11), parent_hash: B256::ZERO };
+    store.commit_blocks(&[(block, findings)]).expect("commit the findings");
+    let ids: Vec<i64> = store
+        .due_effects(EffectKind::Notify, now_ms(), 10)
+        .expect("due")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 3, "one notification per incident");
+    let (addr, mut requests) = webhook_answering_in_groups(3).await;
+    let (stop, task) = spawn_notifier(&db, hook(&format!("http://{addr}/hooks/T0KEN"), 20));
+    let mut incidents = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let received = next_request(&mut requests, "three requests open at once").await;
+        incidents.insert(received.body["incident"]["id"].as_i64().expect("incident id"));
+    }
+    assert_eq!(incidents.len(), 3, "one request per incident");
+    for id in ids {
+        done(&store, id, "each notification recorded as delivered").await;
+    }
+    stop_notifier(stop, task).await;
+}
