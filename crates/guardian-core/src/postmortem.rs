@@ -436,7 +436,10 @@ impl PostMortem {
 
         let mut summary = format!(
             "{} incident #{incident} on {contract}{}",
-            severity.map_or("Unrated", |s| s.as_str()),
+            severity.map_or("Unrated".to_owned(), |s| {
+                let name = s.as_str();
+                name[..1].to_uppercase() + &name[1..]
+            }),
             address.map(|a| format!(" ({a})")).unwrap_or_default()
         );
         if !root.rules.is_empty() {
