@@ -126,7 +126,7 @@ fn utc(ms: Millis) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .map(|t| format!("{}.{:03} UTC", t.strftime("%Y-%m-%d %H:%M:%S"), ms.rem_euclid(1000)))
         .unwrap_or_else(|| ms.to_string())
 }
 

@@ -125,6 +125,8 @@ fn a_drain_post_mortem_states_the_measured_facts_in_every_section() {
     let kinds: Vec<&str> = pm.timeline.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["opened", "module_pause_sent", "contained", "resolved"]);
     assert_eq!(pm.timeline[2].after_ms, 900);
+    assert!(pm.timeline[0].at.ends_with(".000 UTC"), "{}", pm.timeline[0].at);
+    assert!(pm.timeline[1].at.ends_with(".040 UTC"), "{}", pm.timeline[1].at);
     assert_eq!(pm.root_cause.rules, ["vault-drain"]);
     assert_eq!(pm.root_cause.transactions, [B256::repeat_byte(0x22)]);
     assert!(pm.summary.contains("paused at once through the pause module"), "{}", pm.summary);

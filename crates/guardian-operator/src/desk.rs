@@ -305,7 +305,8 @@ pub fn utc(ms: Millis) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        // Milliseconds always three digits, so the lines of a listing align.
+        .map(|t| format!("{}.{:03}Z", t.strftime("%Y-%m-%dT%H:%M:%S"), ms.rem_euclid(1000)))
         .unwrap_or_else(|| ms.to_string())
 }
 
