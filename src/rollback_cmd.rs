@@ -423,10 +423,7 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
         audit_rollback(&settings, &args.contract, &outcome)?;
         drop(lock);
         print_json(&outcome)?;
-        return match recover(&settings, &provider, &outcome).await? {
-            Some(checks) => print_checks(&checks, true),
-            None => Ok(()),
-        };
+        return recover(&settings, &provider, &outcome, true).await;
     }
     // The operator sees what will change before anything is written.
     let r = &plan.repoint;
@@ -488,10 +485,7 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<()> {
             backup.stamp
         ),
     }
-    match recover(&settings, &provider, &outcome).await? {
-        None => Ok(()),
-        Some(checks) => print_checks(&checks, false),
-    }
+    recover(&settings, &provider, &outcome, false).await
 }
 
 /// The audit record of a rollback that wrote files.
@@ -516,15 +510,17 @@ fn audit_rollback(
 }
 
 /// After a rollback that wrote files: the `[rollback]` restart hooks and recovery checks, as
-/// the daemon runs them (`None`: nothing written, or nothing configured).
+/// the daemon runs them (nothing when nothing was written or nothing is configured); printed
+/// unless `quiet`, and an error when one fails.
 async fn recover(
     settings: &guardian_rollback::RollbackSettings,
     provider: &DynProvider,
     outcome: &guardian_rollback::RollbackOutcome,
-) -> Result<Option<guardian_rollback::RecoveryChecks>> {
-    let Some(backup) = &outcome.backup else { return Ok(None) };
+    quiet: bool,
+) -> Result<()> {
+    let Some(backup) = &outcome.backup else { return Ok(()) };
     if settings.recovery.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let label = format!("rollback-{}", backup.stamp);
     let target = guardian_rollback::RecoveryTarget {
@@ -536,7 +532,7 @@ async fn recover(
         label: &label,
         undo: Some(backup.stamp.to_string()),
     };
-    Ok(Some(guardian_rollback::run_recovery(settings, provider, &target).await))
+    print_checks(&guardian_rollback::run_recovery(settings, provider, &target).await, quiet)
 }
 
 pub(crate) async fn backup(args: BackupArgs) -> Result<()> {

@@ -25,9 +25,17 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let started = now_ms();
+    // One connection for the task's life: opening one prepares the schema each time.
+    let mut store = match Store::open(&db) {
+        Ok(store) => store,
+        Err(error) => {
+            warn!(error = %format!("{error:#}"), database = %db.display(), "anchoring the audit log is off: the database did not open");
+            return;
+        }
+    };
     let mut last_error: Option<String> = None;
     while !*shutdown.borrow() {
-        match once(&db, &provider, &key, &anchor, started).await {
+        match once(&mut store, &provider, &key, &anchor, started).await {
             Ok(_) => last_error = None,
             Err(error) => {
                 let message = format!("{error:#}");
@@ -46,13 +54,12 @@ pub async fn run(
 
 /// Anchor the head if it is due; returns whether it did.
 async fn once(
-    db: &std::path::Path,
+    store: &mut Store,
     provider: &DynProvider,
     key: &PrivateKeySigner,
     anchor: &AnchorConfig,
     started: u64,
 ) -> Result<bool> {
-    let mut store = Store::open(db)?;
     let (last, pending) = store.anchoring()?;
     let since = last.map_or(started, |(_, at)| at);
     let interval = u64::try_from(anchor.interval.as_millis()).unwrap_or(u64::MAX);

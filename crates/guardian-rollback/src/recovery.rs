@@ -396,8 +396,7 @@ async fn health_view<P: Provider>(provider: &P, address: Address, call: &str) ->
     };
     match provider.call(request).await {
         Ok(returned) => {
-            let healthy =
-                returned.len() == 32 && returned[31] == 1 && returned[..31].iter().all(|b| *b == 0);
+            let healthy = crate::rollback::returns_true(&returned);
             let detail = if healthy { "true".to_owned() } else { format!("returned {returned}") };
             CheckResult { name, passed: healthy, detail }
         }

@@ -270,6 +270,11 @@ impl<'a> Rollback<'a> {
     }
 }
 
+/// Whether a health view's return data is the ABI encoding of `true`.
+pub(crate) fn returns_true(returned: &[u8]) -> bool {
+    returned.len() == 32 && returned[31] == 1 && returned[..31].iter().all(|b| *b == 0)
+}
+
 /// Check that `version` is deployed as recorded: code present, runtime code hash equal, and the
 /// health view (if any) returning true.
 pub async fn check_target<P: Provider>(
@@ -322,8 +327,7 @@ pub async fn check_target<P: Provider>(
                 )));
             }
         };
-        let healthy =
-            returned.len() == 32 && returned[31] == 1 && returned[..31].iter().all(|b| *b == 0);
+        let healthy = returns_true(&returned);
         if !healthy {
             return Err(unverified(format!(
                 "refusing to roll {contract} back to {label}: health check {signature} on \

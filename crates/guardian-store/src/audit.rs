@@ -163,8 +163,9 @@ impl Store {
         let last = match last {
             None => None,
             Some((body, at_ms)) => {
-                let sealed = Sealed { hash: guardian_core::audit::hash(&body), body };
-                match sealed.entry().map_err(|e| eyre!("the last anchor entry: {e}"))?.record {
+                let entry: Entry = serde_json::from_str(&body)
+                    .map_err(|e| eyre!("the last anchor entry is not an audit entry: {e}"))?;
+                match entry.record {
                     Record::Anchored { seq, .. } => Some((seq, to_u64(at_ms)?)),
                     _ => None,
                 }
