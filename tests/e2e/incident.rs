@@ -114,6 +114,17 @@ async fn start_daemon_with(dir: &Path, env: &[(&str, String)]) -> Daemon {
     daemon
 }
 
+/// `guardian run` on the config in `dir`, executing with the deployer's key and notifying the
+/// webhook `[webhook] url_env = "TEST_WEBHOOK_URL"` at `http://127.0.0.1:{port}/hook`.
+async fn start_notifying(dir: &Path, bed: &Testbed, port: u16) -> Daemon {
+    let url = format!("http://127.0.0.1:{port}/hook");
+    start_daemon_with(
+        dir,
+        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
+    )
+    .await
+}
+
 /// `guardian run` on the config in `dir`, sending with `executor`, once it follows the chain.
 async fn start_daemon(dir: &Path, executor: &PrivateKeySigner) -> Daemon {
     start_daemon_with(dir, &[("TEST_EXECUTOR_KEY", key_hex(executor))]).await
@@ -511,12 +522,7 @@ async fn a_reorg_that_mines_the_drain_again_keeps_one_finding_and_one_alert() {
     write_files(&bed, dir.path(), &Setup { extra: hook.into(), ..Setup::default() }).await;
     let cfg = dir.path().join("guardian.toml");
     let cfg = cfg.to_str().expect("utf-8");
-    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
-    let mut daemon = start_daemon_with(
-        dir.path(),
-        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
-    )
-    .await;
+    let mut daemon = start_notifying(dir.path(), &bed, receiver.port).await;
     let (drain_tx, drain_block) = drain_vault(&bed).await;
     eventually("the pause proposed alert", DEADLINE, || {
         receiver.kinds().contains(&"pause_proposed".to_owned()).then_some(())
@@ -699,12 +705,7 @@ async fn the_drain_notifies_every_step_once_in_order_even_after_the_receiver_was
     write_files(&bed, dir.path(), &setup).await;
     let cfg = dir.path().join("guardian.toml");
     let cfg = cfg.to_str().expect("utf-8");
-    let url = format!("http://127.0.0.1:{}/hook", switch.port());
-    let mut daemon = start_daemon_with(
-        dir.path(),
-        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
-    )
-    .await;
+    let mut daemon = start_notifying(dir.path(), &bed, switch.port()).await;
     drain_vault(&bed).await;
     let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
     approve(cfg, &hash, &bed.owners[0], false);
@@ -767,12 +768,7 @@ async fn a_high_incident_escalates_until_it_is_paused() {
     write_files(&bed, dir.path(), &setup).await;
     let cfg = dir.path().join("guardian.toml");
     let cfg = cfg.to_str().expect("utf-8");
-    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
-    let mut daemon = start_daemon_with(
-        dir.path(),
-        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
-    )
-    .await;
+    let mut daemon = start_notifying(dir.path(), &bed, receiver.port).await;
     drain_vault(&bed).await;
     let hash = eventually("a pause proposal", DEADLINE, || {
         assert!(daemon.exited().is_none(), "guardian exited:\n{}", daemon.log());
@@ -949,12 +945,7 @@ async fn a_failed_health_check_holds_the_incident_until_the_service_answers_200(
     write_files(&bed, dir.path(), &setup).await;
     let cfg = dir.path().join("guardian.toml");
     let cfg = cfg.to_str().expect("utf-8");
-    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
-    let mut daemon = start_daemon_with(
-        dir.path(),
-        &[("TEST_EXECUTOR_KEY", key_hex(&bed.deployer)), ("TEST_WEBHOOK_URL", url)],
-    )
-    .await;
+    let mut daemon = start_notifying(dir.path(), &bed, receiver.port).await;
     drain_vault(&bed).await;
     let hash = eventually("a pause proposal", DEADLINE, || pending_pause(cfg)).await;
     approve(cfg, &hash, &bed.owners[0], false);
