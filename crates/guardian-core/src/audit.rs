@@ -60,6 +60,8 @@ pub enum ProposalStep {
     Withdrawn,
     /// Taken back after a withdrawal (a reorg re-included its finding).
     Reinstated,
+    /// This replica's execution lost to another sender's for the same nonce.
+    RaceLost,
 }
 
 /// One state-changing action.

@@ -12,6 +12,7 @@ pub mod finding;
 pub mod incident;
 pub mod postmortem;
 pub mod proposal;
+pub mod replication;
 pub mod rules;
 pub mod safe;
 pub mod severity;

@@ -411,6 +411,9 @@ pub struct Incident {
     pub note: Option<String>,
     /// Times an operator reopened it.
     pub reopened: u32,
+    /// Times a reorg withdrew it (numbering its reinstatements the same on every replica).
+    #[serde(default)]
+    pub withdrawals: u32,
 }
 
 /// What happened, as the caller observed it. The only input of the machine.
@@ -836,6 +839,22 @@ impl NoticeKind {
             Self::Escalation => "escalation",
         }
     }
+
+    /// A fact of one replica, not of the chain: its own attempt to propose, execute or pause
+    /// failing, and its host's rollback and recovery. Their idempotency keys name the replica,
+    /// so a receiver merging replicas' copies by key still hears each host.
+    pub const fn is_local(self) -> bool {
+        matches!(
+            self,
+            Self::ProposalFailed
+                | Self::ExecutionFailed
+                | Self::ImmediatePauseUnavailable
+                | Self::RollbackDone
+                | Self::RollbackFailed
+                | Self::RecoveryVerified
+                | Self::RecoveryFailed
+        )
+    }
 }
 
 /// A notification to send: its kind and a key unique within the incident, the same on every
@@ -1157,6 +1176,7 @@ impl Incident {
             escalations: 0,
             note: None,
             reopened: 0,
+            withdrawals: 0,
         };
         let mut step = Step { next: blank, effects: Vec::new() };
         match event {
@@ -1217,7 +1237,12 @@ impl Incident {
                         step.next.state = State::Open;
                         step.next.closed_at = None;
                         step.audit(AuditKind::FindingReinstated);
-                        step.notify(NoticeKind::Reinstated, format!("reinstated:{finding}"));
+                        // Numbered by chain facts (the reorgs seen), not by this database's finding
+                        // id: every replica derives the same key.
+                        step.notify(
+                            NoticeKind::Reinstated,
+                            format!("reinstated:{}", step.next.withdrawals),
+                        );
                         step.propose_if_needed();
                         let escalation = step.next.due_escalation(policy);
                         step.schedule_escalation(escalation);
@@ -1282,6 +1307,7 @@ impl Incident {
                         link.rule
                     ));
                     step.close(State::Withdrawn, now);
+                    step.next.withdrawals += 1;
                     step.audit(AuditKind::Withdrawn);
                     step.notify(NoticeKind::Withdrawn, "withdrawn");
                 } else {
