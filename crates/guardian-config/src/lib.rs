@@ -12,6 +12,7 @@ mod error;
 pub mod limits;
 mod observe;
 mod raw;
+mod replication;
 mod secret;
 
 use std::{
@@ -43,6 +44,7 @@ pub use observe::{
     ReadyConfig,
 };
 use raw::{RawCall, RawConfig, RawContract, RawPolicy, RawRule, S};
+pub use replication::{DEFAULT_LEADER_TIMEOUT, PeerConfig, ReplicationConfig};
 pub use secret::{Secret, remember as remember_secret, scrub_known as scrub_secrets};
 
 /// Chain 138: Defi Oracle Meta mainnet.
@@ -86,6 +88,8 @@ pub struct Config {
     pub policy: SeverityPolicy,
     /// Severity → how long an incident may stay uncontained before it is escalated.
     pub response: ResponsePolicy,
+    /// `[replication]` and `[[replicas]]`: this replica's name and its peers.
+    pub replication: ReplicationConfig,
     /// Watched contracts.
     pub contracts: Vec<ContractConfig>,
     /// Rules, in evaluation order.
@@ -219,6 +223,8 @@ pub struct WebhookConfig {
     /// The longest wait between two attempts: a failed delivery is retried with doubling
     /// waits up to this, and never dropped.
     pub max_backoff: Duration,
+    /// `mode = "leader"`: with several replicas, only the incident's leader sends.
+    pub leader: bool,
 }
 
 /// One `[[contracts]]` entry.
@@ -364,17 +370,45 @@ impl Config {
         for c in self.notify.iter().filter(|c| c.name != "webhook" || self.webhook.is_none()) {
             let _ = writeln!(
                 out,
-                "notify {} ({}, from {}), incidents of {} and above",
+                "notify {} ({}, from {}), incidents of {} and above{}",
                 c.name,
                 c.kind.as_str(),
                 c.url_env
                     .as_deref()
                     .map_or_else(|| "PagerDuty's endpoint".to_owned(), |v| format!("${v}")),
-                c.min_severity
+                c.min_severity,
+                if c.leader { ", leader mode" } else { "" }
             );
         }
         if self.notify.is_empty() {
             let _ = writeln!(out, "notify none (incidents are only logged and stored)");
+        }
+        let replication = &self.replication;
+        let _ = writeln!(
+            out,
+            "replica {:?}{}",
+            replication.name,
+            if replication.peers.is_empty() {
+                " (no [[replicas]]: alone)".to_owned()
+            } else {
+                format!(
+                    ", sender delay {}, leader timeout {} ms",
+                    replication
+                        .sender_delay
+                        .map_or("two block times".to_owned(), |d| format!("{} ms", d.as_millis())),
+                    replication.leader_timeout.as_millis()
+                )
+            }
+        );
+        for peer in &replication.peers {
+            let _ = writeln!(
+                out,
+                "  peer {:?} at {}{}{}",
+                peer.name,
+                peer.api,
+                peer.token_env.as_deref().map_or(String::new(), |v| format!(" (token from ${v})")),
+                peer.executor.map_or(String::new(), |a| format!(", executor {a}"))
+            );
         }
         let _ = writeln!(
             out,
@@ -551,6 +585,7 @@ impl Loader<'_> {
         let audit = self.audit(raw.audit.as_ref(), safe.as_ref())?;
         let policy = self.policy(raw.policy.as_ref(), SeverityPolicy::default())?;
         let response = self.response(raw.response.as_ref())?;
+        let replication = self.replication(raw.replication.as_ref(), &raw.replicas)?;
         let contracts = self.contracts(&raw.contracts)?;
         let mut rules = Vec::with_capacity(raw.rules.len());
         let mut rule_spans = Vec::with_capacity(raw.rules.len());
@@ -578,6 +613,7 @@ impl Loader<'_> {
             audit,
             policy,
             response,
+            replication,
             contracts,
             rules,
             preempt,
@@ -766,6 +802,7 @@ impl Loader<'_> {
                 300_000,
                 limits::MAX_BACKOFF_MS,
             )?,
+            leader: self.leader_mode(w.mode.as_ref())?,
         })
     }
 

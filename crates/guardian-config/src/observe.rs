@@ -118,6 +118,9 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// The longest wait between two attempts (failed deliveries are retried without limit).
     pub max_backoff: Duration,
+    /// `mode = "leader"`: with several replicas, only the incident's leader sends (another
+    /// replica takes over when it has not within `[replication] leader_timeout_ms`).
+    pub leader: bool,
 }
 
 /// `[storage] keep_occurrences` unless set.
@@ -219,6 +222,7 @@ impl Loader<'_> {
                 min_severity: Severity::Low,
                 timeout: w.timeout,
                 max_backoff: w.max_backoff,
+                leader: w.leader,
             });
         }
         for entry in raw {
@@ -381,6 +385,7 @@ impl Loader<'_> {
             min_severity,
             timeout: positive(&n.timeout_ms, "timeout_ms", 5_000)?,
             max_backoff: positive(&n.max_backoff_ms, "max_backoff_ms", 300_000)?,
+            leader: self.leader_mode(n.mode.as_ref())?,
         })
     }
 }

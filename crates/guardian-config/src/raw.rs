@@ -36,6 +36,12 @@ pub(crate) struct RawConfig {
     pub(crate) policy: Option<RawPolicy>,
     #[serde(default)]
     pub(crate) response: Option<RawResponse>,
+    /// `[replication]`: this replica's name and the peers' timing.
+    #[serde(default)]
+    pub(crate) replication: Option<RawReplication>,
+    /// `[[replicas]]`: the other replicas sharing the Safe.
+    #[serde(default)]
+    pub(crate) replicas: Vec<S<RawReplica>>,
     pub(crate) contracts: S<Vec<S<RawContract>>>,
     #[serde(default)]
     pub(crate) rules: Vec<S<RawRule>>,
@@ -112,6 +118,27 @@ pub(crate) struct RawWebhook {
     pub(crate) retries: Option<S<toml::Value>>,
     pub(crate) timeout_ms: Option<S<u64>>,
     pub(crate) max_backoff_ms: Option<S<u64>>,
+    /// `"all"` (default) or `"leader"`.
+    pub(crate) mode: Option<S<String>>,
+}
+
+/// `[replication]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplication {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) sender_delay_ms: Option<S<u64>>,
+    pub(crate) leader_timeout_ms: Option<S<u64>>,
+}
+
+/// One `[[replicas]]` peer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplica {
+    pub(crate) name: S<String>,
+    pub(crate) api: S<String>,
+    pub(crate) token_env: Option<S<String>>,
+    pub(crate) executor: Option<S<String>>,
 }
 
 /// `[response]`: the operators' matrix as deadlines.
@@ -204,6 +231,8 @@ pub(crate) struct RawNotify {
     pub(crate) routing_key_env: Option<S<String>>,
     pub(crate) timeout_ms: Option<S<u64>>,
     pub(crate) max_backoff_ms: Option<S<u64>>,
+    /// `"all"` (default) or `"leader"`.
+    pub(crate) mode: Option<S<String>>,
 }
 
 /// `[metrics]`.

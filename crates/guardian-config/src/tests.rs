@@ -663,3 +663,98 @@ fn bad_bytes_have_a_line_and_truncated_files_are_flagged() {
     assert!(warnings.contains("no [webhook]"), "{warnings}");
     assert!(!warnings.contains("no [safe]"), "{warnings}");
 }
+
+#[test]
+fn replicas_are_named_peers_with_their_api_and_token() {
+    let alone = parse(BASE).expect("valid");
+    assert!(alone.replication.peers.is_empty());
+    assert!(!alone.replication.name.is_empty(), "defaults to the host name");
+    assert_eq!(alone.replication.leader_timeout, DEFAULT_LEADER_TIMEOUT);
+
+    let text = format!(
+        r#"[replication]
+name = "validator-1"
+sender_delay_ms = 3000
+leader_timeout_ms = 4000
+
+[[replicas]]
+name = "validator-2"
+api = "https://10.0.0.2:8787/"
+token_env = "RPC_TOKEN"
+
+[[replicas]]
+name = "validator-3"
+api = "http://10.0.0.3:8787"
+executor = "0x1000000000000000000000000000000000000003"
+
+[webhook]
+url_env = "GUARDIAN_WEBHOOK_URL"
+mode = "leader"
+{BASE}"#
+    );
+    let config = parse(&text).expect("valid");
+    let r = &config.replication;
+    assert_eq!(r.name, "validator-1");
+    assert_eq!(r.sender_delay, Some(std::time::Duration::from_secs(3)));
+    assert_eq!(r.leader_timeout, std::time::Duration::from_secs(4));
+    assert_eq!(r.peers[0].api, "https://10.0.0.2:8787", "a trailing slash is dropped");
+    assert_eq!(r.peers[0].token.as_ref().map(Secret::expose), Some("T0KEN2"));
+    assert_eq!(r.peers[1].token, None);
+    assert!(r.peers[1].executor.is_some());
+    assert_eq!(r.names(), ["validator-1", "validator-2", "validator-3"]);
+    assert!(config.notify[0].leader, "the webhook sends only from the incident's leader");
+    let summary = config.summary();
+    assert!(
+        summary.contains("peer \"validator-2\" at https://10.0.0.2:8787 (token from $RPC_TOKEN)"),
+        "{summary}"
+    );
+    assert!(!summary.contains("T0KEN2"), "the token never prints");
+}
+
+#[test]
+fn replica_mistakes_name_the_place() {
+    let peer =
+        |name: &str, api: &str| format!("[[replicas]]\nname = \"{name}\"\napi = \"{api}\"\n");
+    for (text, expected, at) in [
+        (
+            format!("[replication]\nname = \"a\"\n{}{BASE}", peer("a", "http://10.0.0.2:8787")),
+            "two replicas are named \"a\"",
+            "\"a\"",
+        ),
+        (
+            format!("{}{}{BASE}", peer("b", "http://x:1"), peer("b", "http://y:1")),
+            "two replicas are named \"b\"",
+            "\"b\"",
+        ),
+        (format!("{}{BASE}", peer("b", "10.0.0.2:8787")), "http:// or https://", "\"10.0.0.2"),
+        (format!("{}{BASE}", peer("b c", "http://x:1")), "a replica's name is letters", "\"b c\""),
+        (
+            format!("{}{}{BASE}", peer("b", "http://x:1"), peer("c", "http://x:1/")),
+            "two replicas have the api http://x:1",
+            "\"http://x:1/\"",
+        ),
+        (
+            format!(
+                "[[replicas]]\nname = \"b\"\napi = \"http://x:1\"\ntoken_env = \"UNSET_TOKEN\"\n{BASE}"
+            ),
+            "UNSET_TOKEN",
+            "\"UNSET_TOKEN\"",
+        ),
+        (
+            format!(
+                "[[notify]]\nkind = \"webhook\"\nurl_env = \"GUARDIAN_WEBHOOK_URL\"\nmode = \"first\"\n{BASE}"
+            ),
+            "mode is \"all\"",
+            "\"first\"",
+        ),
+        (
+            format!("[replication]\nsender_delay_ms = 0\n{BASE}"),
+            "sender_delay_ms must be above 0",
+            "0",
+        ),
+    ] {
+        let (message, pointed) = error(&text);
+        assert!(message.contains(expected), "{message}");
+        assert!(pointed.starts_with(at), "{message} points at {pointed:?}");
+    }
+}
