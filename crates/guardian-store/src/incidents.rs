@@ -242,7 +242,7 @@ fn event_block(tx: &Connection, event: &Event) -> Result<Option<u64>> {
 )]
 fn persist(
     tx: &Connection,
-    actor: &Actor,
+    ctx: &Ctx,
     id: i64,
     before: &Incident,
     event: &Event,
@@ -284,7 +284,7 @@ fn persist(
     // The same event, in the hash-chained audit log, in the same transaction.
     crate::audit::append(
         tx,
-        actor,
+        &ctx.actor,
         AuditRecord::Incident {
             incident: id,
             step: to_u64(seq)?,
@@ -309,7 +309,12 @@ fn persist(
     for effect in &transition.effects {
         if let Some(kind) = EffectKind::of(effect) {
             let key = match effect {
-                Effect::Notify(notice) => format!("{}/{}", after.key, notice.key),
+                Effect::Notify(notice) => match &ctx.replica {
+                    Some(replica) if notice.kind.is_local() => {
+                        format!("{}/{}@{replica}", after.key, notice.key)
+                    }
+                    _ => format!("{}/{}", after.key, notice.key),
+                },
                 Effect::Execute { proposal } => format!("{}/execute/{proposal}", after.key),
                 other => format!("{}/{}/{seq}", after.key, effect_name(other)),
             };
@@ -328,7 +333,7 @@ fn persist(
                      WHERE safe_tx_hash = ?1 AND status = 'pending'",
                     params![proposal.to_string(), reason],
                 )?;
-                proposals::audit(tx, actor, *proposal, Trail::Withdrawn { reason })?;
+                proposals::audit(tx, &ctx.actor, *proposal, Trail::Withdrawn { reason })?;
                 // An execution asked for earlier must not be sent now.
                 tx.execute(
                     "UPDATE effects SET done_at = ?2, outcome = 'dropped: proposal withdrawn'
@@ -417,11 +422,17 @@ fn effect_name(effect: &Effect) -> &'static str {
 pub(crate) struct Ctx {
     pub(crate) policy: ResponsePolicy,
     pub(crate) actor: Actor,
+    /// This replica's name, in the keys of its local notifications.
+    pub(crate) replica: Option<String>,
 }
 
 impl Store {
     pub(crate) fn ctx(&self) -> Ctx {
-        Ctx { policy: self.policy, actor: self.actor.clone() }
+        Ctx {
+            policy: self.policy,
+            actor: self.actor.clone(),
+            replica: self.replication.as_ref().map(|r| r.name.clone()),
+        }
     }
 }
 
@@ -435,7 +446,7 @@ fn apply_in(
 ) -> Result<Applied, IncidentError> {
     let before = load(tx, id)?.ok_or(IncidentError::NotFound(id))?;
     let transition = before.step(event, now, &ctx.policy)?;
-    Ok(persist(tx, &ctx.actor, id, &before, event, transition, false, now)?)
+    Ok(persist(tx, ctx, id, &before, event, transition, false, now)?)
 }
 
 /// Open a new incident with `event` in the caller's transaction.
@@ -481,7 +492,7 @@ fn open_in(
     // a blank "before" in the open state.
     let mut before = transition.incident.clone();
     before.findings.clear();
-    Ok(persist(tx, &ctx.actor, id, &before, event, transition, true, now)?)
+    Ok(persist(tx, ctx, id, &before, event, transition, true, now)?)
 }
 
 /// Give a new (or re-included) finding to its contract's incident, opening one if none is
@@ -715,6 +726,20 @@ impl Store {
         reason: &str,
         rollback: bool,
     ) -> Result<Applied, IncidentError> {
+        self.request_pause_keyed(contract, address, actor, reason, rollback, None)
+    }
+
+    /// [`Store::request_pause`], opening the incident (when none is open) under `key`: the
+    /// key of the incident a peer replica relayed the pause from, so both name it alike.
+    pub fn request_pause_keyed(
+        &mut self,
+        contract: &str,
+        address: Address,
+        actor: &str,
+        reason: &str,
+        rollback: bool,
+        key: Option<&str>,
+    ) -> Result<Applied, IncidentError> {
         let (ctx, chain_id, now) = (self.ctx(), self.chain_id, now_ms());
         let event =
             Event::PauseRequested { actor: actor.to_owned(), reason: reason.to_owned(), rollback };
@@ -722,7 +747,18 @@ impl Store {
         let applied = match open_for(&tx, address)? {
             Some(id) => apply_in(&tx, &ctx, id, &event, now)?,
             None => {
-                let key = incident_key(chain_id, address, "operator", &format!("pause:{now}"));
+                // A key already taken (by an incident closed here) is not reused.
+                let taken = |key: &str| -> rusqlite::Result<bool> {
+                    tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM incidents WHERE key = ?1)",
+                        [key],
+                        |r| r.get(0),
+                    )
+                };
+                let key = match key {
+                    Some(key) if !taken(key)? => key.to_owned(),
+                    _ => incident_key(chain_id, address, "operator", &format!("pause:{now}")),
+                };
                 open_in(&tx, &ctx, key, contract, address, &event, now)?
             }
         };
@@ -746,6 +782,12 @@ impl Store {
         let mut row = proposal.clone();
         row.incident_id = Some(incident_id);
         if proposals::insert_row(&tx, &row)? {
+            crate::relays::enqueue(
+                &tx,
+                self.replication.as_ref(),
+                crate::RelayItem::Proposal,
+                row.safe_tx_hash,
+            )?;
             proposals::audit(&tx, &ctx.actor, row.safe_tx_hash, Trail::Proposed { actor, detail })?;
         } else {
             let revived = tx.execute(
@@ -1018,6 +1060,28 @@ impl Store {
             params![id, error, to_i64(retry_at)?, to_i64(now_ms())?],
         )?;
         Ok(())
+    }
+
+    /// Hold outbox row `id` until `at` without counting a failure (a replica of rank k waits
+    /// its turn to send), noting why.
+    pub fn effect_wait(&self, id: i64, note: &str, at: Millis) -> Result<()> {
+        self.conn.execute(
+            "UPDATE effects SET next_try_at = ?3, last_error = ?2 WHERE id = ?1 AND done_at IS NULL",
+            params![id, note, to_i64(at)?],
+        )?;
+        Ok(())
+    }
+
+    /// The outbox row with idempotency key `key`, if any.
+    pub fn effect_by_key(&self, key: &str) -> Result<Option<OutboxEffect>> {
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM effects WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        match id {
+            Some(id) => self.effect(id),
+            None => Ok(None),
+        }
     }
 
     /// Notifications not delivered yet. One fails while a channel's delivery of it is failing

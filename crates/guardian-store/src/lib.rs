@@ -31,6 +31,7 @@ pub mod exclusive;
 mod findings;
 mod incidents;
 pub mod proposals;
+mod relays;
 mod retention;
 mod schema;
 mod tallies;
@@ -45,6 +46,7 @@ pub use incidents::{
     StoredIncident,
 };
 pub use proposals::{AuditEvent, Proposal, ProposalStatus, StoredSignature, Trail};
+pub use relays::{Relay, RelayBacklog, RelayItem, Replication};
 pub use tallies::Tallies;
 
 /// How many recent block hashes are kept for reorg detection.
@@ -150,6 +152,8 @@ pub struct Store {
     path: Option<std::path::PathBuf>,
     /// The last audit entry this connection saw mirrored to `audit.jsonl`.
     mirrored: std::cell::Cell<u64>,
+    /// This replica's name and peers (`[replication]`, `[[replicas]]`), when configured.
+    replication: Option<Replication>,
 }
 
 impl Store {
@@ -192,6 +196,7 @@ impl Store {
             actor: audit::default_actor(),
             path: None,
             mirrored: std::cell::Cell::new(0),
+            replication: None,
         };
         let mut announced = None;
         if found == 1 {
@@ -210,6 +215,7 @@ impl Store {
         store.conn.pragma_update(None, "foreign_keys", "ON")?;
         store.conn.execute_batch(schema::SCHEMA)?;
         store.conn.execute_batch(deliveries::SCHEMA)?;
+        store.conn.execute_batch(relays::SCHEMA)?;
         retention::ensure_seen_at(&store.conn)?;
         schema::add_columns(&mut store.conn)?;
         let version = claim_meta(&store.conn, "schema_version", &schema::VERSION.to_string())?;

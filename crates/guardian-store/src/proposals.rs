@@ -200,6 +200,12 @@ pub enum Trail<'a> {
         /// The owner.
         owner: Address,
     },
+    /// This replica's execution lost the race for the nonce: who won, with what, and what
+    /// became of this replica's transaction (reverted, or never sent).
+    RaceLost {
+        /// In words.
+        detail: &'a str,
+    },
     /// Executed, verified from the receipt.
     Executed {
         /// The transaction.
@@ -226,6 +232,7 @@ impl Trail<'_> {
             Self::Stale { detail } => ("stale", None, detail.to_owned()),
             Self::Reproposed { detail } => ("reproposed", None, detail.to_owned()),
             Self::Withdrawn { reason } => ("withdrawn", None, reason.to_owned()),
+            Self::RaceLost { detail } => ("race_lost", None, detail.to_owned()),
             Self::Reinstated { actor, detail } => {
                 ("reinstated", Some(actor.to_owned()), detail.to_owned())
             }
@@ -261,6 +268,14 @@ impl Store {
         let me = self.actor.clone();
         let tx = self.conn.transaction()?;
         let new = insert_row(&tx, p)?;
+        if new && p.status == ProposalStatus::Pending {
+            crate::relays::enqueue(
+                &tx,
+                self.replication.as_ref(),
+                crate::RelayItem::Proposal,
+                p.safe_tx_hash,
+            )?;
+        }
         if new {
             let step = if p.status == ProposalStatus::Skipped {
                 Trail::Skipped { actor, detail }
@@ -290,6 +305,12 @@ impl Store {
         )?;
         audit(&tx, &me, old, Trail::Stale { detail })?;
         if insert_row(&tx, new)? {
+            crate::relays::enqueue(
+                &tx,
+                self.replication.as_ref(),
+                crate::RelayItem::Proposal,
+                new.safe_tx_hash,
+            )?;
             let detail = format!("re-proposed at Safe nonce {} in place of stale {old}", new.nonce);
             audit(&tx, &me, new.safe_tx_hash, Trail::Reproposed { detail: &detail })?;
         }
@@ -329,6 +350,12 @@ impl Store {
         )? == 1;
         if added {
             audit(&tx, &me, hash, Trail::Approval { owner })?;
+            crate::relays::enqueue(
+                &tx,
+                self.replication.as_ref(),
+                crate::RelayItem::Signature { owner },
+                hash,
+            )?;
         }
         tx.commit()?;
         self.mirror_audit();
@@ -521,6 +548,7 @@ pub(crate) fn audit(conn: &Connection, me: &Actor, hash: B256, step: Trail<'_>) 
         Trail::Reproposed { .. } => proposal(ProposalStep::Reproposed),
         Trail::Withdrawn { .. } => proposal(ProposalStep::Withdrawn),
         Trail::Reinstated { .. } => proposal(ProposalStep::Reinstated),
+        Trail::RaceLost { .. } => proposal(ProposalStep::RaceLost),
         Trail::Approval { owner } => {
             AuditRecord::SignatureAccepted { safe_tx_hash: hash, owner, onchain: false }
         }

@@ -518,3 +518,85 @@ fn a_mined_prediction_is_confirmed_in_place_and_a_reorg_does_not_retract_it() {
 
 mod audit;
 mod observe;
+
+fn replicated(name: &str, peers: &[&str]) -> Store {
+    let mut store = store();
+    store.set_replication(Replication {
+        name: name.into(),
+        peers: peers.iter().map(|p| (*p).to_owned()).collect(),
+    });
+    store
+}
+
+#[test]
+fn every_stored_proposal_and_accepted_signature_is_owed_to_each_peer_in_order() {
+    let mut store = replicated("a", &["b", "c"]);
+    let b1 = block(1, 0);
+    let id = store.commit_blocks(&[(b1, vec![finding("drain", b1, 0)])]).expect("c").transitions[0]
+        .incident_id;
+    let hash = B256::repeat_byte(7);
+    store.record_proposal(id, &test_proposal(hash), 2, "replica a", "proposed").expect("proposal");
+    let owner = address!("0x00000000000000000000000000000000000000aa");
+    assert!(store.add_signature(hash, owner, &[1u8; 65]).expect("signature"));
+    assert!(!store.add_signature(hash, owner, &[1u8; 65]).expect("again"), "a repeat is no news");
+    for peer in ["b", "c"] {
+        let due = store.due_relays(peer, now_ms(), 10).expect("due");
+        let items: Vec<RelayItem> = due.iter().map(|r| r.item).collect();
+        assert_eq!(items, [RelayItem::Proposal, RelayItem::Signature { owner }], "{peer}");
+        assert!(due.iter().all(|r| r.hash == hash));
+    }
+    let backlog = store.relay_backlog().expect("backlog");
+    assert_eq!(
+        backlog.iter().map(|b| (b.peer.as_str(), b.pending)).collect::<Vec<_>>(),
+        [("b", 2), ("c", 2)]
+    );
+
+    // Delivered, failed, and asked for again (the peer lost the proposal).
+    let due = store.due_relays("b", now_ms(), 10).expect("due");
+    store.relay_done(due[0].id, "taken").expect("done");
+    store.relay_failed(due[1].id, "connection refused", now_ms() + 60_000).expect("failed");
+    assert!(store.due_relays("b", now_ms(), 10).expect("due").is_empty(), "waits for its retry");
+    assert!(store.next_relay_at("b").expect("next").is_some_and(|at| at > now_ms()));
+    store.relay_again("b", RelayItem::Proposal, hash).expect("again");
+    let due = store.due_relays("b", now_ms(), 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].item, RelayItem::Proposal, "the proposal is owed again, first");
+}
+
+#[test]
+fn a_replica_alone_owes_nothing_and_stale_or_skipped_proposals_are_not_relayed() {
+    let mut alone = store();
+    let hash = B256::repeat_byte(8);
+    alone.insert_proposal(&test_proposal(hash), "operator", "unpause").expect("insert");
+    assert!(alone.relay_backlog().expect("backlog").is_empty());
+
+    let mut store = replicated("a", &["b"]);
+    let mut skipped = test_proposal(B256::repeat_byte(9));
+    skipped.status = ProposalStatus::Skipped;
+    store.insert_proposal(&skipped, "operator", "already paused").expect("insert");
+    assert!(store.relay_backlog().expect("backlog").is_empty(), "only pending proposals travel");
+}
+
+#[test]
+fn a_hosts_rollback_notices_name_the_replica_and_chain_facts_do_not() {
+    let mut store = replicated("validator-2", &["validator-1"]);
+    let b1 = block(1, 0);
+    let id = store.commit_blocks(&[(b1, vec![finding("drain", b1, 0)])]).expect("c").transitions[0]
+        .incident_id;
+    let opened = pending(&store, EffectKind::Notify);
+    assert!(opened[0].key.ends_with("/opened"), "a chain fact: the same key on every replica");
+    let key = store.incident(id).expect("read").expect("incident").incident.key;
+    store.apply(id, &Event::AlreadyPaused { block: 2 }).expect("contained");
+    store
+        .apply(id, &Event::RollbackFinished { undo: None, summary: "ok".into() })
+        .expect("rolled back");
+    let keys: Vec<String> = store
+        .incident_effects(id)
+        .expect("effects")
+        .into_iter()
+        .filter(|e| matches!(e.effect, Effect::Notify(_)))
+        .map(|e| e.key)
+        .collect();
+    assert!(keys.contains(&format!("{key}/rollback-done@validator-2")), "{keys:?}");
+    assert!(keys.contains(&format!("{key}/contained")), "{keys:?}");
+}
