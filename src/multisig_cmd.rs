@@ -139,7 +139,20 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
     let source = Source::open(args.api, &args.token, &args.config)?;
     match args.command {
         ProposalsCommand::List { json } => {
-            let list = source.list().await?;
+            let mut list = source.list().await?;
+            // On the host: how each stands on the other replicas too.
+            if let Source::Local(_) = &source {
+                let config = args.config.load_offline()?;
+                let replication = &config.replication;
+                if !replication.peers.is_empty() {
+                    let survey = guardian_operator::peers::survey(
+                        &replication.peers,
+                        std::time::Duration::from_secs(5),
+                    )
+                    .await;
+                    guardian_operator::peers::spread(&mut list, &replication.name, &survey);
+                }
+            }
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
@@ -163,6 +176,12 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
                     approvals,
                     p.withdrawn_reason.as_deref().unwrap_or(&p.reason)
                 );
+                if view.replicas.len() > 1 {
+                    outln!(
+                        "      on the other replicas: {}",
+                        guardian_operator::peers::spread_line(&view.replicas)
+                    );
+                }
             }
         }
         ProposalsCommand::Show { hash, json } => {

@@ -72,7 +72,24 @@ async fn local(config: &ConfigArg) -> Result<Status> {
     };
     let facts = guardian_operator::status::probe(&config, &provider, executor, endpoints).await;
     let channels: Vec<String> = config.notify.iter().map(|c| c.name.clone()).collect();
-    desk.status(&facts, &channels, None)
+    let mut status = desk.status(&facts, &channels, None)?;
+    let replication = &config.replication;
+    if !replication.peers.is_empty() {
+        let mut survey =
+            guardian_operator::peers::survey(&replication.peers, std::time::Duration::from_secs(5))
+                .await;
+        let backlog = desk.relay_backlog()?;
+        for peer in &mut survey {
+            peer.relays_pending =
+                backlog.iter().find(|b| b.peer == peer.name).map_or(0, |b| b.pending);
+        }
+        for pending in &mut status.proposals {
+            pending.replicas =
+                survey.iter().map(|peer| peer.approvals(pending.safe_tx_hash)).collect();
+        }
+        status.replicas = survey;
+    }
+    Ok(status)
 }
 
 fn ether(wei: alloy::primitives::U256) -> String {
@@ -139,6 +156,25 @@ fn print(s: &Status) {
             }
         );
     }
+    if !s.replicas.is_empty() {
+        println!("replicas");
+        for r in &s.replicas {
+            let state = if r.reachable { "reachable" } else { "UNREACHABLE" };
+            println!(
+                "  {:<16} {:<11} {}  executor {}{}{}",
+                r.name,
+                state,
+                r.api,
+                dash(r.executor),
+                if r.relays_pending > 0 {
+                    format!("  {} relays owed", r.relays_pending)
+                } else {
+                    String::new()
+                },
+                r.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+            );
+        }
+    }
     println!("proposals   {} waiting for owners", s.proposals.len());
     for p in &s.proposals {
         let approvals = match (p.approvals, p.threshold) {
@@ -146,6 +182,21 @@ fn print(s: &Status) {
             _ => "approvals ?".to_owned(),
         };
         println!("  {} {} {} nonce {}  {approvals}", p.safe_tx_hash, p.kind, p.contract, p.nonce);
+        if !p.replicas.is_empty() {
+            // This replica's count first, as spread_line expects.
+            let mine = guardian_operator::peers::ReplicaApprovals {
+                name: String::new(),
+                reachable: true,
+                status: None,
+                approvals: p.approvals,
+                threshold: p.threshold,
+            };
+            let all: Vec<_> = std::iter::once(mine).chain(p.replicas.iter().cloned()).collect();
+            println!(
+                "      on the other replicas: {}",
+                guardian_operator::peers::spread_line(&all)
+            );
+        }
         println!("      owners approve with: {}", p.approve_command);
     }
     match &s.executor {

@@ -170,6 +170,18 @@ fn crash_after_send() {
     }
 }
 
+/// Test-only: when set, the process aborts right before a transaction is broadcast (signed,
+/// simulated, never sent), as a `kill -9` just before the send would. Never set it in
+/// production.
+pub const CRASH_BEFORE_SEND_ENV: &str = "GUARDIAN_TEST_CRASH_BEFORE_SEND";
+
+fn crash_before_send() {
+    if std::env::var_os(CRASH_BEFORE_SEND_ENV).is_some() {
+        tracing::error!("{CRASH_BEFORE_SEND_ENV} is set: aborting before the send");
+        std::process::abort();
+    }
+}
+
 /// Sign `request` with `signer` and get it mined: chain-derived nonce, estimated gas with
 /// headroom, fees for the chain's model, replacement when stuck, look-up by hash after errors.
 ///
@@ -222,6 +234,7 @@ pub async fn send_reliably(
         let hash = *envelope.tx_hash();
         let raw = envelope.encoded_2718();
         let mut in_flight = true;
+        crash_before_send();
         match provider.send_raw_transaction(&raw).await {
             Ok(_) => {
                 info!(%hash, nonce, attempt, ?fees, "transaction sent");

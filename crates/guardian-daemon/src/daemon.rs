@@ -130,6 +130,10 @@ pub async fn run_with(
     // (its proposals, executions and rollbacks).
     let notify_wake = Arc::new(Notify::new());
     let respond_wake = Arc::new(Notify::new());
+    store.set_replication(guardian_store::Replication {
+        name: config.replication.name.clone(),
+        peers: config.replication.peers.iter().map(|p| p.name.clone()).collect(),
+    });
     let mut follower = Follower::new(rpc.clone(), store, engine, options)
         .wake_on_commit(notify_wake.clone())
         .wake_on_commit(respond_wake.clone())
@@ -151,6 +155,31 @@ pub async fn run_with(
                 .wrap_err_with(|| format!("refusing to start: the [safe] of {place}"))?,
         ),
         None => None,
+    };
+    // The other replicas: relay to them, pull from them, rank senders with them.
+    let (pauser, relay_tasks) = match pauser {
+        Some(pauser) if !config.replication.peers.is_empty() => {
+            let peers = guardian_operator::peers::Peer::all(
+                &config.replication.peers,
+                crate::relay::PEER_TIMEOUT,
+            )
+            .wrap_err_with(|| format!("refusing to start: the [[replicas]] of {place}"))?;
+            crate::relay::restore_executors(&config.storage.path, pauser.multisig(), &peers)?;
+            info!(
+                replica = %config.replication.name,
+                peers = ?peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                "relaying proposals and signatures to the other replicas"
+            );
+            let (relays, tasks) = crate::relay::spawn(
+                config.storage.path.clone(),
+                pauser.multisig().clone(),
+                peers,
+                respond_wake.clone(),
+                shutdown.clone(),
+            );
+            (Some(pauser.with_relays(relays)), tasks)
+        }
+        other => (other, Vec::new()),
     };
     let executor_address = pauser.as_ref().and_then(|p| p.multisig().executor());
     // The operators' desk: over the Safe, or over the database alone.
@@ -200,10 +229,24 @@ pub async fn run_with(
         );
         None
     } else {
+        let replicas = Arc::new(notifier::Replicas {
+            name: config.replication.name.clone(),
+            names: config.replication.names(),
+            peers: guardian_operator::peers::Peer::all(
+                &config.replication.peers,
+                crate::relay::PEER_TIMEOUT,
+            )?,
+            timeout: config.replication.leader_timeout,
+        });
         let channels = config
             .notify
             .iter()
-            .map(notifier::Channel::from_config)
+            .map(|c| {
+                notifier::Channel::from_config(c).map(|mut channel| {
+                    channel.replicas = Some(replicas.clone());
+                    channel
+                })
+            })
             .collect::<Result<Vec<_>>>()
             .wrap_err_with(|| format!("refusing to start: the notification channels of {place}"))?;
         let db = config.storage.path.clone();
@@ -269,6 +312,11 @@ pub async fn run_with(
         "guardian is following the chain"
     );
     let (followed, ()) = tokio::join!(follower.run(heads, shutdown.clone()), pause_flow);
+    for task in relay_tasks {
+        if let Err(error) = task.await {
+            warn!(%error, "a relay task failed");
+        }
+    }
     for task in [Some(chain_watch), retention, anchoring].into_iter().flatten() {
         if let Err(error) = task.await {
             warn!(%error, "a background task failed");

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod pauser;
 pub mod ready;
+pub mod relay;
 pub mod server;
 pub mod source;
 pub mod watch;

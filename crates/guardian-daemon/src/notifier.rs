@@ -26,6 +26,32 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
+/// This replica among its peers, for notifications: every body names the replica that sent
+/// it, and a channel in leader mode sends an incident's notifications only from the
+/// incident's leader (see [`guardian_core::replication::leader_rank`]); the replica ranked k
+/// sends one only when none ranked before it delivered it within k × `timeout`.
+#[derive(Debug)]
+pub struct Replicas {
+    /// This replica's name.
+    pub name: String,
+    /// Every replica's name, this one's included.
+    pub names: Vec<String>,
+    /// The peers' APIs, asked whether they delivered.
+    pub peers: Vec<guardian_operator::peers::Peer>,
+    /// How long each replica ranked before this one is given.
+    pub timeout: Duration,
+}
+
+impl Replicas {
+    /// The peers ranked before this replica for `incident_key`, leader first.
+    fn before(&self, incident_key: &str) -> Vec<guardian_operator::peers::Peer> {
+        guardian_core::replication::ranked_before(incident_key, &self.name, &self.names)
+            .into_iter()
+            .filter_map(|name| self.peers.iter().find(|p| p.name == name).cloned())
+            .collect()
+    }
+}
+
 /// The header that carries a notification's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
@@ -360,10 +386,14 @@ struct Outbound {
     attempts: u32,
     body: Vec<u8>,
     headers: Vec<(&'static str, String)>,
+    /// Leader mode, not the leader: the replicas ranked before this one, and how long to give
+    /// them first (nothing on a retry: they had their turn).
+    defer: Option<(Vec<guardian_operator::peers::Peer>, Duration)>,
 }
 
-/// How one POST ended: `Err` carries the failure, already free of the channel's URL.
-type Sent = (Outbound, std::result::Result<(), String>);
+/// How one delivery ended: what became of it (`delivered`, or sent by a peer), or the failure,
+/// already free of the channel's URL.
+type Sent = (Outbound, std::result::Result<String, String>);
 
 /// One channel's delivery loop: up to [`Channel::in_flight`] requests at once, never two of
 /// the same incident (so each incident's notifications arrive in order), each answer recorded
@@ -451,10 +481,28 @@ fn start_due(
             store.delivery_done(row.id, name, "dropped: not a notification", channels)?;
             continue;
         };
-        let body = payload(store, row)?;
+        let mut body = payload(store, row)?;
         let incident = store.incident(row.incident_id)?.ok_or_else(|| {
             eyre!("notification {} names missing incident #{}", row.key, row.incident_id)
         })?;
+        let mut defer = None;
+        if let Some(replicas) = &channel.replicas {
+            body["replica"] = Value::String(replicas.name.clone());
+            if let Some(text) = body["text"].as_str().filter(|_| !replicas.peers.is_empty()) {
+                body["text"] = Value::String(format!("{text} [replica {}]", replicas.name));
+            }
+            if channel.leader {
+                let before = replicas.before(&incident.incident.key);
+                if !before.is_empty() {
+                    let wait = if delivery.attempts == 0 {
+                        replicas.timeout.saturating_mul(before.len() as u32)
+                    } else {
+                        Duration::ZERO
+                    };
+                    defer = Some((before, wait));
+                }
+            }
+        }
         let (body, headers) = match channels::render(
             channel,
             notice.kind,
@@ -476,6 +524,7 @@ fn start_due(
             attempts: delivery.attempts,
             body,
             headers,
+            defer,
         };
         in_flight.spawn(post(
             client.clone(),
@@ -487,13 +536,30 @@ fn start_due(
     Ok(())
 }
 
-/// POST one notification.
+/// POST one notification; in leader mode, after the replicas ranked before this one had
+/// their turn and none of them delivered it.
 async fn post(
     client: reqwest::Client,
     name: String,
     url: reqwest::Url,
     outbound: Outbound,
 ) -> Sent {
+    if let Some((before, wait)) = &outbound.defer {
+        tokio::time::sleep(*wait).await;
+        for peer in before {
+            match peer.notification(&outbound.key).await {
+                Ok(Some(theirs)) if theirs.delivered_on(&name) => {
+                    let outcome = format!("delivered by replica {}", peer.name);
+                    return (outbound, Ok(outcome));
+                }
+                Ok(_) => {}
+                // A peer that does not answer has not sent it, as far as anyone can tell.
+                Err(error) => {
+                    debug!(channel = %name, peer = %peer.name, error = %format!("{error:#}"), "asking the replica whether it notified")
+                }
+            }
+        }
+    }
     let mut request = client
         .post(url.clone())
         .header(IDEMPOTENCY_HEADER, &outbound.key)
@@ -505,7 +571,7 @@ async fn post(
         Ok(response) if !response.status().is_success() => {
             Err(format!("{name} answered {} (redirects are not followed)", response.status()))
         }
-        Ok(_) => Ok(()),
+        Ok(_) => Ok("delivered".to_owned()),
         Err(error) => Err(describe(error, &url)),
     };
     (outbound, result)
@@ -517,16 +583,16 @@ fn record(
     channel: &Channel,
     channels: &[String],
     outbound: Outbound,
-    result: std::result::Result<(), String>,
+    result: std::result::Result<String, String>,
     last_error: &mut Option<String>,
 ) -> Result<()> {
     let name = channel.name.as_str();
     let key = &outbound.key;
     match result {
-        Ok(()) => {
-            store.delivery_done(outbound.effect_id, name, "delivered", channels)?;
+        Ok(outcome) => {
+            store.delivery_done(outbound.effect_id, name, &outcome, channels)?;
             *last_error = None;
-            info!(channel = name, incident = outbound.incident_id, %key, "notification delivered");
+            info!(channel = name, incident = outbound.incident_id, %key, %outcome, "notification delivered");
         }
         Err(message) => {
             let attempts = outbound.attempts + 1;

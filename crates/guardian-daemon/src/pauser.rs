@@ -95,6 +95,8 @@ pub struct Pauser {
     guardian_toml: PathBuf,
     wake: Arc<Notify>,
     immediate: ImmediatePause,
+    /// The peers' relay tasks: an execution waits (briefly) for its signatures to reach them.
+    relays: Option<crate::relay::Relays>,
     /// The last failure logged per outbox row or proposal, so a failure repeated on every
     /// poll is logged once.
     logged: BTreeMap<String, String>,
@@ -106,7 +108,21 @@ impl Pauser {
     pub fn new(multisig: Arc<Multisig>, guardian_toml: PathBuf, wake: Arc<Notify>) -> Self {
         let provider = multisig.provider().clone();
         let immediate = ImmediatePause::none();
-        Self { multisig, provider, guardian_toml, wake, immediate, logged: BTreeMap::new() }
+        Self {
+            multisig,
+            provider,
+            guardian_toml,
+            wake,
+            immediate,
+            relays: None,
+            logged: BTreeMap::new(),
+        }
+    }
+
+    /// Offer each execution's signatures to the peers before sending it.
+    pub fn with_relays(mut self, relays: crate::relay::Relays) -> Self {
+        self.relays = Some(relays);
+        self
     }
 
     /// Pause `pause_now` incidents through this module.
@@ -149,7 +165,15 @@ impl Pauser {
                 "no [safe] executor_key_env: proposals are made and approvals collected, but this replica does not execute"
             );
         }
-        let multisig = Arc::new(guardian_operator::connect(config, provider, executor).await?);
+        // Rank k sends k × this after the threshold if the nonce has not moved: two block
+        // times unless configured.
+        let delay = config
+            .replication
+            .sender_delay
+            .unwrap_or_else(|| config.ready.block_time.saturating_mul(2));
+        let multisig = Arc::new(
+            guardian_operator::connect(config, provider, executor).await?.with_sender_delay(delay),
+        );
         Ok(Self::new(multisig, config.source.clone(), wake).with_immediate_pause(immediate))
     }
 
@@ -200,7 +224,12 @@ impl Pauser {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = self.wake.notified() => {}
+                // A signature or a proposal arrived: the peers are owed it too.
+                _ = self.wake.notified() => {
+                    if let Some(relays) = &self.relays {
+                        relays.wake();
+                    }
+                }
                 _ = shutdown.changed() => {}
             }
         }
@@ -256,6 +285,29 @@ impl Pauser {
     }
 
     async fn carry_out(&mut self, row: &OutboxEffect) {
+        if let Effect::Execute { proposal } = &row.effect {
+            // One sender at a time: rank k waits its turn, then sends only if the nonce has
+            // not moved (checked by the execution itself).
+            if let Err(left) = self.multisig.turn_to_send(*proposal) {
+                let rank = self.multisig.sender_rank(*proposal);
+                let note = format!(
+                    "sender rank {rank}: waiting for the replicas ranked before this one (sends in {} ms if the Safe nonce has not moved)",
+                    left.as_millis()
+                );
+                if !row.last_error.as_deref().is_some_and(|e| e.starts_with("sender rank")) {
+                    info!(incident = row.incident_id, %proposal, rank, wait_ms = left.as_millis() as u64, "threshold met: waiting for this replica's turn to send");
+                }
+                let at =
+                    now_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                if let Err(error) = self.multisig.store().effect_wait(row.id, &note, at) {
+                    warn!(effect = %row.key, error = %format!("{error:#}"), "could not hold the execution");
+                }
+                return;
+            }
+            if let Some(relays) = &self.relays {
+                relays.flush(*proposal).await;
+            }
+        }
         let (outcome, cap) = match &row.effect {
             Effect::PauseNow => (self.pause_now(row).await, PAUSE_NOW_RETRY_CAP),
             Effect::ProposePause | Effect::Execute { .. } => {

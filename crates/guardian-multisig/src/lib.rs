@@ -8,9 +8,11 @@
 //! The decisions (hashing, signature checks, calldata, the incident lifecycle) are pure
 //! functions in `guardian_core`; this crate does the I/O around them.
 
+pub mod relay;
 pub mod service;
 pub mod store;
 
+pub use relay::{RelayError, RelayedProposal};
 pub use service::{
     ApproveError, Multisig, Observed, ProposalDetail, Proposed, SubmitError, Submitted, Target,
     already_contained,

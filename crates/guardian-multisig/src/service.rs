@@ -248,6 +248,13 @@ pub struct Multisig {
     send: SendOptions,
     replica: String,
     db: Mutex<Store>,
+    /// The peers' executors by name, as configured or learned from their `/health`: ranks
+    /// who sends, and names a peer that executed.
+    peers: std::sync::RwLock<Vec<(String, Address)>>,
+    /// Rank k waits k × this after the threshold before sending (see [`Multisig::turn_to_send`]).
+    sender_delay: std::time::Duration,
+    /// When this process first found each proposal ready to send.
+    ready_since: Mutex<std::collections::HashMap<B256, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Multisig {
@@ -297,7 +304,80 @@ impl Multisig {
             send: SendOptions::default(),
             replica,
             db: Mutex::new(store),
+            peers: std::sync::RwLock::new(Vec::new()),
+            sender_delay: std::time::Duration::from_secs(4),
+            ready_since: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Name this replica `name` among its `peers` (`[replication]`, `[[replicas]]`): trails
+    /// say `replica <name> (<executor>)`, and every proposal stored and signature accepted
+    /// from now on is queued for each peer.
+    pub fn with_replication(mut self, name: &str, peers: Vec<String>) -> Self {
+        self.replica = match self.executor() {
+            Some(address) => format!("replica {name} ({address})"),
+            None => format!("replica {name} (no executor key)"),
+        };
+        self.store().set_replication(guardian_store::Replication { name: name.to_owned(), peers });
+        self
+    }
+
+    /// Record peer `name`'s executor (pinned in the config or learned from its `/health`).
+    pub fn set_peer_executor(&self, name: &str, executor: Address) {
+        let mut peers = self.peers.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match peers.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = executor,
+            None => peers.push((name.to_owned(), executor)),
+        }
+    }
+
+    /// The peers' executors known so far, by name.
+    pub fn peer_executors(&self) -> Vec<(String, Address)> {
+        self.peers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// This replica's rank to send `hash`'s execution among every executor known (see
+    /// [`guardian_core::replication::sender_rank`]); 0 without an executor or peers.
+    pub fn sender_rank(&self, hash: B256) -> usize {
+        let Some(me) = self.executor() else { return 0 };
+        let all: Vec<Address> = self.peer_executors().into_iter().map(|(_, a)| a).collect();
+        guardian_core::replication::sender_rank(hash, me, &all)
+    }
+
+    /// Let the replica of rank k send k × `delay` after the threshold (default 4 s: two of
+    /// chain 138's 2 s blocks).
+    pub fn with_sender_delay(mut self, delay: std::time::Duration) -> Self {
+        self.sender_delay = delay;
+        self
+    }
+
+    /// Whether it is this replica's turn to send `hash`'s execution, now that its threshold
+    /// is met: at once for rank 0, else rank × the sender delay after this process first found
+    /// it ready (a restart waits again: the safe direction). `Err` holds the wait left. The
+    /// caller still checks the Safe's nonce before sending.
+    pub fn turn_to_send(&self, hash: B256) -> Result<(), std::time::Duration> {
+        let rank = self.sender_rank(hash);
+        if rank == 0 {
+            return Ok(());
+        }
+        let wait = guardian_core::replication::sender_wait(rank, self.sender_delay);
+        let mut ready = self.ready_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let since = *ready.entry(hash).or_insert_with(std::time::Instant::now);
+        match wait.checked_sub(since.elapsed()) {
+            Some(left) if !left.is_zero() => Err(left),
+            _ => Ok(()),
+        }
+    }
+
+    /// Who `sender` is, in words: this replica, a peer by name, or an outside address.
+    pub fn sender_name(&self, sender: Address) -> String {
+        if Some(sender) == self.executor() {
+            return self.replica.clone();
+        }
+        match self.peer_executors().into_iter().find(|(_, a)| *a == sender) {
+            Some((name, _)) => format!("replica {name} ({sender})"),
+            None => format!("{} {sender}", Attribution::Outside.as_str()),
+        }
     }
 
     /// Use these delivery knobs for `execTransaction`.
@@ -764,6 +844,7 @@ impl Multisig {
             && proposal.incident_id.is_none()
             && approvals as u64 >= threshold
             && self.executor.is_some()
+            && self.turn_to_send(proposal.safe_tx_hash).is_ok()
         {
             return self.execute_unpause(proposal).await;
         }
@@ -805,16 +886,38 @@ impl Multisig {
                 .await
             }
             outcome => {
-                let cause = match outcome {
-                    Ok(execution) => format!(
-                        "execTransaction {} mined without ExecutionSuccess",
-                        execution.receipt.transaction_hash
+                let (cause, mine) = match outcome {
+                    Ok(execution) => {
+                        let tx = execution.receipt.transaction_hash;
+                        (
+                            format!("execTransaction {tx} mined without ExecutionSuccess"),
+                            format!("this replica's execTransaction {tx} reverted"),
+                        )
+                    }
+                    Err(error) => (
+                        format!("{error:#}"),
+                        "this replica's execTransaction was not sent (its simulation failed)"
+                            .to_owned(),
                     ),
-                    Err(error) => format!("{error:#}"),
                 };
                 // Lost a race? The nonce tells: if it moved, someone executed or replaced it.
+                // That is not a signature problem, whatever the Safe's revert (GS025, GS026)
+                // said: record who won.
                 if self.safe.nonce().await? > proposal.nonce {
-                    return self.settle_consumed(&proposal).await;
+                    let settled = self.settle_consumed(&proposal).await?;
+                    let winner = match &settled {
+                        Observed::Executed { tx, sender } => {
+                            format!("{} sent it first in {tx}", self.sender_name(*sender))
+                        }
+                        _ => "another Safe transaction consumed the nonce".to_owned(),
+                    };
+                    let detail = format!(
+                        "lost the race for Safe nonce {}: {winner}; {mine}",
+                        proposal.nonce
+                    );
+                    info!(%hash, %detail, "execution race lost");
+                    self.store().proposal_trail(hash, Trail::RaceLost { detail: &detail })?;
+                    return Ok(settled);
                 }
                 if let Some(id) = proposal.incident_id {
                     self.tell(
@@ -926,6 +1029,8 @@ impl Multisig {
     ) -> Result<Observed> {
         let by = if Some(sender) == self.executor() {
             Attribution::ThisReplica
+        } else if self.peer_executors().iter().any(|(_, a)| *a == sender) {
+            Attribution::Peer
         } else {
             Attribution::Outside
         };
@@ -938,10 +1043,7 @@ impl Multisig {
             }
             _ => (false, true),
         };
-        let who = match by {
-            Attribution::ThisReplica => format!("{} ({sender})", self.replica),
-            _ => format!("{} {sender}", by.as_str()),
-        };
+        let who = self.sender_name(sender);
         let detail = format!(
             "ExecutionSuccess in tx {tx} (block {block}) sent by {who}; {}.paused() == {paused}{}",
             proposal.contract,

@@ -16,6 +16,8 @@
 //! | `GET /proposals/{hash}` | one proposal with its signatures and trail |
 //! | `POST /proposals/{hash}/signatures` | `{signer, signature}`: verified, then stored |
 //! | `POST /proposals` | `{contract, action: "pause"\|"unpause", reason}` |
+//! | `PUT /proposals/{hash}` | a peer replica relays a proposal: verified here, then stored |
+//! | `GET /notifications/{key}` | one notification's deliveries per channel (peers in leader mode ask) |
 //!
 //! Every route that is not a read (any method but GET, HEAD, OPTIONS: the write routes above
 //! and any added later) requires `Authorization: Bearer <token>` when `[api] token_env` is set
@@ -84,7 +86,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/incidents/{id}", get(incident))
         .route("/findings", get(findings))
         .route("/proposals", get(list).post(create))
-        .route("/proposals/{hash}", get(show))
+        .route("/proposals/{hash}", get(show).put(relayed))
+        .route("/notifications/{key}", get(notification))
         .route("/proposals/{hash}/signatures", post(sign))
         .with_state(state)
         // Outermost: the size and the token are checked before any handler runs.
@@ -202,6 +205,8 @@ async fn health(State(state): State<ApiState>) -> Response {
             "status": "ok",
             "chain_id": m.safe().chain_id(),
             "safe": m.safe().address(),
+            "replica": m.store().replication().map(|r| r.name.clone()),
+            "executor": m.executor(),
         }))
         .into_response(),
         None => Json(json!({ "status": "ok" })).into_response(),
@@ -308,6 +313,64 @@ async fn sign(
         Err(e @ SubmitError::NotPending { .. }) => error(StatusCode::CONFLICT, e),
         Err(e @ SubmitError::Rejected(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+/// `PUT /proposals/{hash}`: a peer relays a proposal. Nothing of it is trusted: see
+/// [`guardian_multisig::Multisig::accept_relayed`].
+async fn relayed(
+    State(state): State<ApiState>,
+    Path(hash): Path<String>,
+    body: Result<Json<guardian_multisig::RelayedProposal>, JsonRejection>,
+) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection, "a relayed proposal"),
+    };
+    if body.safe_tx_hash != hash {
+        return error(StatusCode::BAD_REQUEST, "the body's safe_tx_hash is not the path's");
+    }
+    let Some(multisig) = state.desk.multisig() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not connected to the Safe");
+    };
+    match multisig.accept_relayed(&body).await {
+        Ok(added) => {
+            state.wake.notify_one();
+            let status = if added { StatusCode::CREATED } else { StatusCode::OK };
+            (status, Json(json!({ "added": added }))).into_response()
+        }
+        Err(e @ guardian_multisig::RelayError::Mismatch(_)) => {
+            tracing::warn!(%hash, origin = %body.origin, error = %e, "relayed proposal refused");
+            error(StatusCode::UNPROCESSABLE_ENTITY, e)
+        }
+        Err(e @ guardian_multisig::RelayError::Conflict(_)) => error(StatusCode::CONFLICT, e),
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+/// `GET /notifications/{key}`: where each channel stands with one notification, so a peer in
+/// leader mode knows whether this replica sent it.
+async fn notification(State(state): State<ApiState>, Path(key): Path<String>) -> Response {
+    let store = state.desk.store();
+    let found = store.effect_by_key(&key).and_then(|row| match row {
+        Some(row) => store.deliveries(row.id).map(Some),
+        None => Ok(None),
+    });
+    match found {
+        Ok(Some(deliveries)) => Json(json!({
+            "key": key,
+            "deliveries": deliveries
+                .into_iter()
+                .map(|d| json!({ "channel": d.channel, "outcome": d.outcome }))
+                .collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no notification {key:?} here")),
+        Err(e) => internal(format!("{e:#}")),
     }
 }
 

@@ -72,7 +72,7 @@ pub async fn connect(
     let safe = config.safe.as_ref().ok_or_else(|| {
         eyre!("{}: no [safe] table: guardian has no Safe to propose to", config.source.display())
     })?;
-    Multisig::connect(
+    let multisig = Multisig::connect(
         provider,
         config.chain.id,
         safe.address,
@@ -81,7 +81,21 @@ pub async fn connect(
         executor,
         config.response,
     )
-    .await
+    .await?;
+    let replication = &config.replication;
+    let multisig = if replication.peers.is_empty() {
+        multisig
+    } else {
+        let peers = replication.peers.iter().map(|p| p.name.clone()).collect();
+        let multisig = multisig.with_replication(&replication.name, peers);
+        for peer in &replication.peers {
+            if let Some(executor) = peer.executor {
+                multisig.set_peer_executor(&peer.name, executor);
+            }
+        }
+        multisig
+    };
+    Ok(multisig)
 }
 
 /// Why the desk refused.
@@ -129,6 +143,9 @@ pub struct ProposalView {
     pub threshold: Option<u64>,
     /// The exact command owners run to approve it, while it is pending.
     pub approve_command: Option<String>,
+    /// How it stands on each replica (this one first), when `[[replicas]]` are configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<crate::peers::ReplicaApprovals>,
 }
 
 /// One proposal as `proposals show`, `GET /proposals/{hash}` and `approve` show it: its
@@ -159,6 +176,9 @@ pub struct ProposalDetailView {
 pub struct ProposalIncident {
     /// Its number.
     pub id: i64,
+    /// Its key, from chain facts (the same on every replica).
+    #[serde(default)]
+    pub key: Option<String>,
     /// Where it stands.
     pub state: String,
     /// Its severity (the highest of its standing findings).
@@ -474,6 +494,11 @@ impl Desk {
         self.store().apply(id, &event).map_err(|e| DeskError::from_apply(id, e))
     }
 
+    /// What this replica still owes each peer (proposals and signatures not relayed yet).
+    pub fn relay_backlog(&self) -> Result<Vec<guardian_store::RelayBacklog>> {
+        self.store().relay_backlog()
+    }
+
     /// Every proposal, newest first, with its approvals as last counted.
     pub fn proposals(&self) -> Result<Vec<ProposalView>> {
         let store = self.store();
@@ -486,11 +511,16 @@ impl Desk {
             };
             out.push(match &incident {
                 Some(incident) => view(incident, p),
+                // Outside any incident: its verified signatures (on-chain approvals are counted
+                // when the daemon looks at it).
                 None => ProposalView {
                     approve_command: pending_command(&p),
+                    approvals: (p.status == guardian_multisig::ProposalStatus::Pending)
+                        .then(|| store.proposal_signatures(p.safe_tx_hash).map(|s| s.len() as u64))
+                        .transpose()?,
                     proposal: p,
-                    approvals: None,
                     threshold: None,
+                    replicas: Vec::new(),
                 },
             });
         }
@@ -529,6 +559,7 @@ impl Desk {
         let (approvals, threshold) = (link.map(|l| l.approvals), link.map(|l| l.threshold));
         let incident = stored.map(|s| ProposalIncident {
             id: s.id,
+            key: Some(s.incident.key.clone()),
             state: s.incident.state.as_str().to_owned(),
             severity: s.incident.severity.as_str().to_owned(),
             findings: s
@@ -674,6 +705,7 @@ fn view(incident: &StoredIncident, p: Proposal) -> ProposalView {
         threshold: link.map(|l| l.threshold),
         approve_command: pending_command(&p),
         proposal: p,
+        replicas: Vec::new(),
     }
 }
 

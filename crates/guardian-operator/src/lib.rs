@@ -7,6 +7,7 @@
 pub mod api;
 pub mod desk;
 pub mod endpoints;
+pub mod peers;
 pub mod status;
 pub mod status_page;
 

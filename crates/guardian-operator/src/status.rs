@@ -201,6 +201,9 @@ pub struct PendingProposal {
     pub threshold: Option<u64>,
     /// The exact command owners run.
     pub approve_command: String,
+    /// Its approvals on each other replica (`[[replicas]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<crate::peers::ReplicaApprovals>,
 }
 
 /// Notifications on one channel.
@@ -268,6 +271,9 @@ pub struct Status {
     pub notifications: NotificationsStatus,
     /// What could not be read.
     pub problems: Vec<String>,
+    /// The other replicas (`[[replicas]]`): reachable or not, and what this one owes them.
+    #[serde(default)]
+    pub replicas: Vec<crate::peers::ReplicaState>,
 }
 
 impl Desk {
@@ -317,6 +323,7 @@ impl Desk {
                     .approve_command
                     .clone()
                     .unwrap_or_else(|| format!("guardian approve {}", p.proposal.safe_tx_hash)),
+                replicas: Vec::new(),
             })
             .collect();
         let head = facts.head;
@@ -350,6 +357,7 @@ impl Desk {
                     .collect(),
             },
             problems: facts.problems.clone(),
+            replicas: Vec::new(),
         })
     }
 }

@@ -361,6 +361,7 @@ mod tests {
                 channels: Vec::new(),
             },
             problems: vec!["a & b".into()],
+            replicas: Vec::new(),
         }
     }
 

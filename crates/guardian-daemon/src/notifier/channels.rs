@@ -31,6 +31,11 @@ pub struct Channel {
     /// How many of its deliveries may be in flight at once (each of a different incident:
     /// one incident's notifications go one after another, in order).
     pub in_flight: usize,
+    /// `mode = "leader"`: with several replicas, only the incident's leader sends.
+    pub leader: bool,
+    /// This replica and its peers, when `[[replicas]]` are configured: each notification names
+    /// its replica, and in leader mode the peers are asked before sending.
+    pub replicas: Option<std::sync::Arc<super::Replicas>>,
 }
 
 /// Deliveries one channel has in flight at once, by default: enough that a burst of alerts
@@ -56,6 +61,8 @@ impl Channel {
                 backoff: Backoff { cap: config.max_backoff, ..Backoff::default() },
             },
             in_flight: IN_FLIGHT,
+            leader: config.leader,
+            replicas: None,
         })
     }
 
@@ -67,6 +74,8 @@ impl Channel {
             min_severity: Severity::Low,
             hook,
             in_flight: IN_FLIGHT,
+            leader: false,
+            replicas: None,
         }
     }
 }
@@ -247,6 +256,8 @@ mod tests {
                 backoff: Backoff::default(),
             },
             in_flight: IN_FLIGHT,
+            leader: false,
+            replicas: None,
         }
     }
 

@@ -1,0 +1,410 @@
+//! Replicas acting as one: relay what this replica stored to its `[[replicas]]` peers, pull
+//! what they hold, and watch whether they answer.
+//!
+//! One task per peer, each on its own database connection, so a dead or slow peer holds up
+//! nothing else:
+//! - every proposal stored here and every signature accepted here (the `relays` rows the store
+//!   wrote in the same transaction) goes to the peer, in order, retried with doubling waits
+//!   without limit; a signature the peer answers 404 for is preceded by its proposal again;
+//! - at start, and whenever the peer answers again after being unreachable, its pending
+//!   proposals and their signatures are pulled and verified here like a relay;
+//! - its `/health` says its name (checked against the config) and its executor (for the
+//!   sender rank and to name it when it executes).
+//!
+//! Nothing a peer says is trusted: proposals are checked against this replica's config and
+//! chain ([`Multisig::accept_relayed`]), signatures against the Safe's owners.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use alloy::primitives::B256;
+use eyre::{Result, WrapErr, eyre};
+use guardian_core::proposal::ProposalKind;
+use guardian_multisig::{Multisig, ProposalStatus, RelayedProposal};
+use guardian_operator::peers::{Peer, Pushed};
+use guardian_store::{Relay, RelayItem, Store, now_ms};
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+/// How often a peer's `/health` is asked while it answers.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// The longest wait between two attempts of a relay (or of a health check of a dead peer).
+const RETRY_CAP: Duration = Duration::from_secs(30);
+/// Each request to a peer.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// When nothing woke the task, look at the database this often: `guardian approve` on this
+/// host writes relays from another process.
+const FOREIGN_WRITES_EVERY: Duration = Duration::from_millis(250);
+/// Before sending an execution, wait at most this for its signatures to reach the peers that
+/// answer, so a replica dying mid-send leaves them able to finish.
+const FLUSH_BEFORE_SEND: Duration = Duration::from_secs(2);
+
+/// Whether each peer answered its last request.
+#[derive(Debug, Default)]
+pub struct Reachability(RwLock<BTreeMap<String, bool>>);
+
+impl Reachability {
+    fn set(&self, peer: &str, up: bool) -> Option<bool> {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer.to_owned(), up)
+    }
+
+    fn reachable(&self) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, up)| **up)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
+/// The relay tasks' handle: wake them, and wait for a proposal's relays before a send.
+#[derive(Debug, Clone)]
+pub struct Relays {
+    db: PathBuf,
+    wakes: Vec<Arc<Notify>>,
+    reachability: Arc<Reachability>,
+}
+
+impl Relays {
+    /// No peers: nothing to relay.
+    pub fn none(db: PathBuf) -> Self {
+        Self { db, wakes: Vec::new(), reachability: Arc::default() }
+    }
+
+    /// Wake every peer's task (a proposal or a signature was stored).
+    pub fn wake(&self) {
+        self.wakes.iter().for_each(|w| w.notify_one());
+    }
+
+    /// Wait (at most [`FLUSH_BEFORE_SEND`]) until every peer that answers has taken what is
+    /// owed it for proposal `hash`. Never fails: a peer that is slow only delays the send by
+    /// the bound, and one that is down is not waited for.
+    pub async fn flush(&self, hash: B256) {
+        if self.wakes.is_empty() {
+            return;
+        }
+        self.wake();
+        let deadline = tokio::time::Instant::now() + FLUSH_BEFORE_SEND;
+        let Ok(store) = Store::open(&self.db) else { return };
+        loop {
+            let reachable = self.reachability.reachable();
+            let owed = reachable.iter().any(|peer| {
+                store
+                    .due_relays(peer, u64::MAX, 64)
+                    .is_ok_and(|rows| rows.iter().any(|r| r.hash == hash))
+            });
+            if !owed || tokio::time::Instant::now() >= deadline {
+                if owed {
+                    debug!(%hash, "sending before every peer took the signatures");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Start one task per peer; they stop when `shutdown` flips.
+pub fn spawn(
+    db: PathBuf,
+    multisig: Arc<Multisig>,
+    peers: Vec<Peer>,
+    wake_responder: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> (Relays, Vec<tokio::task::JoinHandle<()>>) {
+    let reachability = Arc::new(Reachability::default());
+    let mut wakes = Vec::new();
+    let mut tasks = Vec::new();
+    for peer in peers {
+        let wake = Arc::new(Notify::new());
+        wakes.push(wake.clone());
+        let task = PeerTask {
+            db: db.clone(),
+            multisig: multisig.clone(),
+            peer,
+            wake,
+            wake_responder: wake_responder.clone(),
+            reachability: reachability.clone(),
+        };
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move { task.run(stop).await }));
+    }
+    (Relays { db, wakes, reachability }, tasks)
+}
+
+struct PeerTask {
+    db: PathBuf,
+    multisig: Arc<Multisig>,
+    peer: Peer,
+    wake: Arc<Notify>,
+    wake_responder: Arc<Notify>,
+    reachability: Arc<Reachability>,
+}
+
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(5)).min(RETRY_CAP)
+}
+
+fn later(wait: Duration) -> u64 {
+    now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl PeerTask {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut store = match Store::open(&self.db) {
+            Ok(store) => store,
+            Err(error) => {
+                warn!(peer = %self.peer.name, error = %format!("{error:#}"), "relays to this replica stopped: no database");
+                return;
+            }
+        };
+        let name = self.peer.name.clone();
+        let mut up: Option<bool> = None;
+        let mut health_at = tokio::time::Instant::now();
+        let mut health_failures = 0u32;
+        while !*shutdown.borrow() {
+            if tokio::time::Instant::now() >= health_at {
+                let answered = self.check_health().await;
+                let was = up.replace(answered.is_ok());
+                self.reachability.set(&name, answered.is_ok());
+                match answered {
+                    Ok(()) => {
+                        health_failures = 0;
+                        health_at = tokio::time::Instant::now() + HEALTH_EVERY;
+                        if was != Some(true) {
+                            info!(peer = %name, api = %self.peer.api, "replica answers: pulling its pending proposals");
+                            if let Err(error) = self.pull().await {
+                                warn!(peer = %name, error = %format!("{error:#}"), "pulling from the replica failed; retried when it answers again");
+                                up = Some(false);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        health_failures += 1;
+                        health_at = tokio::time::Instant::now() + backoff(health_failures);
+                        if was != Some(false) {
+                            warn!(peer = %name, error = %format!("{error:#}"), "replica unreachable; relays to it wait");
+                        }
+                    }
+                }
+            }
+            let mut wait = FOREIGN_WRITES_EVERY;
+            if up == Some(true) {
+                match self.deliver_due(&mut store).await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        debug!(peer = %name, error = %format!("{error:#}"), "relay failed");
+                        self.reachability.set(&name, false);
+                        up = Some(false);
+                        health_at = tokio::time::Instant::now() + backoff(health_failures);
+                    }
+                }
+                if let Ok(Some(at)) = store.next_relay_at(&name) {
+                    wait = wait.min(Duration::from_millis(at.saturating_sub(now_ms())));
+                }
+            }
+            let wait = wait.min(health_at.saturating_duration_since(tokio::time::Instant::now()));
+            tokio::select! {
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Ask the peer's `/health`: its name must be the configured one, its chain and Safe
+    /// ours; its executor is learned (unless pinned in the config, which it must match).
+    async fn check_health(&self) -> Result<()> {
+        let health = self.peer.health().await?;
+        let name = &self.peer.name;
+        if let Some(reported) = &health.replica
+            && reported != name
+        {
+            warn!(peer = %name, %reported, "the replica at this api calls itself another name: every replica's config must use the same names");
+        }
+        let safe = self.multisig.safe();
+        if health.chain_id.is_some_and(|c| c != safe.chain_id())
+            || health.safe.is_some_and(|s| s != safe.address())
+        {
+            return Err(eyre!(
+                "replica {name} serves chain {:?} and Safe {:?}, not chain {} and Safe {}",
+                health.chain_id,
+                health.safe,
+                safe.chain_id(),
+                safe.address()
+            ));
+        }
+        match (self.peer.executor, health.executor) {
+            (Some(pinned), Some(reported)) if pinned != reported => warn!(
+                peer = %name, %pinned, %reported,
+                "the replica reports another executor than [[replicas]] executor: ranking with the configured one"
+            ),
+            (None, Some(reported))
+                if !self
+                    .multisig
+                    .peer_executors()
+                    .iter()
+                    .any(|(n, a)| n == name && *a == reported) =>
+            {
+                info!(peer = %name, executor = %reported, "replica's executor learned");
+                self.multisig.set_peer_executor(name, reported);
+                self.remember_executor(reported);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Kept in the database so the sender rank holds while the peer is down after a restart.
+    fn remember_executor(&self, executor: alloy::primitives::Address) {
+        if let Ok(store) = Store::open(&self.db) {
+            let _ =
+                store.set_meta(&format!("peer_executor:{}", self.peer.name), &executor.to_string());
+        }
+    }
+
+    /// Deliver what is due to the peer, in order. An error means the peer did not answer
+    /// (the row is rescheduled); every answer is final for its row.
+    async fn deliver_due(&self, store: &mut Store) -> Result<()> {
+        let name = &self.peer.name;
+        for relay in store.due_relays(name, now_ms(), 32)? {
+            match self.deliver(&mut *store, &relay).await {
+                Ok(outcome) => {
+                    debug!(peer = %name, hash = %relay.hash, item = ?relay.item, %outcome, "relayed");
+                    store.relay_done(relay.id, &outcome)?;
+                }
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    store.relay_failed(relay.id, &message, later(backoff(relay.attempts + 1)))?;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, store: &mut Store, relay: &Relay) -> Result<String> {
+        let Some(proposal) = store.proposal(relay.hash)? else {
+            return Ok("dropped: the proposal is gone here".to_owned());
+        };
+        if !matches!(proposal.kind, ProposalKind::Pause | ProposalKind::Unpause) {
+            return Ok(format!(
+                "not relayed: {} proposals are made on each host",
+                proposal.kind.as_str()
+            ));
+        }
+        let origin = store.replication().map(|r| r.name.clone()).unwrap_or_default();
+        let pushed = match relay.item {
+            RelayItem::Proposal => {
+                if proposal.status != ProposalStatus::Pending {
+                    return Ok(format!("not relayed: {} here", proposal.status.as_str()));
+                }
+                let key = match proposal.incident_id {
+                    Some(id) => store.incident(id)?.map(|i| i.incident.key),
+                    None => None,
+                };
+                self.peer.push_proposal(&RelayedProposal::of(&proposal, key, &origin)).await?
+            }
+            RelayItem::Signature { owner } => {
+                let signatures = store.proposal_signatures(relay.hash)?;
+                let Some(signature) = signatures.into_iter().find(|s| s.owner == owner) else {
+                    return Ok("dropped: the signature is gone here".to_owned());
+                };
+                let pushed = self
+                    .peer
+                    .push_signature(relay.hash, owner, &signature.signature, &origin)
+                    .await?;
+                if pushed == Pushed::Unknown {
+                    // The peer lacks the proposal (it was down, or lost its disk): the proposal
+                    // first, then this signature again.
+                    store.relay_again(&self.peer.name, RelayItem::Proposal, relay.hash)?;
+                    store.relay_again(&self.peer.name, relay.item, relay.hash)?;
+                    return Ok("the replica lacks the proposal: relaying it first".to_owned());
+                }
+                pushed
+            }
+        };
+        Ok(match pushed {
+            Pushed::Taken { added: true } => "taken".to_owned(),
+            Pushed::Taken { added: false } => "held already".to_owned(),
+            Pushed::Unknown => "unknown route".to_owned(),
+            Pushed::Refused(message) => {
+                // A peer refusing after its checks is normal when the proposal moved on there
+                // (executed, withdrawn); anything else is worth a look.
+                info!(peer = %self.peer.name, hash = %relay.hash, %message, "the replica refused a relay");
+                format!("refused: {message}")
+            }
+        })
+    }
+
+    /// Take the peer's pending proposals and their signatures, verified here.
+    async fn pull(&self) -> Result<()> {
+        let views = self.peer.proposals().await?;
+        let mut pulled = 0usize;
+        for view in views.into_iter().filter(|v| v.proposal.status == ProposalStatus::Pending) {
+            let hash = view.proposal.safe_tx_hash;
+            let detail = self.peer.proposal(hash).await?;
+            let local = self.multisig.store().proposal(hash)?;
+            if local.is_none() {
+                let key = detail.incident.as_ref().and_then(|i| i.key.clone());
+                let relayed = RelayedProposal::of(&detail.detail.proposal, key, &self.peer.name);
+                match self.multisig.accept_relayed(&relayed).await {
+                    Ok(_) => pulled += 1,
+                    Err(guardian_multisig::RelayError::Other(error)) => return Err(error),
+                    Err(refused) => {
+                        info!(peer = %self.peer.name, %hash, reason = %refused, "not taking the replica's proposal");
+                        continue;
+                    }
+                }
+            } else if local.is_some_and(|p| p.status != ProposalStatus::Pending) {
+                continue;
+            }
+            let have: Vec<_> = self
+                .multisig
+                .store()
+                .proposal_signatures(hash)?
+                .into_iter()
+                .map(|s| s.owner)
+                .collect();
+            for signature in detail.detail.signatures.iter().filter(|s| !have.contains(&s.owner)) {
+                match self
+                    .multisig
+                    .submit_signature(hash, signature.owner, &signature.signature)
+                    .await
+                {
+                    Ok(_) => pulled += 1,
+                    Err(error) => {
+                        info!(peer = %self.peer.name, %hash, owner = %signature.owner, error = %error, "not taking the replica's signature")
+                    }
+                }
+            }
+        }
+        if pulled > 0 {
+            info!(peer = %self.peer.name, pulled, "pulled from the replica");
+            self.wake_responder.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The peers' executors remembered from earlier runs, for `multisig` before any answers.
+pub fn restore_executors(db: &std::path::Path, multisig: &Multisig, peers: &[Peer]) -> Result<()> {
+    let store = Store::open(db).wrap_err("opening the database for the replicas")?;
+    for peer in peers.iter().filter(|p| p.executor.is_none()) {
+        if let Some(text) = store.meta(&format!("peer_executor:{}", peer.name))?
+            && let Ok(address) = text.parse()
+        {
+            multisig.set_peer_executor(&peer.name, address);
+        }
+    }
+    Ok(())
+}
