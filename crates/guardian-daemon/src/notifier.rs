@@ -442,9 +442,16 @@ async fn deliver_channel(
         }
         tokio::select! {
             Some(sent) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let Ok((outbound, result)) = sent else { continue }; // aborted or panicked: still due
-                busy.remove(&outbound.incident_id);
-                if let Err(error) = record(&store, &channel, &channels, outbound, result, &mut last_error) {
+                // Every answer already in, recorded together: a burst costs one write.
+                let mut answers = vec![sent];
+                while let Some(more) = in_flight.try_join_next() {
+                    answers.push(more);
+                }
+                let answers: Vec<Sent> = answers.into_iter().flatten().collect(); // aborted or panicked: still due
+                for (outbound, _) in &answers {
+                    busy.remove(&outbound.incident_id);
+                }
+                if let Err(error) = record(&store, &channel, &channels, answers, &mut last_error) {
                     warn!(channel = name, error = %format!("{error:#}"), "notifier could not record a delivery; it stays due")
                 }
             }
@@ -577,37 +584,44 @@ async fn post(
     (outbound, result)
 }
 
-/// Write down how one delivery went: done, or failed with its next try.
+/// Write down how deliveries went: the done ones in one transaction, each failure with its
+/// next try.
 fn record(
     store: &Store,
     channel: &Channel,
     channels: &[String],
-    outbound: Outbound,
-    result: std::result::Result<String, String>,
+    answers: Vec<Sent>,
     last_error: &mut Option<String>,
 ) -> Result<()> {
     let name = channel.name.as_str();
-    let key = &outbound.key;
-    match result {
-        Ok(outcome) => {
-            store.delivery_done(outbound.effect_id, name, &outcome, channels)?;
-            *last_error = None;
-            info!(channel = name, incident = outbound.incident_id, %key, %outcome, "notification delivered");
-        }
-        Err(message) => {
-            let attempts = outbound.attempts + 1;
-            let delay = channel.hook.backoff.delay(attempts);
-            let repeated = last_error.as_deref().is_some_and(|l| same_cause(l, &message));
-            if repeated {
-                debug!(channel = name, %key, attempts, error = %message, "{name} delivery failed again");
-            } else {
-                warn!(channel = name, %key, attempts, retry_in = ?delay, error = %message, "{name} delivery failed; it is kept and retried until delivered");
+    let mut done: Vec<(i64, String)> = Vec::new();
+    for (outbound, result) in answers {
+        let key = &outbound.key;
+        match result {
+            Ok(outcome) => {
+                *last_error = None;
+                info!(channel = name, incident = outbound.incident_id, %key, %outcome, "notification delivered");
+                done.push((outbound.effect_id, outcome));
             }
-            *last_error = Some(message.clone());
-            let retry_at =
-                now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-            store.delivery_failed(outbound.effect_id, name, &message, retry_at)?;
+            Err(message) => {
+                let attempts = outbound.attempts + 1;
+                let delay = channel.hook.backoff.delay(attempts);
+                let repeated = last_error.as_deref().is_some_and(|l| same_cause(l, &message));
+                if repeated {
+                    debug!(channel = name, %key, attempts, error = %message, "{name} delivery failed again");
+                } else {
+                    warn!(channel = name, %key, attempts, retry_in = ?delay, error = %message, "{name} delivery failed; it is kept and retried until delivered");
+                }
+                *last_error = Some(message.clone());
+                let retry_at =
+                    now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                store.delivery_failed(outbound.effect_id, name, &message, retry_at)?;
+            }
         }
+    }
+    if !done.is_empty() {
+        let done: Vec<(i64, &str)> = done.iter().map(|(id, o)| (*id, o.as_str())).collect();
+        store.deliveries_done(&done, name, channels)?;
     }
     Ok(())
 }

@@ -191,23 +191,37 @@ impl Store {
         outcome: &str,
         channels: &[String],
     ) -> Result<()> {
+        self.deliveries_done(&[(effect_id, outcome)], channel, channels)
+    }
+
+    /// [`Store::delivery_done`] of several deliveries of `channel` at once, in one transaction
+    /// (one write to disk for a burst of answers, rather than one each).
+    pub fn deliveries_done(
+        &self,
+        done: &[(i64, &str)],
+        channel: &str,
+        channels: &[String],
+    ) -> Result<()> {
         let now = to_i64(now_ms())?;
+        let list = channel_list(channels)?;
         let tx = self.conn.unchecked_transaction()?;
-        let done = tx.execute(
-            "UPDATE deliveries SET done_at = ?3, outcome = ?4
-             WHERE effect_id = ?1 AND channel = ?2 AND done_at IS NULL",
-            params![effect_id, channel, now, outcome],
-        )?;
-        tx.execute(SETTLE, params![channel_list(channels)?, now, effect_id])?;
-        if done == 1 && outcome == "delivered" {
-            let (incident, key, attempts) = delivery_facts(&tx, effect_id, channel)?;
-            let record = AuditRecord::NotificationSent {
-                incident,
-                key,
-                channel: channel.to_owned(),
-                attempts: attempts + 1,
-            };
-            crate::audit::append(&tx, &self.actor, record, now_ms())?;
+        for (effect_id, outcome) in done {
+            let changed = tx.execute(
+                "UPDATE deliveries SET done_at = ?3, outcome = ?4
+                 WHERE effect_id = ?1 AND channel = ?2 AND done_at IS NULL",
+                params![effect_id, channel, now, outcome],
+            )?;
+            tx.execute(SETTLE, params![list, now, effect_id])?;
+            if changed == 1 && *outcome == "delivered" {
+                let (incident, key, attempts) = delivery_facts(&tx, *effect_id, channel)?;
+                let record = AuditRecord::NotificationSent {
+                    incident,
+                    key,
+                    channel: channel.to_owned(),
+                    attempts: attempts + 1,
+                };
+                crate::audit::append(&tx, &self.actor, record, now_ms())?;
+            }
         }
         tx.commit()?;
         self.mirror_audit();
