@@ -229,15 +229,15 @@ pub async fn run_with(
         );
         None
     } else {
-        let replicas = Arc::new(notifier::Replicas {
-            name: config.replication.name.clone(),
-            names: config.replication.names(),
-            peers: guardian_operator::peers::Peer::all(
+        let replicas = Arc::new(notifier::Replicas::new(
+            &config.replication.name,
+            config.replication.names(),
+            guardian_operator::peers::Peer::all(
                 &config.replication.peers,
                 crate::relay::PEER_TIMEOUT,
             )?,
-            timeout: config.replication.leader_timeout,
-        });
+            config.replication.leader_timeout,
+        ));
         let channels = config
             .notify
             .iter()

@@ -40,6 +40,34 @@ pub struct Replicas {
     pub peers: Vec<guardian_operator::peers::Peer>,
     /// How long each replica ranked before this one is given.
     pub timeout: Duration,
+    /// The peers that did not answer when last asked: not waited for again (a dead leader
+    /// delays its incident's first notification only).
+    pub down: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Replicas {
+    /// This replica among `peers` (every one of them answering until asked).
+    pub fn new(
+        name: &str,
+        names: Vec<String>,
+        peers: Vec<guardian_operator::peers::Peer>,
+        timeout: Duration,
+    ) -> Self {
+        Self { name: name.to_owned(), names, peers, timeout, down: Default::default() }
+    }
+
+    fn set_down(&self, peer: &str, down: bool) {
+        let mut set = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down {
+            set.insert(peer.to_owned());
+        } else {
+            set.remove(peer);
+        }
+    }
+
+    fn is_down(&self, peer: &str) -> bool {
+        self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(peer)
+    }
 }
 
 impl Replicas {
@@ -388,7 +416,7 @@ struct Outbound {
     headers: Vec<(&'static str, String)>,
     /// Leader mode, not the leader: the replicas ranked before this one, and how long to give
     /// them first (nothing on a retry: they had their turn).
-    defer: Option<(Vec<guardian_operator::peers::Peer>, Duration)>,
+    defer: Option<(Arc<Replicas>, Vec<guardian_operator::peers::Peer>, Duration)>,
 }
 
 /// How one delivery ended: what became of it (`delivered`, or sent by a peer), or the failure,
@@ -501,12 +529,14 @@ fn start_due(
             if channel.leader {
                 let before = replicas.before(&incident.incident.key);
                 if !before.is_empty() {
+                    // A turn for each replica before this one that still answers.
+                    let alive = before.iter().filter(|p| !replicas.is_down(&p.name)).count();
                     let wait = if delivery.attempts == 0 {
-                        replicas.timeout.saturating_mul(before.len() as u32)
+                        replicas.timeout.saturating_mul(u32::try_from(alive).unwrap_or(u32::MAX))
                     } else {
                         Duration::ZERO
                     };
-                    defer = Some((before, wait));
+                    defer = Some((replicas.clone(), before, wait));
                 }
             }
         }
@@ -551,18 +581,21 @@ async fn post(
     url: reqwest::Url,
     outbound: Outbound,
 ) -> Sent {
-    if let Some((before, wait)) = &outbound.defer {
+    if let Some((replicas, before, wait)) = &outbound.defer {
         tokio::time::sleep(*wait).await;
         for peer in before {
             match peer.notification(&outbound.key).await {
-                Ok(Some(theirs)) if theirs.delivered_on(&name) => {
-                    let outcome = format!("delivered by replica {}", peer.name);
-                    return (outbound, Ok(outcome));
+                Ok(theirs) => {
+                    replicas.set_down(&peer.name, false);
+                    if theirs.is_some_and(|t| t.delivered_on(&name)) {
+                        let outcome = format!("delivered by replica {}", peer.name);
+                        return (outbound, Ok(outcome));
+                    }
                 }
-                Ok(_) => {}
                 // A peer that does not answer has not sent it, as far as anyone can tell.
                 Err(error) => {
-                    debug!(channel = %name, peer = %peer.name, error = %format!("{error:#}"), "asking the replica whether it notified")
+                    replicas.set_down(&peer.name, true);
+                    debug!(channel = %name, peer = %peer.name, error = %format!("{error:#}"), "asking the replica whether it notified");
                 }
             }
         }

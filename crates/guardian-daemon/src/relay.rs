@@ -55,14 +55,9 @@ impl Reachability {
             .insert(peer.to_owned(), up)
     }
 
-    fn reachable(&self) -> Vec<String> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|(_, up)| **up)
-            .map(|(name, _)| name.clone())
-            .collect()
+    /// Whether `peer` failed its last request.
+    fn down(&self, peer: &str) -> bool {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer) == Some(&false)
     }
 }
 
@@ -70,6 +65,7 @@ impl Reachability {
 #[derive(Debug, Clone)]
 pub struct Relays {
     db: PathBuf,
+    peers: Vec<String>,
     wakes: Vec<Arc<Notify>>,
     reachability: Arc<Reachability>,
 }
@@ -77,7 +73,7 @@ pub struct Relays {
 impl Relays {
     /// No peers: nothing to relay.
     pub fn none(db: PathBuf) -> Self {
-        Self { db, wakes: Vec::new(), reachability: Arc::default() }
+        Self { db, peers: Vec::new(), wakes: Vec::new(), reachability: Arc::default() }
     }
 
     /// Wake every peer's task (a proposal or a signature was stored).
@@ -96,8 +92,8 @@ impl Relays {
         let deadline = tokio::time::Instant::now() + FLUSH_BEFORE_SEND;
         let Ok(store) = Store::open(&self.db) else { return };
         loop {
-            let reachable = self.reachability.reachable();
-            let owed = reachable.iter().any(|peer| {
+            // Every peer not known to be down (one not asked yet included).
+            let owed = self.peers.iter().filter(|p| !self.reachability.down(p)).any(|peer| {
                 store
                     .due_relays(peer, u64::MAX, 64)
                     .is_ok_and(|rows| rows.iter().any(|r| r.hash == hash))
@@ -122,6 +118,7 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> (Relays, Vec<tokio::task::JoinHandle<()>>) {
     let reachability = Arc::new(Reachability::default());
+    let names = peers.iter().map(|p| p.name.clone()).collect();
     let mut wakes = Vec::new();
     let mut tasks = Vec::new();
     for peer in peers {
@@ -138,7 +135,7 @@ pub fn spawn(
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move { task.run(stop).await }));
     }
-    (Relays { db, wakes, reachability }, tasks)
+    (Relays { db, peers: names, wakes, reachability }, tasks)
 }
 
 struct PeerTask {
@@ -197,20 +194,29 @@ impl PeerTask {
                     }
                 }
             }
+            // What is due goes out whatever the last health check said: a peer that came back
+            // takes it at once, and one still down only reschedules the rows.
             let mut wait = FOREIGN_WRITES_EVERY;
-            if up == Some(true) {
-                match self.deliver_due(&mut store).await {
-                    Ok(()) => {}
-                    Err(error) => {
-                        debug!(peer = %name, error = %format!("{error:#}"), "relay failed");
-                        self.reachability.set(&name, false);
+            match self.deliver_due(&mut store).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    self.reachability.set(&name, true);
+                    if up.replace(true) != Some(true) {
+                        // It answers again: the health check (and the pull) now.
+                        health_at = tokio::time::Instant::now();
                         up = Some(false);
-                        health_at = tokio::time::Instant::now() + backoff(health_failures);
                     }
                 }
-                if let Ok(Some(at)) = store.next_relay_at(&name) {
-                    wait = wait.min(Duration::from_millis(at.saturating_sub(now_ms())));
+                Err(error) => {
+                    debug!(peer = %name, error = %format!("{error:#}"), "relay failed");
+                    self.reachability.set(&name, false);
+                    if up.replace(false) == Some(true) {
+                        warn!(peer = %name, error = %format!("{error:#}"), "replica unreachable; relays to it wait");
+                    }
                 }
+            }
+            if let Ok(Some(at)) = store.next_relay_at(&name) {
+                wait = wait.min(Duration::from_millis(at.saturating_sub(now_ms())));
             }
             let wait = wait.min(health_at.saturating_duration_since(tokio::time::Instant::now()));
             tokio::select! {
@@ -272,15 +278,17 @@ impl PeerTask {
         }
     }
 
-    /// Deliver what is due to the peer, in order. An error means the peer did not answer
-    /// (the row is rescheduled); every answer is final for its row.
-    async fn deliver_due(&self, store: &mut Store) -> Result<()> {
+    /// Deliver what is due to the peer, in order; returns how many it answered. An error means
+    /// the peer did not answer (the row is rescheduled); every answer is final for its row.
+    async fn deliver_due(&self, store: &mut Store) -> Result<usize> {
         let name = &self.peer.name;
+        let mut answered = 0;
         for relay in store.due_relays(name, now_ms(), 32)? {
             match self.deliver(&mut *store, &relay).await {
                 Ok(outcome) => {
                     debug!(peer = %name, hash = %relay.hash, item = ?relay.item, %outcome, "relayed");
                     store.relay_done(relay.id, &outcome)?;
+                    answered += 1;
                 }
                 Err(error) => {
                     let message = format!("{error:#}");
@@ -289,7 +297,7 @@ impl PeerTask {
                 }
             }
         }
-        Ok(())
+        Ok(answered)
     }
 
     async fn deliver(&self, store: &mut Store, relay: &Relay) -> Result<String> {
@@ -302,7 +310,7 @@ impl PeerTask {
                 proposal.kind.as_str()
             ));
         }
-        let origin = store.replication().map(|r| r.name.clone()).unwrap_or_default();
+        let origin = self.multisig.name().unwrap_or_default().to_owned();
         let pushed = match relay.item {
             RelayItem::Proposal => {
                 if proposal.status != ProposalStatus::Pending {

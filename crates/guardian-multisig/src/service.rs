@@ -255,6 +255,11 @@ pub struct Multisig {
     sender_delay: std::time::Duration,
     /// When this process first found each proposal ready to send.
     ready_since: Mutex<std::collections::HashMap<B256, std::time::Instant>>,
+    /// Held while counting a proposal's approvals and telling its incident: two counts at
+    /// once (the API's and the poll's) must not tell an older figure after a newer one.
+    counting: tokio::sync::Mutex<()>,
+    /// This replica's name (`[replication] name`), for `/health`.
+    name: Option<String>,
 }
 
 impl std::fmt::Debug for Multisig {
@@ -307,6 +312,8 @@ impl Multisig {
             peers: std::sync::RwLock::new(Vec::new()),
             sender_delay: std::time::Duration::from_secs(4),
             ready_since: Mutex::new(std::collections::HashMap::new()),
+            counting: tokio::sync::Mutex::new(()),
+            name: None,
         })
     }
 
@@ -320,6 +327,17 @@ impl Multisig {
         };
         self.store().set_replication(guardian_store::Replication { name: name.to_owned(), peers });
         self
+    }
+
+    /// Call this replica `name` (`[replication] name`), as its `/health` says.
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// This replica's name, when configured.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Record peer `name`'s executor (pinned in the config or learned from its `/health`).
@@ -720,6 +738,46 @@ impl Multisig {
         }
     }
 
+    /// A signature a peer replica relays: verified like an owner's, and kept also when the
+    /// proposal was executed here meanwhile (so every replica lists the same signatures); only
+    /// a pending proposal's count changes. A withdrawn or stale proposal refuses it.
+    pub async fn submit_relayed_signature(
+        &self,
+        hash: B256,
+        signer: Address,
+        text: &str,
+    ) -> Result<Submitted, SubmitError> {
+        let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
+        if proposal.status != ProposalStatus::Executed {
+            return self.submit_signature_hex(hash, signer, text, None).await;
+        }
+        let owners = self.safe.owners().await?;
+        let signature = match text.trim().parse::<Bytes>() {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return Err(self.rejected(hash, signer, &owners, Rejection::not_hex(text))?);
+            }
+        };
+        let tx = proposal.safe_tx();
+        match check_signature(
+            &tx,
+            proposal.chain_id,
+            proposal.safe,
+            signer,
+            &signature,
+            &owners,
+            None,
+        ) {
+            Ok(_) => {
+                let added = self.store().add_signature(hash, signer, &signature)?;
+                let threshold = self.safe.threshold().await?;
+                let approvals = self.store().proposal_signatures(hash)?.len();
+                Ok(Submitted { added, approvals, threshold })
+            }
+            Err(rejection) => Err(self.rejected(hash, signer, &owners, rejection)?),
+        }
+    }
+
     /// [`submit_signature`](Self::submit_signature) of a signature as the text an owner
     /// sent: text that is not hex is refused (and recorded) as such, not as 0 bytes.
     pub async fn submit_signature_hex(
@@ -763,6 +821,7 @@ impl Multisig {
     /// Count `proposal`'s approvals and tell its incident when the count changed (which asks
     /// for the execution once the threshold is met). Returns (approvals, threshold).
     async fn count(&self, proposal: &Proposal) -> Result<(usize, u64)> {
+        let _one_at_a_time = self.counting.lock().await;
         let approvals = self.approvals(proposal).await?.len();
         let threshold = self.safe.threshold().await?;
         if let Some(id) = proposal.incident_id {

@@ -87,7 +87,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/findings", get(findings))
         .route("/proposals", get(list).post(create))
         .route("/proposals/{hash}", get(show).put(relayed))
-        .route("/notifications/{key}", get(notification))
+        .route("/notifications/{*key}", get(notification))
         .route("/proposals/{hash}/signatures", post(sign))
         .with_state(state)
         // Outermost: the size and the token are checked before any handler runs.
@@ -205,7 +205,7 @@ async fn health(State(state): State<ApiState>) -> Response {
             "status": "ok",
             "chain_id": m.safe().chain_id(),
             "safe": m.safe().address(),
-            "replica": m.store().replication().map(|r| r.name.clone()),
+            "replica": m.name(),
             "executor": m.executor(),
         }))
         .into_response(),
@@ -280,6 +280,9 @@ struct SignatureBody {
     /// another network (or for another Safe) is then refused naming it.
     #[serde(default)]
     domain: Option<guardian_core::proposal::SignedDomain>,
+    /// Set by a peer replica relaying a signature it accepted (verified here all the same).
+    #[serde(default)]
+    relayed_by: Option<String>,
 }
 
 async fn sign(
@@ -304,7 +307,13 @@ async fn sign(
         );
     };
     // Text that is not hex is refused as such, and recorded like any other rejection.
-    match state.desk.submit_signature_hex(hash, signer, &body.signature, body.domain).await {
+    let submitted = match (&body.relayed_by, state.desk.multisig()) {
+        (Some(_), Some(multisig)) => {
+            multisig.submit_relayed_signature(hash, signer, &body.signature).await
+        }
+        _ => state.desk.submit_signature_hex(hash, signer, &body.signature, body.domain).await,
+    };
+    match submitted {
         Ok(submitted) => {
             state.wake.notify_one();
             Json(submitted).into_response()

@@ -83,6 +83,7 @@ pub async fn connect(
     )
     .await?;
     let replication = &config.replication;
+    let multisig = multisig.with_name(&replication.name);
     let multisig = if replication.peers.is_empty() {
         multisig
     } else {
