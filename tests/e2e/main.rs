@@ -16,6 +16,7 @@ mod observe;
 mod packaging;
 mod pause_module;
 mod rehearse;
+mod replicas;
 mod rollback;
 mod rollback_files;
 mod rpc;
