@@ -226,6 +226,18 @@ impl SafeClient {
         self.contract().nonce().call().await.map_err(|e| explain_contract_error(e, "nonce()"))
     }
 
+    /// The nonce in the node's pending state: above [`SafeClient::nonce`] when an execution
+    /// of the current nonce waits in the node's pool (a node without a pending state answers
+    /// the latest).
+    pub async fn pending_nonce(&self) -> Result<U256> {
+        self.contract()
+            .nonce()
+            .call()
+            .block(alloy::eips::BlockId::pending())
+            .await
+            .map_err(|e| explain_contract_error(e, "nonce() at the pending block"))
+    }
+
     /// How many owner approvals execution needs.
     pub async fn threshold(&self) -> Result<u64> {
         let t = self

@@ -260,6 +260,9 @@ pub struct Multisig {
     counting: tokio::sync::Mutex<()>,
     /// This replica's name (`[replication] name`), for `/health`.
     name: Option<String>,
+    /// Proposals this replica tried to execute and could not, with what became of its
+    /// attempt: if another sender's execution is then seen, the race is recorded as lost.
+    attempted: Mutex<std::collections::HashMap<B256, String>>,
 }
 
 impl std::fmt::Debug for Multisig {
@@ -314,6 +317,7 @@ impl Multisig {
             ready_since: Mutex::new(std::collections::HashMap::new()),
             counting: tokio::sync::Mutex::new(()),
             name: None,
+            attempted: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -549,7 +553,7 @@ impl Multisig {
                 })
             }
             guardian_core::incident::Effect::Execute { proposal } => {
-                Ok(match self.execute(*proposal).await? {
+                Ok(match self.execute_attempt(*proposal, row.attempts > 0).await? {
                     Observed::Executed { tx, sender } => format!("executed in {tx} by {sender}"),
                     Observed::Stale => "nonce consumed by another transaction".to_owned(),
                     other => format!("{other:?}"),
@@ -914,6 +918,13 @@ impl Multisig {
     /// first; nothing is sent for a proposal that is no longer pending (withdrawn by a reorg,
     /// or settled). A failure is told to the incident with its cause and returned (retried).
     pub async fn execute(&self, hash: B256) -> Result<Observed> {
+        self.execute_attempt(hash, false).await
+    }
+
+    /// [`execute`](Self::execute); `retrying` when an earlier attempt of this replica failed,
+    /// so a nonce consumed meanwhile by another sender is a race this replica lost (its
+    /// attempt was refused, e.g. because the node already held the winner's transaction).
+    pub async fn execute_attempt(&self, hash: B256, retrying: bool) -> Result<Observed> {
         let proposal = self
             .store()
             .proposal(hash)?
@@ -928,7 +939,27 @@ impl Multisig {
             ));
         };
         if self.safe.nonce().await? > proposal.nonce {
+            if retrying {
+                self.note_attempt(
+                    hash,
+                    "this replica's execTransaction was not sent (its earlier attempt failed)",
+                );
+            }
             return self.settle_consumed(&proposal).await;
+        }
+        // Another execution of this nonce already waits in the node's pool: sending would
+        // only revert (GS025 or GS026 in the estimate, which reads like an approval problem).
+        // Wait for it to be mined; the nonce then tells who won.
+        if self.safe.pending_nonce().await.is_ok_and(|pending| pending > proposal.nonce) {
+            self.note_attempt(
+                hash,
+                "this replica's execTransaction was not sent (another execution of the nonce was already pending)",
+            );
+            info!(%hash, "another execution of this nonce is pending in the node's pool; waiting for it");
+            return Err(eyre!(
+                "another execution of Safe nonce {} is pending in the node's pool: waiting for it to be mined",
+                proposal.nonce
+            ));
         }
         let approvals = self.approvals(&proposal).await?;
         let tx = proposal.safe_tx();
@@ -963,21 +994,10 @@ impl Multisig {
                 // That is not a signature problem, whatever the Safe's revert (GS025, GS026)
                 // said: record who won.
                 if self.safe.nonce().await? > proposal.nonce {
-                    let settled = self.settle_consumed(&proposal).await?;
-                    let winner = match &settled {
-                        Observed::Executed { tx, sender } => {
-                            format!("{} sent it first in {tx}", self.sender_name(*sender))
-                        }
-                        _ => "another Safe transaction consumed the nonce".to_owned(),
-                    };
-                    let detail = format!(
-                        "lost the race for Safe nonce {}: {winner}; {mine}",
-                        proposal.nonce
-                    );
-                    info!(%hash, %detail, "execution race lost");
-                    self.store().proposal_trail(hash, Trail::RaceLost { detail: &detail })?;
-                    return Ok(settled);
+                    self.note_attempt(hash, &mine);
+                    return self.settle_consumed(&proposal).await;
                 }
+                self.note_attempt(hash, &mine);
                 if let Some(id) = proposal.incident_id {
                     self.tell(
                         id,
@@ -987,6 +1007,31 @@ impl Multisig {
                 Err(eyre!(cause))
             }
         }
+    }
+
+    /// Remember that this replica's attempt to execute `hash` came to `mine` (in words).
+    fn note_attempt(&self, hash: B256, mine: &str) {
+        self.attempted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(hash, mine.to_owned());
+    }
+
+    /// If this replica tried to execute `proposal` and `sender` (not this replica) executed it
+    /// in `tx`, record the lost race: who won, with what, and what became of this attempt.
+    fn record_lost_race(&self, proposal: &Proposal, tx: B256, sender: Address) -> Result<()> {
+        let hash = proposal.safe_tx_hash;
+        let mine =
+            self.attempted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&hash);
+        let Some(mine) = mine.filter(|_| Some(sender) != self.executor()) else { return Ok(()) };
+        let detail = format!(
+            "lost the race for Safe nonce {}: {} sent it first in {tx}; {mine}",
+            proposal.nonce,
+            self.sender_name(sender)
+        );
+        info!(%hash, %detail, "execution race lost");
+        self.store().proposal_trail(hash, Trail::RaceLost { detail: &detail })?;
+        Ok(())
     }
 
     async fn execute_unpause(&self, proposal: &Proposal) -> Result<Observed> {
@@ -1123,6 +1168,7 @@ impl Multisig {
                 }
                 other => Err(eyre!(other)),
             })?;
+        self.record_lost_race(proposal, tx, sender)?;
         info!(hash = %proposal.safe_tx_hash, %tx, %sender, by = by.as_str(), paused, "proposal executed");
         if !verified {
             warn!(hash = %proposal.safe_tx_hash, %detail, "executed, but the target is not in the requested state");
