@@ -15,7 +15,7 @@ use std::{
 use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Address, B256, U256, utils::parse_ether},
-    providers::Provider,
+    providers::{Provider, ext::AnvilApi},
     rpc::types::{Filter, TransactionTrait},
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
@@ -1233,4 +1233,125 @@ async fn a_second_daemon_on_a_taken_api_bind_fails_at_start() {
     first.check();
     let view = health(port).await.expect("GET /health");
     assert!(same_address(&view["executor"], first.exec()), "still the first daemon: {view}");
+}
+
+/// Two guardians on one Safe that do not know each other (no `[[replicas]]`: each ranks itself
+/// first) both send at the threshold, into the same block: one execution succeeds, and the
+/// loser records the lost race with the winner's address and transaction, not as a signature
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_race_is_recorded_with_the_winner_not_as_a_signature_error() {
+    let bed = testbed().await;
+    let ports = free_ports(2);
+    let setup = Setup::default();
+    let mut rs = vec![
+        replica(&bed, "alpha", ports[0], Some(signer(&bed, 4)), &[], &setup).await,
+        replica(&bed, "bravo", ports[1], Some(signer(&bed, 5)), &[], &setup).await,
+    ];
+    for r in &mut rs {
+        r.start().await;
+    }
+    drain(&bed).await;
+    let hash = until("the pause proposal on both", DEADLINE, &mut rs, |rs| {
+        let a = rs[0].pending_pause()?;
+        (rs[1].pending_pause()? == a).then_some(a)
+    })
+    .await;
+    // Nothing is mined until the test says: both approvals go into one block, then both
+    // guardians' executions into the next.
+    let reader = bed.devnet.reader();
+    reader.anvil_set_auto_mine(false).await.expect("automine off");
+    let pending = |who: Address| {
+        let reader = reader.clone();
+        async move { reader.get_transaction_count(who).pending().await.expect("nonce") }
+    };
+    let owners = [bed.owners[0].address(), bed.owners[1].address()];
+    let before = [pending(owners[0]).await, pending(owners[1]).await];
+    let approval: B256 = hash.parse().expect("hash");
+    let approve = |owner: &PrivateKeySigner| {
+        let (from, who) = (bed.devnet.provider_for(owner.clone()), owner.address());
+        let safe = &bed.safe;
+        async move { safe.approve_hash_onchain(&from, who, approval).await.expect("approveHash") }
+    };
+    let mine_both = async {
+        let deadline = Instant::now() + DEADLINE;
+        while pending(owners[0]).await == before[0] || pending(owners[1]).await == before[1] {
+            assert!(Instant::now() < deadline, "the approvals never reached the pool");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reader.anvil_mine(Some(1), None).await.expect("mine the approvals");
+    };
+    tokio::join!(approve(&bed.owners[0]), approve(&bed.owners[1]), mine_both);
+    // Both reach the threshold. Each sends, unless the node's pending state already holds the
+    // other's execTransaction (then its gas estimate reverts and it retries): either way it
+    // loses the race once the block is mined.
+    let executors = [rs[0].exec(), rs[1].exec()];
+    let deadline = Instant::now() + DEADLINE;
+    let mut first_seen: Option<Instant> = None;
+    loop {
+        let sent = [pending(executors[0]).await, pending(executors[1]).await];
+        if sent.iter().all(|n| *n > 0) {
+            break;
+        }
+        if sent.iter().any(|n| *n > 0) {
+            let since = *first_seen.get_or_insert_with(Instant::now);
+            let refused = rs.iter().any(|r| r.log().contains("will retry"));
+            if refused || since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        for r in &mut rs {
+            r.check();
+        }
+        assert!(Instant::now() < deadline, "no guardian sent:\n{}", tails(&rs));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.anvil_mine(Some(1), None).await.expect("mine both executions");
+    reader.anvil_set_auto_mine(true).await.expect("automine on");
+
+    until("executed on both", DEADLINE, &mut rs, |rs| {
+        rs.iter().all(|r| r.proposal_status(&hash).as_deref() == Some("executed")).then_some(())
+    })
+    .await;
+    let done = executions(&bed).await;
+    assert_eq!(done.len(), 1, "one execution: {done:?}");
+    let winner_tx = done[0].1;
+    let sent = sent_to_safe(&bed, &executors).await;
+    assert!(!sent.is_empty() && sent.len() <= 2, "{sent:?}");
+    let winner = sent.iter().find(|s| s.tx == winner_tx).expect("the winner is an executor").from;
+    let trail = until("the loser to record the race", DEADLINE, &mut rs, |rs| {
+        let loser = rs.iter().find(|r| r.exec() != winner)?;
+        let trail = loser.proposal(&hash)?;
+        trail["events"].as_array()?.iter().any(|e| e["event"] == "race_lost").then_some(trail)
+    })
+    .await;
+    let loser = rs.iter().find(|r| r.exec() != winner).expect("a loser");
+    let lost: Vec<&serde_json::Value> = trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "race_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{} records the lost race once:\n{trail:#}", loser.name);
+    let detail = lost[0]["detail"].as_str().expect("detail").to_lowercase();
+    assert!(detail.contains(&winner.to_string().to_lowercase()), "names the winner: {detail}");
+    assert!(detail.contains(&winner_tx.to_string()), "names its transaction: {detail}");
+    let own = sent.iter().find(|s| s.from != winner);
+    match own {
+        Some(mine) => {
+            assert!(!mine.success, "{sent:?}");
+            assert!(
+                detail.contains(&format!("{} reverted", mine.tx)),
+                "its own reverted: {detail}"
+            );
+        }
+        None => assert!(detail.contains("not sent"), "its own was never sent: {detail}"),
+    }
+    assert!(!loser.log().contains("signature rejected"), "{}", loser.tail());
+    let winner_replica = rs.iter().find(|r| r.exec() == winner).expect("winner");
+    let theirs = winner_replica.proposal(&hash).expect("show");
+    assert!(
+        !theirs["events"].as_array().expect("events").iter().any(|e| e["event"] == "race_lost"),
+        "the winner lost nothing"
+    );
 }
