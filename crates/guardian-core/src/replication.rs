@@ -25,22 +25,24 @@ fn score(subject: &[u8], participant: &[u8]) -> B256 {
     keccak256(preimage)
 }
 
-/// The rank of `me` among `all` (which may or may not contain `me`; duplicates count once)
-/// for `subject`: how many others score lower.
-fn rank_of<T: AsRef<[u8]> + PartialEq>(subject: &[u8], me: &T, all: &[T]) -> usize {
+/// The participants of `all` ranked before `me` for `subject`, first first: the others (each
+/// once, `me` left out wherever it stands) that score lower.
+fn before<'a, T: AsRef<[u8]> + PartialEq>(subject: &[u8], me: &T, all: &'a [T]) -> Vec<&'a T> {
     let mine = score(subject, me.as_ref());
-    let mut seen: Vec<&T> = Vec::with_capacity(all.len());
+    let mut before: Vec<(&T, B256)> = Vec::with_capacity(all.len());
     for other in all {
-        if other != me && !seen.contains(&other) {
-            seen.push(other);
+        if other != me && !before.iter().any(|(seen, _)| *seen == other) {
+            before.push((other, score(subject, other.as_ref())));
         }
     }
-    seen.into_iter().filter(|o| score(subject, o.as_ref()) < mine).count()
+    before.retain(|(_, s)| *s < mine);
+    before.sort_by_key(|(_, s)| *s);
+    before.into_iter().map(|(other, _)| other).collect()
 }
 
 /// The rank of executor `me` among `executors` for proposal `safe_tx_hash`: 0 sends first.
 pub fn sender_rank(safe_tx_hash: B256, me: Address, executors: &[Address]) -> usize {
-    rank_of(safe_tx_hash.as_slice(), &me, executors)
+    before(safe_tx_hash.as_slice(), &me, executors).len()
 }
 
 /// How long the executor of `rank` waits after the threshold before it may send, if the
@@ -51,23 +53,14 @@ pub fn sender_wait(rank: usize, delay: Duration) -> Duration {
 
 /// The rank of replica `me` among `names` for the incident `incident_key`: 0 is its leader.
 pub fn leader_rank(incident_key: &str, me: &str, names: &[String]) -> usize {
-    let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-    rank_of(incident_key.as_bytes(), &me.as_bytes(), &names)
+    ranked_before(incident_key, me, names).len()
 }
 
 /// The replicas ranked before `me` for `incident_key`, first first: the ones whose delivery
 /// `me` checks before it sends.
 pub fn ranked_before<'a>(incident_key: &str, me: &str, names: &'a [String]) -> Vec<&'a str> {
-    let mine = score(incident_key.as_bytes(), me.as_bytes());
-    let mut before: Vec<(&str, B256)> = names
-        .iter()
-        .filter(|n| n.as_str() != me)
-        .map(|n| (n.as_str(), score(incident_key.as_bytes(), n.as_bytes())))
-        .filter(|(_, s)| *s < mine)
-        .collect();
-    before.sort_by_key(|(_, s)| *s);
-    before.dedup_by_key(|(n, _)| *n);
-    before.into_iter().map(|(n, _)| n).collect()
+    let me = me.to_owned();
+    before(incident_key.as_bytes(), &me, names).into_iter().map(String::as_str).collect()
 }
 
 #[cfg(test)]
