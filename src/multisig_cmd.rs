@@ -179,7 +179,7 @@ pub(crate) async fn proposals(args: ProposalsArgs) -> Result<()> {
                 if view.replicas.len() > 1 {
                     outln!(
                         "      on the other replicas: {}",
-                        guardian_operator::peers::spread_line(&view.replicas)
+                        guardian_operator::peers::spread_line(&view.replicas[1..])
                     );
                 }
             }

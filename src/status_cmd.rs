@@ -183,18 +183,9 @@ fn print(s: &Status) {
         };
         println!("  {} {} {} nonce {}  {approvals}", p.safe_tx_hash, p.kind, p.contract, p.nonce);
         if !p.replicas.is_empty() {
-            // This replica's count first, as spread_line expects.
-            let mine = guardian_operator::peers::ReplicaApprovals {
-                name: String::new(),
-                reachable: true,
-                status: None,
-                approvals: p.approvals,
-                threshold: p.threshold,
-            };
-            let all: Vec<_> = std::iter::once(mine).chain(p.replicas.iter().cloned()).collect();
             println!(
                 "      on the other replicas: {}",
-                guardian_operator::peers::spread_line(&all)
+                guardian_operator::peers::spread_line(&p.replicas)
             );
         }
         println!("      owners approve with: {}", p.approve_command);

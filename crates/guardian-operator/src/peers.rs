@@ -145,10 +145,14 @@ impl Peer {
         eyre!("replica {} ({}): {what} {kind}: {}", self.name, self.api, error.without_url())
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+    /// `GET path` as `T`; `None` when the peer answers 404.
+    async fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         let response =
             self.http.get(self.url(path)).send().await.map_err(|e| self.failed(path, e))?;
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let body = response.bytes().await.map_err(|e| self.failed(path, e))?;
         if !status.is_success() {
             return Err(eyre!(
@@ -158,7 +162,14 @@ impl Peer {
             ));
         }
         serde_json::from_slice(&body)
+            .map(Some)
             .wrap_err_with(|| format!("replica {}: GET {path}: unexpected answer", self.name))
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.fetch(path)
+            .await?
+            .ok_or_else(|| eyre!("replica {}: GET {path} answered 404 Not Found", self.name))
     }
 
     /// `GET /health`.
@@ -178,20 +189,7 @@ impl Peer {
 
     /// `GET /notifications/{key}`; `None` when the peer has no such notification.
     pub async fn notification(&self, key: &str) -> Result<Option<PeerNotification>> {
-        let path = format!("/notifications/{key}");
-        let response =
-            self.http.get(self.url(&path)).send().await.map_err(|e| self.failed(&path, e))?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.failed(&path, e))?;
-        if !status.is_success() {
-            return Err(eyre!("replica {}: GET {path} answered {status}", self.name));
-        }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .wrap_err_with(|| format!("replica {}: GET {path}: unexpected answer", self.name))
+        self.fetch(&format!("/notifications/{key}")).await
     }
 
     async fn push(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Pushed> {
@@ -331,27 +329,14 @@ pub async fn survey(peers: &[PeerConfig], timeout: Duration) -> Vec<ReplicaState
         }
         state
     });
-    futures_join_all(asks).await
-}
-
-/// Run `futures` concurrently, keeping their order.
-async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
+    // Concurrently, keeping the configured order.
     let mut set = tokio::task::JoinSet::new();
-    for (i, f) in futures.into_iter().enumerate() {
-        set.spawn(async move { (i, f.await) });
+    for (i, ask) in asks.enumerate() {
+        set.spawn(async move { (i, ask.await) });
     }
-    let mut out: Vec<(usize, F::Output)> = Vec::new();
-    while let Some(done) = set.join_next().await {
-        if let Ok(done) = done {
-            out.push(done);
-        }
-    }
+    let mut out: Vec<(usize, ReplicaState)> = set.join_all().await;
     out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, o)| o).collect()
+    out.into_iter().map(|(_, state)| state).collect()
 }
 
 /// How each proposal of `views` (this replica's) stands on every replica: this one first, then
@@ -371,11 +356,10 @@ pub fn spread(views: &mut [ProposalView], me: &str, survey: &[ReplicaState]) {
     }
 }
 
-/// `b 2/2, c unreachable`: a proposal's standing on the other replicas, for a terminal.
-pub fn spread_line(replicas: &[ReplicaApprovals]) -> String {
-    replicas
+/// `b 2/2, c unreachable`: a proposal's standing on `peers`, for a terminal.
+pub fn spread_line(peers: &[ReplicaApprovals]) -> String {
+    peers
         .iter()
-        .skip(1)
         .map(|r| match (r.reachable, r.status.as_deref(), r.approvals, r.threshold) {
             (false, ..) => format!("{} unreachable", r.name),
             (true, Some("pending"), Some(a), Some(t)) => format!("{} {a}/{t}", r.name),

@@ -83,6 +83,16 @@ pub struct RelayBacklog {
     pub last_error: Option<String>,
 }
 
+impl RelayItem {
+    /// Its `item` and `owner` columns.
+    fn columns(self) -> (&'static str, String) {
+        match self {
+            Self::Proposal => ("proposal", String::new()),
+            Self::Signature { owner } => ("signature", owner.to_string()),
+        }
+    }
+}
+
 /// Queue `item` of `hash` for every peer, in the caller's transaction.
 pub(crate) fn enqueue(
     tx: &Connection,
@@ -91,10 +101,7 @@ pub(crate) fn enqueue(
     hash: B256,
 ) -> Result<()> {
     let Some(replication) = replication else { return Ok(()) };
-    let (kind, owner) = match item {
-        RelayItem::Proposal => ("proposal", String::new()),
-        RelayItem::Signature { owner } => ("signature", owner.to_string()),
-    };
+    let (kind, owner) = item.columns();
     for peer in &replication.peers {
         tx.execute(
             "INSERT OR IGNORE INTO relays (peer, item, hash, owner) VALUES (?1, ?2, ?3, ?4)",
@@ -185,10 +192,7 @@ impl Store {
 
     /// Queue `item` of `hash` for `peer` again (it answered that it lacks the proposal).
     pub fn relay_again(&self, peer: &str, item: RelayItem, hash: B256) -> Result<()> {
-        let (kind, owner) = match item {
-            RelayItem::Proposal => ("proposal", String::new()),
-            RelayItem::Signature { owner } => ("signature", owner.to_string()),
-        };
+        let (kind, owner) = item.columns();
         self.conn.execute(
             "INSERT INTO relays (peer, item, hash, owner) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (peer, item, hash, owner) DO UPDATE SET done_at = NULL, outcome = NULL,
