@@ -130,10 +130,7 @@ pub async fn run_with(
     // (its proposals, executions and rollbacks).
     let notify_wake = Arc::new(Notify::new());
     let respond_wake = Arc::new(Notify::new());
-    store.set_replication(guardian_store::Replication {
-        name: config.replication.name.clone(),
-        peers: config.replication.peers.iter().map(|p| p.name.clone()).collect(),
-    });
+    store.set_replication(guardian_operator::store_replication(config));
     let mut follower = Follower::new(rpc.clone(), store, engine, options)
         .wake_on_commit(notify_wake.clone())
         .wake_on_commit(respond_wake.clone())
@@ -156,15 +153,14 @@ pub async fn run_with(
         ),
         None => None,
     };
-    // The other replicas: relay to them, pull from them, rank senders with them.
-    let (pauser, relay_tasks) = match pauser {
-        Some(pauser) if !config.replication.peers.is_empty() => {
-            let peers = guardian_operator::peers::Peer::all(
-                &config.replication.peers,
-                crate::relay::PEER_TIMEOUT,
-            )
+    // The other replicas: relay to them, pull from them, rank senders with them, and ask them
+    // before a leader-mode notification.
+    let peers =
+        guardian_operator::peers::Peer::all(&config.replication.peers, crate::relay::PEER_TIMEOUT)
             .wrap_err_with(|| format!("refusing to start: the [[replicas]] of {place}"))?;
-            crate::relay::restore_executors(&config.storage.path, pauser.multisig(), &peers)?;
+    let (pauser, relay_tasks) = match pauser {
+        Some(pauser) if !peers.is_empty() => {
+            crate::relay::restore_executors(pauser.multisig(), &peers)?;
             info!(
                 replica = %config.replication.name,
                 peers = ?peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
@@ -173,7 +169,7 @@ pub async fn run_with(
             let (relays, tasks) = crate::relay::spawn(
                 config.storage.path.clone(),
                 pauser.multisig().clone(),
-                peers,
+                peers.clone(),
                 respond_wake.clone(),
                 shutdown.clone(),
             );
@@ -231,11 +227,7 @@ pub async fn run_with(
     } else {
         let replicas = Arc::new(notifier::Replicas::new(
             &config.replication.name,
-            config.replication.names(),
-            guardian_operator::peers::Peer::all(
-                &config.replication.peers,
-                crate::relay::PEER_TIMEOUT,
-            )?,
+            peers,
             config.replication.leader_timeout,
         ));
         let channels = config

@@ -34,26 +34,31 @@ use tracing::{debug, info, warn};
 pub struct Replicas {
     /// This replica's name.
     pub name: String,
-    /// Every replica's name, this one's included.
-    pub names: Vec<String>,
+    /// Every replica's name, this one's included: what the ranks are taken over.
+    names: Vec<String>,
     /// The peers' APIs, asked whether they delivered.
-    pub peers: Vec<guardian_operator::peers::Peer>,
+    peers: Vec<guardian_operator::peers::Peer>,
     /// How long each replica ranked before this one is given.
-    pub timeout: Duration,
+    timeout: Duration,
     /// The peers that did not answer when last asked: not waited for again (a dead leader
     /// delays its incident's first notification only).
-    pub down: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    down: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Replicas {
-    /// This replica among `peers` (every one of them answering until asked).
-    pub fn new(
-        name: &str,
-        names: Vec<String>,
-        peers: Vec<guardian_operator::peers::Peer>,
-        timeout: Duration,
-    ) -> Self {
+    /// Replica `name` among `peers`, each of them answering until asked.
+    pub fn new(name: &str, peers: Vec<guardian_operator::peers::Peer>, timeout: Duration) -> Self {
+        let mut names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+        names.push(name.to_owned());
         Self { name: name.to_owned(), names, peers, timeout, down: Default::default() }
+    }
+
+    /// The peers ranked before this replica for `incident_key`, leader first.
+    fn before(&self, incident_key: &str) -> Vec<guardian_operator::peers::Peer> {
+        guardian_core::replication::ranked_before(incident_key, &self.name, &self.names)
+            .into_iter()
+            .filter_map(|name| self.peers.iter().find(|p| p.name == name).cloned())
+            .collect()
     }
 
     fn set_down(&self, peer: &str, down: bool) {
@@ -67,16 +72,6 @@ impl Replicas {
 
     fn is_down(&self, peer: &str) -> bool {
         self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(peer)
-    }
-}
-
-impl Replicas {
-    /// The peers ranked before this replica for `incident_key`, leader first.
-    fn before(&self, incident_key: &str) -> Vec<guardian_operator::peers::Peer> {
-        guardian_core::replication::ranked_before(incident_key, &self.name, &self.names)
-            .into_iter()
-            .filter_map(|name| self.peers.iter().find(|p| p.name == name).cloned())
-            .collect()
     }
 }
 

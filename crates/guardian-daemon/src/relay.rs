@@ -22,7 +22,7 @@ use std::{
 };
 
 use alloy::primitives::B256;
-use eyre::{Result, WrapErr, eyre};
+use eyre::{Result, eyre};
 use guardian_core::proposal::ProposalKind;
 use guardian_multisig::{Multisig, ProposalStatus, RelayedProposal};
 use guardian_operator::peers::{Peer, Pushed};
@@ -64,18 +64,13 @@ impl Reachability {
 /// The relay tasks' handle: wake them, and wait for a proposal's relays before a send.
 #[derive(Debug, Clone)]
 pub struct Relays {
-    db: PathBuf,
+    multisig: Arc<Multisig>,
     peers: Vec<String>,
     wakes: Vec<Arc<Notify>>,
     reachability: Arc<Reachability>,
 }
 
 impl Relays {
-    /// No peers: nothing to relay.
-    pub fn none(db: PathBuf) -> Self {
-        Self { db, peers: Vec::new(), wakes: Vec::new(), reachability: Arc::default() }
-    }
-
     /// Wake every peer's task (a proposal or a signature was stored).
     pub fn wake(&self) {
         self.wakes.iter().for_each(|w| w.notify_one());
@@ -85,19 +80,17 @@ impl Relays {
     /// owed it for proposal `hash`. Never fails: a peer that is slow only delays the send by
     /// the bound, and one that is down is not waited for.
     pub async fn flush(&self, hash: B256) {
-        if self.wakes.is_empty() {
-            return;
-        }
         self.wake();
         let deadline = tokio::time::Instant::now() + FLUSH_BEFORE_SEND;
-        let Ok(store) = Store::open(&self.db) else { return };
         loop {
             // Every peer not known to be down (one not asked yet included).
-            let owed = self.peers.iter().filter(|p| !self.reachability.down(p)).any(|peer| {
-                store
-                    .due_relays(peer, u64::MAX, 64)
-                    .is_ok_and(|rows| rows.iter().any(|r| r.hash == hash))
-            });
+            let owed = {
+                let store = self.multisig.store();
+                self.peers
+                    .iter()
+                    .filter(|p| !self.reachability.down(p))
+                    .any(|peer| store.relay_owed(peer, hash).unwrap_or(false))
+            };
             if !owed || tokio::time::Instant::now() >= deadline {
                 if owed {
                     debug!(%hash, "sending before every peer took the signatures");
@@ -135,7 +128,7 @@ pub fn spawn(
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move { task.run(stop).await }));
     }
-    (Relays { db, peers: names, wakes, reachability }, tasks)
+    (Relays { multisig, peers: names, wakes, reachability }, tasks)
 }
 
 struct PeerTask {
@@ -165,32 +158,34 @@ impl PeerTask {
             }
         };
         let name = self.peer.name.clone();
-        let mut up: Option<bool> = None;
+        // Pulled since the peer last came up: it is pulled again whenever it answers after
+        // being unreachable (or for the first time).
+        let mut pulled = false;
         let mut health_at = tokio::time::Instant::now();
         let mut health_failures = 0u32;
         while !*shutdown.borrow() {
             if tokio::time::Instant::now() >= health_at {
-                let answered = self.check_health().await;
-                let was = up.replace(answered.is_ok());
-                self.reachability.set(&name, answered.is_ok());
-                match answered {
+                match self.check_health(&mut store).await {
                     Ok(()) => {
+                        self.reachability.set(&name, true);
                         health_failures = 0;
                         health_at = tokio::time::Instant::now() + HEALTH_EVERY;
-                        if was != Some(true) {
+                        if !pulled {
                             info!(peer = %name, api = %self.peer.api, "replica answers: pulling its pending proposals");
-                            if let Err(error) = self.pull().await {
-                                warn!(peer = %name, error = %format!("{error:#}"), "pulling from the replica failed; retried when it answers again");
-                                up = Some(false);
-                            }
+                            pulled = match self.pull().await {
+                                Ok(()) => true,
+                                Err(error) => {
+                                    warn!(peer = %name, error = %format!("{error:#}"), "pulling from the replica failed; retried when it answers again");
+                                    false
+                                }
+                            };
                         }
                     }
                     Err(error) => {
+                        self.unreachable(&error);
+                        pulled = false;
                         health_failures += 1;
                         health_at = tokio::time::Instant::now() + backoff(health_failures);
-                        if was != Some(false) {
-                            warn!(peer = %name, error = %format!("{error:#}"), "replica unreachable; relays to it wait");
-                        }
                     }
                 }
             }
@@ -201,18 +196,15 @@ impl PeerTask {
                 Ok(0) => {}
                 Ok(_) => {
                     self.reachability.set(&name, true);
-                    if up.replace(true) != Some(true) {
-                        // It answers again: the health check (and the pull) now.
+                    if !pulled {
+                        // It answers again: the health check, and the pull, now.
                         health_at = tokio::time::Instant::now();
-                        up = Some(false);
                     }
                 }
                 Err(error) => {
                     debug!(peer = %name, error = %format!("{error:#}"), "relay failed");
-                    self.reachability.set(&name, false);
-                    if up.replace(false) == Some(true) {
-                        warn!(peer = %name, error = %format!("{error:#}"), "replica unreachable; relays to it wait");
-                    }
+                    self.unreachable(&error);
+                    pulled = false;
                 }
             }
             if let Ok(Some(at)) = store.next_relay_at(&name) {
@@ -227,9 +219,17 @@ impl PeerTask {
         }
     }
 
+    /// The peer did not answer: said once when it goes down, not on every retry.
+    fn unreachable(&self, error: &eyre::Report) {
+        if self.reachability.set(&self.peer.name, false) != Some(false) {
+            warn!(peer = %self.peer.name, error = %format!("{error:#}"), "replica unreachable; relays to it wait");
+        }
+    }
+
     /// Ask the peer's `/health`: its name must be the configured one, its chain and Safe
-    /// ours; its executor is learned (unless pinned in the config, which it must match).
-    async fn check_health(&self) -> Result<()> {
+    /// ours; its executor is learned (unless pinned in the config, which it must match) and
+    /// kept in `store`, so the sender rank holds while the peer is down after a restart.
+    async fn check_health(&self, store: &mut Store) -> Result<()> {
         let health = self.peer.health().await?;
         let name = &self.peer.name;
         if let Some(reported) = &health.replica
@@ -263,19 +263,11 @@ impl PeerTask {
             {
                 info!(peer = %name, executor = %reported, "replica's executor learned");
                 self.multisig.set_peer_executor(name, reported);
-                self.remember_executor(reported);
+                store.set_meta(&format!("peer_executor:{name}"), &reported.to_string())?;
             }
             _ => {}
         }
         Ok(())
-    }
-
-    /// Kept in the database so the sender rank holds while the peer is down after a restart.
-    fn remember_executor(&self, executor: alloy::primitives::Address) {
-        if let Ok(store) = Store::open(&self.db) {
-            let _ =
-                store.set_meta(&format!("peer_executor:{}", self.peer.name), &executor.to_string());
-        }
     }
 
     /// Deliver what is due to the peer, in order; returns how many it answered. An error means
@@ -405,12 +397,10 @@ impl PeerTask {
 }
 
 /// The peers' executors remembered from earlier runs, for `multisig` before any answers.
-pub fn restore_executors(db: &std::path::Path, multisig: &Multisig, peers: &[Peer]) -> Result<()> {
-    let store = Store::open(db).wrap_err("opening the database for the replicas")?;
+pub fn restore_executors(multisig: &Multisig, peers: &[Peer]) -> Result<()> {
     for peer in peers.iter().filter(|p| p.executor.is_none()) {
-        if let Some(text) = store.meta(&format!("peer_executor:{}", peer.name))?
-            && let Ok(address) = text.parse()
-        {
+        let remembered = multisig.store().meta(&format!("peer_executor:{}", peer.name))?;
+        if let Some(address) = remembered.and_then(|text| text.parse().ok()) {
             multisig.set_peer_executor(&peer.name, address);
         }
     }

@@ -324,12 +324,13 @@ impl Multisig {
     /// Name this replica `name` among its `peers` (`[replication]`, `[[replicas]]`): trails
     /// say `replica <name> (<executor>)`, and every proposal stored and signature accepted
     /// from now on is queued for each peer.
-    pub fn with_replication(mut self, name: &str, peers: Vec<String>) -> Self {
+    pub fn with_replication(mut self, replication: guardian_store::Replication) -> Self {
+        let name = &replication.name;
         self.replica = match self.executor() {
             Some(address) => format!("replica {name} ({address})"),
             None => format!("replica {name} (no executor key)"),
         };
-        self.store().set_replication(guardian_store::Replication { name: name.to_owned(), peers });
+        self.store().set_replication(replication);
         self
     }
 

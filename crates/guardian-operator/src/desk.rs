@@ -63,6 +63,15 @@ pub fn pauser_key(config: &Config) -> Result<Option<PrivateKeySigner>> {
         .map_err(|_| eyre!("${var} does not hold a 32-byte hex private key"))
 }
 
+/// This replica and its peers' names (`[replication]`, `[[replicas]]`), as a store relays to
+/// them and names its local notifications.
+pub fn store_replication(config: &Config) -> guardian_store::Replication {
+    guardian_store::Replication {
+        name: config.replication.name.clone(),
+        peers: config.replication.peers.iter().map(|p| p.name.clone()).collect(),
+    }
+}
+
 /// Connect the multisig service described by `config` over `provider`.
 pub async fn connect(
     config: &Config,
@@ -87,8 +96,7 @@ pub async fn connect(
     let multisig = if replication.peers.is_empty() {
         multisig
     } else {
-        let peers = replication.peers.iter().map(|p| p.name.clone()).collect();
-        let multisig = multisig.with_replication(&replication.name, peers);
+        let multisig = multisig.with_replication(store_replication(config));
         for peer in &replication.peers {
             if let Some(executor) = peer.executor {
                 multisig.set_peer_executor(&peer.name, executor);

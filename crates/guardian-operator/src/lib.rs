@@ -14,6 +14,6 @@ pub mod status_page;
 pub use desk::{
     Desk, DeskError, EffectView, FindingView, IncidentSummary, IncidentView, PauseOutcome,
     ProposalDetailView, ProposalIncident, ProposalView, TimelineEntry, connect, executor_key,
-    pauser_key, targets, utc,
+    pauser_key, store_replication, targets, utc,
 };
 pub use endpoints::{RPC_TIMEOUT, rpc_pool};

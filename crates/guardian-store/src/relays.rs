@@ -157,6 +157,15 @@ impl Store {
             .collect()
     }
 
+    /// Whether anything of proposal `hash` is still owed to `peer`.
+    pub fn relay_owed(&self, peer: &str, hash: B256) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM relays WHERE peer = ?1 AND hash = ?2 AND done_at IS NULL)",
+            params![peer, hash.to_string()],
+            |r| r.get(0),
+        )?)
+    }
+
     /// When the next relay to `peer` that failed is due, if one is waiting.
     pub fn next_relay_at(&self, peer: &str) -> Result<Option<Millis>> {
         let at: Option<i64> = self
