@@ -142,45 +142,25 @@ impl Multisig {
                 relayed.nonce
             )));
         }
-        guardian_chain::safe::simulate_as_safe(
-            self.provider(),
-            self.safe().address(),
-            target.address,
-            relayed.calldata.clone(),
-        )
-        .await
-        .map_err(|e| {
-            RelayError::Mismatch(format!(
-                "simulating {}() on {} as the Safe reverts here: {e:#}",
-                relayed.kind.as_str(),
-                target.name
-            ))
-        })?;
+        self.simulate_as_safe(&target, relayed.kind)
+            .await
+            .map_err(|e| RelayError::Mismatch(format!("{e:#} (here)")))?;
+        let call = (target.address, relayed.calldata.clone(), target.name.as_str());
+        let row = self.pending_row(
+            hash,
+            call,
+            relayed.kind,
+            &relayed.reason,
+            relayed.nonce,
+            relayed.created_block,
+        );
         let proposal = Proposal {
-            safe_tx_hash: hash,
-            chain_id: relayed.chain_id,
-            safe: relayed.safe,
-            kind: relayed.kind,
-            contract: target.name.clone(),
-            target: target.address,
-            calldata: relayed.calldata.clone(),
-            nonce: relayed.nonce,
-            finding_id: None,
             then_rollback: relayed.kind == ProposalKind::Pause && target.rollback,
-            reason: relayed.reason.clone(),
-            status: ProposalStatus::Pending,
             simulation: format!(
                 "ok: eth_call of {}() from the Safe succeeds (checked on receipt)",
                 relayed.kind.as_str()
             ),
-            created_block: relayed.created_block,
-            replaces: None,
-            replaced_by: None,
-            executed_tx: None,
-            executed_by: None,
-            created_at: String::new(),
-            incident_id: None,
-            withdrawn_reason: None,
+            ..row
         };
         let actor = format!("replica {}", relayed.origin);
         let detail = format!(

@@ -657,7 +657,22 @@ impl Multisig {
             "local safeTxHash {hash} differs from the Safe's getTransactionHash {onchain}"
         );
         let created_block = self.provider.get_block_number().await.wrap_err("eth_blockNumber")?;
-        Ok(Proposal {
+        let row = self.pending_row(hash, (to, calldata, label), kind, reason, nonce, created_block);
+        Ok(Proposal { replaces, ..row })
+    }
+
+    /// A pending proposal of this Safe, hashed `hash`, calling `calldata` on `to` (named
+    /// `label`) at `nonce`, as it is stored once simulated.
+    pub(crate) fn pending_row(
+        &self,
+        hash: B256,
+        (to, calldata, label): (Address, Bytes, &str),
+        kind: ProposalKind,
+        reason: &str,
+        nonce: U256,
+        created_block: u64,
+    ) -> Proposal {
+        Proposal {
             safe_tx_hash: hash,
             chain_id: self.safe.chain_id(),
             safe: self.safe.address(),
@@ -672,17 +687,17 @@ impl Multisig {
             status: ProposalStatus::Pending,
             simulation: format!("ok: eth_call of {}() from the Safe succeeds", kind.as_str()),
             created_block,
-            replaces,
+            replaces: None,
             replaced_by: None,
             executed_tx: None,
             executed_by: None,
             created_at: String::new(),
             incident_id: None,
             withdrawn_reason: None,
-        })
+        }
     }
 
-    async fn simulate_as_safe(&self, target: &Target, kind: ProposalKind) -> Result<()> {
+    pub(crate) async fn simulate_as_safe(&self, target: &Target, kind: ProposalKind) -> Result<()> {
         guardian_chain::safe::simulate_as_safe(
             &self.provider,
             self.safe.address(),
