@@ -734,8 +734,39 @@ impl Multisig {
         signature: &[u8],
         domain: Option<SignedDomain>,
     ) -> Result<Submitted, SubmitError> {
+        self.accept_signature(hash, signer, signature, domain, false).await
+    }
+
+    /// A signature a peer replica relays: verified like an owner's, and kept also when the
+    /// proposal was executed here meanwhile (so every replica lists the same signatures); only
+    /// a pending proposal's count changes. A withdrawn or stale proposal refuses it.
+    pub async fn submit_relayed_signature(
+        &self,
+        hash: B256,
+        signer: Address,
+        text: &str,
+    ) -> Result<Submitted, SubmitError> {
+        match text.trim().parse::<Bytes>() {
+            Ok(bytes) => self.accept_signature(hash, signer, &bytes, None, true).await,
+            Err(_) => self.submit_signature_hex(hash, signer, text, None).await,
+        }
+    }
+
+    /// Verify and store a signature of `hash`; `relayed` (by a peer) also takes one of a
+    /// proposal executed here, without counting it.
+    async fn accept_signature(
+        &self,
+        hash: B256,
+        signer: Address,
+        signature: &[u8],
+        domain: Option<SignedDomain>,
+        relayed: bool,
+    ) -> Result<Submitted, SubmitError> {
         let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
-        not_pending(&proposal)?;
+        let executed = relayed && proposal.status == ProposalStatus::Executed;
+        if !executed {
+            not_pending(&proposal)?;
+        }
         let owners = self.safe.owners().await?;
         let tx = proposal.safe_tx();
         let checked = check_signature(
@@ -750,48 +781,13 @@ impl Multisig {
         match checked {
             Ok(_) => {
                 let added = self.store().add_signature(hash, signer, signature)?;
-                let approvals = self.count(&proposal).await?;
-                info!(%hash, %signer, added, approvals = approvals.0, threshold = approvals.1, "owner signature verified");
-                Ok(Submitted { added, approvals: approvals.0, threshold: approvals.1 })
-            }
-            Err(rejection) => Err(self.rejected(hash, signer, &owners, rejection)?),
-        }
-    }
-
-    /// A signature a peer replica relays: verified like an owner's, and kept also when the
-    /// proposal was executed here meanwhile (so every replica lists the same signatures); only
-    /// a pending proposal's count changes. A withdrawn or stale proposal refuses it.
-    pub async fn submit_relayed_signature(
-        &self,
-        hash: B256,
-        signer: Address,
-        text: &str,
-    ) -> Result<Submitted, SubmitError> {
-        let proposal = self.store().proposal(hash)?.ok_or(SubmitError::NotFound(hash))?;
-        if proposal.status != ProposalStatus::Executed {
-            return self.submit_signature_hex(hash, signer, text, None).await;
-        }
-        let owners = self.safe.owners().await?;
-        let signature = match text.trim().parse::<Bytes>() {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return Err(self.rejected(hash, signer, &owners, Rejection::not_hex(text))?);
-            }
-        };
-        let tx = proposal.safe_tx();
-        match check_signature(
-            &tx,
-            proposal.chain_id,
-            proposal.safe,
-            signer,
-            &signature,
-            &owners,
-            None,
-        ) {
-            Ok(_) => {
-                let added = self.store().add_signature(hash, signer, &signature)?;
-                let threshold = self.safe.threshold().await?;
-                let approvals = self.store().proposal_signatures(hash)?.len();
+                let (approvals, threshold) = if executed {
+                    let signed = self.store().proposal_signatures(hash)?.len();
+                    (signed, self.safe.threshold().await?)
+                } else {
+                    self.count(&proposal).await?
+                };
+                info!(%hash, %signer, added, approvals, threshold, "owner signature verified");
                 Ok(Submitted { added, approvals, threshold })
             }
             Err(rejection) => Err(self.rejected(hash, signer, &owners, rejection)?),
