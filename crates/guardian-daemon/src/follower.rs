@@ -12,8 +12,9 @@
 //!   and, when it is the next block, its header), then that batch.
 //! - Far behind (a start block in the past, or downtime), blocks are read by ranges whose size
 //!   adapts to the node's limits, and a whole range commits in one transaction: log-only rules
-//!   read the range's logs and its last header in one batch; rules that read state or receipts
-//!   add every header to that batch, then read every block's receipts and state in a second.
+//!   read the range's logs and its last header (a long range as up to four pieces requested at
+//!   once); rules that read state or receipts add every header to that batch, then read every
+//!   block's receipts and state in a second.
 //! - Every commit moves the cursor together with the findings, so a crash replays at most one
 //!   uncommitted step and the store's occurrence keys make the replay idempotent.
 
@@ -530,15 +531,13 @@ impl<E: Evaluator> Follower<E> {
         let from = cursor.number + 1;
         let (to, end, logs) = loop {
             let to = (from + self.range - 1).min(limit);
-            // The range's logs and its last header, in one round trip.
-            let read = self.reader.range(from, to, &self.reads(), false).await;
+            // The range's logs and its last header: one batch per piece, the pieces at once.
+            let read = self.reader.logs(from, to, &self.reads()).await;
             match read {
-                Ok((mut headers, logs)) => {
+                Ok((end, logs)) => {
                     if to - from + 1 >= self.range {
                         self.range = (self.range * 2).min(self.options.max_range.max(1));
                     }
-                    let end =
-                        headers.pop().ok_or_else(|| eyre!("the node does not have block {to}"))?;
                     break (to, end, logs);
                 }
                 // Nodes cap ranges and result sizes in many ways; halving until it passes

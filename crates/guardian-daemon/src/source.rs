@@ -29,7 +29,8 @@ use futures_util::future::try_join_all;
 use guardian_core::finding::{BlockInput, ObservedLog, StateQuery, StateValue, TxOutcome};
 use guardian_store::BlockRef;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json, value::RawValue};
 use tracing::{info, warn};
 
 use guardian_rpc::RpcPool;
@@ -49,6 +50,12 @@ pub use guardian_chain::multicall::MULTICALL3;
 /// Most requests in one JSON-RPC batch (Besu's default `--rpc-http-max-batch-size` is 1024);
 /// larger ones are split into batches sent together.
 pub const MAX_BATCH: usize = 256;
+
+/// At most this many concurrent requests read one log-only backfill range.
+const LOG_PIECES: u64 = 4;
+
+/// A log-only range is split only into pieces of at least this many blocks.
+const MIN_LOG_PIECE: u64 = 250;
 
 /// Most calls in one Multicall3 `aggregate3` (one `eth_call`, under the node's gas cap).
 pub const MAX_MULTICALL: usize = 300;
@@ -107,7 +114,13 @@ pub struct Reads<'a> {
 type Request = (&'static str, Value);
 
 /// One answer of a batch: the result, or the node's JSON-RPC error (a revert is one).
-type Answer = std::result::Result<Value, String>;
+type Answer = std::result::Result<Box<RawValue>, String>;
+
+/// `answer` as a `T`, parsed straight from the node's JSON text (no intermediate `Value`:
+/// a backfill range's logs are megabytes).
+fn parse<T: DeserializeOwned>(answer: &RawValue, what: &'static str) -> Result<T> {
+    serde_json::from_str(answer.get()).wrap_err(what)
+}
 
 /// Reads through the pool, remembering what the node accepts (batches) and what the chain has
 /// (Multicall3).
@@ -190,7 +203,7 @@ impl Reader {
                 let mut batch = BatchRequest::new(p.client());
                 let mut waiters = Vec::with_capacity(requests.len());
                 for (method, params) in requests {
-                    waiters.push(batch.add_call::<_, Value>(*method, params)?);
+                    waiters.push(batch.add_call::<_, Box<RawValue>>(*method, params)?);
                 }
                 batch.send().await?;
                 let mut answers = Vec::with_capacity(waiters.len());
@@ -206,7 +219,7 @@ impl Reader {
     async fn one_by_one(&self, requests: &[Request]) -> Result<Vec<Answer>> {
         let answers = try_join_all(requests.iter().map(|(method, params)| {
             self.rpc.call(method, move |p| async move {
-                answer(p.client().request::<_, Value>(*method, params.clone()).await)
+                answer(p.client().request::<_, Box<RawValue>>(*method, params.clone()).await)
             })
         }))
         .await?;
@@ -217,9 +230,9 @@ impl Reader {
     /// follower near the head, the next block's header in the same round trip.
     pub async fn latest(&self) -> Result<Header> {
         let answer = self.one_by_one(&[("eth_getBlockByNumber", json!(["latest", false]))]).await?;
-        let value = answer.into_iter().next().unwrap_or(Ok(Value::Null)).map_err(|e| eyre!(e))?;
+        let value = answer.into_iter().next().ok_or_else(|| eyre!("no answer"))?;
         let header: Option<RawHeader> =
-            serde_json::from_value(value).wrap_err("eth_getBlockByNumber(latest)")?;
+            parse(&value.map_err(|e| eyre!(e))?, "eth_getBlockByNumber(latest)")?;
         header.map(Header::from).ok_or_else(|| eyre!("the node has no latest block"))
     }
 
@@ -253,8 +266,8 @@ impl Reader {
             let number = header.block.number;
             let block_logs = match logs_at {
                 Some(i) => {
-                    let value = answers[i].clone().map_err(|e| eyre!("eth_getLogs: {e}"))?;
-                    let raw: Vec<Log> = serde_json::from_value(value).wrap_err("eth_getLogs")?;
+                    let value = answers[i].as_ref().map_err(|e| eyre!("eth_getLogs: {e}"))?;
+                    let raw: Vec<Log> = parse(value, "eth_getLogs")?;
                     raw.iter().filter(|l| !l.removed).map(observed).collect::<Result<Vec<_>>>()?
                 }
                 None => logs.as_mut().and_then(|l| l.remove(&number)).unwrap_or_default(),
@@ -262,9 +275,9 @@ impl Reader {
             let transactions = match (receipts_at, reads.receipts) {
                 (Some(i), Some(watched)) => {
                     let value =
-                        answers[i].clone().map_err(|e| eyre!("eth_getBlockReceipts: {e}"))?;
+                        answers[i].as_ref().map_err(|e| eyre!("eth_getBlockReceipts: {e}"))?;
                     let receipts: Option<Vec<TransactionReceipt>> =
-                        serde_json::from_value(value).wrap_err("eth_getBlockReceipts")?;
+                        parse(value, "eth_getBlockReceipts")?;
                     let receipts =
                         receipts.ok_or_else(|| eyre!("node has no receipts for block {number}"))?;
                     tx_outcomes(receipts, watched)
@@ -299,14 +312,12 @@ impl Reader {
             requests.push(("eth_getBlockByNumber", json!([U64::from(*number), false])));
         }
         let mut answers = self.batch(requests).await?.into_iter();
-        let logs =
-            answers.next().unwrap_or(Ok(Value::Null)).map_err(|e| eyre!("eth_getLogs: {e}"))?;
-        let logs: Vec<Log> = serde_json::from_value(logs).wrap_err("eth_getLogs")?;
+        let logs = answers.next().ok_or_else(|| eyre!("eth_getLogs: no answer"))?;
+        let logs: Vec<Log> = parse(&logs.map_err(|e| eyre!("eth_getLogs: {e}"))?, "eth_getLogs")?;
         let mut out = Vec::with_capacity(numbers.len());
         for (number, answer) in numbers.into_iter().zip(answers) {
             let value = answer.map_err(|e| eyre!("eth_getBlockByNumber({number}): {e}"))?;
-            let header: Option<RawHeader> =
-                serde_json::from_value(value).wrap_err("eth_getBlockByNumber")?;
+            let header: Option<RawHeader> = parse(&value, "eth_getBlockByNumber")?;
             out.push(
                 header
                     .map(Header::from)
@@ -314,6 +325,23 @@ impl Reader {
             );
         }
         Ok((out, logs))
+    }
+
+    /// Blocks `from..=to` for log-only rules: the range's logs and its last header. A long
+    /// range is read as up to [`LOG_PIECES`] pieces at once, in separate requests: the node
+    /// works on them in parallel and the first piece is parsed while the others are still being
+    /// answered (the answers are the backfill's whole cost). Logs come back in block order.
+    pub async fn logs(&self, from: u64, to: u64, reads: &Reads<'_>) -> Result<(Header, Vec<Log>)> {
+        let reads =
+            pieces(from, to).into_iter().map(|(start, end)| self.range(start, end, reads, false));
+        let mut end = None;
+        let mut logs = Vec::new();
+        for (headers, piece) in try_join_all(reads).await? {
+            end = headers.into_iter().last();
+            logs.extend(piece);
+        }
+        let end = end.ok_or_else(|| eyre!("the node does not have block {to}"))?;
+        Ok((end, logs))
     }
 
     /// Add the requests answering `queries` at `at` to `requests`.
@@ -400,7 +428,7 @@ impl Reader {
             let decoded = answers[i]
                 .as_ref()
                 .ok()
-                .and_then(|v| serde_json::from_value::<Bytes>(v.clone()).ok())
+                .and_then(|v| serde_json::from_str::<Bytes>(v.get()).ok())
                 .and_then(|bytes| aggregate3Call::abi_decode_returns(&bytes).ok())
                 .filter(|results| results.len() == calls.len());
             match decoded {
@@ -437,6 +465,19 @@ impl Reader {
     }
 }
 
+/// `from..=to` cut into at most [`LOG_PIECES`] consecutive pieces of at least
+/// [`MIN_LOG_PIECE`] blocks (one piece when the range is shorter).
+fn pieces(from: u64, to: u64) -> Vec<(u64, u64)> {
+    let blocks = to.saturating_sub(from) + 1;
+    let count = blocks.div_ceil(MIN_LOG_PIECE).clamp(1, LOG_PIECES);
+    let size = blocks.div_ceil(count);
+    (0..count)
+        .map(|k| from + k * size)
+        .take_while(|start| *start <= to)
+        .map(|start| (start, (start + size - 1).min(to)))
+        .collect()
+}
+
 /// A call-shaped state read: the query, the contract called and the calldata.
 type PlannedCall = (StateQuery, Address, Bytes);
 
@@ -452,7 +493,7 @@ struct StatePlan {
 /// An alloy answer as an [`Answer`]: a JSON-RPC error (a revert) is data; a transport failure
 /// is an error, so the pool fails over.
 fn answer(
-    result: alloy::transports::TransportResult<Value>,
+    result: alloy::transports::TransportResult<Box<RawValue>>,
 ) -> alloy::transports::TransportResult<Answer> {
     match result {
         Ok(value) => Ok(Ok(value)),
@@ -481,22 +522,20 @@ fn value_of(query: &StateQuery, answer: &Answer) -> Result<StateValue> {
     let value = match answer {
         // A failing read is kept as `Failed` (a reverting view call is information).
         Err(reason) => return Ok(StateValue::Failed(reason.clone())),
-        Ok(value) => value.clone(),
+        Ok(value) => value,
     };
     Ok(match query {
-        StateQuery::NativeBalance(_) => {
-            StateValue::Uint(serde_json::from_value(value).wrap_err("eth_getBalance")?)
-        }
+        StateQuery::NativeBalance(_) => StateValue::Uint(parse(value, "eth_getBalance")?),
         StateQuery::CodeHash(_) => {
-            let code: Bytes = serde_json::from_value(value).wrap_err("eth_getCode")?;
+            let code: Bytes = parse(value, "eth_getCode")?;
             StateValue::Word(keccak256(&code))
         }
         StateQuery::Storage { .. } => {
-            let word: U256 = serde_json::from_value(value).wrap_err("eth_getStorageAt")?;
+            let word: U256 = parse(value, "eth_getStorageAt")?;
             StateValue::Word(B256::from(word))
         }
         StateQuery::Erc20Balance { .. } | StateQuery::Call { .. } => {
-            let bytes: Bytes = serde_json::from_value(value).wrap_err("eth_call")?;
+            let bytes: Bytes = parse(value, "eth_call")?;
             call_value(query, &bytes)
         }
     })
@@ -591,5 +630,22 @@ mod tests {
             value_of(&call, &Err("execution reverted".into())).expect("a revert is data"),
             StateValue::Failed("execution reverted".into())
         );
+    }
+
+    #[test]
+    fn a_range_is_cut_into_consecutive_pieces() {
+        type Range = (u64, u64);
+        let table: &[(u64, u64, &[Range])] = &[
+            (5, 5, &[(5, 5)]),
+            (1, 250, &[(1, 250)]),
+            (1, 251, &[(1, 126), (127, 251)]),
+            (11, 110, &[(11, 110)]),
+            (1, 1000, &[(1, 250), (251, 500), (501, 750), (751, 1000)]),
+            (3111, 5110, &[(3111, 3610), (3611, 4110), (4111, 4610), (4611, 5110)]),
+            (1, 1001, &[(1, 251), (252, 502), (503, 753), (754, 1001)]),
+        ];
+        for (from, to, want) in table {
+            assert_eq!(pieces(*from, *to), want.to_vec(), "{from}..={to}");
+        }
     }
 }
