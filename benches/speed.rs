@@ -59,11 +59,42 @@ sol! {
     }
 }
 
+/// Historical states Anvil keeps in memory for the state backfills (more than their blocks).
+const STATE_HISTORY: u64 = 10_000;
+
 /// Amounts at or above this fire the event rule.
 const FIRE_AT: u64 = 1_000_000;
 
 fn samples() -> usize {
     std::env::var("SAMPLES").ok().and_then(|s| s.parse().ok()).unwrap_or(50)
+}
+
+/// Whether the group of figures `group` runs: `ONLY=backfill,idle` runs those two groups
+/// (detection, webhook, backlog, live, backfill, idle); unset runs them all.
+fn wanted(group: &str) -> bool {
+    std::env::var("ONLY").map_or(true, |only| only.split(',').any(|g| g.trim() == group))
+}
+
+/// A testbed with LoadGenerator deployed, for one backfill figure.
+async fn state_bed(
+    toolchain: &Toolchain,
+    contracts: &Contracts,
+    multicall3: bool,
+    history_in_memory: Option<u64>,
+) -> Result<(Testbed, DynProvider, Address)> {
+    let bed = Testbed::start(
+        toolchain,
+        contracts,
+        &TestbedOptions {
+            multicall3,
+            devnet: DevnetOptions { history_in_memory, ..DevnetOptions::default() },
+            ..TestbedOptions::default()
+        },
+    )
+    .await?;
+    let wallet = bed.devnet.provider_for(bed.devnet.signer(9)?);
+    let generator = deploy(&wallet, contracts.get("LoadGenerator")?, &[]).await?;
+    Ok((bed, wallet, generator))
 }
 
 /// One printed line: a figure's samples.
@@ -683,61 +714,83 @@ async fn main() -> Result<()> {
     let poll = guardian_config::DEFAULT_POLL_INTERVAL;
     let mut figures = Vec::new();
 
-    let ws = detection(&bed, generator, &wallet, bed.devnet.ws_url().to_string(), poll, n).await?;
-    figures.push(Figure::new("block visible → finding committed, ws heads", "ms", ws));
-    let http =
-        detection(&bed, generator, &wallet, bed.devnet.http_url().to_string(), poll, n.min(30))
-            .await?;
-    figures.push(Figure::new(
-        format!("block visible → finding committed, HTTP polling every {} ms", poll.as_millis()),
-        "ms",
-        http,
-    ));
-    let hook = webhook(&bed, &contracts, &wallet, n.min(30)).await?;
-    figures.push(Figure::new("block visible → webhook received, ws heads", "ms", hook));
-    let mut backlogs = Vec::new();
-    for _ in 0..5 {
-        backlogs.push(backlog(300).await? * 1e3);
+    if wanted("detection") {
+        let ws =
+            detection(&bed, generator, &wallet, bed.devnet.ws_url().to_string(), poll, n).await?;
+        figures.push(Figure::new("block visible → finding committed, ws heads", "ms", ws));
+        let http =
+            detection(&bed, generator, &wallet, bed.devnet.http_url().to_string(), poll, n.min(30))
+                .await?;
+        figures.push(Figure::new(
+            format!(
+                "block visible → finding committed, HTTP polling every {} ms",
+                poll.as_millis()
+            ),
+            "ms",
+            http,
+        ));
     }
-    figures.push(Figure::new("300 queued alerts (300 incidents) → all received", "ms", backlogs));
-    let live = live_state(&bed, &contracts, n.min(20)).await?;
-    figures.push(Figure::new(
-        "1 000 contracts × (invariant + balance_drop): block mined → committed, ws",
-        "ms",
-        live,
-    ));
-    let (logs, what) = backfill_logs(&bed, generator, &wallet).await?;
-    figures.push(Figure::new(
-        format!("backfill, log rules (event, window): {what}"),
-        "blocks/s",
-        logs,
-    ));
-    let state_bed = Testbed::start(&toolchain, &contracts, &TestbedOptions::default()).await?;
-    let state_wallet = state_bed.devnet.provider_for(state_bed.devnet.signer(9)?);
-    let state_generator = deploy(&state_wallet, contracts.get("LoadGenerator")?, &[]).await?;
-    let (state, what) = backfill_state(&state_bed, state_generator, &state_wallet).await?;
-    figures.push(Figure::new(
-        format!("backfill, state rules through Multicall3: {what}"),
-        "blocks/s",
-        state,
-    ));
-    let no_mc = Testbed::start(
-        &toolchain,
-        &contracts,
-        &TestbedOptions { multicall3: false, ..TestbedOptions::default() },
-    )
-    .await?;
-    let no_mc_wallet = no_mc.devnet.provider_for(no_mc.devnet.signer(9)?);
-    let no_mc_generator = deploy(&no_mc_wallet, contracts.get("LoadGenerator")?, &[]).await?;
-    let (batched, what) = backfill_state(&no_mc, no_mc_generator, &no_mc_wallet).await?;
-    figures.push(Figure::new(
-        format!("backfill, state rules, batched JSON-RPC (no Multicall3): {what}"),
-        "blocks/s",
-        batched,
-    ));
-    let (rss, cpu, blocks) = idle(&toolchain, &contracts, 60).await?;
-    figures.push(Figure::new(format!("`guardian run` idle, 3 rules, ws, 1 s blocks: RSS each second over 60 s ({blocks} blocks)"), "MB", rss));
-    figures.push(Figure::new("`guardian run` idle: CPU over those 60 s", "%", vec![cpu]));
+    if wanted("webhook") {
+        let hook = webhook(&bed, &contracts, &wallet, n.min(30)).await?;
+        figures.push(Figure::new("block visible → webhook received, ws heads", "ms", hook));
+    }
+    if wanted("backlog") {
+        let mut backlogs = Vec::new();
+        for _ in 0..5 {
+            backlogs.push(backlog(300).await? * 1e3);
+        }
+        figures.push(Figure::new(
+            "300 queued alerts (300 incidents) → all received",
+            "ms",
+            backlogs,
+        ));
+    }
+    if wanted("live") {
+        let live = live_state(&bed, &contracts, n.min(20)).await?;
+        figures.push(Figure::new(
+            "1 000 contracts × (invariant + balance_drop): block mined → committed, ws",
+            "ms",
+            live,
+        ));
+    }
+    if wanted("backfill") {
+        let (logs, what) = backfill_logs(&bed, generator, &wallet).await?;
+        figures.push(Figure::new(
+            format!("backfill, log rules (event, window): {what}"),
+            "blocks/s",
+            logs,
+        ));
+        let variants = [
+            ("through Multicall3", true, Some(STATE_HISTORY)),
+            ("batched JSON-RPC (no Multicall3)", false, Some(STATE_HISTORY)),
+            (
+                "through Multicall3, Anvil's default history (older states in JSON files)",
+                true,
+                None,
+            ),
+        ];
+        for (how, multicall3, history) in variants {
+            let (state_bed, state_wallet, state_generator) =
+                state_bed(&toolchain, &contracts, multicall3, history).await?;
+            let (state, what) = backfill_state(&state_bed, state_generator, &state_wallet).await?;
+            figures.push(Figure::new(
+                format!("backfill, state rules {how}: {what}"),
+                "blocks/s",
+                state,
+            ));
+        }
+    }
+    if wanted("idle") {
+        let (rss, cpu, blocks) = idle(&toolchain, &contracts, 60).await?;
+        figures.push(Figure::new(
+            format!(
+                "`guardian run` idle, 3 rules, ws, 1 s blocks: RSS each second over 60 s ({blocks} blocks)"
+            ),
+            "MB",
+            rss,
+        ));
+        figures.push(Figure::new("`guardian run` idle: CPU over those 60 s", "%", vec![cpu]));
+    }
 
     println!();
     println!("| figure | unit | n | min | median | max |");

@@ -239,6 +239,7 @@ impl World {
                 fork_block: Some(fork.block),
                 // The owners may be dev accounts too: room for the drill's own actors.
                 accounts: 20,
+                history_in_memory: None,
             },
         )
         // Anvil only says it did not start; the forwarder knows why (a 429, a timeout).
