@@ -2,6 +2,8 @@
 //!
 //! ```sh
 //! cargo bench --bench speed            # SAMPLES=10 for a quicker, rougher run
+//! ONLY=backfill,idle cargo bench --bench speed   # some groups: detection, webhook, backlog,
+//!                                                # live, backfill, idle
 //! ```
 //!
 //! - block visible → finding committed, with heads pushed over WebSocket and with HTTP polling
@@ -13,7 +15,9 @@
 //! - a backlog of 300 alerts (300 incidents) → all received by that receiver.
 //! - backfill blocks/s: log rules (event, window) over 10 000 blocks holding 50 000 logs; state
 //!   rules (one rule of each kind: event, window, revert_rate, balance_drop, code_change,
-//!   invariant) over 3 000 blocks, through Multicall3.
+//!   invariant) over 3 000 blocks, through Multicall3 and through batched JSON-RPC, on an Anvil
+//!   keeping its history in memory, and through Multicall3 on Anvil's default history (states
+//!   older than a few hundred blocks parsed from JSON files at each read).
 //! - 1 000 watched contracts, each with an invariant and a balance_drop rule: block mined →
 //!   block committed, live over WebSocket.
 //! - the `guardian run` binary idle on a chain with 1 s blocks: RSS and CPU over 60 s.
