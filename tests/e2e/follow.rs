@@ -354,3 +354,33 @@ alloy::sol! {
         function emitWithdrawals(uint256 count, uint256 amount) external;
     }
 }
+
+/// Anvil writes the states it moves out of memory into the Devnet's own folder rather than
+/// `~/.foundry/anvil/tmp`, which it clears only on a clean shutdown (an Anvil killed on drop
+/// left gigabytes there), and the folder goes with the Devnet.
+#[tokio::test]
+async fn a_devnets_history_on_disk_goes_with_it() {
+    let (toolchain, _) = crate::support::contracts();
+    let devnet =
+        guardian_chain::Devnet::spawn(toolchain, &guardian_chain::DevnetOptions::default())
+            .expect("anvil");
+    let dir = devnet.history_dir().to_path_buf();
+    // Past the few hundred states Anvil keeps in memory.
+    devnet.reader().anvil_mine(Some(1_200), None).await.expect("mine");
+    let states = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_dir(entry.path()).ok())
+            .map(|files| files.count())
+            .sum::<usize>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while states(&dir) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(states(&dir) > 0, "Anvil wrote no state into {}", dir.display());
+    drop(devnet);
+    assert!(!dir.exists(), "{} outlived its Devnet", dir.display());
+}

@@ -57,13 +57,24 @@ impl Default for DevnetOptions {
 pub struct Devnet {
     anvil: AnvilInstance,
     signers: Vec<PrivateKeySigner>,
+    /// Where Anvil writes the historical states it moves out of memory. Its own default,
+    /// `~/.foundry/anvil/tmp/anvil-state-*`, is removed only when Anvil shuts down cleanly,
+    /// and an Anvil killed on drop does not: a long chain left 5 GB there per run. Declared
+    /// after `anvil`, so the folder goes once the process is killed.
+    _states: tempfile::TempDir,
 }
 
 impl Devnet {
     /// Start Anvil from the toolchain on a port the OS picks.
     pub fn spawn(toolchain: &Toolchain, options: &DevnetOptions) -> Result<Self> {
+        let states = tempfile::Builder::new()
+            .prefix("guardian-anvil-")
+            .tempdir()
+            .wrap_err("creating a folder for Anvil's historical states")?;
         let mut anvil = Anvil::at(toolchain.anvil())
             .chain_id(options.chain_id)
+            .arg("--cache-path")
+            .arg(states.path())
             .arg("--accounts")
             .arg(options.accounts.to_string());
         if let Some(seconds) = options.block_time {
@@ -82,7 +93,13 @@ impl Devnet {
             .try_spawn()
             .wrap_err_with(|| format!("starting {}", toolchain.anvil().display()))?;
         let signers = anvil.keys().iter().cloned().map(PrivateKeySigner::from).collect();
-        Ok(Self { anvil, signers })
+        Ok(Self { anvil, signers, _states: states })
+    }
+
+    /// The folder where Anvil writes the historical states it moves out of memory (removed
+    /// when the Devnet is dropped).
+    pub fn history_dir(&self) -> &std::path::Path {
+        self._states.path()
     }
 
     /// HTTP JSON-RPC endpoint.
