@@ -433,9 +433,17 @@ async fn health(port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(&answer.text().await.ok()?).ok()
 }
 
+/// `GET /status` of the daemon whose API is on `port`.
+async fn daemon_status(port: u16) -> Option<serde_json::Value> {
+    let client = alloy::transports::http::reqwest::Client::new();
+    let answer = client.get(format!("http://127.0.0.1:{port}/status")).send().await.ok()?;
+    serde_json::from_str(&answer.text().await.ok()?).ok()
+}
+
 /// Wait until every running replica's `guardian status` shows each of its peers reachable,
 /// with the peer's executor, and each daemon has reached its running peers itself (a peer that
-/// started after the daemon's first look is only looked at again after a back-off).
+/// started after the daemon's first look is only looked at again after a back-off), which its
+/// own `/status` says too.
 async fn peers_known(replicas: &mut [Replica]) {
     let executors: BTreeMap<&str, Option<Address>> =
         replicas.iter().map(|r| (r.name, r.executor.as_ref().map(|k| k.address()))).collect();
@@ -464,6 +472,42 @@ async fn peers_known(replicas: &mut [Replica]) {
             .then_some(())
     })
     .await;
+    // The daemon's own `/status` (what its status page shows) lists the peers its relay tasks
+    // reached, without asking them.
+    let deadline = Instant::now() + DEADLINE;
+    for r in replicas.iter().filter(|r| r.daemon.is_some()) {
+        let running: Vec<&str> = r
+            .peers
+            .iter()
+            .copied()
+            .filter(|peer| replicas.iter().any(|p| p.name == *peer && p.daemon.is_some()))
+            .collect();
+        loop {
+            let status = daemon_status(r.port).await;
+            let shown =
+                status.as_ref().and_then(|s| s["replicas"].as_array().cloned()).unwrap_or_default();
+            let all_shown = running.iter().all(|peer| {
+                shown.iter().any(|e| {
+                    e["name"] == *peer
+                        && e["reachable"] == true
+                        && e["error"].is_null()
+                        && match executors.get(peer).copied().flatten() {
+                            Some(address) => same_address(&e["executor"], address),
+                            None => e["executor"].is_null(),
+                        }
+                })
+            });
+            if all_shown {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}'s /status does not show its peers: {status:?}",
+                r.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -125,6 +125,11 @@ impl Pauser {
         self
     }
 
+    /// The relay tasks' handle, when there are other replicas.
+    pub fn relays(&self) -> Option<crate::relay::Relays> {
+        self.relays.clone()
+    }
+
     /// Pause `pause_now` incidents through this module.
     pub fn with_immediate_pause(mut self, immediate: ImmediatePause) -> Self {
         self.immediate = immediate;

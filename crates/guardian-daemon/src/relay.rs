@@ -25,8 +25,8 @@ use alloy::primitives::B256;
 use eyre::{Result, eyre};
 use guardian_core::proposal::ProposalKind;
 use guardian_multisig::{Multisig, ProposalStatus, RelayedProposal};
-use guardian_operator::peers::{Peer, Pushed};
-use guardian_store::{Relay, RelayItem, Store, now_ms};
+use guardian_operator::peers::{Peer, Pushed, ReplicaState};
+use guardian_store::{Relay, RelayBacklog, RelayItem, Store, now_ms};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -55,6 +55,11 @@ impl Reachability {
             .insert(peer.to_owned(), up)
     }
 
+    /// How `peer`'s last request went: `None` before the first.
+    fn last(&self, peer: &str) -> Option<bool> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer).copied()
+    }
+
     /// Whether `peer` failed its last request.
     fn down(&self, peer: &str) -> bool {
         self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer) == Some(&false)
@@ -71,6 +76,38 @@ pub struct Relays {
 }
 
 impl Relays {
+    /// The peers as this daemon sees them (its `/status` and status page), without asking
+    /// them: whether the relay task's last request reached each, the executor it pinned or
+    /// learned, and the relays still owed (`backlog`, from the store).
+    pub fn states(&self, peers: &[Peer], backlog: &[RelayBacklog]) -> Vec<ReplicaState> {
+        let learned = self.multisig.peer_executors();
+        peers
+            .iter()
+            .map(|peer| {
+                let owed = backlog.iter().find(|b| b.peer == peer.name);
+                let last = self.reachability.last(&peer.name);
+                let error = match (last, owed.and_then(|b| b.last_error.clone())) {
+                    (Some(true), _) => None,
+                    (_, Some(error)) => Some(error),
+                    (Some(false), None) => Some("its last request failed".to_owned()),
+                    (None, None) => Some("not reached yet".to_owned()),
+                };
+                ReplicaState {
+                    name: peer.name.clone(),
+                    api: peer.api.clone(),
+                    reachable: last == Some(true),
+                    replica: None,
+                    executor: peer
+                        .executor
+                        .or_else(|| learned.iter().find(|(n, _)| *n == peer.name).map(|(_, a)| *a)),
+                    error,
+                    relays_pending: owed.map_or(0, |b| b.pending),
+                    proposals: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
     /// Wake every peer's task (a proposal or a signature was stored).
     pub fn wake(&self) {
         self.wakes.iter().for_each(|w| w.notify_one());

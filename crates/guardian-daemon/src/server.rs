@@ -102,6 +102,8 @@ pub struct Observe {
     pub chain_id: u64,
     /// When the daemon started following (unix ms).
     pub started_at: Millis,
+    /// The other replicas and the relay tasks' view of them (`[[replicas]]`).
+    pub replicas: Option<(crate::relay::Relays, Vec<guardian_operator::peers::Peer>)>,
 }
 
 impl Observe {
@@ -184,7 +186,13 @@ async fn ready_route(State(state): State<Arc<Observe>>) -> Response {
 
 fn status(state: &Observe) -> Result<guardian_operator::status::Status> {
     let (_, readiness) = state.readiness();
-    state.desk.status(&state.facts(), state.metrics.channels(), Some(readiness))
+    let mut status =
+        state.desk.status(&state.facts(), state.metrics.channels(), Some(readiness))?;
+    if let Some((relays, peers)) = &state.replicas {
+        let backlog = state.store.lock().unwrap_or_else(PoisonError::into_inner).relay_backlog()?;
+        status.replicas = relays.states(peers, &backlog);
+    }
+    Ok(status)
 }
 
 async fn status_json(State(state): State<Arc<Observe>>) -> Response {

@@ -83,6 +83,7 @@ pub fn render(status: &Status) -> String {
     incidents(&mut html, status);
     proposals(&mut html, status);
     executor(&mut html, status);
+    replicas(&mut html, status);
     contracts(&mut html, status);
     notifications(&mut html, status);
     if !status.problems.is_empty() {
@@ -245,6 +246,37 @@ fn executor(html: &mut String, status: &Status) {
     }
 }
 
+fn replicas(html: &mut String, status: &Status) {
+    if status.replicas.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<h2>Replicas</h2><table><tr><th>replica</th><th>reachable</th><th>executor</th><th>relays owed</th><th>last error</th></tr>",
+    );
+    for r in &status.replicas {
+        let reachable = if r.reachable {
+            "<span class=\"ok\">yes</span>"
+        } else {
+            "<span class=\"bad\">no</span>"
+        };
+        let executor = r.executor.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let owed = if r.relays_pending == 0 {
+            "0".to_owned()
+        } else {
+            format!("<span class=\"bad\">{}</span>", r.relays_pending)
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{reachable}</td><td><code>{}</code></td><td>{owed}</td><td>{}</td></tr>",
+            escape(&r.name),
+            escape(&r.api),
+            escape(&executor),
+            escape(r.error.as_deref().unwrap_or("–"))
+        );
+    }
+    html.push_str("</table>\n");
+}
+
 fn contracts(html: &mut String, status: &Status) {
     html.push_str(
         "<h2>Contracts</h2><table><tr><th>contract</th><th>paused</th><th>version</th><th>rolls back to</th></tr>",
@@ -375,6 +407,35 @@ mod tests {
         assert!(page.contains("a &amp; b"));
         assert!(page.contains("http-equiv=\"refresh\""));
         assert!(!page.to_lowercase().contains("<script"), "no script of its own either");
+    }
+
+    #[test]
+    fn replicas_show_reachability_executor_and_what_is_owed() {
+        let mut status = status();
+        assert!(!render(&status).contains("<h2>Replicas</h2>"), "no section without replicas");
+        let replica =
+            |name: &str, reachable, owed, error: Option<&str>| crate::peers::ReplicaState {
+                name: name.into(),
+                api: format!("http://{name}:8787"),
+                reachable,
+                replica: None,
+                executor: reachable.then_some(alloy::primitives::Address::repeat_byte(0xb)),
+                error: error.map(Into::into),
+                relays_pending: owed,
+                proposals: Vec::new(),
+            };
+        status.replicas = vec![
+            replica("b", true, 0, None),
+            replica("c<i>", false, 3, Some("connection refused <b>")),
+        ];
+        let page = render(&status);
+        assert!(page.contains("<h2>Replicas</h2>"), "{page}");
+        assert!(page.contains("<td>b<br>"));
+        assert!(page.contains(&alloy::primitives::Address::repeat_byte(0xb).to_string()));
+        assert!(page.contains("<span class=\"bad\">no</span>"));
+        assert!(page.contains("<span class=\"bad\">3</span>"));
+        assert!(page.contains("c&lt;i&gt;") && page.contains("connection refused &lt;b&gt;"));
+        assert!(!page.contains("<i>") && !page.contains("refused <b>"));
     }
 
     #[test]
