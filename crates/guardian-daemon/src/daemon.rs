@@ -187,6 +187,14 @@ pub async fn run_with(
     {
         // `guardian status` on this host shows this replica's executor.
         let store = Store::open(&config.storage.path)?;
+        let names: Vec<String> = config.replication.peers.iter().map(|p| p.name.clone()).collect();
+        for (peer, relays) in store.close_relays_to_removed_peers(&names)? {
+            warn!(
+                peer,
+                relays,
+                "closed the relays still owed to a replica no longer in [[replicas]]; it will not get them"
+            );
+        }
         match executor_address {
             Some(address) => store.set_meta("executor", &address.to_string())?,
             None => store.set_meta("executor", "")?,

@@ -129,6 +129,28 @@ impl Store {
         self.replication.as_ref()
     }
 
+    /// Close the relays still owed to peers that are no longer in `peers` (removed from
+    /// `[[replicas]]`): nobody will deliver them, and they would stay in the backlog forever.
+    /// Returns how many were closed per removed peer, for the daemon to say so.
+    pub fn close_relays_to_removed_peers(&self, peers: &[String]) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT peer, COUNT(*) FROM relays WHERE done_at IS NULL GROUP BY peer ORDER BY peer",
+        )?;
+        let owed = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut closed = Vec::new();
+        for (peer, count) in owed.into_iter().filter(|(p, _)| !peers.contains(p)) {
+            self.conn.execute(
+                "UPDATE relays SET done_at = ?2, outcome = 'peer removed from [[replicas]]'
+                 WHERE peer = ?1 AND done_at IS NULL",
+                params![peer, to_i64(now_ms())?],
+            )?;
+            closed.push((peer, u64::try_from(count).unwrap_or_default()));
+        }
+        Ok(closed)
+    }
+
     /// Relays due to `peer` at `now`, oldest first; a proposal's relay comes before its
     /// signatures' (they were queued after it).
     pub fn due_relays(&self, peer: &str, now: Millis, limit: usize) -> Result<Vec<Relay>> {

@@ -564,6 +564,31 @@ fn every_stored_proposal_and_accepted_signature_is_owed_to_each_peer_in_order() 
 }
 
 #[test]
+fn relays_owed_to_a_removed_peer_are_closed_and_the_others_kept() {
+    let mut store = replicated("a", &["b", "c"]);
+    let hash = B256::repeat_byte(6);
+    store.insert_proposal(&test_proposal(hash), "operator", "unpause").expect("insert");
+    let owner = address!("0x00000000000000000000000000000000000000aa");
+    assert!(store.add_signature(hash, owner, &[1u8; 65]).expect("signature"));
+    let done = store.due_relays("b", now_ms(), 10).expect("due")[0].id;
+    store.relay_done(done, "taken").expect("done");
+
+    // "c" left [[replicas]]: its two relays close, "b" keeps the one it is still owed.
+    let closed = store.close_relays_to_removed_peers(&["b".to_owned()]).expect("close");
+    assert_eq!(closed, [("c".to_owned(), 2)]);
+    assert!(store.due_relays("c", now_ms(), 10).expect("due").is_empty());
+    let backlog = store.relay_backlog().expect("backlog");
+    assert_eq!(
+        backlog.iter().map(|b| (b.peer.as_str(), b.pending)).collect::<Vec<_>>(),
+        [("b", 1)]
+    );
+    assert!(store.close_relays_to_removed_peers(&["b".to_owned()]).expect("again").is_empty());
+    // Every peer removed: nothing is owed any more.
+    assert_eq!(store.close_relays_to_removed_peers(&[]).expect("all"), [("b".to_owned(), 1)]);
+    assert!(store.relay_backlog().expect("backlog").is_empty());
+}
+
+#[test]
 fn a_replica_alone_owes_nothing_and_stale_or_skipped_proposals_are_not_relayed() {
     let mut alone = store();
     let hash = B256::repeat_byte(8);
