@@ -260,9 +260,6 @@ pub struct Multisig {
     counting: tokio::sync::Mutex<()>,
     /// This replica's name (`[replication] name`), for `/health`.
     name: Option<String>,
-    /// Proposals this replica tried to execute and could not, with what became of its
-    /// attempt: if another sender's execution is then seen, the race is recorded as lost.
-    attempted: Mutex<std::collections::HashMap<B256, String>>,
 }
 
 impl std::fmt::Debug for Multisig {
@@ -317,7 +314,6 @@ impl Multisig {
             ready_since: Mutex::new(std::collections::HashMap::new()),
             counting: tokio::sync::Mutex::new(()),
             name: None,
-            attempted: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -1022,19 +1018,19 @@ impl Multisig {
     }
 
     /// Remember that this replica's attempt to execute `hash` came to `mine` (in words).
+    /// Kept in the database, so a restart before the winner's execution is seen still records
+    /// the lost race.
     fn note_attempt(&self, hash: B256, mine: &str) {
-        self.attempted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(hash, mine.to_owned());
+        if let Err(error) = self.store().set_meta(&attempt_key(hash), mine) {
+            warn!(%hash, error = %format!("{error:#}"), "could not record this replica's execution attempt");
+        }
     }
 
     /// If this replica tried to execute `proposal` and `sender` (not this replica) executed it
     /// in `tx`, record the lost race: who won, with what, and what became of this attempt.
     fn record_lost_race(&self, proposal: &Proposal, tx: B256, sender: Address) -> Result<()> {
         let hash = proposal.safe_tx_hash;
-        let mine =
-            self.attempted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&hash);
+        let mine = self.store().take_meta(&attempt_key(hash))?;
         let Some(mine) = mine.filter(|_| Some(sender) != self.executor()) else { return Ok(()) };
         let detail = format!(
             "lost the race for Safe nonce {}: {} sent it first in {tx}; {mine}",
@@ -1297,6 +1293,11 @@ impl Multisig {
         let (approvals, _) = self.count(&detail.proposal).await?;
         Ok((receipt, approvals))
     }
+}
+
+/// The `meta` key of this replica's last attempt to execute `hash`, in words.
+fn attempt_key(hash: B256) -> String {
+    format!("execution_attempt:{hash}")
 }
 
 /// Refuse a proposal that no longer collects approvals, saying why.

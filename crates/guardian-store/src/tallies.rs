@@ -79,6 +79,19 @@ impl Store {
             .optional()?)
     }
 
+    /// Remove `key` from `meta`, returning what it held. The store's own keys are refused.
+    pub fn take_meta(&self, key: &str) -> Result<Option<String>> {
+        eyre::ensure!(
+            !matches!(key, "schema_version" | "chain_id"),
+            "meta key {key:?} belongs to the store"
+        );
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row("DELETE FROM meta WHERE key = ?1 RETURNING value", [key], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Record `value` under `key` in `meta`, replacing what was there. Keys that belong to
     /// the store itself (`schema_version`, `chain_id`) are refused.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {

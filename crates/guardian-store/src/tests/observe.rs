@@ -127,4 +127,9 @@ fn tallies_count_the_records() {
     store.set_meta("executor", "0xabc").expect("meta");
     assert_eq!(store.meta("executor").expect("meta").as_deref(), Some("0xabc"));
     assert!(store.set_meta("chain_id", "1").is_err(), "the store's own keys are refused");
+    assert_eq!(store.take_meta("executor").expect("take").as_deref(), Some("0xabc"));
+    assert_eq!(store.meta("executor").expect("meta"), None, "taken: gone");
+    assert_eq!(store.take_meta("executor").expect("again"), None);
+    assert!(store.take_meta("schema_version").is_err(), "the store's own keys are refused");
+    assert!(store.meta("schema_version").expect("meta").is_some(), "and kept");
 }
