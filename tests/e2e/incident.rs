@@ -24,7 +24,7 @@ use guardian_core::safe::Approvals;
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 
 use crate::support::{
-    Daemon, Receiver, TcpSwitch, eventually, guardian, key_hex, testbed, testbed_with,
+    Daemon, Receiver, TcpSwitch, drain_toml, eventually, guardian, key_hex, testbed, testbed_with,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -48,48 +48,12 @@ struct Setup {
 async fn write_files(bed: &Testbed, dir: &Path, setup: &Setup) {
     let reader = bed.devnet.reader();
     write_vault_deployment(&reader, &bed.targets, 138, dir).await.expect("deployment files");
-    let v2 = bed.targets.vault_v2;
-    let mut toml = format!(
-        r#"[chain]
-poll_interval_ms = 100
-
-[[rpc]]
-url = "{url}"
-
-[storage]
-path = "guardian.sqlite"
-
-[api]
-bind = "127.0.0.1:0"
-
-[safe]
-address = "{safe}"
-{executor}
-
-# These tests follow the Safe flow: Critical proposes (the immediate pause through the module
-# has its own tests, in immediate.rs).
-[policy]
-critical = "propose_pause"
-
-[[contracts]]
-name = "vault"
-address = "{v2}"
-events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-on_pause = "{on_pause}"
-
-[[rules]]
-name = "vault-drain"
-kind = "event"
-severity = "{severity}"
-contracts = ["vault"]
-event = "Withdrawn"
-where = ["amount > 1 ether"]
-"#,
-        url = bed.devnet.http_url(),
-        safe = bed.safe.address(),
-        executor = if setup.no_executor { "" } else { "executor_key_env = \"TEST_EXECUTOR_KEY\"" },
-        on_pause = if setup.rollback { "rollback" } else { "pause" },
-        severity = setup.severity.unwrap_or("critical"),
+    let mut toml = drain_toml(
+        bed,
+        "bind = \"127.0.0.1:0\"",
+        !setup.no_executor,
+        setup.rollback,
+        setup.severity.unwrap_or("critical"),
     );
     toml.push('\n');
     toml.push_str(&setup.extra);

@@ -32,7 +32,9 @@ use guardian_core::{
 };
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 
-use crate::support::{Daemon, Delivery, Receiver, guardian, key_hex, testbed, testbed_with};
+use crate::support::{
+    Daemon, Delivery, Receiver, drain_toml, guardian, key_hex, testbed, testbed_with,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The bearer token of every replica's API (and so of every peer's `[[replicas]] token_env`).
@@ -91,47 +93,8 @@ fn render(
     peers: &[(&str, u16)],
     setup: &Setup,
 ) -> String {
-    let mut toml = format!(
-        r#"[chain]
-poll_interval_ms = 100
-
-[[rpc]]
-url = "{url}"
-
-[storage]
-path = "guardian.sqlite"
-
-[api]
-bind = "127.0.0.1:{port}"
-token_env = "TEST_API_TOKEN"
-
-[safe]
-address = "{safe}"
-{executor}
-
-[policy]
-critical = "propose_pause"
-
-[[contracts]]
-name = "vault"
-address = "{v2}"
-events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-on_pause = "{on_pause}"
-
-[[rules]]
-name = "vault-drain"
-kind = "event"
-severity = "critical"
-contracts = ["vault"]
-event = "Withdrawn"
-where = ["amount > 1 ether"]
-"#,
-        url = bed.devnet.http_url(),
-        safe = bed.safe.address(),
-        executor = if executor { "executor_key_env = \"TEST_EXECUTOR_KEY\"" } else { "" },
-        v2 = bed.targets.vault_v2,
-        on_pause = if setup.rollback { "rollback" } else { "pause" },
-    );
+    let api = format!("bind = \"127.0.0.1:{port}\"\ntoken_env = \"TEST_API_TOKEN\"");
+    let mut toml = drain_toml(bed, &api, executor, setup.rollback, "critical");
     if let Some((mode, _)) = setup.webhook {
         toml.push_str(&format!(
             "\n[webhook]\nurl_env = \"TEST_WEBHOOK_URL\"\nmax_backoff_ms = 1000\nmode = \"{mode}\"\n"
@@ -1072,6 +1035,20 @@ fn covers(actual: &[String], expected: &[&str]) -> bool {
 }
 
 /// The keys as received, and the replicas' log tails, for a failure.
+/// Once every replica has settled: what the receiver got by key (each delivery well formed),
+/// and how to show it in a failure.
+async fn settled_keys(
+    replicas: &mut [Replica],
+    receiver: &Receiver,
+) -> (BTreeMap<String, Keyed>, String) {
+    settled(replicas).await;
+    let deliveries = receiver.deliveries();
+    well_formed(&deliveries);
+    let keys = by_key(&deliveries);
+    let shown = shown(&keys, replicas);
+    (keys, shown)
+}
+
 fn shown(keys: &BTreeMap<String, Keyed>, replicas: &[Replica]) -> String {
     let lines: Vec<String> = keys
         .iter()
@@ -1117,12 +1094,7 @@ async fn both_replicas_notify_each_lifecycle_event_under_one_idempotency_key() {
         complete(&by_key(&receiver.deliveries())).then_some(())
     })
     .await;
-    settled(&mut rs).await;
-
-    let deliveries = receiver.deliveries();
-    well_formed(&deliveries);
-    let keys = by_key(&deliveries);
-    let shown = shown(&keys, &rs);
+    let (keys, shown) = settled_keys(&mut rs, &receiver).await;
     for (key, k) in &keys {
         assert_eq!(k.kinds.len(), 1, "one kind per key {key}: {shown}");
         if PER_HOST.contains(&kind_of(k)) {
@@ -1151,11 +1123,7 @@ async fn in_leader_mode_exactly_one_replica_sends_each_notification() {
     .await;
     // Every replica has decided on each of its notifications (sent, or left to the one ranked
     // before it that delivered it): a wrong take-over would have been sent by now.
-    settled(&mut rs).await;
-    let deliveries = receiver.deliveries();
-    well_formed(&deliveries);
-    let keys = by_key(&deliveries);
-    let shown = shown(&keys, &rs);
+    let (keys, shown) = settled_keys(&mut rs, &receiver).await;
     for (key, k) in &keys {
         assert_eq!(k.kinds.len(), 1, "one kind per key {key}: {shown}");
         assert_eq!(k.replicas.len(), 1, "{key} sent by exactly one replica: {shown}");

@@ -182,6 +182,60 @@ events = [
     }
 }
 
+/// The daemon config of the Safe-flow tests: the testbed's chain and Safe, the vault watched
+/// for drains (`Withdrawn` over 1 ether, Critical unless `severity` says otherwise), Critical
+/// proposing a pause, `on_pause` rolling back or not; `api` is the `[api]` table's body.
+pub(crate) fn drain_toml(
+    bed: &Testbed,
+    api: &str,
+    executor: bool,
+    rollback: bool,
+    severity: &str,
+) -> String {
+    format!(
+        r#"[chain]
+poll_interval_ms = 100
+
+[[rpc]]
+url = "{url}"
+
+[storage]
+path = "guardian.sqlite"
+
+[api]
+{api}
+
+[safe]
+address = "{safe}"
+{executor}
+
+# These tests follow the Safe flow: Critical proposes (the immediate pause through the module
+# has its own tests, in immediate.rs).
+[policy]
+critical = "propose_pause"
+
+[[contracts]]
+name = "vault"
+address = "{v2}"
+events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
+on_pause = "{on_pause}"
+
+[[rules]]
+name = "vault-drain"
+kind = "event"
+severity = "{severity}"
+contracts = ["vault"]
+event = "Withdrawn"
+where = ["amount > 1 ether"]
+"#,
+        url = bed.devnet.http_url(),
+        safe = bed.safe.address(),
+        executor = if executor { "executor_key_env = \"TEST_EXECUTOR_KEY\"" } else { "" },
+        v2 = bed.targets.vault_v2,
+        on_pause = if rollback { "rollback" } else { "pause" },
+    )
+}
+
 /// An endpoint pool over `urls` for chain 138.
 pub(crate) fn pool(urls: &[String]) -> Arc<RpcPool> {
     let urls: Vec<Url> = urls.iter().map(|u| u.parse().expect("url")).collect();

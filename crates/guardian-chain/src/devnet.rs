@@ -61,7 +61,7 @@ pub struct Devnet {
     /// `~/.foundry/anvil/tmp/anvil-state-*`, is removed only when Anvil shuts down cleanly,
     /// and an Anvil killed on drop does not: a long chain left 5 GB there per run. Declared
     /// after `anvil`, so the folder goes once the process is killed.
-    _states: tempfile::TempDir,
+    states: tempfile::TempDir,
 }
 
 impl Devnet {
@@ -93,13 +93,13 @@ impl Devnet {
             .try_spawn()
             .wrap_err_with(|| format!("starting {}", toolchain.anvil().display()))?;
         let signers = anvil.keys().iter().cloned().map(PrivateKeySigner::from).collect();
-        Ok(Self { anvil, signers, _states: states })
+        Ok(Self { anvil, signers, states })
     }
 
     /// The folder where Anvil writes the historical states it moves out of memory (removed
     /// when the Devnet is dropped).
     pub fn history_dir(&self) -> &std::path::Path {
-        self._states.path()
+        self.states.path()
     }
 
     /// HTTP JSON-RPC endpoint.

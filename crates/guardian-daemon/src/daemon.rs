@@ -177,7 +177,7 @@ pub async fn run_with(
         }
         other => (other, Vec::new()),
     };
-    let replicas = pauser.as_ref().and_then(|p| p.relays()).map(|relays| (relays, peers.clone()));
+    let relays = pauser.as_ref().and_then(|p| p.relays());
     let executor_address = pauser.as_ref().and_then(|p| p.multisig().executor());
     // The operators' desk: over the Safe, or over the database alone.
     let desk = Arc::new(match &pauser {
@@ -209,7 +209,7 @@ pub async fn run_with(
         policy: config.response,
         chain_id: config.chain.id,
         started_at: guardian_store::now_ms(),
-        replicas,
+        relays,
     });
     let api_state = guardian_operator::api::ApiState {
         desk,

@@ -62,7 +62,7 @@ impl Reachability {
 
     /// Whether `peer` failed its last request.
     fn down(&self, peer: &str) -> bool {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer) == Some(&false)
+        self.last(peer) == Some(false)
     }
 }
 
@@ -70,7 +70,7 @@ impl Reachability {
 #[derive(Debug, Clone)]
 pub struct Relays {
     multisig: Arc<Multisig>,
-    peers: Vec<String>,
+    peers: Vec<Peer>,
     wakes: Vec<Arc<Notify>>,
     reachability: Arc<Reachability>,
 }
@@ -79,9 +79,9 @@ impl Relays {
     /// The peers as this daemon sees them (its `/status` and status page), without asking
     /// them: whether the relay task's last request reached each, the executor it pinned or
     /// learned, and the relays still owed (`backlog`, from the store).
-    pub fn states(&self, peers: &[Peer], backlog: &[RelayBacklog]) -> Vec<ReplicaState> {
+    pub fn states(&self, backlog: &[RelayBacklog]) -> Vec<ReplicaState> {
         let learned = self.multisig.peer_executors();
-        peers
+        self.peers
             .iter()
             .map(|peer| {
                 let owed = backlog.iter().find(|b| b.peer == peer.name);
@@ -125,8 +125,8 @@ impl Relays {
                 let store = self.multisig.store();
                 self.peers
                     .iter()
-                    .filter(|p| !self.reachability.down(p))
-                    .any(|peer| store.relay_owed(peer, hash).unwrap_or(false))
+                    .filter(|p| !self.reachability.down(&p.name))
+                    .any(|peer| store.relay_owed(&peer.name, hash).unwrap_or(false))
             };
             if !owed || tokio::time::Instant::now() >= deadline {
                 if owed {
@@ -148,7 +148,7 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> (Relays, Vec<tokio::task::JoinHandle<()>>) {
     let reachability = Arc::new(Reachability::default());
-    let names = peers.iter().map(|p| p.name.clone()).collect();
+    let all = peers.clone();
     let mut wakes = Vec::new();
     let mut tasks = Vec::new();
     for peer in peers {
@@ -165,7 +165,7 @@ pub fn spawn(
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move { task.run(stop).await }));
     }
-    (Relays { multisig, peers: names, wakes, reachability }, tasks)
+    (Relays { multisig, peers: all, wakes, reachability }, tasks)
 }
 
 struct PeerTask {

@@ -102,8 +102,8 @@ pub struct Observe {
     pub chain_id: u64,
     /// When the daemon started following (unix ms).
     pub started_at: Millis,
-    /// The other replicas and the relay tasks' view of them (`[[replicas]]`).
-    pub replicas: Option<(crate::relay::Relays, Vec<guardian_operator::peers::Peer>)>,
+    /// The relay tasks, and through them the other replicas (`[[replicas]]`).
+    pub relays: Option<crate::relay::Relays>,
 }
 
 impl Observe {
@@ -188,9 +188,9 @@ fn status(state: &Observe) -> Result<guardian_operator::status::Status> {
     let (_, readiness) = state.readiness();
     let mut status =
         state.desk.status(&state.facts(), state.metrics.channels(), Some(readiness))?;
-    if let Some((relays, peers)) = &state.replicas {
+    if let Some(relays) = &state.relays {
         let backlog = state.store.lock().unwrap_or_else(PoisonError::into_inner).relay_backlog()?;
-        status.replicas = relays.states(peers, &backlog);
+        status.replicas = relays.states(&backlog);
     }
     Ok(status)
 }
