@@ -709,7 +709,7 @@ fn ticks_per_second() -> f64 {
 async fn main() -> Result<()> {
     let n = samples();
     let toolchain = Toolchain::discover()?;
-    let contracts = guardian_solidity::compile(&toolchain)?;
+    let contracts = guardian_chain::compile(&toolchain)?;
     let bed = Testbed::start(&toolchain, &contracts, &TestbedOptions::default()).await?;
     let wallet = bed.devnet.provider_for(bed.devnet.signer(9)?);
     let generator = deploy(&wallet, contracts.get("LoadGenerator")?, &[])

@@ -135,7 +135,7 @@ pub(crate) async fn audit(args: AuditArgs) -> Result<ExitCode> {
             let anchorer = anchorer.unwrap_or_else(|| deployer.address());
             let provider = crate::multisig_cmd::wallet(&config, deployer.clone())?;
             let toolchain = guardian_chain::Toolchain::discover()?;
-            let contracts = guardian_solidity::compile(&toolchain)?;
+            let contracts = guardian_chain::compile(&toolchain)?;
             let (address, block) =
                 guardian_chain::audit_anchor::deploy(&provider, &contracts, &deployer, anchorer)
                     .await?;

@@ -114,7 +114,7 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<()> {
             }
             let deployer = key.load()?;
             let toolchain = Toolchain::discover()?;
-            let contracts = guardian_solidity::compile(&toolchain)?;
+            let contracts = guardian_chain::compile(&toolchain)?;
             let targets = config_targets(&config);
             let provider = crate::multisig_cmd::wallet(&config, deployer.clone())?;
             let module = PauseModule::deploy(

@@ -954,7 +954,7 @@ pub(crate) async fn safe(args: SafeArgs) -> Result<()> {
             let node_chain = provider.get_chain_id().await.wrap_err("eth_chainId")?;
             ensure!(node_chain == chain_id, "the node serves chain {node_chain}, not {chain_id}");
             let toolchain = Toolchain::discover()?;
-            let contracts = guardian_solidity::compile(&toolchain)?;
+            let contracts = guardian_chain::compile(&toolchain)?;
             if !json {
                 outln!("deploying Safe 1.4.1 from {} on chain {chain_id}", key.address());
             }

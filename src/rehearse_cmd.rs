@@ -113,7 +113,7 @@ pub(crate) async fn run(args: RehearseArgs) -> Result<()> {
         options.fork = Some(Fork { url, safe, timeout });
     }
     let toolchain = Toolchain::discover()?;
-    let contracts = guardian_solidity::compile(&toolchain)?;
+    let contracts = guardian_chain::compile(&toolchain)?;
     let (report, kept) = guardian_rehearse::rehearse(
         &toolchain,
         &contracts,

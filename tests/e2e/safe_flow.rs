@@ -173,13 +173,37 @@ async fn onchain_approve_hash_counts_as_an_approval() {
     assert!(is_paused(&reader, target).await.expect("paused()"));
 }
 
+/// forge exits 0 when solc reports an error in `--json` mode: the error must still stop the
+/// compile, with solc's message naming the file and line.
+#[test]
+fn a_solidity_error_stops_the_compile_with_its_file_and_line() {
+    let (toolchain, _) = contracts();
+    let root = tempfile::tempdir().expect("tempdir");
+    let project = root.path().join("contracts");
+    std::fs::create_dir_all(project.join("src")).expect("mkdir");
+    std::fs::copy(toolchain.contracts_dir().join("foundry.toml"), project.join("foundry.toml"))
+        .expect("copy foundry.toml");
+    std::fs::write(
+        project.join("src/Broken.sol"),
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.24;\ncontract Broken {\n    uint256 x = ;\n}\n",
+    )
+    .expect("write Broken.sol");
+    std::os::unix::fs::symlink(toolchain.root().join("toolchain"), root.path().join("toolchain"))
+        .expect("link the toolchain");
+    let copy = guardian_chain::Toolchain::at(root.path()).expect("toolchain of the copy");
+    let err = guardian_chain::compile(&copy).expect_err("a syntax error does not compile");
+    let message = format!("{err:#}");
+    assert!(message.contains("src/Broken.sol:4:"), "{message}");
+    assert!(message.contains("ParserError"), "{message}");
+}
+
 #[test]
 fn second_compile_reuses_the_cache() {
     let (toolchain, first) = contracts();
     for name in ["Safe", "SafeProxyFactory", "SmartAccountFactory", "VaultV1", "VaultV2"] {
         assert!(first.get(name).is_ok(), "{name} compiled");
     }
-    let again = guardian_solidity::compile(toolchain).expect("recompile");
+    let again = guardian_chain::compile(toolchain).expect("recompile");
     assert!(again.reused_cache(), "an unchanged project compiles nothing");
     assert_eq!(
         again.get("VaultV2").expect("VaultV2").deployed_bytecode,

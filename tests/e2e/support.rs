@@ -26,7 +26,7 @@ pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
         // Every test starts here, before it builds an HTTP client of its own.
         guardian_rpc::tls::install_crypto_provider();
         let toolchain = Toolchain::discover().expect("toolchain installed (scripts/setup.sh)");
-        let contracts = guardian_solidity::compile(&toolchain).expect("contracts/ compiles");
+        let contracts = guardian_chain::compile(&toolchain).expect("contracts/ compiles");
         (toolchain, contracts)
     })
 }

@@ -1,7 +1,5 @@
 //! The project's compiled Solidity (`contracts/`): what it takes to deploy each contract and to
-//! recognise its deployed code. Compiling is `guardian-solidity`'s (foundry-compilers), kept
-//! out of this crate so that the crates that only drive the chain never wait for a Solidity
-//! compiler to build.
+//! recognise its deployed code, as [`crate::compile`] reads them from forge's artifacts.
 
 use std::collections::BTreeMap;
 
@@ -50,7 +48,7 @@ impl Contracts {
         self.by_name.keys().map(String::as_str)
     }
 
-    /// True when nothing was recompiled because foundry's cache was up to date.
+    /// True when nothing was recompiled because forge's cache was up to date.
     pub fn reused_cache(&self) -> bool {
         self.reused_cache
     }

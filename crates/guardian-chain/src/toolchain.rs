@@ -1,7 +1,8 @@
 //! Where the pinned chain toolchain lives.
 //!
-//! `scripts/setup.sh` installs Anvil, solc (solcjs behind `toolchain/solc`, a shim that speaks the
-//! native CLI), the Safe 1.4.1 sources and OpenZeppelin into `toolchain/node_modules`. Each binary
+//! `scripts/setup.sh` installs Anvil, forge, solc (solcjs behind `toolchain/solc`, a shim that
+//! speaks the native CLI), the Safe 1.4.1, OpenZeppelin and Zodiac sources into
+//! `toolchain/node_modules`. Each binary
 //! is looked up in this order: an environment variable, the project's toolchain folder, `PATH`.
 //! Nothing is ever downloaded at run time.
 
@@ -18,6 +19,8 @@ pub const ROOT_ENV: &str = "GUARDIAN_ROOT";
 pub const ANVIL_ENV: &str = "GUARDIAN_ANVIL";
 /// Environment variable naming the `solc` binary (or shim) to use.
 pub const SOLC_ENV: &str = "GUARDIAN_SOLC";
+/// Environment variable naming the `forge` binary that compiles `contracts/`.
+pub const FORGE_ENV: &str = "GUARDIAN_FORGE";
 
 const SETUP_HINT: &str =
     "run scripts/setup.sh from the guardian repository to install the pinned toolchain";
@@ -27,6 +30,7 @@ const SETUP_HINT: &str =
 pub struct Toolchain {
     root: PathBuf,
     anvil: PathBuf,
+    forge: PathBuf,
     solc: PathBuf,
 }
 
@@ -54,10 +58,18 @@ impl Toolchain {
                 tools.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
             ],
         )?;
+        let forge = locate(
+            "forge",
+            FORGE_ENV,
+            &[
+                tools.join("bin/forge"),
+                tools.join("node_modules/@foundry-rs/forge-linux-amd64/bin/forge"),
+            ],
+        )?;
         let solc_shim_ready = tools.join("node_modules/solc/package.json").is_file();
         let shim_candidates = if solc_shim_ready { vec![tools.join("solc")] } else { Vec::new() };
         let solc = locate("solc", SOLC_ENV, &shim_candidates)?;
-        Ok(Self { root, anvil, solc })
+        Ok(Self { root, anvil, forge, solc })
     }
 
     /// The project root.
@@ -68,6 +80,11 @@ impl Toolchain {
     /// The `anvil` binary.
     pub fn anvil(&self) -> &Path {
         &self.anvil
+    }
+
+    /// The `forge` binary.
+    pub fn forge(&self) -> &Path {
+        &self.forge
     }
 
     /// The `solc` binary or shim.

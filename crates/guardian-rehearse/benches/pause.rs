@@ -61,7 +61,7 @@ fn run(toolchain: &Toolchain, contracts: &Contracts, scenario: Scenario, runs: u
 fn main() -> Result<()> {
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
     let toolchain = Toolchain::discover()?;
-    let contracts = guardian_solidity::compile(&toolchain)?;
+    let contracts = guardian_chain::compile(&toolchain)?;
     println!(
         "pause benchmark: Anvil chain 138, 1 s blocks, {runs} runs per path, a fresh stage each"
     );
