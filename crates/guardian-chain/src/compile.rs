@@ -1,6 +1,6 @@
 //! Compiling the project's Solidity (`contracts/`) with the pinned `forge`, for the commands and
 //! tests that deploy it (`guardian rehearse`, `guardian safe deploy`, `guardian module deploy`,
-//! `guardian audit anchor deploy`, the end-to-end tests and benchmarks).
+//! `guardian audit deploy-anchor`, the end-to-end tests and benchmarks).
 //!
 //! `contracts/foundry.toml` is the build's one configuration (sources, remappings into the
 //! toolchain's `node_modules`, optimizer), the same file an operator's own `forge build` reads.
@@ -102,8 +102,13 @@ fn run_forge(toolchain: &Toolchain, project_root: &Path) -> Result<bool> {
             stderr
         );
     }
-    build_outcome(&output.stdout, project_root)
-        .wrap_err_with(|| format!("{shown} (stderr: {stderr})"))
+    build_outcome(&output.stdout, project_root).wrap_err_with(|| {
+        if stderr.trim().is_empty() {
+            shown
+        } else {
+            format!("{shown} (stderr: {})", stderr.trim())
+        }
+    })
 }
 
 /// The environment variables forge would read as configuration (`FOUNDRY_PROFILE`,
