@@ -19,7 +19,9 @@ use guardian_chain::{
 };
 use guardian_core::safe::Approvals;
 
-use crate::support::{Daemon, eventually, guardian, key_hex, testbed, testbed_with};
+use crate::support::{
+    Daemon, eventually, guardian, key_hex, testbed, testbed_with, vault_drain_toml,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -51,22 +53,10 @@ bind = "127.0.0.1:0"
 address = "{safe}"
 executor_key_env = "TEST_EXECUTOR_KEY"
 {module}
-[[contracts]]
-name = "vault"
-address = "{vault}"
-events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-
-[[rules]]
-name = "vault-drain"
-kind = "event"
-severity = "critical"
-contracts = ["vault"]
-event = "Withdrawn"
-where = ["amount > 1 ether"]
-"#,
+{vault}"#,
         url = bed.devnet.http_url(),
         safe = bed.safe.address(),
-        vault = bed.targets.vault_v2,
+        vault = vault_drain_toml(bed, None, "critical"),
     );
     let path = dir.join("guardian.toml");
     std::fs::write(&path, text).expect("guardian.toml");

@@ -19,7 +19,9 @@ use guardian_chain::{Testbed, TestbedOptions, devnet::DevnetOptions, testbed::IV
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 use hmac::{Hmac, Mac};
 
-use crate::support::{Daemon, Receiver, eventually, guardian, key_hex, testbed, testbed_with};
+use crate::support::{
+    Daemon, Receiver, eventually, guardian, key_hex, testbed, testbed_with, vault_drain_toml,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -56,24 +58,11 @@ path = "guardian.sqlite"
 bind = "127.0.0.1:0"
 
 {safe}
-[[contracts]]
-name = "vault"
-address = "{v2}"
-events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-on_pause = "rollback"
-
-[[rules]]
-name = "vault-drain"
-kind = "event"
-severity = "{severity}"
-contracts = ["vault"]
-event = "Withdrawn"
-where = ["amount > 1 ether"]
-
+{vault}
 {extra}
 {VAULT_ROLLBACK_TOML}"#,
         url = bed.devnet.http_url(),
-        v2 = bed.targets.vault_v2,
+        vault = vault_drain_toml(bed, Some("rollback"), severity),
     );
     let path = dir.join("guardian.toml");
     std::fs::write(&path, toml).expect("guardian.toml");

@@ -8,7 +8,7 @@ use std::{
 use alloy::primitives::utils::parse_ether;
 use guardian_chain::testbed::IVault;
 
-use crate::support::{HttpStub, Receiver, eventually, key_hex, testbed};
+use crate::support::{HttpStub, Receiver, eventually, key_hex, testbed, vault_drain_toml};
 
 /// `guardian run -vv` (its trace, its libraries' debug lines) with every kind of secret an
 /// endpoint can carry: `user:password@`, an API key in the path, one in the query, bearer
@@ -88,21 +88,9 @@ executor_key_env = "TEST_EXECUTOR_KEY"
 [webhook]
 url_env = "TEST_WEBHOOK"
 
-[[contracts]]
-name = "vault"
-address = "{vault}"
-events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-
-[[rules]]
-name = "vault-drain"
-kind = "event"
-severity = "critical"
-contracts = ["vault"]
-event = "Withdrawn"
-where = ["amount > 1 ether"]
-"#,
+{vault}"#,
         safe = bed.safe.address(),
-        vault = bed.targets.vault_v2,
+        vault = vault_drain_toml(&bed, None, "critical"),
     );
     let config = dir.path().join("guardian.toml");
     std::fs::write(&config, toml).expect("guardian.toml");

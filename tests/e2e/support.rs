@@ -214,12 +214,24 @@ address = "{safe}"
 [policy]
 critical = "propose_pause"
 
-[[contracts]]
-name = "vault"
-address = "{v2}"
-events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
-on_pause = "{on_pause}"
+{vault}"#,
+        url = bed.devnet.http_url(),
+        safe = bed.safe.address(),
+        executor = if executor { "executor_key_env = \"TEST_EXECUTOR_KEY\"" } else { "" },
+        vault = vault_drain_toml(bed, Some(if rollback { "rollback" } else { "pause" }), severity),
+    )
+}
 
+/// The testbed's VaultV2 as the watched `vault` (with `on_pause` when given) and the
+/// `vault-drain` rule of `severity` on it: a `Withdrawn` over 1 ether.
+pub(crate) fn vault_drain_toml(bed: &Testbed, on_pause: Option<&str>, severity: &str) -> String {
+    let on_pause = on_pause.map(|o| format!("on_pause = \"{o}\"\n")).unwrap_or_default();
+    format!(
+        r#"[[contracts]]
+name = "vault"
+address = "{vault}"
+events = ["Withdrawn(address indexed account, address indexed to, uint256 amount)"]
+{on_pause}
 [[rules]]
 name = "vault-drain"
 kind = "event"
@@ -228,11 +240,7 @@ contracts = ["vault"]
 event = "Withdrawn"
 where = ["amount > 1 ether"]
 "#,
-        url = bed.devnet.http_url(),
-        safe = bed.safe.address(),
-        executor = if executor { "executor_key_env = \"TEST_EXECUTOR_KEY\"" } else { "" },
-        v2 = bed.targets.vault_v2,
-        on_pause = if rollback { "rollback" } else { "pause" },
+        vault = bed.targets.vault_v2,
     )
 }
 

@@ -81,10 +81,7 @@ impl Store {
 
     /// Remove `key` from `meta`, returning what it held. The store's own keys are refused.
     pub fn take_meta(&self, key: &str) -> Result<Option<String>> {
-        eyre::ensure!(
-            !matches!(key, "schema_version" | "chain_id"),
-            "meta key {key:?} belongs to the store"
-        );
+        not_the_stores(key)?;
         use rusqlite::OptionalExtension;
         Ok(self
             .conn
@@ -95,10 +92,7 @@ impl Store {
     /// Record `value` under `key` in `meta`, replacing what was there. Keys that belong to
     /// the store itself (`schema_version`, `chain_id`) are refused.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        eyre::ensure!(
-            !matches!(key, "schema_version" | "chain_id"),
-            "meta key {key:?} belongs to the store"
-        );
+        not_the_stores(key)?;
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -106,4 +100,13 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Refuse the `meta` keys that belong to the store itself (`schema_version`, `chain_id`).
+fn not_the_stores(key: &str) -> Result<()> {
+    eyre::ensure!(
+        !matches!(key, "schema_version" | "chain_id"),
+        "meta key {key:?} belongs to the store"
+    );
+    Ok(())
 }
