@@ -6,7 +6,6 @@ use std::{path::Path, sync::Arc};
 use alloy::{
     primitives::{Address, B256},
     signers::{SignerSync, local::PrivateKeySigner},
-    transports::http::reqwest,
 };
 use guardian_chain::{
     Devnet, DevnetOptions, Testbed,
@@ -205,7 +204,7 @@ async fn http_api_verifies_signatures_before_storing_them() {
     let bed = testbed().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (ms, base, _stop) = served_api(&bed, dir.path()).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http().build().expect("HTTP client");
 
     let health: serde_json::Value =
         http.get(format!("{base}/health")).send().await.expect("get").json().await.expect("json");
@@ -593,7 +592,7 @@ async fn api_writes_need_the_token_bodies_are_bounded_and_junk_is_counted_not_st
     let access =
         api::ApiAccess { token: Some(guardian_config::Secret::new(TOKEN)), allow_unpause: false };
     let (ms, base, _stop) = served_api_with(&bed, dir.path(), access).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http().build().expect("HTTP client");
     let pause = serde_json::json!({"contract": "vault", "action": "pause", "reason": "api drill"});
     let post = |path: &str, token: Option<&str>, body: serde_json::Value| {
         let mut request = http.post(format!("{base}{path}")).json(&body);

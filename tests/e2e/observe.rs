@@ -13,7 +13,6 @@ use std::{
 use alloy::{
     primitives::{B256, utils::parse_ether},
     providers::Provider,
-    transports::http::reqwest,
 };
 use guardian_chain::{Testbed, TestbedOptions, devnet::DevnetOptions, testbed::IVault};
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
@@ -101,8 +100,7 @@ async fn drain_vault(bed: &Testbed) -> B256 {
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let client =
-        reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client = crate::support::http().timeout(Duration::from_secs(10)).build().expect("client");
     match client.get(url).send().await {
         Ok(response) => {
             let status = response.status().as_u16();

@@ -391,14 +391,14 @@ fn owners(list: &[&PrivateKeySigner]) -> BTreeSet<String> {
 
 /// `GET /health` of the API on `port`.
 async fn health(port: u16) -> Option<serde_json::Value> {
-    let client = alloy::transports::http::reqwest::Client::new();
+    let client = crate::support::http().build().ok()?;
     let answer = client.get(format!("http://127.0.0.1:{port}/health")).send().await.ok()?;
     serde_json::from_str(&answer.text().await.ok()?).ok()
 }
 
 /// `GET /status` of the daemon whose API is on `port`.
 async fn daemon_status(port: u16) -> Option<serde_json::Value> {
-    let client = alloy::transports::http::reqwest::Client::new();
+    let client = crate::support::http().build().ok()?;
     let answer = client.get(format!("http://127.0.0.1:{port}/status")).send().await.ok()?;
     serde_json::from_str(&answer.text().await.ok()?).ok()
 }

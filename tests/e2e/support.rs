@@ -23,12 +23,24 @@ use guardian_store::Store;
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
     static COMPILED: OnceLock<(Toolchain, Contracts)> = OnceLock::new();
     COMPILED.get_or_init(|| {
-        // Every test starts here, before it builds an HTTP client of its own.
-        guardian_rpc::tls::install_crypto_provider();
+        tls();
         let toolchain = Toolchain::discover().expect("toolchain installed (scripts/setup.sh)");
         let contracts = guardian_chain::compile(&toolchain).expect("contracts/ compiles");
         (toolchain, contracts)
     })
+}
+
+/// Installs the TLS crypto provider, as `guardian` does at start: reqwest (and alloy's HTTP
+/// transport over it) panics building a client without one. Every test that builds a client
+/// must call it (or [`http`]) first, whatever ran before it in this process.
+pub(crate) fn tls() {
+    guardian_rpc::tls::install_crypto_provider();
+}
+
+/// A builder for the tests' own HTTP clients, with the TLS provider installed.
+pub(crate) fn http() -> alloy::transports::http::reqwest::ClientBuilder {
+    tls();
+    alloy::transports::http::reqwest::Client::builder()
 }
 
 /// A fresh Anvil with a 2-of-3 Safe and the targets it owns.
@@ -718,7 +730,7 @@ impl HttpStub {
 
     /// A stub that forwards every request's body to `upstream` (an Anvil), whatever its path.
     pub(crate) async fn forwarding_to(upstream: Url) -> Self {
-        let http = alloy::transports::http::reqwest::Client::new();
+        let http = http().build().expect("HTTP client");
         Self::start(move |request| {
             let (http, upstream) = (http.clone(), upstream.clone());
             Box::pin(async move {
