@@ -7,6 +7,7 @@
 
 use alloy::{
     contract::Error as ContractError,
+    eips::BlockId,
     network::TransactionBuilder,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider},
@@ -217,6 +218,11 @@ impl SafeClient {
         self.chain_id
     }
 
+    /// The node's head block number: read first, it pins several reads to one block.
+    pub async fn head(&self) -> Result<u64> {
+        self.provider.get_block_number().await.wrap_err("reading eth_blockNumber")
+    }
+
     fn contract(&self) -> ISafe::ISafeInstance<&DynProvider> {
         ISafe::new(self.address, &self.provider)
     }
@@ -233,17 +239,23 @@ impl SafeClient {
         self.contract()
             .nonce()
             .call()
-            .block(alloy::eips::BlockId::pending())
+            .block(BlockId::pending())
             .await
             .map_err(|e| explain_contract_error(e, "nonce() at the pending block"))
     }
 
     /// How many owner approvals execution needs.
     pub async fn threshold(&self) -> Result<u64> {
+        self.threshold_at(BlockId::latest()).await
+    }
+
+    /// [`SafeClient::threshold`] at `block`.
+    pub async fn threshold_at(&self, block: BlockId) -> Result<u64> {
         let t = self
             .contract()
             .getThreshold()
             .call()
+            .block(block)
             .await
             .map_err(|e| explain_contract_error(e, "getThreshold()"))?;
         u64::try_from(t).map_err(|_| eyre!("threshold {t} does not fit in u64"))
@@ -251,9 +263,15 @@ impl SafeClient {
 
     /// Current owners.
     pub async fn owners(&self) -> Result<Vec<Address>> {
+        self.owners_at(BlockId::latest()).await
+    }
+
+    /// [`SafeClient::owners`] at `block`.
+    pub async fn owners_at(&self, block: BlockId) -> Result<Vec<Address>> {
         self.contract()
             .getOwners()
             .call()
+            .block(block)
             .await
             .map_err(|e| explain_contract_error(e, "getOwners()"))
     }
@@ -294,10 +312,21 @@ impl SafeClient {
 
     /// Whether `owner` has called `approveHash(hash)`.
     pub async fn is_hash_approved(&self, owner: Address, hash: B256) -> Result<bool> {
+        self.is_hash_approved_at(owner, hash, BlockId::latest()).await
+    }
+
+    /// [`SafeClient::is_hash_approved`] at `block`.
+    pub async fn is_hash_approved_at(
+        &self,
+        owner: Address,
+        hash: B256,
+        block: BlockId,
+    ) -> Result<bool> {
         let approved = self
             .contract()
             .approvedHashes(owner, hash)
             .call()
+            .block(block)
             .await
             .map_err(|e| explain_contract_error(e, "approvedHashes()"))?;
         Ok(!approved.is_zero())

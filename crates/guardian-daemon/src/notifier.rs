@@ -243,7 +243,7 @@ pub fn payload(store: &Store, row: &OutboxEffect) -> Result<Value> {
                 Some(Event::ProposalMade { proposal, nonce, threshold, .. }) => {
                     Some((*proposal, *nonce, 0, *threshold))
                 }
-                Some(Event::ApprovalCounted { proposal, approvals, threshold }) => {
+                Some(Event::ApprovalCounted { proposal, approvals, threshold, .. }) => {
                     let nonce = incident.proposals.get(proposal).map(|p| p.nonce);
                     Some((*proposal, nonce.unwrap_or_default(), *approvals, *threshold))
                 }

@@ -11,6 +11,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use alloy::{
+    eips::BlockId,
     network::TransactionResponse,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider},
@@ -832,10 +833,17 @@ impl Multisig {
 
     /// Count `proposal`'s approvals and tell its incident when the count changed (which asks
     /// for the execution once the threshold is met). Returns (approvals, threshold).
+    ///
+    /// The head block is read first and the Safe read at it, then the stored signatures: a
+    /// count that raced another process recording an approval (the CLI, a peer's relay, a
+    /// second daemon) was read at an older block, or at the same block with fewer approvals,
+    /// and the incident drops it instead of recording the approvals going down.
     async fn count(&self, proposal: &Proposal) -> Result<(usize, u64)> {
         let _one_at_a_time = self.counting.lock().await;
-        let approvals = self.approvals(proposal).await?.len();
-        let threshold = self.safe.threshold().await?;
+        let block = self.safe.head().await?;
+        let at = BlockId::number(block);
+        let approvals = self.approvals_at(proposal, at).await?.len();
+        let threshold = self.safe.threshold_at(at).await?;
         if let Some(id) = proposal.incident_id {
             self.tell(
                 id,
@@ -843,6 +851,7 @@ impl Multisig {
                     proposal: proposal.safe_tx_hash,
                     approvals: approvals as u64,
                     threshold,
+                    block,
                 },
             )?;
         }
@@ -852,7 +861,12 @@ impl Multisig {
     /// The approvals the Safe would accept right now: stored signatures of current owners, and
     /// on-chain `approveHash` calls read from the Safe (recorded in the trail when first seen).
     pub async fn approvals(&self, proposal: &Proposal) -> Result<Approvals> {
-        let owners = self.safe.owners().await?;
+        self.approvals_at(proposal, BlockId::latest()).await
+    }
+
+    /// [`approvals`](Self::approvals) with the Safe read at `block`.
+    async fn approvals_at(&self, proposal: &Proposal, block: BlockId) -> Result<Approvals> {
+        let owners = self.safe.owners_at(block).await?;
         let tx = proposal.safe_tx();
         let hash = proposal.safe_tx_hash;
         let mut approvals = Approvals::new();
@@ -875,7 +889,7 @@ impl Multisig {
             if approvals.owners().any(|o| *o == owner) {
                 continue;
             }
-            if self.safe.is_hash_approved(owner, hash).await? {
+            if self.safe.is_hash_approved_at(owner, hash, block).await? {
                 approvals.insert(owner, OwnerApproval::ApprovedHash);
                 let mut db = self.store();
                 let actor = owner.to_string();

@@ -220,6 +220,9 @@ pub struct LinkedProposal {
     pub approvals: u64,
     /// What the Safe needs.
     pub threshold: u64,
+    /// The block that count was read at.
+    #[serde(default)]
+    pub counted_at: u64,
     /// The threshold was met and the execution asked for.
     pub execute_requested: bool,
     /// The last execution failure's cause.
@@ -481,6 +484,12 @@ pub enum Event {
         approvals: u64,
         /// What the Safe needs.
         threshold: u64,
+        /// The block the Safe was read at (owners, threshold, `approvedHashes`), taken before
+        /// the stored signatures were read. A count read at an older block than the one
+        /// recorded, or at the same block with fewer approvals, is a replica (or the CLI)
+        /// that read before an approval landed: it is dropped, not recorded as a regression.
+        #[serde(default)]
+        block: u64,
     },
     /// The proposal's Safe nonce was consumed by another transaction and the target is not
     /// paused.
@@ -604,7 +613,7 @@ impl Event {
                 )
             }
             Self::ProposalFailed { cause } => format!("proposing the pause failed: {cause}"),
-            Self::ApprovalCounted { proposal, approvals, threshold } => {
+            Self::ApprovalCounted { proposal, approvals, threshold, .. } => {
                 format!("approvals {approvals} of {threshold} for {proposal}")
             }
             Self::NonceConsumed { proposal } => format!(
@@ -1443,7 +1452,7 @@ impl Incident {
                 step.done()
             }
 
-            Event::ApprovalCounted { proposal, approvals, threshold } => {
+            Event::ApprovalCounted { proposal, approvals, threshold, block } => {
                 let link = self
                     .proposals
                     .get(proposal)
@@ -1454,13 +1463,16 @@ impl Incident {
                 if state.is_closed() {
                     return closed(event);
                 }
-                if link.approvals == *approvals && link.threshold == *threshold {
+                let stale = *block < link.counted_at
+                    || (*block == link.counted_at && *approvals < link.approvals);
+                if stale || (link.approvals == *approvals && link.threshold == *threshold) {
                     return step.done();
                 }
                 let ready = approvals >= threshold && !link.execute_requested;
                 if let Some(link) = step.next.proposals.get_mut(proposal) {
                     link.approvals = *approvals;
                     link.threshold = *threshold;
+                    link.counted_at = *block;
                     link.execute_requested |= ready;
                 }
                 step.audit(AuditKind::ApprovalCounted);
@@ -1842,6 +1854,7 @@ fn link(nonce: U256, threshold: u64, state: ProposalState) -> LinkedProposal {
         state,
         approvals: 0,
         threshold,
+        counted_at: 0,
         execute_requested: false,
         last_failure: None,
         failures: 0,

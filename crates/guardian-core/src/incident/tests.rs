@@ -30,8 +30,13 @@ fn made(proposal: B256, replaces: Option<B256>) -> Event {
     Event::ProposalMade { proposal, nonce: U256::from(7), threshold: 2, replaces }
 }
 
+/// `n` approvals of `proposal` counted at block 10.
 fn approvals(proposal: B256, n: u64) -> Event {
-    Event::ApprovalCounted { proposal, approvals: n, threshold: 2 }
+    approvals_at(proposal, n, 10)
+}
+
+fn approvals_at(proposal: B256, approvals: u64, block: u64) -> Event {
+    Event::ApprovalCounted { proposal, approvals, threshold: 2, block }
 }
 
 fn seen(proposal: B256, by: Attribution) -> Event {
@@ -615,6 +620,45 @@ fn a_drain_notifies_each_lifecycle_step_once() {
     let keys = notices(&all);
     let unique: std::collections::BTreeSet<_> = keys.iter().collect();
     assert_eq!(unique.len(), keys.len(), "{keys:?}");
+}
+
+/// Counts that raced an approval (read before it landed, told after it was recorded) are
+/// dropped; a count at a newer block is taken even when it is lower (an owner removed).
+#[test]
+fn a_count_read_before_the_last_one_never_lowers_the_approvals() {
+    let open = open_with(&finding(1, Severity::High, pause_rollback())).incident;
+    let (pending, _) = run(open, &[made(h(1), None), approvals_at(h(1), 1, 20)]);
+    // (count, block, approvals recorded after it, counted_at after it, recorded as an event)
+    let cases: &[(u64, u64, u64, u64, bool)] = &[
+        (0, 19, 1, 20, false), // read at an older block
+        (1, 19, 1, 20, false), // older and equal
+        (0, 20, 1, 20, false), // same block, fewer: read the signatures before one was stored
+        (1, 20, 1, 20, false), // the same count again
+        (2, 20, 2, 20, true),  // same block, more: a signature stored since
+        (0, 21, 0, 21, true),  // a newer block says fewer: taken
+        (2, 21, 2, 21, true),
+    ];
+    for &(count, block, approvals, counted_at, recorded) in cases {
+        let t = pending
+            .step(&approvals_at(h(1), count, block), T0 + 60_000, &policy())
+            .unwrap_or_else(|e| panic!("{count} at block {block}: {e}"));
+        let link = &t.incident.proposals[&h(1)];
+        let case = format!("{count} approvals at block {block}");
+        assert_eq!((link.approvals, link.counted_at), (approvals, counted_at), "{case}");
+        assert_eq!(t.changed(), recorded, "{case}");
+        assert_eq!(t.notices().count(), usize::from(recorded), "{case}");
+    }
+
+    // The race seen in the drain test: the CLI counted 2 (threshold met, execution asked),
+    // then the daemon's count read one block earlier arrived: one approval event per change.
+    let (raced, effects) = run(
+        pending,
+        &[approvals_at(h(1), 2, 22), approvals_at(h(1), 1, 21), approvals_at(h(1), 2, 22)],
+    );
+    assert_eq!(raced.proposals[&h(1)].approvals, 2);
+    assert_eq!(notices(&effects), [format!("approval@approval:{}:2", h(1))]);
+    let executes = effects.iter().flatten().filter(|e| matches!(e, Effect::Execute { .. }));
+    assert_eq!(executes.count(), 1);
 }
 
 #[test]
