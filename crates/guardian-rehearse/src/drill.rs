@@ -120,8 +120,8 @@ impl Drill {
             incident_id = Some(id);
             // The incident's events carry wall-clock times; the anomaly happened clock.ms() ago.
             let t0 = guardian_store::now_ms().saturating_sub(clock.ms());
-            let kinds = match stage.incident_events(id) {
-                Ok(events) => {
+            let (kinds, built) = match stage.incident_record(id) {
+                Ok((events, postmortem)) => {
                     let kinds: Vec<String> =
                         events.iter().map(|e| e.kind.as_str().to_owned()).collect();
                     self.timeline.extend(events.into_iter().map(|e| Event {
@@ -129,16 +129,17 @@ impl Drill {
                         block: e.block.unwrap_or(clock.block),
                         ms: e.at.saturating_sub(t0),
                     }));
-                    Some(kinds)
+                    (Some(kinds), postmortem)
                 }
                 Err(error) => {
+                    let unread = eyre::eyre!("{error:#}");
                     self.list.record("incident timeline read", Err(error));
-                    None
+                    (None, Err(unread))
                 }
             };
             // The runbook's post-mortem, from the audit log alone: its timeline must be the
-            // incident's, event for event.
-            let built = stage.postmortem(id).and_then(|pm| {
+            // incident's, event for event (both read in one snapshot).
+            let built = built.and_then(|pm| {
                 let theirs: Vec<&str> = pm.timeline.iter().map(|r| r.kind.as_str()).collect();
                 match &kinds {
                     Some(kinds) if kinds.iter().map(String::as_str).eq(theirs.iter().copied()) => {

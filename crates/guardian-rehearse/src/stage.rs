@@ -24,9 +24,10 @@ use guardian_chain::{
     testbed::{ModuleEnabler, Targets, deploy_targets, install_pause_module},
 };
 use guardian_config::Config;
+use guardian_core::postmortem::PostMortem;
 use guardian_daemon::daemon::{KeySource, Keys};
 use guardian_multisig::Multisig;
-use guardian_store::{Store, StoredFinding};
+use guardian_store::{IncidentEvent, Store, StoredFinding};
 use tokio::sync::watch;
 
 use crate::{ForkSession, Options, report::Event};
@@ -552,15 +553,24 @@ impl Stage {
         }
     }
 
-    /// The post-mortem of incident `id`, from the daemon's audit log alone.
-    pub(crate) fn postmortem(&self, id: i64) -> Result<guardian_core::postmortem::PostMortem> {
-        let entries = self
-            .store()?
-            .audit_rows()?
-            .into_iter()
-            .map(|r| r.sealed.entry().map_err(|e| eyre!("an audit entry: {e}")))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(guardian_core::postmortem::PostMortem::build(&entries, id, &self.config.response)?)
+    /// Incident `id`'s lifecycle events, oldest first, and its post-mortem built from the
+    /// daemon's audit log alone, both read in one snapshot of the database: the daemon may
+    /// still be carrying the incident on (a rollback finishing) while the report is made.
+    pub(crate) fn incident_record(
+        &self,
+        id: i64,
+    ) -> Result<(Vec<IncidentEvent>, Result<PostMortem>)> {
+        self.store()?.snapshot(|store| {
+            let events = store.incident_events(id)?;
+            let postmortem = store.audit_rows().and_then(|rows| {
+                let entries = rows
+                    .into_iter()
+                    .map(|r| r.sealed.entry().map_err(|e| eyre!("an audit entry: {e}")))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(PostMortem::build(&entries, id, &self.config.response)?)
+            });
+            Ok((events, postmortem))
+        })
     }
 
     /// An incident's lifecycle events, oldest first.

@@ -268,6 +268,21 @@ impl Store {
         &self.policy
     }
 
+    /// Run `read` in one read transaction: every query it makes sees the same state of the
+    /// database, whatever a running daemon commits meanwhile (a report that compares the
+    /// incident's events with the audit log must not see one of them a step further).
+    pub fn snapshot<T>(&self, read: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        // Deferred, not this connection's usual IMMEDIATE: a read must not hold the write lock
+        // (and block the daemon) while it lasts. WAL keeps its snapshot from the first read.
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Deferred,
+        )?;
+        let out = read(self)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// The last block fully processed.
     pub fn cursor(&self) -> Result<Option<BlockRef>> {
         cursor(&self.conn)

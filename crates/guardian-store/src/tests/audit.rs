@@ -152,3 +152,21 @@ fn a_line_torn_by_a_crash_is_trimmed_and_the_file_caught_up() {
     assert!(check.intact(), "{check:?}");
     assert_eq!(check.database.expect("chain").entries, 6);
 }
+
+/// Two reads in one snapshot agree while another connection (the daemon) commits between
+/// them; outside a snapshot the second read sees the commit.
+#[test]
+fn a_snapshot_reads_one_state_while_another_process_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reader = busy_store(dir.path());
+    let mut writer = Store::open(dir.path().join("guardian.sqlite")).expect("second connection");
+    let (first, second) = reader
+        .snapshot(|store| {
+            let first = store.audit_rows()?.len();
+            writer.audit(Record::Pruned { stamps: vec![] })?;
+            Ok((first, store.audit_rows()?.len()))
+        })
+        .expect("snapshot");
+    assert_eq!((first, second), (5, 5), "the commit stays outside the snapshot");
+    assert_eq!(reader.audit_rows().expect("rows").len(), 6, "and is read after it");
+}
