@@ -9,7 +9,7 @@ cargo fmt --all -- --check
 # Lints in the test build itself: clippy-driver compiles guardian's own crates (all targets, as
 # `cargo clippy --workspace --all-targets -- -D warnings` checks them), and the dependencies are
 # built once, for the tests. `cargo clippy` first would type-check every dependency a second
-# time (2.5 of a cold run's 8.5 minutes on 2 cores).
+# time: cold on 2 cores, clippy 215 s then the test build 228 s, against 309 s for this build.
 clippy=$(command -v clippy-driver) ||
   { echo "test: clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
 export RUSTC_WORKSPACE_WRAPPER="$clippy" CLIPPY_ARGS="-Dwarnings"
