@@ -404,11 +404,7 @@ fn postmortem(
     id: i64,
 ) -> Result<guardian_core::postmortem::PostMortem> {
     let store = guardian_store::Store::open_existing(&config.storage.path)?;
-    let entries = store
-        .audit_rows()?
-        .into_iter()
-        .map(|r| r.sealed.entry().map_err(|e| eyre::eyre!("a stored audit entry: {e}")))
-        .collect::<Result<Vec<_>>>()?;
+    let entries = store.audit_entries()?;
     Ok(guardian_core::postmortem::PostMortem::build(&entries, id, &config.response)?)
 }
 

@@ -427,7 +427,7 @@ fn rehearse_keep_running_keeps_the_stage_until_interrupted() {
 
     // The chain is still there, mining chain 138, and the daemon still follows it.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    crate::support::tls();
+    guardian_rpc::tls::install_crypto_provider();
     let provider = alloy::providers::ProviderBuilder::new().connect_http(rpc.parse().expect("url"));
     let chain = runtime.block_on(provider.get_chain_id()).expect("the kept Anvil answers");
     assert_eq!(chain, 138);

@@ -23,23 +23,19 @@ use guardian_store::Store;
 pub(crate) fn contracts() -> &'static (Toolchain, Contracts) {
     static COMPILED: OnceLock<(Toolchain, Contracts)> = OnceLock::new();
     COMPILED.get_or_init(|| {
-        tls();
+        // Most tests start here, before building HTTP clients of their own (the others: [`http`]).
+        guardian_rpc::tls::install_crypto_provider();
         let toolchain = Toolchain::discover().expect("toolchain installed (scripts/setup.sh)");
         let contracts = guardian_chain::compile(&toolchain).expect("contracts/ compiles");
         (toolchain, contracts)
     })
 }
 
-/// Installs the TLS crypto provider, as `guardian` does at start: reqwest (and alloy's HTTP
-/// transport over it) panics building a client without one. Every test that builds a client
-/// must call it (or [`http`]) first, whatever ran before it in this process.
-pub(crate) fn tls() {
-    guardian_rpc::tls::install_crypto_provider();
-}
-
-/// A builder for the tests' own HTTP clients, with the TLS provider installed.
+/// A builder for the tests' own HTTP clients, with the TLS crypto provider installed as
+/// `guardian` does at start: reqwest (and alloy's HTTP transport over it) panics building a
+/// client without one, and a test cannot count on an earlier one in this process.
 pub(crate) fn http() -> alloy::transports::http::reqwest::ClientBuilder {
-    tls();
+    guardian_rpc::tls::install_crypto_provider();
     alloy::transports::http::reqwest::Client::builder()
 }
 

@@ -562,13 +562,9 @@ impl Stage {
     ) -> Result<(Vec<IncidentEvent>, Result<PostMortem>)> {
         self.store()?.snapshot(|store| {
             let events = store.incident_events(id)?;
-            let postmortem = store.audit_rows().and_then(|rows| {
-                let entries = rows
-                    .into_iter()
-                    .map(|r| r.sealed.entry().map_err(|e| eyre!("an audit entry: {e}")))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(PostMortem::build(&entries, id, &self.config.response)?)
-            });
+            let postmortem = store
+                .audit_entries()
+                .and_then(|entries| Ok(PostMortem::build(&entries, id, &self.config.response)?));
             Ok((events, postmortem))
         })
     }

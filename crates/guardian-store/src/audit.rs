@@ -136,6 +136,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Every stored entry, parsed, oldest first: what a post-mortem is built from.
+    pub fn audit_entries(&self) -> Result<Vec<Entry>> {
+        self.audit_rows()?
+            .into_iter()
+            .map(|r| r.sealed.entry().map_err(|e| eyre!("stored audit entry {}: {e}", r.seq)))
+            .collect()
+    }
+
     /// Whether incident `id` has an entry of record `kind` (`impact`, …).
     pub fn has_audit_record(&self, id: i64, kind: &str) -> Result<bool> {
         Ok(self
