@@ -322,41 +322,83 @@ impl Verification {
     }
 }
 
+/// How often, and how far apart, [`verify_copies`] looks again at a file that ends before the
+/// table: a writer appends right after its commit, so a live daemon's file may lag by moments.
+const LAG_LOOKS: u32 = 20;
+const LAG_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Check the chain in `store` and in its `audit.jsonl`, and compare them.
+///
+/// Safe against a running daemon: the file is read under a shared lock, with the table read
+/// inside it, so no entry is half-appended and every line the file holds was committed before
+/// the table was read. A file that is a strict prefix of the table is looked at again for up
+/// to a second (its writer appends right after committing); only a gap that stays is reported.
 pub fn verify_copies(store: &Store, file: &Path) -> Result<Verification> {
+    let mut looks = 1;
+    loop {
+        let (check, lagging) = verify_once(store, file)?;
+        if !lagging || looks == LAG_LOOKS {
+            return Ok(check);
+        }
+        looks += 1;
+        std::thread::sleep(LAG_WAIT);
+    }
+}
+
+/// One look at both copies; `true` with it when the file only lacks the table's last entries.
+fn verify_once(store: &Store, file: &Path) -> Result<(Verification, bool)> {
     use guardian_core::audit::{Break, diverge, verify};
+    let handle = match File::open(file) {
+        Ok(handle) => Some(handle),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error).wrap_err_with(|| format!("opening {}", file.display())),
+    };
+    // Writers append under the exclusive lock (`sync_jsonl`): while this is held, none is
+    // midway, and none appends what the table read below would not hold.
+    if let Some(handle) = &handle {
+        handle.lock_shared().wrap_err_with(|| format!("locking {}", file.display()))?;
+    }
     let rows = store.audit_rows()?;
     let database = verify(rows.iter().map(|r| (r.seq, &r.sealed)));
-    let (file_chain, divergence) = if file.exists() {
-        let lines = read_jsonl(file)?;
-        let mut sealed = Vec::new();
-        let mut unreadable = None;
-        for (i, line) in lines.into_iter().enumerate() {
-            match line {
-                Ok(s) => sealed.push(s),
-                Err(why) => {
-                    unreadable = Some(Break::Edited { seq: i as u64 + 1, why });
-                    break;
-                }
+    let Some(handle) = handle else {
+        let check = Verification { database, file: None, divergence: None, file_path: file.into() };
+        return Ok((check, false));
+    };
+    let lines = read_lines(BufReader::new(&handle), file)?;
+    drop(handle);
+    let mut sealed = Vec::new();
+    let mut unreadable = None;
+    for (i, line) in lines.into_iter().enumerate() {
+        match line {
+            Ok(s) => sealed.push(s),
+            Err(why) => {
+                unreadable = Some(Break::Edited { seq: i as u64 + 1, why });
+                break;
             }
         }
-        let chain = match unreadable {
-            Some(broken) => Err(broken),
-            None => verify(sealed.iter().enumerate().map(|(i, s)| (i as u64 + 1, s))),
-        };
-        let ours: Vec<Sealed> = rows.into_iter().map(|r| r.sealed).collect();
-        (Some(chain), diverge(("the database", &ours), (&file.display().to_string(), &sealed)))
-    } else {
-        (None, None)
+    }
+    let chain = match unreadable {
+        Some(broken) => Err(broken),
+        None => verify(sealed.iter().enumerate().map(|(i, s)| (i as u64 + 1, s))),
     };
-    Ok(Verification { database, file: file_chain, divergence, file_path: file.to_owned() })
+    let ours: Vec<Sealed> = rows.into_iter().map(|r| r.sealed).collect();
+    let lagging = chain.is_ok() && sealed.len() < ours.len() && ours.starts_with(&sealed);
+    let divergence = diverge(("the database", &ours), (&file.display().to_string(), &sealed));
+    let check =
+        Verification { database, file: Some(chain), divergence, file_path: file.to_owned() };
+    Ok((check, lagging))
 }
 
 /// Every line of an `audit.jsonl` (or an export), as stored.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Result<Sealed, String>>> {
     let file = File::open(path).wrap_err_with(|| format!("opening {}", path.display()))?;
+    read_lines(BufReader::new(file), path)
+}
+
+/// The lines of `reader` (the file at `path`) as [`read_jsonl`] reads them.
+fn read_lines(reader: impl BufRead, path: &Path) -> Result<Vec<Result<Sealed, String>>> {
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    for (i, line) in reader.lines().enumerate() {
         let line = line.wrap_err_with(|| format!("reading {} line {}", path.display(), i + 1))?;
         if line.is_empty() {
             continue;
