@@ -7,6 +7,7 @@ mod audit;
 mod cli;
 mod config_check;
 mod daemon;
+mod endurance;
 mod follow;
 mod immediate;
 mod incident;

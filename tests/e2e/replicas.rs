@@ -1,8 +1,9 @@
 //! Several `guardian run` replicas on one Safe behave as one guardian (issue 16), against a
 //! real Anvil and Safe 1.4.1: signatures posted on one replica reach the others, a replica that
 //! dies before sending leaves the execution to a peer, a fresh replica pulls what is pending,
-//! one sender per Safe nonce over many incidents, one notification per lifecycle event, and a
-//! replica killed again and again during a drain changes nothing but its own downtime.
+//! one notification per lifecycle event, and a replica killed again and again during a drain
+//! changes nothing but its own downtime. One sender per Safe nonce over many incidents is in
+//! [`crate::endurance`], on this harness.
 //!
 //! Each replica has its own directory (config, database, managed deployment config), its own
 //! executor key and its own API port; the `[[replicas]]` of each name the others.
@@ -32,11 +33,9 @@ use guardian_core::{
 };
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 
-use crate::support::{
-    Daemon, Delivery, Receiver, drain_toml, guardian, key_hex, testbed, testbed_with,
-};
+use crate::support::{Daemon, Delivery, Receiver, drain_toml, guardian, key_hex, testbed};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 /// The bearer token of every replica's API (and so of every peer's `[[replicas]] token_env`).
 const TOKEN: &str = "replicas-e2e-token";
 /// `[replication] sender_delay_ms` where a test sets it.
@@ -52,7 +51,7 @@ const PER_HOST: [&str; 4] =
 
 /// How the replicas of a test are configured (the same for each).
 #[derive(Debug, Clone, Default)]
-struct Setup {
+pub(crate) struct Setup {
     /// `on_pause = "rollback"` and the vault's `[rollback]` tables.
     rollback: bool,
     /// `[webhook]` at `http://127.0.0.1:{port}/hook` with this `mode`.
@@ -64,8 +63,8 @@ struct Setup {
 }
 
 /// One `guardian run` replica: its directory, config and (while running) its process.
-struct Replica {
-    name: &'static str,
+pub(crate) struct Replica {
+    pub(crate) name: &'static str,
     /// The names of the peers its `[[replicas]]` list.
     peers: Vec<&'static str>,
     dir: tempfile::TempDir,
@@ -157,7 +156,7 @@ async fn replica(
 }
 
 /// Replicas that all know each other, each executing with its key.
-async fn mesh(
+pub(crate) async fn mesh(
     bed: &Testbed,
     members: &[(&'static str, PrivateKeySigner)],
     setup: &Setup,
@@ -178,15 +177,15 @@ async fn mesh(
 }
 
 impl Replica {
-    fn exec(&self) -> Address {
+    pub(crate) fn exec(&self) -> Address {
         self.executor.as_ref().expect("this replica has an executor").address()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("guardian.log")).unwrap_or_default()
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         let from = lines.len().saturating_sub(40);
@@ -213,7 +212,7 @@ impl Replica {
     }
 
     /// `guardian run` with its config and env, once it follows the chain.
-    async fn start(&mut self) {
+    pub(crate) async fn start(&mut self) {
         self.start_with(&[]).await;
     }
 
@@ -258,7 +257,11 @@ impl Replica {
     }
 
     /// The CLI with this replica's config: (success, stdout, stderr).
-    fn cli(&self, args: &[&str], env: &[(&'static str, String)]) -> (bool, String, String) {
+    pub(crate) fn cli(
+        &self,
+        args: &[&str],
+        env: &[(&'static str, String)],
+    ) -> (bool, String, String) {
         let mut full = args.to_vec();
         full.extend(["--config", self.cfg.as_str()]);
         let mut env = env.to_vec();
@@ -281,7 +284,7 @@ impl Replica {
     }
 
     /// The pending pause proposal's safeTxHash.
-    fn pending_pause(&self) -> Option<String> {
+    pub(crate) fn pending_pause(&self) -> Option<String> {
         self.proposals()
             .into_iter()
             .find(|p| p["kind"] == "pause" && p["status"] == "pending")
@@ -293,7 +296,7 @@ impl Replica {
         self.json(&["proposals", "show", hash, "--json"])
     }
 
-    fn proposal_status(&self, hash: &str) -> Option<String> {
+    pub(crate) fn proposal_status(&self, hash: &str) -> Option<String> {
         self.proposal(hash)?["status"].as_str().map(str::to_owned)
     }
 
@@ -302,7 +305,7 @@ impl Replica {
         self.json(&["incidents", "show", &id.to_string(), "--json"])
     }
 
-    fn incidents(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn incidents(&self) -> Vec<serde_json::Value> {
         self.json(&["incidents", "list", "--json"])
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
@@ -322,13 +325,13 @@ impl Replica {
     }
 }
 
-fn tails(replicas: &[Replica]) -> String {
+pub(crate) fn tails(replicas: &[Replica]) -> String {
     replicas.iter().map(Replica::tail).collect::<Vec<_>>().join("\n")
 }
 
 /// Poll `check` every 50 ms until it returns `Some`; fails with every replica's log tail after
 /// `timeout`, or as soon as a replica that should run has exited.
-async fn until<T>(
+pub(crate) async fn until<T>(
     what: &str,
     timeout: Duration,
     replicas: &mut [Replica],
@@ -407,7 +410,7 @@ async fn daemon_status(port: u16) -> Option<serde_json::Value> {
 /// with the peer's executor, and each daemon has reached its running peers itself (a peer that
 /// started after the daemon's first look is only looked at again after a back-off), which its
 /// own `/status` says too.
-async fn peers_known(replicas: &mut [Replica]) {
+pub(crate) async fn peers_known(replicas: &mut [Replica]) {
     let executors: BTreeMap<&str, Option<Address>> =
         replicas.iter().map(|r| (r.name, r.executor.as_ref().map(|k| k.address()))).collect();
     until("every replica to reach its peers and know their executors", DEADLINE, replicas, |rs| {
@@ -476,7 +479,7 @@ async fn peers_known(replicas: &mut [Replica]) {
 // ----------------------------------------------------------------------------------------------
 // chain
 
-fn one_second_blocks() -> TestbedOptions {
+pub(crate) fn one_second_blocks() -> TestbedOptions {
     TestbedOptions {
         devnet: DevnetOptions { block_time: Some(1), ..DevnetOptions::default() },
         ..TestbedOptions::default()
@@ -502,7 +505,7 @@ fn first_sender(
     (first.into_iter().next().expect("first"), rest)
 }
 
-fn signer(bed: &Testbed, index: usize) -> PrivateKeySigner {
+pub(crate) fn signer(bed: &Testbed, index: usize) -> PrivateKeySigner {
     bed.devnet.signer(index).expect("dev account")
 }
 
@@ -512,7 +515,7 @@ async fn drain(bed: &Testbed) {
     withdraw(bed).await;
 }
 
-async fn deposit(bed: &Testbed, ether: &str) {
+pub(crate) async fn deposit(bed: &Testbed, ether: &str) {
     let user = bed.devnet.provider_for(signer(bed, 7));
     let vault = IVault::new(bed.targets.vault_v2, &user);
     let deposit = vault.deposit().value(parse_ether(ether).expect("ether"));
@@ -520,7 +523,7 @@ async fn deposit(bed: &Testbed, ether: &str) {
 }
 
 /// The drain alone: 2 ether out through sponsoredWithdraw (no balance check).
-async fn withdraw(bed: &Testbed) {
+pub(crate) async fn withdraw(bed: &Testbed) {
     let user = bed.devnet.provider_for(signer(bed, 7));
     let vault = IVault::new(bed.targets.vault_v2, &user);
     let attacker = signer(bed, 8).address();
@@ -530,7 +533,7 @@ async fn withdraw(bed: &Testbed) {
 }
 
 /// Owners 1 and 2 `approveHash` on chain, at the same time.
-async fn approve_onchain(bed: &Testbed, hash: &str) {
+pub(crate) async fn approve_onchain(bed: &Testbed, hash: &str) {
     let hash: B256 = hash.parse().expect("hash");
     let approve = |owner: &PrivateKeySigner| {
         let from = bed.devnet.provider_for(owner.clone());
@@ -541,7 +544,7 @@ async fn approve_onchain(bed: &Testbed, hash: &str) {
 }
 
 /// The Safe's ExecutionSuccess logs: (safeTxHash, transaction).
-async fn executions(bed: &Testbed) -> Vec<(B256, B256)> {
+pub(crate) async fn executions(bed: &Testbed) -> Vec<(B256, B256)> {
     let filter = Filter::new()
         .address(bed.safe.address())
         .event_signature(ISafe::ExecutionSuccess::SIGNATURE_HASH)
@@ -558,14 +561,14 @@ async fn executions(bed: &Testbed) -> Vec<(B256, B256)> {
 
 /// A transaction one of the executors sent to the Safe.
 #[derive(Debug)]
-struct Sent {
-    from: Address,
-    tx: B256,
-    success: bool,
+pub(crate) struct Sent {
+    pub(crate) from: Address,
+    pub(crate) tx: B256,
+    pub(crate) success: bool,
 }
 
 /// Every transaction from `executors` to the Safe, from genesis to the head.
-async fn sent_to_safe(bed: &Testbed, executors: &[Address]) -> Vec<Sent> {
+pub(crate) async fn sent_to_safe(bed: &Testbed, executors: &[Address]) -> Vec<Sent> {
     let reader = bed.devnet.reader();
     let head = reader.get_block_number().await.expect("head");
     let mut out = Vec::new();
@@ -839,90 +842,6 @@ async fn a_replica_started_with_an_empty_database_pulls_the_pending_proposal_and
     assert_eq!(executions(&bed).await.len(), 1);
     let sent = sent_to_safe(&bed, &[rs[1].exec()]).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
-}
-
-/// Ten incidents, each paused and then unpaused with on-chain approvals (owners approve in the
-/// same block, 1 s blocks), two replicas with funded executors and the default sender delay:
-/// every transaction the executors sent to the Safe succeeded, one per nonce.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_incidents_with_onchain_approvals_send_one_exec_transaction_per_nonce() {
-    const ROUNDS: usize = 10;
-    let bed = testbed_with(one_second_blocks()).await;
-    let mut rs =
-        mesh(&bed, &[("alpha", signer(&bed, 4)), ("bravo", signer(&bed, 5))], &Setup::default())
-            .await;
-    for r in &mut rs {
-        r.start().await;
-    }
-    peers_known(&mut rs).await;
-    // Enough for every drain (sponsoredWithdraw checks no balance, the vault's ether does).
-    deposit(&bed, "25").await;
-    let reader = bed.devnet.reader();
-    for round in 1..=ROUNDS {
-        withdraw(&bed).await;
-        let pause =
-            until(&format!("round {round}: the pause proposal on both"), DEADLINE, &mut rs, |rs| {
-                let (a, b) = (rs[0].pending_pause()?, rs[1].pending_pause()?);
-                (a == b).then_some(a)
-            })
-            .await;
-        approve_onchain(&bed, &pause).await;
-        until(&format!("round {round}: the pause executed on both"), DEADLINE, &mut rs, |rs| {
-            rs.iter()
-                .all(|r| r.proposal_status(&pause).as_deref() == Some("executed"))
-                .then_some(())
-        })
-        .await;
-        assert!(is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
-
-        let (ok, stdout, stderr) =
-            rs[0].cli(&["unpause", "vault", "--reason", &format!("round {round} over")], &[]);
-        assert!(ok, "unpause failed:\n{stdout}\n{stderr}");
-        let unpause = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("safeTxHash "))
-            .expect("safeTxHash line")
-            .trim()
-            .to_owned();
-        until(&format!("round {round}: the unpause relayed to bravo"), DEADLINE, &mut rs, |rs| {
-            (rs[1].proposal_status(&unpause).as_deref() == Some("pending")).then_some(())
-        })
-        .await;
-        approve_onchain(&bed, &unpause).await;
-        until(&format!("round {round}: unpaused and resolved on both"), DEADLINE, &mut rs, |rs| {
-            rs.iter()
-                .all(|r| {
-                    r.proposal_status(&unpause).as_deref() == Some("executed") && {
-                        let list = r.incidents();
-                        list.len() == round && list.iter().all(|i| i["state"] == "resolved")
-                    }
-                })
-                .then_some(())
-        })
-        .await;
-        assert!(!is_paused(&reader, bed.targets.vault_v2).await.expect("paused()"));
-    }
-
-    let (exec_a, exec_b) = (rs[0].exec(), rs[1].exec());
-    let sent = sent_to_safe(&bed, &[exec_a, exec_b]).await;
-    let reverted: Vec<&Sent> = sent.iter().filter(|s| !s.success).collect();
-    assert!(reverted.is_empty(), "execTransactions that lost a race: {reverted:?}\n{}", tails(&rs));
-    assert_eq!(sent.len(), 2 * ROUNDS, "one per pause and per unpause: {sent:?}");
-    assert_eq!(bed.safe.nonce().await.expect("nonce"), U256::from(2 * ROUNDS));
-    let done = executions(&bed).await;
-    let hashes: BTreeSet<B256> = done.iter().map(|(h, _)| *h).collect();
-    assert_eq!(hashes.len(), 2 * ROUNDS, "{done:?}");
-    // The rank follows the proposal: both executors sent some.
-    let by_a = sent.iter().filter(|s| s.from == exec_a).count();
-    assert!(by_a > 0 && by_a < sent.len(), "alpha sent {by_a} of {}", sent.len());
-    // How many went out from their proposal's rank-0 executor (the others after a delay).
-    let by_tx: BTreeMap<B256, B256> = done.iter().map(|(h, tx)| (*tx, *h)).collect();
-    let first =
-        sent.iter().filter(|s| sender_rank(by_tx[&s.tx], s.from, &[exec_a, exec_b]) == 0).count();
-    for r in &rs {
-        assert!(!r.log().contains("GS025"), "{} logged a signature error:\n{}", r.name, r.tail());
-    }
-    assert!(first > 0, "some executions went out from their rank-0 executor: {sent:?}");
 }
 
 /// The drain with two replicas notifying one receiver in `mode`: owner 1 signs on alpha, then
