@@ -325,6 +325,19 @@ impl Replica {
     }
 }
 
+/// The threads of every running replica (a rare stall of one replica in this suite is
+/// otherwise silent: it logs nothing more).
+fn stacks(replicas: &[Replica]) -> String {
+    replicas
+        .iter()
+        .filter_map(|r| {
+            let daemon = r.daemon.as_ref()?;
+            Some(format!("--- replica {} threads ---\n{}", r.name, daemon.stacks()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub(crate) fn tails(replicas: &[Replica]) -> String {
     replicas.iter().map(Replica::tail).collect::<Vec<_>>().join("\n")
 }
@@ -346,7 +359,11 @@ pub(crate) async fn until<T>(
             r.check();
         }
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", tails(replicas));
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}\n{}",
+                tails(replicas),
+                stacks(replicas)
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -333,6 +333,29 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Every thread's stack, from gdb when it is installed: what a test that timed out
+    /// waiting on this daemon shows, so a daemon that stopped moving says where it stopped.
+    pub(crate) fn stacks(&self) -> String {
+        let pid = self.pid().to_string();
+        let out = Command::new("timeout")
+            .args(["30", "gdb", "-p", &pid, "-batch", "-ex", "thread apply all bt 25"])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("Thread ") || l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Ok(out) => format!(
+                "(no stacks: gdb {}: {})",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(error) => format!("(no stacks: {error})"),
+        }
+    }
+
     /// Exit status if it has exited.
     pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("wait on guardian")
