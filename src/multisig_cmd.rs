@@ -533,6 +533,9 @@ struct Approved {
     /// Approvals counted afterwards, when known.
     approvals: Option<u64>,
     threshold: Option<u64>,
+    /// Why they could not be counted after an approveHash that was mined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count_error: Option<String>,
 }
 
 /// `approve`: every refusal comes before a question (the confirmation, or a keystore's
@@ -562,7 +565,16 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
         let (receipt, approvals) = multisig
             .approve_onchain(args.hash, &wallet(&config, key.clone())?, key.address())
             .await?;
-        let threshold = multisig.safe().threshold().await?;
+        // The approval is mined: from here on a failed read is reported beside it (exit 0),
+        // so nobody sends it again believing it failed.
+        let counted = match approvals {
+            Ok(approvals) => multisig.safe().threshold().await.map(|t| (approvals as u64, t)),
+            Err(error) => Err(error),
+        };
+        let (counted, count_error) = match counted {
+            Ok(counted) => (Some(counted), None),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        };
         return report(
             args.json,
             &Approved {
@@ -571,8 +583,9 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
                 how: "approve_hash",
                 added: true,
                 tx: Some(receipt.transaction_hash),
-                approvals: Some(approvals as u64),
-                threshold: Some(threshold),
+                approvals: counted.map(|(a, _)| a),
+                threshold: counted.map(|(_, t)| t),
+                count_error,
             },
         );
     }
@@ -626,6 +639,7 @@ fn signed(hash: B256, signer: Address, submitted: &Submitted) -> Approved {
         tx: None,
         approvals: Some(submitted.approvals as u64),
         threshold: Some(submitted.threshold),
+        count_error: None,
     }
 }
 
@@ -637,7 +651,11 @@ fn report(json: bool, approved: &Approved) -> Result<()> {
     let counted = match (approved.approvals, approved.threshold) {
         (Some(a), Some(t)) => format!("approvals: {a} of {t}"),
         _ => format!(
-            "the daemon counts it at its next check (guardian proposals show {} --api …)",
+            "{}the daemon counts it at its next check (guardian proposals show {} --api …)",
+            match &approved.count_error {
+                Some(error) => format!("the approvals could not be counted ({error}); "),
+                None => String::new(),
+            },
             approved.safe_tx_hash
         ),
     };
@@ -718,6 +736,7 @@ async fn approve_via_api(args: ApproveArgs, api: Url) -> Result<()> {
                 tx: Some(receipt.transaction_hash),
                 approvals: None,
                 threshold: None,
+                count_error: None,
             },
         );
     }

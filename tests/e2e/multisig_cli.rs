@@ -83,6 +83,11 @@ async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
 }
 
 fn write_config(bed: &Testbed, dir: &Path) -> std::path::PathBuf {
+    write_config_at(bed, dir, bed.devnet.http_url().as_str())
+}
+
+/// [`write_config`] with `url` as its one `[[rpc]]` endpoint.
+fn write_config_at(bed: &Testbed, dir: &Path, url: &str) -> std::path::PathBuf {
     let path = dir.join("guardian.toml");
     let text = format!(
         r#"[[rpc]]
@@ -107,7 +112,7 @@ call = "solvent() returns (bool)"
 op = "=="
 value = true
 "#,
-        url = bed.devnet.http_url(),
+        url = url,
         safe = bed.safe.address(),
         vault = bed.targets.vault_v2,
     );
@@ -500,6 +505,126 @@ async fn cli_lists_and_approves_over_the_http_api() {
     assert!(stdout.contains("note: no config file"), "{stdout}");
     assert!(stdout.contains("approvals: 2 of 2"), "{stdout}");
     assert_eq!(ms.approvals(&detail.proposal).await.expect("approvals").len(), 2);
+}
+
+/// A JSON-RPC forwarder to `upstream` that, once it has forwarded an `eth_sendRawTransaction`,
+/// answers every `eth_call` with the error of a node behind the block it is asked about.
+async fn node_failing_calls_after_a_send(upstream: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = crate::support::http().build().expect("client");
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let (sent, client, upstream) = (sent.clone(), client.clone(), upstream.clone());
+            async move {
+                let request: serde_json::Value = serde_json::from_str(&body).expect("JSON-RPC");
+                let calls = match &request {
+                    serde_json::Value::Array(calls) => calls.clone(),
+                    one => vec![one.clone()],
+                };
+                let method = |call: &serde_json::Value| call["method"].as_str().map(str::to_owned);
+                let failing = sent.load(std::sync::atomic::Ordering::SeqCst)
+                    && calls.iter().any(|c| method(c).as_deref() == Some("eth_call"));
+                let answer = if failing {
+                    let errors: Vec<serde_json::Value> = calls
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "jsonrpc": "2.0",
+                                "id": c["id"],
+                                "error": {"code": -32000, "message": "header not found"}
+                            })
+                        })
+                        .collect();
+                    match request {
+                        serde_json::Value::Array(_) => serde_json::Value::Array(errors),
+                        _ => errors.into_iter().next().expect("one"),
+                    }
+                    .to_string()
+                } else {
+                    let answer = client
+                        .post(&upstream)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("upstream answers");
+                    answer.text().await.expect("upstream body")
+                };
+                if calls.iter().any(|c| method(c).as_deref() == Some("eth_sendRawTransaction")) {
+                    sent.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                ([("content-type", "application/json")], answer)
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Owner 1's approveHash is mined, then the node fails the reads that count the approvals:
+/// `approve --onchain` says the approval was mined (with its transaction) and why it could not
+/// count, and exits 0, so nobody sends it again believing it failed. (Multi-threaded: the
+/// forwarder answers while the test waits on the CLI.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onchain_approval_that_cannot_be_counted_afterwards_is_still_reported_mined() {
+    let bed = testbed().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&bed, dir.path());
+    let cfg = config.to_str().expect("utf-8").to_owned();
+    let (ok, stdout, stderr) =
+        guardian(&["pause", "vault", "--reason", "drill", "--config", &cfg], &[]);
+    assert!(ok, "pause failed:\n{stdout}\n{stderr}");
+    let hash: B256 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("safeTxHash "))
+        .expect("hash line")
+        .trim()
+        .parse()
+        .expect("hash");
+
+    let flaky = node_failing_calls_after_a_send(bed.devnet.http_url().to_string()).await;
+    write_config_at(&bed, dir.path(), &flaky);
+    let owner = &bed.owners[1];
+    let approve = |json: &[&'static str]| {
+        let mut args = vec!["approve", "--yes", "--onchain", "--private-key-env", "OWNER_KEY"];
+        args.extend_from_slice(json);
+        guardian(
+            &[&args[..], &[hash.to_string().as_str(), "--config", &cfg]].concat(),
+            &[("OWNER_KEY", key_hex(owner))],
+        )
+    };
+    let (ok, stdout, stderr) = approve(&[]);
+    assert!(ok, "the approval was mined: exit 0\n{stdout}\n{stderr}");
+    let tx = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("approveHash mined in tx "))
+        .unwrap_or_else(|| panic!("names the transaction:\n{stdout}"));
+    assert!(
+        stdout.contains("the approvals could not be counted")
+            && stdout.contains("header not found"),
+        "says why it did not count:\n{stdout}"
+    );
+    let safe = SafeClient::connect(bed.devnet.reader(), bed.safe.address()).await.expect("safe");
+    assert!(
+        safe.is_hash_approved(owner.address(), hash).await.expect("approvedHashes"),
+        "approveHash is on chain ({tx})"
+    );
+
+    // The same with --json (a fresh forwarder: the last one fails every read now): the
+    // count's error beside the transaction.
+    let flaky = node_failing_calls_after_a_send(bed.devnet.http_url().to_string()).await;
+    write_config_at(&bed, dir.path(), &flaky);
+    let (ok, stdout, stderr) = approve(&["--json"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let approved: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(approved["tx"].is_string() && approved["approvals"].is_null(), "{approved}");
+    assert!(
+        approved["count_error"].as_str().is_some_and(|e| e.contains("header not found")),
+        "{approved}"
+    );
 }
 
 /// A stand-in daemon answering every request with `body`; returns its URL and the request

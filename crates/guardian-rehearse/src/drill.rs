@@ -406,6 +406,12 @@ impl Approval {
                 let wallet = stage.world.wallet(operator);
                 let (receipt, approvals) =
                     multisig.approve_onchain(hash, &wallet, operator.address).await?;
+                let approvals = approvals.map_err(|e| {
+                    e.wrap_err(format!(
+                        "approveHash mined in {}, but the approvals could not be counted",
+                        receipt.transaction_hash
+                    ))
+                })?;
                 Ok(format!(
                     "approveHash mined in block {}; approvals {approvals} of {}",
                     receipt.block_number.unwrap_or_default(),
