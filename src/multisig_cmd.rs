@@ -562,17 +562,13 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<()> {
         return Err(refused!("not approved: nothing signed or sent"));
     }
     if args.onchain {
-        let (receipt, approvals) = multisig
+        let (receipt, counted) = multisig
             .approve_onchain(args.hash, &wallet(&config, key.clone())?, key.address())
             .await?;
-        // The approval is mined: from here on a failed read is reported beside it (exit 0),
-        // so nobody sends it again believing it failed.
-        let counted = match approvals {
-            Ok(approvals) => multisig.safe().threshold().await.map(|t| (approvals as u64, t)),
-            Err(error) => Err(error),
-        };
+        // The approval is mined: a count that failed is reported beside it (exit 0), so
+        // nobody sends it again believing it failed.
         let (counted, count_error) = match counted {
-            Ok(counted) => (Some(counted), None),
+            Ok((approvals, threshold)) => (Some((approvals as u64, threshold)), None),
             Err(error) => (None, Some(format!("{error:#}"))),
         };
         return report(

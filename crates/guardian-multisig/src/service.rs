@@ -1295,20 +1295,20 @@ impl Multisig {
 
     /// Approve `hash` on chain with the Safe's `approveHash`, sent as `owner` by `owner_wallet`
     /// (a provider signing as that owner, or impersonating it on an Anvil fork). Returns the
-    /// mined receipt and the approvals counted afterwards (or why they could not be: the
-    /// approval stands either way).
+    /// mined receipt and the (approvals, threshold) counted afterwards, or why they could not
+    /// be: the approval stands either way.
     pub async fn approve_onchain(
         &self,
         hash: B256,
         owner_wallet: &DynProvider,
         owner: Address,
-    ) -> Result<(alloy::rpc::types::TransactionReceipt, Result<usize>)> {
+    ) -> Result<(alloy::rpc::types::TransactionReceipt, Result<(usize, u64)>)> {
         let detail = self.detail_to_approve(hash)?;
         let receipt = self.safe.approve_hash_onchain(owner_wallet, owner, hash).await?;
         // Mined is done: a count that fails now (a node behind the block it just mined, a
         // timeout) is the caller's to show beside the receipt, never a failed approval.
-        let approvals = self.count(&detail.proposal).await.map(|(approvals, _)| approvals);
-        Ok((receipt, approvals))
+        let counted = self.count(&detail.proposal).await;
+        Ok((receipt, counted))
     }
 }
 

@@ -404,18 +404,17 @@ impl Approval {
             }
             Self::OnChain(operator) => {
                 let wallet = stage.world.wallet(operator);
-                let (receipt, approvals) =
+                let (receipt, counted) =
                     multisig.approve_onchain(hash, &wallet, operator.address).await?;
-                let approvals = approvals.map_err(|e| {
+                let (approvals, threshold) = counted.map_err(|e| {
                     e.wrap_err(format!(
                         "approveHash mined in {}, but the approvals could not be counted",
                         receipt.transaction_hash
                     ))
                 })?;
                 Ok(format!(
-                    "approveHash mined in block {}; approvals {approvals} of {}",
+                    "approveHash mined in block {}; approvals {approvals} of {threshold}",
                     receipt.block_number.unwrap_or_default(),
-                    multisig.safe().threshold().await?
                 ))
             }
         }
