@@ -14,7 +14,7 @@ use eyre::{Result, WrapErr, bail, eyre};
 use guardian_core::audit::{Entry, Sealed, verify};
 use guardian_store::{
     Store,
-    audit::{jsonl_path, read_jsonl, verify_copies},
+    audit::{file_chain, jsonl_path, read_jsonl, verify_copies},
 };
 use serde::Serialize;
 
@@ -235,23 +235,8 @@ pub(crate) fn verified_file_entries(path: &Path) -> Result<Vec<guardian_core::au
 }
 
 fn verify_file(path: &Path, json: bool) -> Result<ExitCode> {
-    let lines = read_jsonl(path)?;
-    let mut sealed = Vec::new();
-    let mut broken = None;
-    for (i, line) in lines.into_iter().enumerate() {
-        match line {
-            Ok(s) => sealed.push(s),
-            Err(why) => {
-                broken = Some(format!("entry {} was edited: {why}", i + 1));
-                break;
-            }
-        }
-    }
-    let outcome = match broken {
-        Some(why) => Err(why),
-        None => verify(sealed.iter().enumerate().map(|(i, s)| (i as u64 + 1, s)))
-            .map_err(|e| e.to_string()),
-    };
+    let (_, outcome) = file_chain(read_jsonl(path)?);
+    let outcome = outcome.map_err(|e| e.to_string());
     let report = VerifyReport {
         ok: outcome.is_ok(),
         database: None,

@@ -347,7 +347,7 @@ pub fn verify_copies(store: &Store, file: &Path) -> Result<Verification> {
 
 /// One look at both copies; `true` with it when the file only lacks the table's last entries.
 fn verify_once(store: &Store, file: &Path) -> Result<(Verification, bool)> {
-    use guardian_core::audit::{Break, diverge, verify};
+    use guardian_core::audit::{diverge, verify};
     let handle = match File::open(file) {
         Ok(handle) => Some(handle),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
@@ -366,27 +366,30 @@ fn verify_once(store: &Store, file: &Path) -> Result<(Verification, bool)> {
     };
     let lines = read_lines(BufReader::new(&handle), file)?;
     drop(handle);
-    let mut sealed = Vec::new();
-    let mut unreadable = None;
-    for (i, line) in lines.into_iter().enumerate() {
-        match line {
-            Ok(s) => sealed.push(s),
-            Err(why) => {
-                unreadable = Some(Break::Edited { seq: i as u64 + 1, why });
-                break;
-            }
-        }
-    }
-    let chain = match unreadable {
-        Some(broken) => Err(broken),
-        None => verify(sealed.iter().enumerate().map(|(i, s)| (i as u64 + 1, s))),
-    };
+    let (sealed, chain) = file_chain(lines);
     let ours: Vec<Sealed> = rows.into_iter().map(|r| r.sealed).collect();
     let lagging = chain.is_ok() && sealed.len() < ours.len() && ours.starts_with(&sealed);
     let divergence = diverge(("the database", &ours), (&file.display().to_string(), &sealed));
     let check =
         Verification { database, file: Some(chain), divergence, file_path: file.to_owned() };
     Ok((check, lagging))
+}
+
+/// The chain in a file's `lines` ([`read_jsonl`]): the entries up to the first line that does
+/// not read as one, and whether they verify (a line that does not read is an edited entry).
+pub fn file_chain(
+    lines: Vec<Result<Sealed, String>>,
+) -> (Vec<Sealed>, Result<guardian_core::audit::Verified, guardian_core::audit::Break>) {
+    use guardian_core::audit::{Break, verify};
+    let mut sealed = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        match line {
+            Ok(s) => sealed.push(s),
+            Err(why) => return (sealed, Err(Break::Edited { seq: i as u64 + 1, why })),
+        }
+    }
+    let chain = verify(sealed.iter().enumerate().map(|(i, s)| (i as u64 + 1, s)));
+    (sealed, chain)
 }
 
 /// Every line of an `audit.jsonl` (or an export), as stored.
