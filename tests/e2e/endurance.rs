@@ -16,7 +16,7 @@ use crate::{
         DEADLINE, Sent, Setup, approve_onchain, deposit, executions, mesh, one_second_blocks,
         peers_known, sent_to_safe, signer, tails, until, withdraw,
     },
-    support::testbed_with,
+    support::{safe_tx_hash, testbed_with},
 };
 
 /// Ten incidents, each paused and then unpaused with on-chain approvals (owners approve in the
@@ -56,12 +56,7 @@ async fn ten_incidents_with_onchain_approvals_send_one_exec_transaction_per_nonc
         let (ok, stdout, stderr) =
             rs[0].cli(&["unpause", "vault", "--reason", &format!("round {round} over")], &[]);
         assert!(ok, "unpause failed:\n{stdout}\n{stderr}");
-        let unpause = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("safeTxHash "))
-            .expect("safeTxHash line")
-            .trim()
-            .to_owned();
+        let unpause = safe_tx_hash(&stdout);
         until(&format!("round {round}: the unpause relayed to bravo"), DEADLINE, &mut rs, |rs| {
             (rs[1].proposal_status(&unpause).as_deref() == Some("pending")).then_some(())
         })

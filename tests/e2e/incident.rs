@@ -24,7 +24,8 @@ use guardian_core::safe::Approvals;
 use guardian_rehearse::stage::{VAULT_ROLLBACK_TOML, write_vault_deployment};
 
 use crate::support::{
-    Daemon, Receiver, TcpSwitch, drain_toml, eventually, guardian, key_hex, testbed, testbed_with,
+    Daemon, Receiver, TcpSwitch, drain_toml, eventually, guardian, key_hex, safe_tx_hash, testbed,
+    testbed_with,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -400,12 +401,7 @@ async fn an_operators_pause_then_a_drain_still_rolls_back() {
         guardian(&["pause", "vault", "--reason", "looks wrong", "--config", cfg], &[]);
     assert!(ok, "pause failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("incident #1 opened"), "{stdout}");
-    let hash = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("safeTxHash "))
-        .expect("hash line")
-        .trim()
-        .to_owned();
+    let hash = safe_tx_hash(&stdout);
     drain_vault(&bed).await;
     eventually("the finding to join the incident", DEADLINE, || {
         let list = findings(cfg);

@@ -17,7 +17,7 @@ use guardian_core::{incident::ResponsePolicy, proposal::proposal_tx, safe::Appro
 use guardian_multisig::Multisig;
 use guardian_operator::{Desk, api};
 
-use crate::support::{Replica, contracts, guardian, guardian_code, key_hex, testbed};
+use crate::support::{Replica, contracts, guardian, guardian_code, key_hex, safe_tx_hash, testbed};
 
 #[tokio::test]
 async fn safe_deploy_on_bare_anvil_makes_a_working_safe() {
@@ -130,12 +130,7 @@ async fn cli_pause_approve_with_keystore_and_onchain_then_executed() {
     let (ok, stdout, stderr) =
         guardian(&["pause", "vault", "--reason", "drill", "--config", cfg], &[]);
     assert!(ok, "pause failed:\n{stdout}\n{stderr}");
-    let hash = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("safeTxHash "))
-        .expect("hash line")
-        .trim()
-        .to_owned();
+    let hash = safe_tx_hash(&stdout);
 
     // Owner 0 signs from a Foundry-style encrypted keystore.
     let owner = &bed.owners[0];
@@ -577,13 +572,7 @@ async fn an_onchain_approval_that_cannot_be_counted_afterwards_is_still_reported
     let (ok, stdout, stderr) =
         guardian(&["pause", "vault", "--reason", "drill", "--config", &cfg], &[]);
     assert!(ok, "pause failed:\n{stdout}\n{stderr}");
-    let hash: B256 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("safeTxHash "))
-        .expect("hash line")
-        .trim()
-        .parse()
-        .expect("hash");
+    let hash: B256 = safe_tx_hash(&stdout).parse().expect("hash");
 
     let flaky = node_failing_calls_after_a_send(bed.devnet.http_url().to_string()).await;
     write_config_at(&bed, dir.path(), &flaky);
@@ -880,12 +869,7 @@ async fn approve_refuses_before_asking_and_shows_the_proposal_before_the_passwor
     let (ok, stdout, stderr) =
         guardian(&["pause", "vault", "--reason", "drill", "--config", &cfg], &[]);
     assert!(ok, "{stdout}\n{stderr}");
-    let hash = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("safeTxHash "))
-        .expect("hash line")
-        .trim()
-        .to_owned();
+    let hash = safe_tx_hash(&stdout);
     let stranger = bed.devnet.signer(8).expect("key");
     let keystore = |key: &PrivateKeySigner, name: &str, with_address: bool| {
         let mut rng = rand::thread_rng();

@@ -381,6 +381,16 @@ pub(crate) fn cursor(db: &Path) -> Option<u64> {
     Store::open(db).ok()?.cursor().ok()?.map(|c| c.number)
 }
 
+/// The proposal's hash from what `guardian pause` or `unpause` printed (its `safeTxHash` line).
+pub(crate) fn safe_tx_hash(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("safeTxHash "))
+        .unwrap_or_else(|| panic!("no safeTxHash line in:\n{stdout}"))
+        .trim()
+        .to_owned()
+}
+
 /// Run the `guardian` binary with `args` and extra `env`, without the caller's GUARDIAN_CONFIG
 /// or RUST_LOG: (success, stdout, stderr).
 pub(crate) fn guardian(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
