@@ -64,9 +64,14 @@ async fn sigkill_mid_backfill_then_restart_records_every_anomaly_once() {
     toml.max_log_range = 20; // a hundred eth_getLogs steps over the gap
     toml.write(&config);
 
-    // First run: the cursor starts at the head; then guardian is down.
+    // First run: the cursor starts at the head (and the start is logged: the line the last
+    // assertion counts follows the cursor's commit); then guardian is down.
     let mut daemon = Daemon::start(&config, &log);
-    let initial = eventually("the cursor to be initialised", DEADLINE, || cursor(&db)).await;
+    let initial = eventually("the cursor to be initialised", DEADLINE, || {
+        let started = std::fs::read_to_string(&log).ok()?.contains("starting to follow the chain");
+        cursor(&db).filter(|_| started)
+    })
+    .await;
     daemon.kill();
 
     // While it is down: 40 anomalies spread over 2000 blocks (Anvil mines empty blocks at a few
